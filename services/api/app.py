@@ -1,0 +1,28 @@
+"""The FastAPI application: routers, error format, health."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from services.api import errors
+from services.api.routes import admin, auth, me
+
+
+def create_app() -> FastAPI:
+    app = FastAPI(
+        title="twofa",
+        version="0.1.0",
+        description="Mandatory two-factor authentication for team workspaces.",
+    )
+    errors.install(app)
+    for module in (auth, me, admin):
+        app.include_router(module.router)
+
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
+
+
+app = create_app()

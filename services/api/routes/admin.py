@@ -1,0 +1,71 @@
+"""Workspace administration: the 2FA policy, teammates, the audit log."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
+
+from services.accounts import teammates
+from services.api.deps import DB, AdminWorkspace, FullSession
+from services.api.schemas import PolicyIn, TeammateIn
+from services.enrollment import fanout
+from services.events import audit
+from services.policy import service as policy
+
+router = APIRouter(prefix="/v1/workspaces/{slug}", tags=["admin"])
+
+
+@router.get("/two-factor-policy")
+def get_policy(workspace: AdminWorkspace, session: DB) -> dict[str, object]:
+    return policy.as_dict(workspace, policy.rollout(session, workspace))
+
+
+@router.put("/two-factor-policy")
+def put_policy(
+    body: PolicyIn, workspace: AdminWorkspace, caller: FullSession, session: DB
+) -> dict[str, object]:
+    policy.set_policy(session, workspace, body.require_two_factor, caller.teammate.id)
+    session.refresh(workspace)
+    return policy.as_dict(workspace, policy.rollout(session, workspace))
+
+
+@router.get("/teammates")
+def list_teammates(
+    workspace: AdminWorkspace,
+    session: DB,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    cursor: Annotated[int | None, Query(ge=0)] = None,
+) -> dict[str, object]:
+    views, next_id = teammates.page(session, workspace, limit, cursor)
+    return {
+        "items": [v.as_dict() for v in views],
+        "next_cursor": str(next_id) if next_id is not None else None,
+    }
+
+
+@router.post("/teammates", status_code=201)
+def add_teammate(body: TeammateIn, workspace: AdminWorkspace, session: DB) -> dict[str, object]:
+    teammate = teammates.add(session, workspace, body.email, body.name, body.role)
+    views, _ = teammates.page(session, workspace, 1, teammate.id - 1)
+    return views[0].as_dict()
+
+
+@router.post("/teammates/{teammate_id}/enrollment-invitation", status_code=202)
+def resend_invitation(
+    teammate_id: int, workspace: AdminWorkspace, session: DB
+) -> Response:
+    fanout.resend(session, workspace, teammates.get(session, workspace, teammate_id))
+    return Response(status_code=202)
+
+
+@router.get("/events")
+def list_events(
+    workspace: AdminWorkspace,
+    session: DB,
+    type: Annotated[str | None, Query(max_length=64)] = None,
+    after: Annotated[int | None, Query(ge=0)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> dict[str, object]:
+    items, next_seq = audit.page(session, workspace, type, after, limit)
+    return {"items": items, "next_cursor": str(next_seq) if next_seq is not None else None}

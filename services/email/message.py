@@ -1,0 +1,41 @@
+"""Builds the MIME message: multipart/alternative, plain text first, then HTML.
+
+compat32 MIMEMultipart is ~2.5x faster to build than EmailMessage (MEASUREMENTS.md), and the
+fan-out builds thousands.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
+from email.utils import formatdate, parseaddr
+
+from services.config import get_settings
+from services.email.render import Rendered
+
+
+@dataclass(frozen=True)
+class OutgoingEmail:
+    to: str
+    message_id: str
+    mime: MIMEMultipart
+
+
+def message_id(local: str) -> str:
+    """A stable Message-ID: a repeat of the same logical send carries the same one."""
+    domain = parseaddr(get_settings().mail_from)[1].rpartition("@")[2] or "twofa.invalid"
+    return f"<{local}@{domain}>"
+
+
+def build(to: str, rendered: Rendered, msg_id: str) -> OutgoingEmail:
+    mime = MIMEMultipart("alternative")
+    mime["Subject"] = rendered.subject
+    mime["From"] = get_settings().mail_from
+    mime["To"] = to
+    mime["Date"] = formatdate(usegmt=True)
+    mime["Message-ID"] = msg_id
+    mime["Auto-Submitted"] = "auto-generated"
+    mime.attach(MIMEText(rendered.text, "plain", "utf-8"))
+    mime.attach(MIMEText(rendered.html, "html", "utf-8"))
+    return OutgoingEmail(to=to, message_id=msg_id, mime=mime)

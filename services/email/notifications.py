@@ -1,0 +1,81 @@
+"""One-off emails (join link, 2FA on/off, recovery code used, locked out), each sent once.
+
+A `SentEmail` row keyed by what the email is about makes a redelivered task a no-op; a send
+that a crash cut short before the row committed repeats with the same Message-ID.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from services.accounts.teammates import join_token
+from services.config import get_settings
+from services.db import unit_of_work
+from services.email import message as mail
+from services.email.render import render
+from services.email.smtp import SmtpMailer
+from services.events.catalog import EventType
+from services.models import Event, SentEmail, Teammate, Workspace
+
+TEMPLATE_FOR_EVENT = {
+    EventType.ENABLED.value: "two-factor-enabled",
+    EventType.DISABLED.value: "two-factor-disabled",
+    EventType.RECOVERY_CODE_USED.value: "recovery-code-used",
+    EventType.TEAMMATE_LOCKED.value: "teammate-locked",
+}
+
+
+def already_sent(session: Session, key: str) -> bool:
+    return session.scalar(select(SentEmail.id).where(SentEmail.key == key)) is not None
+
+
+def send_once(key: str, build: mail.OutgoingEmail, mailer: SmtpMailer) -> bool:
+    """Send `build` unless `key` was sent before; record it right after SMTP accepts."""
+    with unit_of_work() as session:
+        if already_sent(session, key):
+            return False
+    mailer.send(build)
+    with unit_of_work() as session:
+        if not already_sent(session, key):
+            session.add(SentEmail(key=key, message_id=build.message_id))
+    return True
+
+
+def join_email(session: Session, teammate_id: int) -> tuple[str, mail.OutgoingEmail] | None:
+    teammate = session.get(Teammate, teammate_id)
+    if teammate is None or teammate.status != "invited" or teammate.join_token_hash is None:
+        return None  # joined (or removed) before the email went out
+    workspace = session.get(Workspace, teammate.workspace_id)
+    assert workspace is not None
+    url = f"{get_settings().public_url.rstrip('/')}/join?token={join_token(teammate)}"
+    rendered = render("join", {
+        "name": teammate.name, "workspace_name": workspace.name, "accept_url": url,
+        "require_two_factor": workspace.require_two_factor,
+    })
+    key = f"join:{teammate.id}:{teammate.join_nonce}"
+    return key, mail.build(teammate.email, rendered, mail.message_id(key.replace(":", ".")))
+
+
+def event_email(session: Session, event_seq: int) -> tuple[str, mail.OutgoingEmail] | None:
+    event = session.get(Event, event_seq)
+    if event is None or event.type not in TEMPLATE_FOR_EVENT:
+        return None
+    teammate = session.get(Teammate, event.data["teammate_id"])
+    workspace = session.get(Workspace, event.workspace_id)
+    if teammate is None or workspace is None:
+        return None
+    context: dict[str, Any] = {
+        "name": teammate.name,
+        "workspace_name": workspace.name,
+        "require_two_factor": workspace.require_two_factor,
+        **event.data,
+    }
+    if event.type == EventType.DISABLED.value:
+        actor = session.get(Teammate, event.data.get("actor_id"))
+        context["actor_name"] = actor.name if actor else "an admin"
+    rendered = render(TEMPLATE_FOR_EVENT[event.type], context)
+    key = f"event:{event.id}"
+    return key, mail.build(teammate.email, rendered, mail.message_id(f"event.{event.id}"))

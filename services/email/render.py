@@ -1,0 +1,46 @@
+"""Renders templates/emails/<name>/{subject.txt, body.txt, body.html} with Jinja2.
+
+Every template is autoescaped, the plain-text ones included: values never inject markup into
+the HTML part nor stray control text into the plain one.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+TEMPLATES = Path(
+    os.environ.get("TWOFA_TEMPLATES_DIR", Path(__file__).resolve().parents[2] / "templates")
+) / "emails"
+
+
+@dataclass(frozen=True)
+class Rendered:
+    subject: str
+    text: str
+    html: str
+
+
+@lru_cache(maxsize=1)
+def _env() -> Environment:
+    return Environment(
+        loader=FileSystemLoader(TEMPLATES),
+        autoescape=True,
+        undefined=StrictUndefined,
+        keep_trailing_newline=True,
+    )
+
+
+def render(name: str, context: dict[str, Any]) -> Rendered:
+    env = _env()
+    subject = env.get_template(f"{name}/subject.txt").render(context)
+    return Rendered(
+        subject=" ".join(subject.split()),  # a header is one line
+        text=env.get_template(f"{name}/body.txt").render(context),
+        html=env.get_template(f"{name}/body.html").render(context),
+    )

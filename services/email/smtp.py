@@ -1,0 +1,105 @@
+"""SMTP delivery over one reused connection, with failures sorted into transient/permanent."""
+
+from __future__ import annotations
+
+import smtplib
+import ssl
+from email.utils import parseaddr
+from types import TracebackType
+from urllib.parse import unquote, urlsplit
+
+from services.config import get_settings
+from services.email.message import OutgoingEmail
+
+
+class SendError(Exception):
+    pass
+
+
+class TransientSendError(SendError):
+    """Worth retrying later: connection trouble, 4xx replies."""
+
+
+class PermanentSendError(SendError):
+    """The server refused this message for good (5xx): retrying cannot help."""
+
+
+class SmtpMailer:
+    """`with SmtpMailer() as m: m.send(email)`: connects lazily, reconnects once if dropped."""
+
+    def __init__(self, url: str | None = None, timeout: float = 30.0) -> None:
+        self.url = urlsplit(url or get_settings().resolved_smtp_url)
+        self.timeout = timeout
+        self._conn: smtplib.SMTP | None = None
+        self.envelope_from = parseaddr(get_settings().mail_from)[1] or "no-reply@twofa.invalid"
+
+    def __enter__(self) -> SmtpMailer:
+        return self
+
+    def __exit__(self, *exc: object | TracebackType) -> None:
+        self.close()
+
+    def _connect(self) -> smtplib.SMTP:
+        scheme, host, port = self.url.scheme, self.url.hostname or "127.0.0.1", self.url.port
+        try:
+            if scheme == "smtps":
+                conn: smtplib.SMTP = smtplib.SMTP_SSL(
+                    host, port or 465, timeout=self.timeout, context=ssl.create_default_context()
+                )
+            else:
+                conn = smtplib.SMTP(host, port or 25, timeout=self.timeout)
+                if scheme == "smtp+starttls":
+                    conn.starttls(context=ssl.create_default_context())
+            if self.url.username:
+                conn.login(unquote(self.url.username), unquote(self.url.password or ""))
+        except (OSError, smtplib.SMTPException) as exc:
+            raise TransientSendError(f"cannot reach the SMTP server: {exc}") from exc
+        return conn
+
+    def send(self, email: OutgoingEmail) -> None:
+        for attempt in (1, 2):
+            if self._conn is None:
+                self._conn = self._connect()
+            try:
+                self._conn.sendmail(self.envelope_from, [email.to], _wire(email))
+                return
+            except smtplib.SMTPServerDisconnected as exc:
+                self._conn = None  # a reused connection the server dropped: reconnect once
+                if attempt == 2:
+                    raise TransientSendError(str(exc)) from exc
+            except smtplib.SMTPRecipientsRefused as exc:
+                code, reply = next(iter(exc.recipients.values()))
+                raise _classify(code, reply) from exc
+            except smtplib.SMTPResponseException as exc:
+                self._reset()
+                raise _classify(exc.smtp_code, exc.smtp_error) from exc
+            except (OSError, smtplib.SMTPException) as exc:
+                self.close()
+                raise TransientSendError(str(exc)) from exc
+
+    def _reset(self) -> None:
+        try:
+            if self._conn is not None:
+                self._conn.rset()
+        except (OSError, smtplib.SMTPException):
+            self.close()
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.quit()
+            except (OSError, smtplib.SMTPException):
+                self._conn.close()
+            self._conn = None
+
+
+def _wire(email: OutgoingEmail) -> bytes:
+    # sendmail does not turn bare LF into CRLF (MEASUREMENTS.md): serialise with CRLF.
+    return email.mime.as_bytes(policy=email.mime.policy.clone(linesep="\r\n"))
+
+
+def _classify(code: int, reply: bytes | str) -> SendError:
+    text = reply.decode(errors="replace") if isinstance(reply, bytes) else reply
+    if 500 <= code < 600:
+        return PermanentSendError(f"{code} {text}")
+    return TransientSendError(f"{code} {text}")

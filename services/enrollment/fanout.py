@@ -1,0 +1,114 @@
+"""Planning the enrollment fan-out: one invitation row per teammate without 2FA per version.
+
+Rows are the idempotency record; batches of their ids become outbox messages for the workers.
+Planning is safe to repeat at any time (the periodic sweep does): it adds only missing rows
+and re-enqueues only pending rows that no live batch holds.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, exists, insert, literal, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from services import outbox
+from services.config import get_settings
+from services.errors import Conflict
+from services.models import EnrollmentInvitation, Teammate, Workspace, utcnow
+
+SEND_BATCH = "enrollment.send_batch"
+
+
+def is_current(workspace: Workspace | None, version: int) -> bool:
+    return bool(workspace and workspace.require_two_factor and workspace.policy_version == version)
+
+
+def plan(session: Session, workspace_id: int, version: int) -> int:
+    """Create missing invitations for `version` and enqueue due batches; stale versions no-op."""
+    workspace = session.get(Workspace, workspace_id)
+    if workspace is None or not is_current(workspace, version):
+        return 0
+    _insert_missing(session, workspace, version)
+    return enqueue_due(session, workspace, version)
+
+
+def _insert_missing(session: Session, workspace: Workspace, version: int) -> None:
+    already = exists().where(
+        EnrollmentInvitation.teammate_id == Teammate.id,
+        EnrollmentInvitation.policy_version == version,
+    )
+    source = select(
+        literal(workspace.id), Teammate.id, literal(version), literal("pending"),
+        literal(0), literal(0), literal(utcnow()),
+    ).where(
+        Teammate.workspace_id == workspace.id,
+        Teammate.totp_enabled_at.is_(None),
+        ~already,
+    )
+    columns = ["workspace_id", "teammate_id", "policy_version", "status", "resends",
+               "attempts", "created_at"]
+    dialect = session.get_bind().dialect.name
+    stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(EnrollmentInvitation)
+    session.execute(stmt.from_select(columns, source).on_conflict_do_nothing())
+
+
+def enqueue_due(session: Session, workspace: Workspace, version: int, now: datetime | None = None) -> int:
+    """Enqueue batches for pending rows with no live lease and no recent batch."""
+    settings = get_settings()
+    now = now or utcnow()
+    stale = now - timedelta(seconds=settings.send_lease_seconds)
+    inv = EnrollmentInvitation
+    ids = session.scalars(
+        select(inv.id)
+        .where(
+            inv.workspace_id == workspace.id,
+            inv.policy_version == version,
+            inv.status == "pending",
+            or_(inv.lease_until.is_(None), inv.lease_until < now),
+            or_(inv.enqueued_at.is_(None), inv.enqueued_at < stale),
+            or_(inv.next_attempt_at.is_(None), inv.next_attempt_at <= now),
+        )
+        .order_by(inv.id)
+    ).all()
+    size = settings.fanout_batch_size
+    for start in range(0, len(ids), size):
+        chunk = list(ids[start : start + size])
+        session.execute(update(inv).where(inv.id.in_(chunk)).values(enqueued_at=now))
+        outbox.enqueue(session, SEND_BATCH, invitation_ids=chunk)
+    return (len(ids) + size - 1) // size
+
+
+def sweep(session: Session) -> int:
+    """Periodic safety net: finish every current rollout whatever crashed or was lost."""
+    batches = 0
+    for workspace in session.scalars(select(Workspace).where(Workspace.require_two_factor)):
+        batches += plan(session, workspace.id, workspace.policy_version)
+    return batches
+
+
+def resend(session: Session, workspace: Workspace, teammate: Teammate) -> None:
+    """An admin's resend: a new message (new Message-ID) for the current version."""
+    if teammate.two_factor_enabled:
+        raise Conflict("This teammate has two-factor authentication already.", "already_enrolled")
+    if not workspace.require_two_factor:
+        raise Conflict("The workspace does not require two-factor authentication.",
+                       "two_factor_not_required")
+    row = session.scalar(
+        select(EnrollmentInvitation).where(
+            and_(EnrollmentInvitation.teammate_id == teammate.id,
+                 EnrollmentInvitation.policy_version == workspace.policy_version)
+        ).with_for_update()
+    )
+    if row is None:
+        row = EnrollmentInvitation(workspace_id=workspace.id, teammate_id=teammate.id,
+                                   policy_version=workspace.policy_version, resends=0, attempts=0)
+        session.add(row)
+    else:
+        row.resends += 1
+    row.status, row.attempts, row.last_error = "pending", 0, None
+    row.lease_owner = row.lease_until = row.next_attempt_at = None
+    row.enqueued_at = utcnow()
+    session.flush()
+    outbox.enqueue(session, SEND_BATCH, invitation_ids=[row.id])

@@ -1,0 +1,166 @@
+"""Sending a batch of enrollment invitations: claim, send over one connection, record each.
+
+Each send is recorded in its own short transaction right after SMTP accepts it, so a worker
+killed mid-batch repeats at most the one send the kill cut short, and that repeat carries
+the same Message-ID (teammate, policy version, resend count).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
+
+from services.config import get_settings
+from services.db import unit_of_work
+from services.email import message as mail
+from services.email.render import render
+from services.email.smtp import PermanentSendError, SmtpMailer, TransientSendError
+from services.enrollment.fanout import is_current
+from services.events import recorder
+from services.events.catalog import EventType
+from services.models import EnrollmentInvitation, Teammate, Workspace, utcnow
+
+Inv = EnrollmentInvitation
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    invitation_id: int
+    teammate_id: int
+    workspace_id: int
+    email: str
+    name: str
+    workspace_name: str
+    version: int
+    resends: int
+
+
+@dataclass
+class BatchResult:
+    sent: int = 0
+    failed: int = 0
+    retry_in: float | None = None  # seconds until the rest should be tried again
+
+
+def send_batch(
+    invitation_ids: Sequence[int],
+    claim: str,
+    mailer_factory: Callable[[], SmtpMailer] = SmtpMailer,
+) -> BatchResult:
+    with unit_of_work() as session:
+        batch = _claim(session, invitation_ids, claim)
+    result = BatchResult()
+    if not batch:
+        return result
+    remaining = list(batch)
+    try:
+        with mailer_factory() as mailer:
+            while remaining:
+                item = remaining[0]
+                email = invitation_email(item)
+                try:
+                    mailer.send(email)
+                except PermanentSendError as exc:
+                    with unit_of_work() as session:
+                        _finish(session, item, claim, "failed", error=str(exc))
+                    result.failed += 1
+                else:
+                    with unit_of_work() as session:
+                        _finish(session, item, claim, "sent", message_id=email.message_id)
+                    result.sent += 1
+                remaining.pop(0)
+    except TransientSendError as exc:
+        with unit_of_work() as session:
+            result.retry_in, gave_up = _defer(session, remaining, claim, str(exc))
+        result.failed += gave_up
+    return result
+
+
+def invitation_email(item: Outgoing) -> mail.OutgoingEmail:
+    settings = get_settings()
+    rendered = render(
+        "enrollment-invitation",
+        {
+            "name": item.name,
+            "workspace_name": item.workspace_name,
+            "enroll_url": f"{settings.public_url.rstrip('/')}/enroll",
+        },
+    )
+    msg_id = mail.message_id(f"enroll.{item.teammate_id}.v{item.version}.r{item.resends}")
+    return mail.build(item.email, rendered, msg_id)
+
+
+def _claim(session: Session, ids: Sequence[int], claim: str) -> list[Outgoing]:
+    """Lease the batch's pending rows to `claim`; a redelivered task (same id) re-takes its own."""
+    now = utcnow()
+    lease = now + timedelta(seconds=get_settings().send_lease_seconds)
+    claimed = session.scalars(
+        update(Inv)
+        .where(
+            Inv.id.in_(list(ids)),
+            Inv.status == "pending",
+            or_(Inv.lease_until.is_(None), Inv.lease_until < now, Inv.lease_owner == claim),
+        )
+        .values(lease_owner=claim, lease_until=lease)
+        .returning(Inv.id)
+    ).all()
+    if not claimed:
+        return []
+    rows = session.execute(
+        select(Inv, Teammate, Workspace)
+        .join(Teammate, Teammate.id == Inv.teammate_id)
+        .join(Workspace, Workspace.id == Inv.workspace_id)
+        .where(Inv.id.in_(claimed))
+        .order_by(Inv.id)
+    ).all()
+    batch: list[Outgoing] = []
+    for inv, teammate, workspace in rows:
+        if teammate.two_factor_enabled or not is_current(workspace, inv.policy_version):
+            inv.status, inv.lease_owner, inv.lease_until = "skipped", None, None
+            continue
+        batch.append(
+            Outgoing(inv.id, teammate.id, workspace.id, teammate.email, teammate.name,
+                     workspace.name, inv.policy_version, inv.resends)
+        )
+    return batch
+
+
+def _finish(
+    session: Session, item: Outgoing, claim: str, status: str,
+    message_id: str | None = None, error: str | None = None,
+) -> None:
+    changed = session.execute(
+        update(Inv)
+        .where(Inv.id == item.invitation_id, Inv.status == "pending", Inv.lease_owner == claim)
+        .values(status=status, message_id=message_id, last_error=error,
+                sent_at=utcnow() if status == "sent" else None,
+                lease_owner=None, lease_until=None)
+    ).rowcount
+    if changed and status == "sent":
+        recorder.record(
+            session, item.workspace_id, EventType.ENROLLMENT_INVITED,
+            {"teammate_id": item.teammate_id, "email": item.email,
+             "policy_version": item.version},
+            teammate_id=item.teammate_id,
+        )
+
+
+def _defer(session: Session, items: list[Outgoing], claim: str, error: str) -> tuple[float | None, int]:
+    """Record a transient failure; past the retry schedule the invitations end as failed."""
+    schedule = get_settings().retry_schedule("email")
+    ids = [i.invitation_id for i in items]
+    attempts = session.scalars(select(Inv.attempts).where(Inv.id.in_(ids))).all()
+    attempt = max(attempts, default=0) + 1
+    base = update(Inv).where(Inv.id.in_(ids), Inv.status == "pending", Inv.lease_owner == claim)
+    if attempt > len(schedule):
+        session.execute(base.values(status="failed", attempts=attempt, last_error=error,
+                                    lease_owner=None, lease_until=None))
+        return None, len(ids)
+    delay = schedule[attempt - 1]
+    session.execute(base.values(attempts=attempt, last_error=error, lease_until=None,
+                                next_attempt_at=utcnow() + timedelta(seconds=delay)))
+    return delay, 0

@@ -1,0 +1,37 @@
+"""The event catalog: the CloudEvents `type` strings of the public contract."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from services.models import Event
+
+
+class EventType(StrEnum):
+    POLICY_CHANGED = "twofa.policy.changed"
+    ENROLLMENT_INVITED = "twofa.enrollment.invited"
+    ENABLED = "twofa.enabled"
+    DISABLED = "twofa.disabled"
+    VERIFICATION_FAILED = "twofa.verification.failed"
+    TEAMMATE_LOCKED = "twofa.teammate.locked"
+    RECOVERY_CODE_USED = "twofa.recovery_code.used"
+
+
+ALL_TYPES: frozenset[str] = frozenset(t.value for t in EventType)
+
+
+def to_cloudevent(event: Event, workspace_slug: str) -> dict[str, Any]:
+    """The CloudEvents 1.0 JSON form, as stored, listed and delivered to webhooks."""
+    body: dict[str, Any] = {
+        "specversion": "1.0",
+        "id": event.id,
+        "source": f"/workspaces/{workspace_slug}",
+        "type": event.type,
+        "time": event.time.isoformat().replace("+00:00", "Z"),
+        "datacontenttype": "application/json",
+        "data": event.data,
+    }
+    if event.subject:
+        body["subject"] = event.subject
+    return body

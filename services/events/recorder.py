@@ -1,0 +1,32 @@
+"""Recording an event: the audit-log row and its outbox message, in the caller's transaction."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from services import outbox
+from services.events.catalog import EventType
+from services.models import Event
+
+
+def record(
+    session: Session,
+    workspace_id: int,
+    type_: EventType,
+    data: dict[str, Any],
+    teammate_id: int | None = None,
+) -> Event:
+    event = Event(
+        id=str(uuid.uuid4()),
+        workspace_id=workspace_id,
+        type=type_.value,
+        subject=f"teammates/{teammate_id}" if teammate_id is not None else None,
+        data=data,
+    )
+    session.add(event)
+    session.flush()  # assigns seq
+    outbox.enqueue(session, "events.dispatch", event_seqs=[event.seq])
+    return event

@@ -1,0 +1,73 @@
+"""The workspace 2FA policy: flipping it commits the new version and its event together."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import case, func, select
+from sqlalchemy.orm import Session
+
+from services.events import recorder
+from services.events.catalog import EventType
+from services.models import EnrollmentInvitation, Teammate, Workspace
+
+
+@dataclass(frozen=True)
+class Rollout:
+    teammates: int
+    enrolled: int
+    invited: int
+    pending: int
+    failed: int
+
+
+def set_policy(session: Session, workspace: Workspace, require: bool, actor_id: int) -> None:
+    """Commits nothing and sends nothing itself: the event drives the fan-out after commit.
+
+    Setting the policy it already has is a no-op, so a retried PUT makes no new version.
+    """
+    locked = session.get(Workspace, workspace.id, with_for_update=True, populate_existing=True)
+    assert locked is not None
+    if locked.require_two_factor == require:
+        return
+    locked.require_two_factor = require
+    locked.policy_version += 1
+    recorder.record(
+        session,
+        locked.id,
+        EventType.POLICY_CHANGED,
+        {"require_two_factor": require, "version": locked.policy_version, "changed_by": actor_id},
+    )
+
+
+def rollout(session: Session, workspace: Workspace) -> Rollout:
+    """Every teammate counted once: enrolled + invited + pending + failed = teammates."""
+    enabled = Teammate.totp_enabled_at.is_not(None)
+    status = EnrollmentInvitation.status
+    row = session.execute(
+        select(
+            func.count(Teammate.id),
+            func.sum(case((enabled, 1), else_=0)),
+            func.sum(case((~enabled & (status == "sent"), 1), else_=0)),
+            func.sum(case((~enabled & (status == "failed"), 1), else_=0)),
+        )
+        .select_from(Teammate)
+        .outerjoin(
+            EnrollmentInvitation,
+            (EnrollmentInvitation.teammate_id == Teammate.id)
+            & (EnrollmentInvitation.policy_version == workspace.policy_version),
+        )
+        .where(Teammate.workspace_id == workspace.id)
+    ).one()
+    total, enrolled, invited, failed = (int(v or 0) for v in row)
+    if not workspace.require_two_factor:  # nobody waits for an invitation
+        return Rollout(total, enrolled, 0, 0, 0)
+    return Rollout(total, enrolled, invited, total - enrolled - invited - failed, failed)
+
+
+def as_dict(workspace: Workspace, counts: Rollout) -> dict[str, object]:
+    return {
+        "require_two_factor": workspace.require_two_factor,
+        "version": workspace.policy_version,
+        "rollout": counts.__dict__,
+    }

@@ -1,0 +1,275 @@
+"""The `twofa` command: run the parts, bootstrap workspaces, watch rollouts."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.panel import Panel
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from services import migrate
+from services.accounts import teammates as teammate_service
+from services.accounts import workspaces
+from services.config import ConfigurationError, get_settings
+from services.db import unit_of_work
+from services.errors import TwofaError
+from services.policy import service as policy
+
+cli = typer.Typer(help="twofa: mandatory two-factor authentication for team workspaces.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+db_cli = typer.Typer(help="Database schema.", no_args_is_help=True)
+workspace_cli = typer.Typer(help="Workspaces.", no_args_is_help=True)
+cli.add_typer(db_cli, name="db")
+cli.add_typer(workspace_cli, name="workspace")
+console = Console()
+err = Console(stderr=True)
+
+DEMO_PASSWORD = "correct-horse-battery"
+
+
+def _settings_checked() -> None:
+    try:
+        get_settings().check_production()
+    except ConfigurationError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from exc
+
+
+def _logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@db_cli.command("upgrade")
+def db_upgrade() -> None:
+    """Apply the database migrations (Alembic)."""
+    _settings_checked()
+    migrate.upgrade()
+    console.print(f"database at head: {_redacted(get_settings().resolved_database_url)}")
+
+
+@workspace_cli.command("create")
+def workspace_create(
+    slug: str,
+    name: Annotated[str, typer.Option(help="Display name")],
+    admin_email: Annotated[str, typer.Option()],
+    admin_password: Annotated[str, typer.Option()],
+) -> None:
+    """Create a workspace and its first admin."""
+    _settings_checked()
+    try:
+        with unit_of_work() as session:
+            ws, admin = workspaces.create(session, slug, name, admin_email, admin_password)
+    except TwofaError as exc:
+        err.print(f"[red]error:[/] {exc.message}")
+        raise typer.Exit(1) from exc
+    console.print(f"created workspace [bold]{ws.slug}[/] with admin {admin.email}")
+
+
+@cli.command()
+def seed(
+    slug: str,
+    teammates: Annotated[int, typer.Option(min=1, max=1_000_000)],
+    password: Annotated[str, typer.Option()],
+) -> None:
+    """Add N active members (member-00001@SLUG.test …). Refused in production."""
+    if get_settings().env == "production":
+        err.print("[red]error:[/] seed refuses to run with TWOFA_ENV=production")
+        raise typer.Exit(2)
+    with Progress(TextColumn("seeding"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console) as bar:
+        task = bar.add_task("seed", total=teammates)
+        try:
+            with unit_of_work() as session:
+                ws = workspaces.get_by_slug(session, slug)
+                workspaces.seed(session, ws, teammates, password,
+                                progress=lambda n: bar.advance(task, n))
+        except TwofaError as exc:
+            err.print(f"[red]error:[/] {exc.message}")
+            raise typer.Exit(1) from exc
+    console.print(f"added {teammates} members to [bold]{slug}[/]")
+
+
+@cli.command()
+def rollout(
+    slug: str,
+    watch: Annotated[bool, typer.Option("--watch", help="Follow until nothing is pending")] = False,
+) -> None:
+    """Show a workspace's 2FA rollout; --watch follows it with a live progress bar."""
+    counts, ws = _rollout(slug)
+    if not watch or not ws.require_two_factor:
+        console.print(_rollout_line(ws.require_two_factor, ws.policy_version, counts))
+        return
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[detail]}"), TimeElapsedColumn())
+    with Progress(*columns, console=console) as bar:
+        task = bar.add_task(f"rollout v{ws.policy_version}", total=counts.teammates, detail="")
+        while True:
+            done = counts.teammates - counts.pending
+            bar.update(task, completed=done, detail=(
+                f"enrolled {counts.enrolled} · invited {counts.invited} · "
+                f"failed {counts.failed} · pending {counts.pending}"))
+            if counts.pending == 0:
+                break
+            time.sleep(0.5)
+            counts, ws = _rollout(slug)
+    console.print(_rollout_line(ws.require_two_factor, ws.policy_version, counts))
+
+
+def _rollout(slug: str) -> tuple[policy.Rollout, workspaces.Workspace]:
+    try:
+        with unit_of_work() as session:
+            ws = workspaces.get_by_slug(session, slug)
+            return policy.rollout(session, ws), ws
+    except TwofaError as exc:
+        err.print(f"[red]error:[/] {exc.message}")
+        raise typer.Exit(1) from exc
+
+
+def _rollout_line(required: bool, version: int, c: policy.Rollout) -> str:
+    state = "[green]required[/]" if required else "not required"
+    return (f"2FA {state} (policy v{version}): {c.teammates} teammates, {c.enrolled} enrolled, "
+            f"{c.invited} invited, {c.pending} pending, {c.failed} failed")
+
+
+@cli.command("teammates")
+def list_teammates(
+    slug: str, limit: Annotated[int, typer.Option(help="At most this many rows")] = 200
+) -> None:
+    """Print the teammates with their 2FA and enrollment state."""
+    try:
+        with unit_of_work() as session:
+            ws = workspaces.get_by_slug(session, slug)
+            views, _ = teammate_service.page(session, ws, limit, None)
+    except TwofaError as exc:
+        err.print(f"[red]error:[/] {exc.message}")
+        raise typer.Exit(1) from exc
+    table = Table(title=f"{ws.name} ({ws.slug})")
+    for column in ("id", "email", "name", "role", "2FA", "enrollment"):
+        table.add_column(column)
+    colour = {"enrolled": "green", "invited": "cyan", "pending": "yellow", "failed": "red"}
+    for v in views:
+        t = v.teammate
+        table.add_row(str(t.id), t.email, t.name, t.role, "🔒" if t.two_factor_enabled else "·",
+                      f"[{colour.get(v.enrollment, 'white')}]{v.enrollment}[/]")
+    console.print(table)
+
+
+@cli.command()
+def api(
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8000,
+) -> None:
+    """Run the HTTP API (uvicorn, uvloop + httptools)."""
+    import uvicorn
+
+    _settings_checked()
+    uvicorn.run("services.api.app:app", host=host, port=port, loop="uvloop", http="httptools",
+                log_level="info", access_log=False)
+
+
+@cli.command()
+def worker(
+    concurrency: Annotated[int | None, typer.Option("--concurrency", "-c")] = None,
+) -> None:
+    """Run a Celery worker."""
+    _settings_checked()
+    from workers.celery_app import app
+
+    settings = get_settings()
+    app.worker_main(["worker", "--loglevel=INFO", "-Q", settings.queue, "-c",
+                     str(concurrency or settings.worker_concurrency), "--without-gossip",
+                     "--without-mingle", "-n", f"twofa-{os.getpid()}@%h"])
+
+
+@cli.command()
+def relay() -> None:
+    """Run the outbox relay (and the periodic rollout sweep)."""
+    _settings_checked()
+    _logging()
+    import signal
+    import threading
+
+    from workers import relay as relay_loop
+    from workers.celery_app import app
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    relay_loop.run(app, stop)
+
+
+@cli.command()
+def up(
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8000,
+    demo: Annotated[bool, typer.Option("--demo", help="Create a demo workspace")] = False,
+) -> None:
+    """Run everything on one machine: API, worker, relay, sweep, and a mail catcher."""
+    from workers import mailcatcher
+    from workers.processes import Supervisor
+
+    _settings_checked()
+    settings = get_settings()
+    home = settings.home_dir
+    home.mkdir(parents=True, exist_ok=True)
+    settings.keys()  # generate the embedded key once, before the children race for it
+    migrate.upgrade()
+    if demo:
+        _demo_workspace()
+    env = dict(os.environ, TWOFA_HOME=str(home))
+    catcher = None
+    if not settings.smtp_url:
+        catcher = mailcatcher.start(settings.mail_dir, settings.mailcatcher_port)
+        env["TWOFA_SMTP_URL"] = settings.resolved_smtp_url
+    supervisor = Supervisor(env)
+    supervisor.spawn("worker", ["worker"])
+    supervisor.spawn("relay", ["relay"])
+    supervisor.spawn("api", ["api", "--host", host, "--port", str(port)])
+    console.print(Panel.fit(
+        f"API          http://{host}:{port}  (OpenAPI: /docs, health: /healthz)\n"
+        f"database     {_redacted(settings.resolved_database_url)}\n"
+        f"broker       {settings.resolved_broker_url}"
+        f"{' (' + str(settings.broker_folder) + ')' if settings.is_embedded_broker else ''}\n"
+        f"mail         {settings.mail_dir if catcher else settings.smtp_url}"
+        f"{'  (caught, one .eml per message)' if catcher else ''}\n"
+        + (f"demo         workspace 'demo', admin@demo.test / {DEMO_PASSWORD}\n" if demo else "")
+        + "Ctrl-C stops everything.",
+        title="twofa up"))
+    died = supervisor.wait()
+    console.print("stopping…" if died is None else f"[red]{died} exited; stopping the rest[/]")
+    supervisor.stop()
+    if catcher:
+        catcher.stop()
+    if died is not None:
+        raise typer.Exit(1)
+
+
+def _demo_workspace() -> None:
+    with unit_of_work() as session:
+        try:
+            workspaces.get_by_slug(session, "demo")
+            return
+        except TwofaError:
+            pass
+        ws, _ = workspaces.create(session, "demo", "Demo Team", "admin@demo.test", DEMO_PASSWORD)
+        workspaces.seed(session, ws, 25, DEMO_PASSWORD)
+
+
+def _redacted(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def main() -> None:
+    cli()
+
+
+if __name__ == "__main__":
+    main()

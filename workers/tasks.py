@@ -1,0 +1,61 @@
+"""Thin Celery tasks: take ids, call into services, decide only about retrying."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import Task
+
+from services.db import unit_of_work
+from services.email import notifications
+from services.email.smtp import SmtpMailer, TransientSendError
+from services.enrollment import fanout, sending
+from services.events import dispatch as event_dispatch
+from workers.celery_app import app
+
+log = logging.getLogger(__name__)
+
+
+@app.task(name="events.dispatch")
+def dispatch_events(event_seqs: list[int]) -> None:
+    with unit_of_work() as session:
+        event_dispatch.dispatch(session, event_seqs)
+
+
+@app.task(name="enrollment.send_batch", bind=True, max_retries=None)
+def send_invitation_batch(self: Task, invitation_ids: list[int]) -> None:
+    # The task id is the claim: a redelivery of this very message may re-take its rows.
+    result = sending.send_batch(invitation_ids, claim=self.request.id)
+    log.info("invitations batch: %d sent, %d failed", result.sent, result.failed)
+    if result.retry_in is not None:
+        raise self.retry(countdown=result.retry_in)
+
+
+@app.task(name="enrollment.sweep")
+def sweep_rollouts() -> None:
+    with unit_of_work() as session:
+        fanout.sweep(session)
+
+
+@app.task(name="email.send_join", bind=True, max_retries=8)
+def send_join_email(self: Task, teammate_id: int) -> None:
+    with unit_of_work() as session:
+        built = notifications.join_email(session, teammate_id)
+    _send_once(self, built)
+
+
+@app.task(name="email.send_notification", bind=True, max_retries=8)
+def send_notification_email(self: Task, event_seq: int) -> None:
+    with unit_of_work() as session:
+        built = notifications.event_email(session, event_seq)
+    _send_once(self, built)
+
+
+def _send_once(task: Task, built: tuple[str, notifications.mail.OutgoingEmail] | None) -> None:
+    if built is None:
+        return
+    try:
+        with SmtpMailer() as mailer:
+            notifications.send_once(built[0], built[1], mailer)
+    except TransientSendError as exc:
+        raise task.retry(countdown=min(300, 5 * 2**task.request.retries), exc=exc) from exc
