@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from contextlib import suppress
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -104,7 +105,7 @@ class Settings(BaseSettings):
             try:
                 Fernet(key)
             except ValueError as exc:
-                raise ConfigurationError(f"TWOFA_ENCRYPTION_KEYS holds an invalid key: {exc}")
+                raise ConfigurationError(f"TWOFA_ENCRYPTION_KEYS holds an invalid key: {exc}") from exc
         if self.public_url.startswith("http://127.0.0.1"):
             raise ConfigurationError("TWOFA_PUBLIC_URL is still the development default")
 
@@ -115,10 +116,8 @@ def _generated_key(path: Path) -> bytes:
         tmp = path.with_suffix(f".{secrets.token_hex(4)}.tmp")
         tmp.write_bytes(Fernet.generate_key())
         tmp.chmod(0o600)
-        try:
-            path.hardlink_to(tmp)  # atomic: two processes starting at once agree on one key
-        except FileExistsError:
-            pass
+        with suppress(FileExistsError):  # atomic: processes starting at once agree on one key
+            path.hardlink_to(tmp)
         tmp.unlink()
     return path.read_bytes().strip()
 

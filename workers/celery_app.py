@@ -31,7 +31,8 @@ def broker_options(settings: Settings) -> dict[str, Any]:
 
 def make_app(settings: Settings | None = None) -> Celery:
     settings = settings or get_settings()
-    app = Celery("twofa", broker=settings.resolved_broker_url, include=["workers.tasks"])
+    app = Celery("twofa", broker=settings.resolved_broker_url,
+                 include=["workers.tasks", "workers.webhook_tasks"])
     app.conf.update(
         broker_transport_options=broker_options(settings),
         broker_connection_retry_on_startup=True,

@@ -30,7 +30,7 @@ cli.add_typer(workspace_cli, name="workspace")
 console = Console()
 err = Console(stderr=True)
 
-DEMO_PASSWORD = "correct-horse-battery"
+DEMO_PASSWORD = "correct-horse-battery"  # noqa: S105 - the documented demo login
 
 
 def _settings_checked() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from services.api import errors
-from services.api.routes import admin, auth, me
+from services.api.routes import admin, auth, checks, me, two_factor, webhooks
 
 
 def create_app() -> FastAPI:
@@ -15,7 +15,7 @@ def create_app() -> FastAPI:
         description="Mandatory two-factor authentication for team workspaces.",
     )
     errors.install(app)
-    for module in (auth, me, admin):
+    for module in (auth, me, two_factor, admin, webhooks, checks):
         app.include_router(module.router)
 
     @app.get("/healthz", tags=["health"])

@@ -1,7 +1,7 @@
 """Renders templates/emails/<name>/{subject.txt, body.txt, body.html} with Jinja2.
 
-Every template is autoescaped, the plain-text ones included: values never inject markup into
-the HTML part nor stray control text into the plain one.
+HTML templates are autoescaped, so no value injects markup; plain text is text, and the
+subject is folded onto one line so no value injects a header.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 TEMPLATES = Path(
     os.environ.get("TWOFA_TEMPLATES_DIR", Path(__file__).resolve().parents[2] / "templates")
@@ -30,7 +30,7 @@ class Rendered:
 def _env() -> Environment:
     return Environment(
         loader=FileSystemLoader(TEMPLATES),
-        autoescape=True,
+        autoescape=select_autoescape(enabled_extensions=("html",), default=False),
         undefined=StrictUndefined,
         keep_trailing_newline=True,
     )

@@ -133,7 +133,7 @@ def _finish(
     session: Session, item: Outgoing, claim: str, status: str,
     message_id: str | None = None, error: str | None = None,
 ) -> None:
-    changed = session.execute(
+    changed = session.execute(  # type: ignore[attr-defined]  # CursorResult
         update(Inv)
         .where(Inv.id == item.invitation_id, Inv.status == "pending", Inv.lease_owner == claim)
         .values(status=status, message_id=message_id, last_error=error,

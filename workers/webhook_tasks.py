@@ -1,0 +1,1 @@
+"""Webhook delivery tasks (to be filled in)."""
