@@ -20,6 +20,10 @@ class TransientSendError(SendError):
     """Worth retrying later: connection trouble, 4xx replies."""
 
 
+class RecipientDeferred(TransientSendError):
+    """This recipient was refused for now (4xx on RCPT); other messages may still go out."""
+
+
 class PermanentSendError(SendError):
     """The server refused this message for good (5xx): retrying cannot help."""
 
@@ -69,7 +73,10 @@ class SmtpMailer:
                     raise TransientSendError(str(exc)) from exc
             except smtplib.SMTPRecipientsRefused as exc:
                 code, reply = next(iter(exc.recipients.values()))
-                raise _classify(code, reply) from exc
+                error = _classify(code, reply)
+                if isinstance(error, TransientSendError):
+                    raise RecipientDeferred(str(error)) from exc
+                raise error from exc
             except smtplib.SMTPResponseException as exc:
                 self._reset()
                 raise _classify(exc.smtp_code, exc.smtp_error) from exc

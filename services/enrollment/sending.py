@@ -7,6 +7,7 @@ the same Message-ID (teammate, policy version, resend count).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -18,7 +19,12 @@ from services.config import get_settings
 from services.db import unit_of_work
 from services.email import message as mail
 from services.email.render import render
-from services.email.smtp import PermanentSendError, SmtpMailer, TransientSendError
+from services.email.smtp import (
+    PermanentSendError,
+    RecipientDeferred,
+    SmtpMailer,
+    TransientSendError,
+)
 from services.enrollment.fanout import is_current
 from services.events import recorder
 from services.events.catalog import EventType
@@ -43,7 +49,12 @@ class Outgoing:
 class BatchResult:
     sent: int = 0
     failed: int = 0
-    retry_in: float | None = None  # seconds until the rest should be tried again
+    retry_in: float | None = None  # seconds until the deferred rest should be tried again
+
+    def defer(self, delay: float | None, gave_up: int) -> None:
+        self.failed += gave_up
+        if delay is not None:
+            self.retry_in = delay if self.retry_in is None else min(self.retry_in, delay)
 
 
 def send_batch(
@@ -52,32 +63,58 @@ def send_batch(
     mailer_factory: Callable[[], SmtpMailer] = SmtpMailer,
 ) -> BatchResult:
     with unit_of_work() as session:
-        batch = _claim(session, invitation_ids, claim)
+        remaining = _claim(session, invitation_ids, claim)
     result = BatchResult()
-    if not batch:
-        return result
-    remaining = list(batch)
+    lease = _Lease(claim)
     try:
         with mailer_factory() as mailer:
             while remaining:
                 item = remaining[0]
-                email = invitation_email(item)
-                try:
-                    mailer.send(email)
-                except PermanentSendError as exc:
-                    with unit_of_work() as session:
-                        _finish(session, item, claim, "failed", error=str(exc))
-                    result.failed += 1
-                else:
-                    with unit_of_work() as session:
-                        _finish(session, item, claim, "sent", message_id=email.message_id)
-                    result.sent += 1
+                _send_one(mailer, item, claim, result)
                 remaining.pop(0)
-    except TransientSendError as exc:
+                lease.keep_alive()
+    except TransientSendError as exc:  # the server is unreachable: defer the whole rest
         with unit_of_work() as session:
-            result.retry_in, gave_up = _defer(session, remaining, claim, str(exc))
-        result.failed += gave_up
+            result.defer(*_defer(session, remaining, claim, str(exc)))
     return result
+
+
+def _send_one(mailer: SmtpMailer, item: Outgoing, claim: str, result: BatchResult) -> None:
+    email = invitation_email(item)
+    try:
+        mailer.send(email)
+    except RecipientDeferred as exc:  # only this recipient: the others go on
+        with unit_of_work() as session:
+            result.defer(*_defer(session, [item], claim, str(exc)))
+    except PermanentSendError as exc:
+        with unit_of_work() as session:
+            _finish(session, item, claim, "failed", error=str(exc))
+        result.failed += 1
+    else:
+        with unit_of_work() as session:
+            _finish(session, item, claim, "sent", message_id=email.message_id)
+        result.sent += 1
+
+
+class _Lease:
+    """Extends the batch's claim while it works, so a slow SMTP server never lets it lapse."""
+
+    def __init__(self, claim: str) -> None:
+        self.claim = claim
+        self.seconds = get_settings().send_lease_seconds
+        self.renewed = time.monotonic()
+
+    def keep_alive(self) -> None:
+        if time.monotonic() - self.renewed < self.seconds / 3:
+            return
+        with unit_of_work() as session:
+            session.execute(
+                update(Inv)
+                .where(Inv.lease_owner == self.claim, Inv.status == "pending",
+                       Inv.lease_until.is_not(None))
+                .values(lease_until=utcnow() + timedelta(seconds=self.seconds))
+            )
+        self.renewed = time.monotonic()
 
 
 def invitation_email(item: Outgoing) -> mail.OutgoingEmail:
@@ -149,12 +186,18 @@ def _finish(
         )
 
 
-def _defer(session: Session, items: list[Outgoing], claim: str, error: str) -> tuple[float | None, int]:
-    """Record a transient failure; past the retry schedule the invitations end as failed."""
+def _defer(
+    session: Session, items: list[Outgoing], claim: str, error: str
+) -> tuple[float | None, int]:
+    """Record a transient failure; past the retry schedule the invitations end as failed.
+
+    Returns (seconds until the next try or None, how many gave up).
+    """
+    if not items:
+        return None, 0
     schedule = get_settings().retry_schedule("email")
     ids = [i.invitation_id for i in items]
-    attempts = session.scalars(select(Inv.attempts).where(Inv.id.in_(ids))).all()
-    attempt = max(attempts, default=0) + 1
+    attempt = max(session.scalars(select(Inv.attempts).where(Inv.id.in_(ids))).all()) + 1
     base = update(Inv).where(Inv.id.in_(ids), Inv.status == "pending", Inv.lease_owner == claim)
     if attempt > len(schedule):
         session.execute(base.values(status="failed", attempts=attempt, last_error=error,

@@ -1,0 +1,149 @@
+"""Faults with real processes: a worker SIGKILLed mid-rollout, the mail server down a while.
+
+Each test builds its own twofa installation (database, queue, SMTP server, worker, relay) so
+that what it kills touches nothing else.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from tests.stack import Stack, wait_until
+
+TEAM = 1200
+
+
+@pytest.fixture
+def own_stack(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Stack]:
+    overrides = getattr(request, "param", {})
+    st = Stack(home=tmp_path / "own", overrides=overrides).setup()
+    try:
+        with st.active():
+            yield st
+    finally:
+        st.teardown()
+
+
+def _workspace_with_team(size: int) -> tuple[int, int, list[str]]:
+    from services.accounts import workspaces
+    from services.db import unit_of_work
+
+    with unit_of_work() as session:
+        ws, admin = workspaces.create(session, "fault", "Fault Line", "admin@fault.test",
+                                      "admin-password-123")
+        workspaces.seed(session, ws, size, "member-password")
+    return ws.id, admin.id, [f"member-{i:05d}@fault.test" for i in range(1, size + 1)] + [
+        "admin@fault.test"]
+
+
+def _require_2fa(workspace_id: int, actor_id: int) -> None:
+    from services.db import unit_of_work
+    from services.models import Workspace
+    from services.policy import service as policy
+
+    with unit_of_work() as session:
+        ws = session.get(Workspace, workspace_id)
+        assert ws is not None
+        policy.set_policy(session, ws, True, actor_id)
+
+
+def _rollout(workspace_id: int) -> dict[str, int]:
+    from services.db import unit_of_work
+    from services.models import Workspace
+    from services.policy import service as policy
+
+    with unit_of_work() as session:
+        ws = session.get(Workspace, workspace_id)
+        assert ws is not None
+        return dict(policy.rollout(session, ws).__dict__)
+
+
+def test_worker_killed_mid_rollout_loses_nothing(own_stack: Stack) -> None:
+    ws_id, admin_id, addresses = _workspace_with_team(TEAM)
+    own_stack.start_relay()
+    own_stack.start_worker("first", concurrency=2)
+    _require_2fa(ws_id, admin_id)
+
+    wait_until(lambda: len(own_stack.smtp.snapshot()) >= 150, 120, 0.01,
+               message="the rollout to be under way")
+    own_stack.kill("first")  # SIGKILL to the whole process group: no clean shutdown
+    at_kill = len(own_stack.smtp.snapshot())
+    assert at_kill < len(addresses), "the kill came too late to test anything"
+
+    own_stack.start_worker("second", concurrency=2)
+    wait_until(lambda: _rollout(ws_id)["pending"] == 0, 240, 0.5, message="rollout to finish")
+
+    by_address: dict[str, list[str]] = defaultdict(list)
+    for mail in own_stack.smtp.snapshot():
+        for rcpt in mail.recipients:
+            by_address[rcpt].append(mail.message_id)
+    missing = [a for a in addresses if a not in by_address]
+    assert missing == []
+    repeated = {a: ids for a, ids in by_address.items() if len(ids) > 1}
+    # Only a send the kill cut short may repeat (at most one per pool process), same Message-ID.
+    assert len(repeated) <= 2, repeated
+    assert all(len(set(ids)) == 1 for ids in repeated.values()), repeated
+    assert _rollout(ws_id) == {"teammates": TEAM + 1, "enrolled": 0, "invited": TEAM + 1,
+                               "pending": 0, "failed": 0}
+
+
+@pytest.mark.parametrize("own_stack", [{"TWOFA_EMAIL_RETRY_SCHEDULE": "1,2,3,5,8"}],
+                         indirect=True)
+def test_mail_server_down_then_back_delivers_everything(own_stack: Stack) -> None:
+    from services.db import unit_of_work
+    from services.models import EnrollmentInvitation
+
+    ws_id, admin_id, addresses = _workspace_with_team(60)
+    own_stack.smtp.stop()
+    own_stack.start_relay()
+    own_stack.start_worker()
+    _require_2fa(ws_id, admin_id)
+
+    def retried() -> bool:
+        with unit_of_work() as session:
+            rows = session.scalars(select(EnrollmentInvitation)).all()
+            return bool(rows) and all(r.attempts >= 1 and r.status == "pending" for r in rows)
+
+    wait_until(retried, 60, message="every send to fail once and wait for a retry")
+    assert _rollout(ws_id)["pending"] == 61
+    own_stack.smtp.start()  # the same port: the server is back
+
+    wait_until(lambda: _rollout(ws_id)["pending"] == 0, 90, 0.2, message="rollout to finish")
+    assert _rollout(ws_id)["invited"] == 61
+    received = {r for m in own_stack.smtp.snapshot() for r in m.recipients}
+    assert received == set(addresses)
+
+
+def test_rolled_back_policy_change_sends_nothing(own_stack: Stack) -> None:
+    from services.db import unit_of_work
+    from services.models import Event, OutboxMessage, Workspace
+    from services.policy import service as policy
+
+    ws_id, admin_id, _ = _workspace_with_team(20)
+    own_stack.start_relay()
+    own_stack.start_worker()
+
+    class Abort(Exception):
+        pass
+
+    with pytest.raises(Abort), unit_of_work() as session:
+        ws = session.get(Workspace, ws_id)
+        assert ws is not None
+        policy.set_policy(session, ws, True, admin_id)
+        raise Abort  # e.g. the request failed after the change
+
+    # Prove the worker is alive and relaying: a committed change afterwards does go out.
+    with unit_of_work() as session:
+        assert session.scalars(select(Event)).all() == []
+        assert session.scalars(select(OutboxMessage)).all() == []
+        ws = session.get(Workspace, ws_id)
+        assert ws is not None and not ws.require_two_factor and ws.policy_version == 0
+    assert own_stack.smtp.snapshot() == []
+    _require_2fa(ws_id, admin_id)
+    wait_until(lambda: _rollout(ws_id)["pending"] == 0, 60, message="committed rollout")
+    assert len(own_stack.smtp.snapshot()) == 21
