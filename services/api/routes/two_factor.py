@@ -1,7 +1,70 @@
-"""Routes of this capability (to be filled in)."""
+"""Two-factor routes: the teammate's own setup (/v1/me/two-factor…), the sign-in code step
+(/v1/login/two-factor) and an admin's reset of a teammate's 2FA."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import io
+from typing import Annotated
 
-router = APIRouter(prefix="/v1")
+import segno
+from fastapi import APIRouter, Path, Response
+
+from services.accounts import teammates
+from services.api.deps import DB, AdminWorkspace, AnySession, FullSession
+from services.api.schemas import CodeIn, TwoFactorIn
+from services.verification import service as verification
+
+router = APIRouter(prefix="/v1", tags=["two-factor"])
+
+# Secrets and recovery codes must not linger in browser or proxy caches.
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+@router.post("/me/two-factor/setup")
+def setup(caller: AnySession, session: DB, response: Response) -> dict[str, str]:
+    response.headers.update(NO_STORE)
+    started = verification.setup(session, caller.teammate, caller.workspace)
+    return {"secret": started.secret, "otpauth_uri": started.otpauth_uri}
+
+
+@router.get("/me/two-factor/qr.png", response_class=Response,
+            responses={200: {"content": {"image/png": {}}}})
+def qr_code(caller: AnySession) -> Response:
+    uri = verification.pending_uri(caller.teammate, caller.workspace)
+    png = io.BytesIO()
+    segno.make(uri, error="m").save(png, kind="png", scale=6, border=4)
+    return Response(png.getvalue(), media_type="image/png", headers=NO_STORE)
+
+
+@router.post("/me/two-factor/confirm")
+def confirm(body: CodeIn, caller: AnySession, session: DB, response: Response) -> dict[str, list[str]]:
+    response.headers.update(NO_STORE)
+    return {"recovery_codes": verification.confirm(session, caller.teammate, body.code)}
+
+
+@router.delete("/me/two-factor", status_code=204)
+def disable(body: CodeIn, caller: AnySession, session: DB) -> Response:
+    verification.disable_own(session, caller.teammate, caller.workspace, body.code)
+    return Response(status_code=204)
+
+
+@router.post("/me/two-factor/recovery-codes")
+def regenerate(body: CodeIn, caller: AnySession, session: DB,
+               response: Response) -> dict[str, list[str]]:
+    response.headers.update(NO_STORE)
+    return {"recovery_codes": verification.regenerate_recovery_codes(session, caller.teammate,
+                                                                      body.code)}
+
+
+@router.post("/login/two-factor")
+def login_two_factor(body: TwoFactorIn, session: DB) -> dict[str, str]:
+    return {"status": "authenticated",
+            "token": verification.verify_challenge(session, body.challenge, body.code)}
+
+
+@router.delete("/workspaces/{slug}/teammates/{teammate_id}/two-factor", status_code=204)
+def admin_reset(teammate_id: Annotated[int, Path(ge=1, le=2**63 - 1)], workspace: AdminWorkspace,
+                caller: FullSession, session: DB) -> Response:
+    target = teammates.get(session, workspace, teammate_id)
+    verification.admin_reset(session, workspace, target, caller.teammate)
+    return Response(status_code=204)

@@ -1,0 +1,1 @@
+"""Second-factor verification: TOTP, recovery codes, the per-teammate throttle."""

@@ -1,0 +1,177 @@
+"""The verification service: enrolling TOTP, checking codes at sign-in, turning 2FA off.
+
+Services never commit; the request boundary does. Failed codes raise errors that keep their
+changes (the counted failure and its audit event commit although the request fails).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from sqlalchemy.orm import Session
+
+from services import crypto
+from services.accounts import sessions
+from services.enrollment import fanout
+from services.errors import (
+    Conflict,
+    Forbidden,
+    InvalidCode,
+    NotFound,
+    RateLimited,
+    Unauthenticated,
+)
+from services.events import recorder
+from services.events.catalog import EventType
+from services.models import Teammate, Workspace, utcnow
+from services.verification import recovery, throttle, totp
+
+Method = Literal["totp", "recovery_code"]
+
+
+@dataclass(frozen=True)
+class Setup:
+    secret: str
+    otpauth_uri: str
+
+
+def setup(session: Session, teammate: Teammate, workspace: Workspace) -> Setup:
+    """Start enrolling: a new pending secret, stored encrypted, active only once confirmed.
+
+    Refused while 2FA is on, so a stolen session cannot swap in the thief's authenticator.
+    """
+    if teammate.two_factor_enabled:
+        raise Conflict("Two-factor authentication is on already; turn it off first.",
+                       "two_factor_already_enabled")
+    secret = totp.new_secret()
+    teammate.totp_pending_secret_enc = crypto.encrypt(secret)
+    return Setup(secret, totp.provisioning_uri(secret, teammate.email, workspace.name))
+
+
+def pending_uri(teammate: Teammate, workspace: Workspace) -> str:
+    """The key URI of the setup in progress (what the QR code shows)."""
+    if teammate.totp_pending_secret_enc is None:
+        raise NotFound("Start with POST /v1/me/two-factor/setup.", "no_pending_setup")
+    secret = crypto.decrypt(teammate.totp_pending_secret_enc)
+    return totp.provisioning_uri(secret, teammate.email, workspace.name)
+
+
+def confirm(session: Session, teammate: Teammate, code: str, at: float | None = None) -> list[str]:
+    """Activate the pending secret with a code from the app; returns 10 fresh recovery codes."""
+    if teammate.two_factor_enabled:
+        raise Conflict("Two-factor authentication is on already.", "two_factor_already_enabled")
+    if teammate.totp_pending_secret_enc is None:
+        raise NotFound("Start with POST /v1/me/two-factor/setup.", "no_pending_setup")
+    pending = crypto.decrypt(teammate.totp_pending_secret_enc)
+    _check_totp(session, teammate, pending, code, at)
+    teammate.totp_secret_enc = teammate.totp_pending_secret_enc
+    teammate.totp_pending_secret_enc = None
+    teammate.totp_enabled_at = utcnow()
+    codes = recovery.replace_all(session, teammate.id)
+    recorder.record(session, teammate.workspace_id, EventType.ENABLED,
+                    {"teammate_id": teammate.id}, teammate_id=teammate.id)
+    return codes
+
+
+def verify_challenge(session: Session, challenge: str, code: str, at: float | None = None) -> str:
+    """Complete a sign-in: a TOTP or recovery code against a live challenge → session token."""
+    auth = sessions.find_challenge(session, challenge)
+    teammate = session.get(Teammate, auth.teammate_id) if auth else None
+    if auth is None or teammate is None or not teammate.two_factor_enabled:
+        raise Unauthenticated("The sign-in challenge is unknown or expired; sign in again.",
+                              "invalid_challenge")
+    verify_code(session, teammate, code, at)
+    sessions.end(session, auth)  # a challenge serves one sign-in
+    return sessions.open_session(session, teammate)
+
+
+def verify_code(session: Session, teammate: Teammate, code: str, at: float | None = None) -> Method:
+    """Check a TOTP code or a recovery code of an enrolled teammate, under the throttle."""
+    assert teammate.totp_secret_enc is not None
+    code = code.strip().replace(" ", "")
+    if totp.looks_like_code(code):
+        _check_totp(session, teammate, crypto.decrypt(teammate.totp_secret_enc), code, at)
+        return "totp"
+    throttle.check(session, teammate.id)
+    if not recovery.consume(session, teammate.id, code):
+        raise throttle.fail(session, teammate, "invalid_recovery_code")
+    if not throttle.succeed(session, teammate.id):
+        # Locked meanwhile: RateLimited rolls back, so the code stays unused.
+        throttle.check(session, teammate.id)
+        raise RateLimited("Two-factor sign-in was locked meanwhile; try again.", 1)
+    left = recovery.remaining(session, teammate.id)
+    recorder.record(session, teammate.workspace_id, EventType.RECOVERY_CODE_USED,
+                    {"teammate_id": teammate.id, "remaining": left}, teammate_id=teammate.id)
+    return "recovery_code"
+
+
+def _check_totp(session: Session, teammate: Teammate, secret: str, code: str,
+                at: float | None) -> None:
+    throttle.check(session, teammate.id)
+    step = totp.matching_step(secret, code.strip().replace(" ", ""), at)
+    if step is None:
+        raise throttle.fail(session, teammate, "invalid_code")
+    if throttle.succeed(session, teammate.id, step):
+        return
+    throttle.check(session, teammate.id)  # a parallel guess may have locked it meanwhile
+    # A replay is audited but not counted: it gives a guesser nothing, and a double-submitted
+    # form must not lock its owner out.
+    recorder.record(session, teammate.workspace_id, EventType.VERIFICATION_FAILED,
+                    {"teammate_id": teammate.id, "reason": "replayed_code"}, teammate_id=teammate.id)
+    raise InvalidCode("That code was used already; wait for the next one.")
+
+
+def disable_own(session: Session, teammate: Teammate, workspace: Workspace, code: str,
+                at: float | None = None) -> None:
+    """A teammate turns their own 2FA off with a valid code; never while the workspace requires it."""
+    if workspace.require_two_factor:
+        raise Forbidden(f"{workspace.name} requires two-factor authentication.",
+                        "two_factor_mandatory")
+    if not teammate.two_factor_enabled:
+        raise Conflict("Two-factor authentication is not on.", "two_factor_not_enabled")
+    verify_code(session, teammate, code, at)
+    _clear(session, teammate)
+    recorder.record(session, workspace.id, EventType.DISABLED,
+                    {"teammate_id": teammate.id, "by": "self", "actor_id": teammate.id},
+                    teammate_id=teammate.id)
+
+
+def admin_reset(session: Session, workspace: Workspace, teammate: Teammate, actor: Teammate) -> None:
+    """An admin turns a (locked-out) teammate's 2FA off; while required they enroll again.
+
+    Idempotent: a teammate without 2FA is left as is. An admin cannot reset their own, since
+    that would bypass the rule that nobody turns off their own 2FA while it is required.
+    """
+    if teammate.id == actor.id:
+        raise Forbidden("Turn your own two-factor authentication off under /v1/me/two-factor.",
+                        "forbidden")
+    if not teammate.two_factor_enabled and teammate.totp_pending_secret_enc is None:
+        return
+    was_enabled = teammate.two_factor_enabled
+    _clear(session, teammate)
+    if was_enabled:
+        recorder.record(session, workspace.id, EventType.DISABLED,
+                        {"teammate_id": teammate.id, "by": "admin", "actor_id": actor.id},
+                        teammate_id=teammate.id)
+    session.flush()
+    if workspace.require_two_factor:
+        fanout.resend(session, workspace, teammate)
+
+
+def regenerate_recovery_codes(session: Session, teammate: Teammate, code: str,
+                              at: float | None = None) -> list[str]:
+    """A new set of 10 (the old set dies), after a valid code."""
+    if not teammate.two_factor_enabled:
+        raise Conflict("Two-factor authentication is not on.", "two_factor_not_enabled")
+    verify_code(session, teammate, code, at)
+    return recovery.replace_all(session, teammate.id)
+
+
+def _clear(session: Session, teammate: Teammate) -> None:
+    teammate.totp_secret_enc = teammate.totp_pending_secret_enc = None
+    teammate.totp_enabled_at = None
+    teammate.totp_last_step = None
+    teammate.failed_attempts, teammate.locked_until, teammate.lockouts = 0, None, 0
+    recovery.clear(session, teammate.id)
+    sessions.end_all(session, teammate.id, "challenge")

@@ -1,0 +1,105 @@
+"""Failed second-factor codes per teammate, counted in the database across every process.
+
+Ten consecutive failures lock the teammate for a time that doubles with each lockout; during
+the lock even a right code is refused. Counting is an atomic UPDATE (``+ 1`` in SQL), so
+parallel guesses from many processes cannot slip past the limit. A success resets the count.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from math import ceil
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
+
+from services.errors import InvalidCode, RateLimited, Throttled
+from services.events import recorder
+from services.events.catalog import EventType
+from services.models import Teammate, utcnow
+
+MAX_FAILURES = 10
+BASE_LOCK = timedelta(seconds=30)
+MAX_LOCK = timedelta(hours=24)
+_NO_SYNC = {"synchronize_session": False}
+
+
+def lock_duration(lockouts: int) -> timedelta:
+    """30 s, 1 min, 2 min, … doubling with each earlier lockout, capped at a day."""
+    return min(BASE_LOCK * 2 ** min(lockouts, 20), MAX_LOCK)
+
+
+def locked_until(session: Session, teammate_id: int, now: datetime | None = None) -> datetime | None:
+    """The end of the current lock, read fresh from the database (another process may lock)."""
+    until = session.scalar(select(Teammate.locked_until).where(Teammate.id == teammate_id))
+    return until if until and until > (now or utcnow()) else None
+
+
+def check(session: Session, teammate_id: int) -> None:
+    """Refuse any code, right or wrong, while the teammate is locked."""
+    now = utcnow()
+    until = locked_until(session, teammate_id, now)
+    if until:
+        raise RateLimited(_locked_message(), _seconds(until - now))
+
+
+def succeed(session: Session, teammate_id: int, step: int | None = None) -> bool:
+    """Reset the count, unless a lock started meanwhile; with `step`, also claim that TOTP step.
+
+    One conditional UPDATE does both, so of concurrent submissions of one code exactly one
+    gets rowcount 1 (the row lock orders them; the losers see the new `totp_last_step`).
+    """
+    now = utcnow()
+    stmt = update(Teammate).where(
+        Teammate.id == teammate_id,
+        or_(Teammate.locked_until.is_(None), Teammate.locked_until <= now),
+    )
+    values: dict[str, object] = {"failed_attempts": 0}
+    if step is not None:
+        stmt = stmt.where(or_(Teammate.totp_last_step.is_(None), Teammate.totp_last_step < step))
+        values["totp_last_step"] = step
+    result = session.execute(stmt.values(**values).execution_options(**_NO_SYNC))
+    return result.rowcount == 1  # type: ignore[attr-defined]
+
+
+def fail(session: Session, teammate: Teammate, reason: str) -> InvalidCode | Throttled:
+    """Count one failure (audited) and return the error to raise: 401, or 429 once locked.
+
+    The tenth failure itself answers 401 and starts the lock; later ones answer 429.
+    """
+    now = utcnow()
+    session.execute(
+        update(Teammate)
+        .where(Teammate.id == teammate.id)
+        .values(failed_attempts=Teammate.failed_attempts + 1)
+        .execution_options(**_NO_SYNC)
+    )
+    # Our UPDATE holds the row lock until commit, so this read is the serialized truth.
+    count, until, lockouts = session.execute(
+        select(Teammate.failed_attempts, Teammate.locked_until, Teammate.lockouts)
+        .where(Teammate.id == teammate.id)
+    ).one()
+    recorder.record(session, teammate.workspace_id, EventType.VERIFICATION_FAILED,
+                    {"teammate_id": teammate.id, "reason": reason}, teammate_id=teammate.id)
+    if until and until > now:  # a parallel guess locked it after our check
+        return Throttled(_locked_message(), _seconds(until - now))
+    if count >= MAX_FAILURES:
+        until = now + lock_duration(lockouts)
+        session.execute(
+            update(Teammate)
+            .where(Teammate.id == teammate.id)
+            .values(locked_until=until, lockouts=Teammate.lockouts + 1, failed_attempts=0)
+            .execution_options(**_NO_SYNC)
+        )
+        recorder.record(session, teammate.workspace_id, EventType.TEAMMATE_LOCKED,
+                        {"teammate_id": teammate.id, "until": until.isoformat()},
+                        teammate_id=teammate.id)
+    return InvalidCode("That code is not valid.")
+
+
+def _locked_message() -> str:
+    return "Too many wrong codes: two-factor sign-in is locked for a while."
+
+
+def _seconds(delta: timedelta) -> int:
+    return max(1, ceil(delta.total_seconds()))
