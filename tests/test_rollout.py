@@ -89,3 +89,74 @@ def _challenge_bypass_token(ws: WorkspaceHandle) -> str:
         admin = session.get(Teammate, ws.admin_id)
         assert admin is not None
         return sessions.open_session(session, admin)
+
+
+def test_flip_off_then_on_makes_a_new_version_and_old_tasks_do_nothing(
+    stack: Stack, make_workspace: Any
+) -> None:
+    ws = make_workspace(teammates=40)
+    headers = {"Authorization": f"Bearer {_challenge_bypass_token(ws)}"}
+    _give_admin_2fa(ws)
+    assert flip(ws, headers, True)["version"] == 1
+    assert flip(ws, headers, False)["version"] == 2
+    off = policy(ws, headers)
+    assert off["require_two_factor"] is False
+    assert off["rollout"] == {"teammates": 41, "enrolled": 1, "invited": 0, "pending": 0,
+                              "failed": 0}
+    assert flip(ws, headers, True)["version"] == 3
+    assert flip(ws, headers, True)["version"] == 3  # the same answer again makes no version
+
+    wait_until(lambda: policy(ws, headers)["rollout"]["pending"] == 0, 60, message="rollout")
+    for i in range(1, 41):
+        ids = [m.message_id for m in stack.smtp.to(f"member-{i:05d}@{ws.slug}.test")]
+        assert sum(".v3." in x for x in ids) == 1, ids  # exactly one for the live version
+        assert not any(".v2." in x for x in ids)  # v2 turned 2FA off: nothing to send
+        assert len(ids) == len(set(ids))  # never the same message twice
+    items = ws.client.get(f"/v1/workspaces/{ws.slug}/teammates?limit=100",
+                          headers=headers).json()["items"]
+    assert {i["enrollment"] for i in items} == {"invited", "enrolled"}
+
+
+def test_admin_resend_is_a_new_message(stack: Stack, make_workspace: Any) -> None:
+    ws = make_workspace(teammates=3)
+    _give_admin_2fa(ws)
+    headers = {"Authorization": f"Bearer {_challenge_bypass_token(ws)}"}
+    flip(ws, headers, True)
+    target = f"member-00002@{ws.slug}.test"
+    wait_until(lambda: stack.smtp.to(target), 30, message="first invitation")
+    items = ws.client.get(f"/v1/workspaces/{ws.slug}/teammates", headers=headers).json()["items"]
+    teammate_id = next(i["id"] for i in items if i["email"] == target)
+    r = ws.client.post(f"/v1/workspaces/{ws.slug}/teammates/{teammate_id}/enrollment-invitation",
+                       headers=headers)
+    assert r.status_code == 202, r.text
+    wait_until(lambda: len(stack.smtp.to(target)) == 2, 30, message="the resend")
+    first, second = stack.smtp.to(target)
+    assert first.message_id != second.message_id
+
+
+def test_undeliverable_invitations_end_as_failed(stack: Stack, make_workspace: Any) -> None:
+    ws = make_workspace(teammates=6)
+    _give_admin_2fa(ws)
+    refused, deferred = f"member-00002@{ws.slug}.test", f"member-00004@{ws.slug}.test"
+    stack.smtp.refuse.add(refused)  # 550: permanent, fails at once
+    stack.smtp.defer.add(deferred)  # 451 forever: retried on the schedule, then failed
+    headers = {"Authorization": f"Bearer {_challenge_bypass_token(ws)}"}
+    flip(ws, headers, True)
+    counts = wait_until(
+        lambda: (c := policy(ws, headers)["rollout"])["pending"] == 0 and c, 60,
+        message="rollout to settle")
+    assert counts == {"teammates": 7, "enrolled": 1, "invited": 4, "pending": 0, "failed": 2}
+    items = ws.client.get(f"/v1/workspaces/{ws.slug}/teammates", headers=headers).json()["items"]
+    states = {i["email"]: i["enrollment"] for i in items}
+    assert states[refused] == states[deferred] == "failed"
+    assert stack.smtp.to(f"member-00005@{ws.slug}.test")  # the rest of the batch went out
+
+
+def _give_admin_2fa(ws: WorkspaceHandle) -> None:
+    from services.db import unit_of_work
+    from services.models import Teammate, utcnow
+
+    with unit_of_work() as session:
+        admin = session.get(Teammate, ws.admin_id)
+        assert admin is not None
+        admin.totp_enabled_at = utcnow()
