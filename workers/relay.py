@@ -41,6 +41,7 @@ def run(app: Celery, stop: threading.Event | None = None) -> None:
             now = time.monotonic()
             if now >= next_sweep:
                 app.send_task("enrollment.sweep")
+                app.send_task("webhooks.sweep")  # retries due by next_attempt_at, lapsed leases
                 next_sweep = now + settings.sweep_interval
         except Exception:  # a database or broker hiccup must not end the relay
             log.exception("relay iteration failed; retrying")

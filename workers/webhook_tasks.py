@@ -1,1 +1,50 @@
-"""Webhook delivery tasks (to be filled in)."""
+"""Thin webhook tasks: deliver an endpoint's due events, sweep for due ones, tell admins."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import Task
+
+from services.db import unit_of_work
+from services.email import notifications
+from services.email.smtp import SmtpMailer, TransientSendError
+from services.webhooks import delivery, notify
+from workers.celery_app import app
+
+log = logging.getLogger(__name__)
+
+# A retry due this soon gets a countdown task as well, so short retries do not wait for the
+# sweep; longer ones rely on the sweep alone (next_attempt_at is the truth, not the broker).
+ACCELERATE_SECONDS = 60.0
+
+
+@app.task(name="webhooks.deliver")
+def deliver(endpoint_id: int) -> None:
+    result = delivery.deliver_endpoint(endpoint_id)
+    log.info("webhooks endpoint %d: %d delivered, %d failed attempts",
+             endpoint_id, result.sent, result.failed_attempts)
+    if result.more:
+        deliver.delay(endpoint_id)  # a fresh task, so other endpoints get a turn meanwhile
+    elif result.retry_in is not None and result.retry_in <= ACCELERATE_SECONDS:
+        deliver.apply_async((endpoint_id,), countdown=result.retry_in)
+
+
+@app.task(name="webhooks.sweep")
+def sweep() -> None:
+    with unit_of_work() as session:
+        endpoint_ids = delivery.due_endpoints(session)
+    for endpoint_id in endpoint_ids:
+        deliver.delay(endpoint_id)
+
+
+@app.task(name="webhooks.send_disabled_email", bind=True, max_retries=8)
+def send_disabled_email(self: Task, endpoint_id: int) -> None:
+    with unit_of_work() as session:
+        emails = notify.disabled_emails(session, endpoint_id)
+    try:
+        with SmtpMailer() as mailer:
+            for key, email in emails:
+                notifications.send_once(key, email, mailer)
+    except TransientSendError as exc:
+        raise self.retry(countdown=min(300, 5 * 2**self.request.retries), exc=exc) from exc

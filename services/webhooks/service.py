@@ -1,0 +1,160 @@
+"""Webhook endpoints of a workspace: subscribe, list, delete; the delivery log; redeliver."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from services import crypto, outbox
+from services.errors import Conflict, InvalidInput, NotFound
+from services.events.catalog import ALL_TYPES
+from services.models import Event, WebhookAttempt, WebhookDelivery, WebhookEndpoint, Workspace, utcnow
+from services.webhooks import signing, ssrf
+
+DELIVER = "webhooks.deliver"
+WILDCARD = "*"
+
+
+def validate_event_types(event_types: Sequence[str]) -> list[str]:
+    """Known catalog types (deduplicated, in the given order) or exactly ["*"]."""
+    if not event_types:
+        raise InvalidInput('Name at least one event type, or ["*"] for all.', "invalid_event_types")
+    if WILDCARD in event_types:
+        if len(set(event_types)) != 1:
+            raise InvalidInput('"*" stands alone: it already means every type.', "invalid_event_types")
+        return [WILDCARD]
+    unknown = sorted(set(event_types) - ALL_TYPES)
+    if unknown:
+        raise InvalidInput(
+            f"Unknown event types: {', '.join(unknown)}; see GET /openapi.json or docs/events.md.",
+            "invalid_event_types",
+        )
+    return list(dict.fromkeys(event_types))
+
+
+def create(
+    session: Session, workspace: Workspace, url: str, event_types: Sequence[str]
+) -> tuple[WebhookEndpoint, str]:
+    """Subscribe `url`; returns the endpoint and its secret (shown this once)."""
+    parts = ssrf.parse_url(url)
+    types = validate_event_types(event_types)
+    secret = signing.new_secret()
+    endpoint = WebhookEndpoint(
+        workspace_id=workspace.id, url=parts.geturl(), event_types=types,
+        secret_enc=crypto.encrypt(secret), enabled=True, consecutive_failures=0,
+    )
+    session.add(endpoint)
+    session.flush()
+    return endpoint, secret
+
+
+def get(session: Session, workspace: Workspace, endpoint_id: int) -> WebhookEndpoint:
+    endpoint = session.get(WebhookEndpoint, endpoint_id)
+    if endpoint is None or endpoint.workspace_id != workspace.id or endpoint.deleted_at is not None:
+        raise NotFound(f"No webhook endpoint {endpoint_id}.", "webhook_not_found")
+    return endpoint
+
+
+def list_endpoints(session: Session, workspace: Workspace) -> Sequence[WebhookEndpoint]:
+    return session.scalars(
+        select(WebhookEndpoint)
+        .where(WebhookEndpoint.workspace_id == workspace.id, WebhookEndpoint.deleted_at.is_(None))
+        .order_by(WebhookEndpoint.id)
+    ).all()
+
+
+def delete(session: Session, workspace: Workspace, endpoint_id: int) -> None:
+    """Soft delete: the delivery log stays readable in the database; nothing more is sent."""
+    endpoint = get(session, workspace, endpoint_id)
+    endpoint.deleted_at = utcnow()
+    endpoint.enabled = False
+    endpoint.disabled_reason = "deleted"
+
+
+def endpoint_dict(endpoint: WebhookEndpoint) -> dict[str, Any]:
+    return {
+        "id": endpoint.id,
+        "url": endpoint.url,
+        "event_types": endpoint.event_types,
+        "enabled": endpoint.enabled,
+        "disabled_reason": endpoint.disabled_reason,
+        "created_at": _iso(endpoint.created_at),
+    }
+
+
+def deliveries(
+    session: Session, workspace: Workspace, endpoint_id: int, limit: int, cursor: int | None
+) -> tuple[list[dict[str, Any]], int | None]:
+    """The endpoint's deliveries, newest first, each with its attempts (oldest first)."""
+    endpoint = get(session, workspace, endpoint_id)
+    query = (
+        select(WebhookDelivery, Event)
+        .join(Event, Event.seq == WebhookDelivery.event_seq)
+        .where(WebhookDelivery.endpoint_id == endpoint.id)
+        .order_by(WebhookDelivery.id.desc())
+    )
+    if cursor is not None:
+        query = query.where(WebhookDelivery.id < cursor)
+    rows = session.execute(query.limit(limit + 1)).all()
+    page = rows[:limit]
+    attempts: dict[int, list[dict[str, Any]]] = {}
+    if page:
+        for attempt in session.scalars(
+            select(WebhookAttempt)
+            .where(WebhookAttempt.delivery_id.in_([d.id for d, _ in page]))
+            .order_by(WebhookAttempt.id)
+        ):
+            attempts.setdefault(attempt.delivery_id, []).append(_attempt_dict(attempt))
+    items = [
+        {
+            "id": d.id,
+            "event_id": e.id,
+            "event_type": e.type,
+            "status": d.status,
+            "attempt_count": d.attempts,
+            "next_attempt_at": _iso(d.next_attempt_at) if d.status == "pending" else None,
+            "created_at": _iso(d.created_at),
+            "finished_at": _iso(d.finished_at),
+            "attempts": attempts.get(d.id, []),
+        }
+        for d, e in page
+    ]
+    return items, page[-1][0].id if len(rows) > limit else None
+
+
+def redeliver(session: Session, workspace: Workspace, endpoint_id: int, delivery_id: int) -> WebhookDelivery:
+    """Send a delivery again, whatever its outcome so far (the receiver dedupes on webhook-id)."""
+    endpoint = get(session, workspace, endpoint_id)
+    if not endpoint.enabled:
+        raise Conflict(
+            f"The endpoint is disabled ({endpoint.disabled_reason}); subscribe it again.",
+            "webhook_disabled",
+        )
+    delivery = session.get(WebhookDelivery, delivery_id)
+    if delivery is None or delivery.endpoint_id != endpoint.id:
+        raise NotFound(f"No delivery {delivery_id} for this endpoint.", "delivery_not_found")
+    session.execute(
+        update(WebhookDelivery)
+        .where(WebhookDelivery.id == delivery.id)
+        .values(status="pending", attempts=0, next_attempt_at=utcnow(), finished_at=None)
+    )
+    outbox.enqueue(session, DELIVER, endpoint_id=endpoint.id)
+    session.refresh(delivery)
+    return delivery
+
+
+def _attempt_dict(attempt: WebhookAttempt) -> dict[str, Any]:
+    return {
+        "attempted_at": _iso(attempt.attempted_at),
+        "response_status": attempt.response_status,
+        "duration_ms": attempt.duration_ms,
+        "error": attempt.error,
+        "response_body": attempt.response_body,
+    }
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value is not None else None
