@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from math import ceil
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.orm import Session
 
 from services.errors import InvalidCode, RateLimited, Throttled
@@ -50,10 +50,7 @@ def succeed(session: Session, teammate_id: int, step: int | None = None) -> bool
     gets rowcount 1 (the row lock orders them; the losers see the new `totp_last_step`).
     """
     now = utcnow()
-    stmt = update(Teammate).where(
-        Teammate.id == teammate_id,
-        or_(Teammate.locked_until.is_(None), Teammate.locked_until <= now),
-    )
+    stmt = update(Teammate).where(Teammate.id == teammate_id, _unlocked(now))
     values: dict[str, object] = {"failed_attempts": 0}
     if step is not None:
         stmt = stmt.where(or_(Teammate.totp_last_step.is_(None), Teammate.totp_last_step < step))
@@ -68,21 +65,22 @@ def fail(session: Session, teammate: Teammate, reason: str) -> InvalidCode | Thr
     The tenth failure itself answers 401 and starts the lock; later ones answer 429.
     """
     now = utcnow()
-    session.execute(
+    counted = session.execute(
         update(Teammate)
-        .where(Teammate.id == teammate.id)
+        .where(Teammate.id == teammate.id, _unlocked(now))
         .values(failed_attempts=Teammate.failed_attempts + 1)
         .execution_options(**_NO_SYNC)
     )
+    if counted.rowcount == 0:  # type: ignore[attr-defined]
+        # A parallel guess locked it after our check: refused like any attempt during a lock.
+        until = locked_until(session, teammate.id, now) or now
+        return Throttled(_locked_message(), _seconds(until - now))
     # Our UPDATE holds the row lock until commit, so this read is the serialized truth.
-    count, until, lockouts = session.execute(
-        select(Teammate.failed_attempts, Teammate.locked_until, Teammate.lockouts)
-        .where(Teammate.id == teammate.id)
+    count, lockouts = session.execute(
+        select(Teammate.failed_attempts, Teammate.lockouts).where(Teammate.id == teammate.id)
     ).one()
     recorder.record(session, teammate.workspace_id, EventType.VERIFICATION_FAILED,
                     {"teammate_id": teammate.id, "reason": reason}, teammate_id=teammate.id)
-    if until and until > now:  # a parallel guess locked it after our check
-        return Throttled(_locked_message(), _seconds(until - now))
     if count >= MAX_FAILURES:
         until = now + lock_duration(lockouts)
         session.execute(
@@ -95,6 +93,10 @@ def fail(session: Session, teammate: Teammate, reason: str) -> InvalidCode | Thr
                         {"teammate_id": teammate.id, "until": until.isoformat()},
                         teammate_id=teammate.id)
     return InvalidCode("That code is not valid.")
+
+
+def _unlocked(now: datetime) -> ColumnElement[bool]:
+    return or_(Teammate.locked_until.is_(None), Teammate.locked_until <= now)
 
 
 def _locked_message() -> str:

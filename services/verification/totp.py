@@ -29,7 +29,7 @@ def provisioning_uri(secret: str, account: str, issuer: str) -> str:
 
     A colon inside the issuer would split the label wrongly, so it is dropped from it.
     """
-    label = f"{quote(issuer.replace(':', ''), safe='')}:{quote(account, safe='@')}"
+    label = f"{quote(issuer.replace(':', ''), safe='')}:{quote(account, safe='')}"
     params = urlencode(
         {"secret": secret, "issuer": issuer, "algorithm": "SHA1", "digits": DIGITS,
          "period": PERIOD},
@@ -62,7 +62,7 @@ def matching_step(secret: str, code: str, at: float | None = None) -> int | None
         return None
     now_step = step_at(time.time() if at is None else at)
     found: int | None = None
-    for step in range(now_step - WINDOW, now_step + WINDOW + 1):
+    for step in range(max(0, now_step - WINDOW), now_step + WINDOW + 1):
         # No early exit, so the time taken does not say which step matched.
         if hmac.compare_digest(hotp(secret, step), code) and found is None:
             found = step
