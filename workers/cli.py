@@ -27,6 +27,8 @@ db_cli = typer.Typer(help="Database schema.", no_args_is_help=True)
 workspace_cli = typer.Typer(help="Workspaces.", no_args_is_help=True)
 cli.add_typer(db_cli, name="db")
 cli.add_typer(workspace_cli, name="workspace")
+keys_cli = typer.Typer(help="Encryption keys (TWOFA_ENCRYPTION_KEYS).", no_args_is_help=True)
+cli.add_typer(keys_cli, name="keys")
 console = Console()
 err = Console(stderr=True)
 
@@ -69,6 +71,20 @@ def workspace_create(
         err.print(f"[red]error:[/] {exc.message}")
         raise typer.Exit(1) from exc
     console.print(f"created workspace [bold]{ws.slug}[/] with admin {admin.email}")
+
+
+@keys_cli.command("rotate")
+def keys_rotate() -> None:
+    """Re-encrypt every secret (TOTP, webhook signing) under the newest key."""
+    from services import key_rotation
+
+    _settings_checked()
+    total = key_rotation.count()
+    with Progress(TextColumn("re-encrypting"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console) as bar:
+        task = bar.add_task("rotate", total=total)
+        done = key_rotation.rotate_all(progress=lambda n: bar.advance(task, n))
+    console.print(f"re-encrypted {done} rows under the newest key; older keys may now be removed")
 
 
 @cli.command()
