@@ -52,8 +52,8 @@ def blocked_reason(address: IPAddress) -> str | None:
         (address.is_link_local, "link-local"),
         (address.is_multicast, "multicast"),
         (isinstance(address, ipaddress.IPv4Address) and address in CGNAT, "carrier-grade NAT"),
+        (address.is_reserved, "reserved"),  # before private: Python counts 240/4 as private too
         (address.is_private, "private"),
-        (address.is_reserved, "reserved"),
         (not address.is_global, "not globally routable"),
     )
     return next((why for hit, why in checks if hit), None)
