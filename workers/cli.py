@@ -29,6 +29,8 @@ cli.add_typer(db_cli, name="db")
 cli.add_typer(workspace_cli, name="workspace")
 keys_cli = typer.Typer(help="Encryption keys (TWOFA_ENCRYPTION_KEYS).", no_args_is_help=True)
 cli.add_typer(keys_cli, name="keys")
+apikey_cli = typer.Typer(help="Workspace API keys for host applications.", no_args_is_help=True)
+cli.add_typer(apikey_cli, name="apikey")
 console = Console()
 err = Console(stderr=True)
 
@@ -85,6 +87,23 @@ def keys_rotate() -> None:
         task = bar.add_task("rotate", total=total)
         done = key_rotation.rotate_all(progress=lambda n: bar.advance(task, n))
     console.print(f"re-encrypted {done} rows under the newest key; older keys may now be removed")
+
+
+@apikey_cli.command("create")
+def apikey_create(slug: str, name: str) -> None:
+    """Create an API key for SLUG's host application; the key is printed once."""
+    from services.host_checks import api_keys
+
+    _settings_checked()
+    try:
+        with unit_of_work() as session:
+            ws = workspaces.get_by_slug(session, slug)
+            row, key = api_keys.create(session, ws, name)
+    except TwofaError as exc:
+        err.print(f"[red]error:[/] {exc.message}")
+        raise typer.Exit(1) from exc
+    err.print(f"API key {row.id} ({row.name}) for {slug}; shown once, store it now:")
+    print(key)  # alone on stdout, so scripts can capture it
 
 
 @cli.command()

@@ -1,7 +1,59 @@
-"""Routes of this capability (to be filled in)."""
+"""Host-application checks (/v1/checks/…, with a workspace API key) and the admins' API keys."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Request, Response
+from pydantic import Field
+
+from services.api.deps import DB, AdminWorkspace
+from services.api.schemas import Body, Short
+from services.errors import Unauthenticated
+from services.host_checks import api_keys, login_check
+from services.models import Workspace
 
 router = APIRouter(prefix="/v1")
+KeyId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+
+
+class CheckLoginIn(Body):
+    email: Short
+
+
+class ApiKeyIn(Body):
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+
+
+def key_workspace(session: DB, request: Request) -> Workspace:
+    """The workspace of the API key in `Authorization: Bearer twofa_sk_…`."""
+    scheme, _, key = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        raise Unauthenticated("Send Authorization: Bearer twofa_sk_….", "invalid_api_key")
+    return api_keys.authenticate(session, key.strip())
+
+
+@router.post("/checks/login", tags=["host checks"])
+def check_login(
+    body: CheckLoginIn, session: DB, workspace: Annotated[Workspace, Depends(key_workspace)]
+) -> dict[str, str]:
+    return login_check.check_login(session, workspace, body.email).as_dict()
+
+
+@router.post("/workspaces/{slug}/api-keys", status_code=201, tags=["admin"])
+def create_api_key(body: ApiKeyIn, workspace: AdminWorkspace, session: DB,
+                   response: Response) -> dict[str, object]:
+    response.headers["Cache-Control"] = "no-store"
+    row, key = api_keys.create(session, workspace, body.name)
+    return {**api_keys.as_dict(row), "key": key}
+
+
+@router.get("/workspaces/{slug}/api-keys", tags=["admin"])
+def list_api_keys(workspace: AdminWorkspace, session: DB) -> dict[str, object]:
+    return {"items": [api_keys.as_dict(k) for k in api_keys.list_keys(session, workspace)]}
+
+
+@router.delete("/workspaces/{slug}/api-keys/{key_id}", status_code=204, tags=["admin"])
+def revoke_api_key(key_id: KeyId, workspace: AdminWorkspace, session: DB) -> Response:
+    api_keys.revoke(session, workspace, key_id)
+    return Response(status_code=204)

@@ -1,0 +1,103 @@
+"""A host application that keeps its own password form and uses twofa as the second factor.
+
+Run it next to twofa (`twofa up`), with a key from `twofa apikey create SLUG "host app"`:
+
+    HOST_TWOFA_URL=http://127.0.0.1:8000 HOST_TWOFA_KEY=twofa_sk_… \\
+    HOST_USERS=member-00001@demo.test:correct-horse-battery python docs/examples/host_app.py
+
+then open http://127.0.0.1:9000/.
+
+Its users are a dict here; yours live in your database or behind your SSO.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+from html import escape
+from typing import Annotated
+from urllib.parse import parse_qsl
+
+import httpx
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+
+async def form(request: Request) -> dict[str, str]:
+    return dict(parse_qsl((await request.body()).decode()))
+
+
+Form = Annotated[dict[str, str], Depends(form)]
+
+
+def page(body: str, status: int = 200) -> HTMLResponse:
+    return HTMLResponse(f"<!doctype html><title>Host app</title>{body}", status_code=status)
+
+
+def create_app(twofa: httpx.Client, api_key: str, passwords: dict[str, str]) -> FastAPI:
+    """`twofa` is an HTTP client whose base URL is the twofa API."""
+    app = FastAPI()
+    key = {"Authorization": f"Bearer {api_key}"}
+
+    def signed_in(token: str) -> RedirectResponse:
+        response = RedirectResponse("/private", status_code=303)
+        response.set_cookie("session", token, httponly=True, samesite="lax")
+        return response
+
+    @app.get("/")
+    def login_form() -> HTMLResponse:
+        return page('<form method="post" action="/login"><input name="email">'
+                    '<input name="password" type="password"><button>Sign in</button></form>')
+
+    @app.post("/login")
+    def login(data: Form) -> Response:
+        email, password = data.get("email", ""), data.get("password", "")
+        # 1. The host's own first factor.
+        if not hmac.compare_digest(passwords.get(email, "\0"), password):
+            return page("<p>Wrong email or password.</p>", 401)
+        # 2. Ask twofa what now.
+        check = twofa.post("/v1/checks/login", headers=key, json={"email": email})
+        if check.status_code != 200:
+            return page(f"<p>Sign-in refused: {escape(check.json()['error']['code'])}</p>", 403)
+        answer = check.json()
+        if answer["status"] == "authenticated":
+            return signed_in(answer["token"])
+        if answer["status"] == "enrollment_required":
+            return page("<p>Your team requires two-factor authentication: set it up first.</p>"
+                        f'<p data-enrollment-token="{escape(answer["token"])}"></p>', 403)
+        return page('<form method="post" action="/two-factor">'
+                    f'<input type="hidden" name="challenge" value="{escape(answer["challenge"])}">'
+                    '<input name="code" autocomplete="one-time-code"><button>Verify</button></form>')
+
+    @app.post("/two-factor")
+    def two_factor(data: Form) -> Response:
+        # 3. The code from the teammate's authenticator app (or a recovery code).
+        r = twofa.post("/v1/login/two-factor",
+                       json={"challenge": data.get("challenge", ""), "code": data.get("code", "")})
+        if r.status_code != 200:
+            return page(f"<p>{escape(r.json()['error']['message'])}</p>", r.status_code)
+        return signed_in(r.json()["token"])
+
+    @app.get("/private")
+    def private(request: Request) -> Response:
+        # 4. On every request: may this session in?
+        token = request.cookies.get("session", "")
+        seen = twofa.post("/v1/sessions/introspect", json={"token": token}).json() if token else {}
+        if not seen.get("active") or seen.get("level") != "full":
+            return RedirectResponse("/", status_code=303)
+        return page(f"<p>Welcome, teammate {seen['teammate_id']} of {escape(seen['workspace'])}.</p>")
+
+    return app
+
+
+def from_environment() -> FastAPI:
+    users = dict(pair.split(":", 1) for pair in os.environ.get("HOST_USERS", "").split(",") if pair)
+    client = httpx.Client(base_url=os.environ.get("HOST_TWOFA_URL", "http://127.0.0.1:8000"),
+                          timeout=10)
+    return create_app(client, os.environ.get("HOST_TWOFA_KEY", ""), users)
+
+
+if __name__ == "__main__":
+    import uvicorn
+
+    uvicorn.run(from_environment(), host="127.0.0.1", port=9000)

@@ -1,0 +1,66 @@
+"""Workspace API keys: `twofa_sk_…`, shown once, stored as SHA-256, revocable, use recorded.
+
+A key identifies a workspace, not a person: it opens only the check endpoints, since it is
+no session token (`sessions.authenticate` never accepts it).
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from services.crypto import hash_token
+from services.errors import NotFound, Unauthenticated
+from services.models import ApiKey, Workspace, utcnow
+
+PREFIX = "twofa_sk_"
+SHOWN_PREFIX = len(PREFIX) + 6  # enough to tell keys apart in a list, far too little to guess
+
+
+def create(session: Session, workspace: Workspace, name: str) -> tuple[ApiKey, str]:
+    """A new key; the plaintext is returned once and never stored."""
+    key = PREFIX + secrets.token_urlsafe(32)
+    row = ApiKey(workspace_id=workspace.id, name=name.strip() or "API key",
+                 key_hash=hash_token(key), prefix=key[:SHOWN_PREFIX])
+    session.add(row)
+    session.flush()
+    return row, key
+
+
+def list_keys(session: Session, workspace: Workspace) -> list[ApiKey]:
+    return list(session.scalars(
+        select(ApiKey).where(ApiKey.workspace_id == workspace.id).order_by(ApiKey.id)))
+
+
+def revoke(session: Session, workspace: Workspace, key_id: int) -> None:
+    """Revoke a key of this workspace (idempotent; another workspace's key is not found)."""
+    row = session.get(ApiKey, key_id)
+    if row is None or row.workspace_id != workspace.id:
+        raise NotFound("No such API key in this workspace.", "api_key_not_found")
+    if row.revoked_at is None:
+        row.revoked_at = utcnow()
+
+
+def authenticate(session: Session, key: str) -> Workspace:
+    """The workspace a live key belongs to; records the use. 401 invalid_api_key otherwise."""
+    row = session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_token(key)))
+    if row is None or row.revoked_at is not None or not key.startswith(PREFIX):
+        raise Unauthenticated("The API key is unknown or revoked.", "invalid_api_key")
+    session.execute(update(ApiKey).where(ApiKey.id == row.id).values(last_used_at=utcnow())
+                    .execution_options(synchronize_session=False))
+    workspace = session.get(Workspace, row.workspace_id)
+    assert workspace is not None
+    return workspace
+
+
+def as_dict(row: ApiKey) -> dict[str, object]:
+    return {
+        "id": row.id,
+        "name": row.name,
+        "prefix": row.prefix,
+        "created_at": row.created_at.isoformat(),
+        "last_used_at": row.last_used_at.isoformat() if row.last_used_at else None,
+        "revoked_at": row.revoked_at.isoformat() if row.revoked_at else None,
+    }

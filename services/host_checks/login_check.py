@@ -1,0 +1,28 @@
+"""POST /v1/checks/login: a host application has checked the first factor; what now?"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from services.accounts import sessions
+from services.accounts.workspaces import normalize_email
+from services.errors import InvalidInput, NotFound
+from services.models import Teammate, Workspace
+
+
+def check_login(session: Session, workspace: Workspace, email: str) -> sessions.SignIn:
+    """The answers of /v1/login without the password: the host vouches for the first factor.
+
+    Only active teammates of the key's own workspace are found; anyone else is 404.
+    """
+    try:
+        email = normalize_email(email)
+    except InvalidInput:
+        raise NotFound("No such teammate in this workspace.", "unknown_teammate") from None
+    teammate = session.scalar(select(Teammate).where(
+        Teammate.workspace_id == workspace.id, Teammate.email == email,
+        Teammate.status == "active"))
+    if teammate is None:
+        raise NotFound("No such teammate in this workspace.", "unknown_teammate")
+    return sessions.after_first_factor(session, teammate, workspace)
