@@ -87,7 +87,9 @@ def test_enroll_then_sign_in_with_code(stack: Stack, make_workspace: Any) -> Non
                      "level": "full"}
 
     # The challenge is spent, and the same code is refused on a fresh challenge.
-    assert complete(client, body["challenge"], now_code).json()["error"]["code"] == "invalid_challenge"
+    spent = complete(client, body["challenge"], now_code)
+    assert spent.status_code == 401 and spent.json()["error"]["code"] == "invalid_code"
+    assert "sign in again" in spent.json()["error"]["message"]
     replay = complete(client, ws.login()["challenge"], now_code)
     assert replay.status_code == 401 and replay.json()["error"]["code"] == "invalid_code"
 

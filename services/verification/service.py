@@ -79,8 +79,9 @@ def verify_challenge(session: Session, challenge: str, code: str, at: float | No
     auth = sessions.find_challenge(session, challenge)
     teammate = session.get(Teammate, auth.teammate_id) if auth else None
     if auth is None or teammate is None or not teammate.two_factor_enabled:
-        raise Unauthenticated("The sign-in challenge is unknown or expired; sign in again.",
-                              "invalid_challenge")
+        # The contract has one 401 code for this endpoint; the message tells the two apart.
+        raise Unauthenticated("The sign-in challenge is unknown, used or expired; sign in again.",
+                              "invalid_code")
     verify_code(session, teammate, code, at)
     sessions.end(session, auth)  # a challenge serves one sign-in
     return sessions.open_session(session, teammate)
