@@ -80,7 +80,7 @@ class Receiver:
                 error = str(exc)
         with self.lock:
             self.received.append(Received(path, headers, body, status, verified, error))
-        reply = json.dumps({"ok": 200 <= status < 300}).encode()
+        reply = b"" if status in (204, 304) else json.dumps({"ok": 200 <= status < 300}).encode()
         request.send_response(status)
         request.send_header("content-type", "application/json")
         request.send_header("content-length", str(len(reply)))
