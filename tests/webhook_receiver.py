@@ -35,6 +35,7 @@ class Receiver:
     secrets: dict[str, str] = field(default_factory=dict)  # path -> whsec_ secret
     behaviours: dict[str, Behaviour] = field(default_factory=dict)
     received: list[Received] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)  # requests per path (O(1) per request)
     lock: threading.Lock = field(default_factory=threading.Lock)
     server: ThreadingHTTPServer | None = None
 
@@ -69,7 +70,8 @@ class Receiver:
         headers = {k.lower(): v for k, v in request.headers.items()}
         path = request.path
         with self.lock:
-            before = sum(1 for r in self.received if r.path == path)
+            before = self.counts.get(path, 0)
+            self.counts[path] = before + 1
         status = self.behaviours.get(path, lambda _p, _n: 200)(path, before)
         verified, error = None, None
         secret = self.secrets.get(path)

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from services import crypto, outbox
@@ -163,20 +163,29 @@ def disable(session: Session, endpoint: WebhookEndpoint, reason: str) -> None:
 
 
 def due_endpoints(session: Session, now: datetime | None = None) -> Sequence[int]:
-    """Endpoints with a pending delivery that is due and unleased: what the sweep wakes up."""
+    """Endpoints whose oldest pending delivery is due and unleased: what the sweep wakes up.
+
+    Only the head counts: deliveries queued behind one that waits for its retry, or behind
+    one a worker is sending, are not work yet (they would only wake a task to find nothing).
+    """
     now = now or utcnow()
     d = WebhookDelivery
+    heads = (
+        select(d.endpoint_id, func.min(d.event_seq).label("event_seq"))
+        .where(d.status == "pending")
+        .group_by(d.endpoint_id)
+        .subquery()
+    )
     return session.scalars(
         select(d.endpoint_id)
+        .join(heads, and_(d.endpoint_id == heads.c.endpoint_id, d.event_seq == heads.c.event_seq))
         .join(WebhookEndpoint, WebhookEndpoint.id == d.endpoint_id)
         .where(
-            d.status == "pending",
             or_(d.next_attempt_at.is_(None), d.next_attempt_at <= now),
             or_(d.lease_until.is_(None), d.lease_until <= now),
             WebhookEndpoint.enabled.is_(True),
             WebhookEndpoint.deleted_at.is_(None),
         )
-        .distinct()
     ).all()
 
 

@@ -49,6 +49,8 @@ class Sender:
             target = ssrf.resolve(url)
         except ssrf.BlockedAddress as exc:
             return Outcome(None, _ms(started), f"refused: {exc}")
+        except (OSError, ValueError, UnicodeError) as exc:  # e.g. a name IDNA cannot encode
+            return Outcome(None, _ms(started), f"{type(exc).__name__}: {exc}"[:500])
         request_url, extra, extensions = _pinned(target)
         try:
             with self.client.stream(
@@ -58,7 +60,7 @@ class Sender:
                 kept = _read_capped(response)
         except httpx.TimeoutException:
             return Outcome(None, _ms(started), "timed out")
-        except httpx.HTTPError as exc:
+        except Exception as exc:  # any failure is one failed attempt in the log, not a stuck delivery
             return Outcome(None, _ms(started), f"{type(exc).__name__}: {exc}"[:500])
         status = response.status_code
         error = None if 200 <= status < 300 else f"HTTP {status}"
