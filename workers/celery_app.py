@@ -15,13 +15,14 @@ from services.config import Settings, get_settings
 def broker_options(settings: Settings) -> dict[str, Any]:
     if settings.is_embedded_broker:
         folder = settings.broker_folder
-        for sub in ("queue", "processed"):
+        for sub in ("queue", "processed", "control"):
             (folder / sub).mkdir(parents=True, exist_ok=True)
         # The filesystem transport polls; 1 s (its default) drains ~5 tasks/s.
         return {
             "data_folder_in": str(folder / "queue"),
             "data_folder_out": str(folder / "queue"),
             "processed_folder": str(folder / "processed"),
+            "control_folder": str(folder / "control"),  # else it lands in the cwd
             "store_processed": False,
             "polling_interval": 0.05,
         }
