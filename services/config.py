@@ -39,6 +39,7 @@ class Settings(BaseSettings):
     send_lease_seconds: int = 120
     sweep_interval: float = 15.0
     relay_poll_interval: float = 0.2
+    relay_heartbeat_file: Path | None = None
     session_ttl_seconds: int = 12 * 3600
     challenge_ttl_seconds: int = 300
     mailcatcher_port: int = 1025

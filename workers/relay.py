@@ -43,6 +43,8 @@ def run(app: Celery, stop: threading.Event | None = None) -> None:
                 app.send_task("enrollment.sweep")
                 app.send_task("webhooks.sweep")  # retries due by next_attempt_at, lapsed leases
                 next_sweep = now + settings.sweep_interval
+            if settings.relay_heartbeat_file:  # healthy means a loop that reached the database
+                settings.relay_heartbeat_file.touch()
         except Exception:  # a database or broker hiccup must not end the relay
             log.exception("relay iteration failed; retrying")
             published = 0
