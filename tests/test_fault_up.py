@@ -1,0 +1,61 @@
+"""`twofa up` as a person runs it: embedded default, from an empty directory, Ctrl-C to stop."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+from tests.stack import free_port, wait_until
+
+
+def _plain_env(tmp: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TWOFA_")}
+    return {**env, "TWOFA_MAILCATCHER_PORT": str(free_port()), "TWOFA_SWEEP_INTERVAL": "2",
+            "COLUMNS": "200"}
+
+
+def _twofa(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "workers.cli", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_up_runs_the_whole_flow_on_the_embedded_default(tmp_path: Path) -> None:
+    env, port = _plain_env(tmp_path), free_port()
+    up = subprocess.Popen([sys.executable, "-m", "workers.cli", "up", "--demo", "--port",
+                           str(port)], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True)
+    try:
+        http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
+
+        def healthy() -> bool:
+            try:
+                return http.get("/healthz").status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_until(healthy, 60, 0.3, message="twofa up to answer")
+        login = http.post("/v1/login", json={"workspace": "demo", "email": "admin@demo.test",
+                                              "password": "correct-horse-battery"}).json()
+        headers = {"Authorization": f"Bearer {login['token']}"}
+        r = http.put("/v1/workspaces/demo/two-factor-policy", headers=headers,
+                     json={"require_two_factor": True})
+        assert r.status_code == 200 and r.json()["rollout"]["teammates"] == 26
+
+        watch = _twofa("rollout", "demo", "--watch", cwd=tmp_path, env=env)
+        assert watch.returncode == 0, watch.stdout + watch.stderr
+        assert "26 invited, 0 pending, 0 failed" in watch.stdout
+        mail = sorted((tmp_path / "var" / "mail").glob("*.eml"))
+        assert len(mail) == 26
+        assert b"Demo Team now requires two-factor authentication" in mail[0].read_bytes()
+        table = _twofa("teammates", "demo", cwd=tmp_path, env=env)
+        assert "member-00001@demo.test" in table.stdout and "invited" in table.stdout
+    finally:
+        up.send_signal(signal.SIGINT)
+        out, _ = up.communicate(timeout=60)
+    assert up.returncode == 0, out
+    assert "stopping" in out and "var/mail" in out
