@@ -19,11 +19,22 @@ REFUSED = {
     "multicast": ["224.0.0.1", "239.1.2.3", "ff02::1"],
     "reserved": ["240.0.0.1", "255.255.255.255"],
     "unspecified": ["0.0.0.0", "::"],  # noqa: S104 - refused, not bound
+    "site-local": ["fec0::1", "feff::1"],
+    # IANA special-purpose blocks (Python's flags miss some, e.g. 192.0.0.8 counts as global)
+    "special-purpose": ["192.0.0.8", "192.0.0.170", "198.18.0.1", "198.19.255.254", "192.0.2.1",
+                        "198.51.100.7", "203.0.113.9", "192.88.99.1", "0.1.2.3", "2001:db8::1",
+                        "2001:2::1", "3fff::1", "2001:0:4136:e378:8000:63bf:3fff:fdd2"],
 }
 MAPPED = {"::ffff:127.0.0.1": "loopback", "::ffff:10.1.2.3": "private",
           "::ffff:169.254.1.1": "link-local", "::ffff:100.64.1.1": "carrier-grade NAT",
-          "64:ff9b::a00:1": "private"}
-PUBLIC = ["93.184.216.34", "8.8.8.8", "2606:4700:4700::1111", "::ffff:93.184.216.34"]
+          "64:ff9b::a00:1": "private",
+          # 6to4 (2002::/16) carries the IPv4 address in bits 16-48
+          "2002:7f00:1::": "loopback", "2002:a00:1::": "private", "2002:a9fe:a9fe::1": "link-local",
+          "2002:c000:8::": "special-purpose",
+          # Teredo (2001::/32): server, then the client address inverted in the last 32 bits
+          "2001:0:7f00:1::": "loopback", "2001:0:4136:e378:8000:63bf:f5ff:fffe": "private"}
+PUBLIC = ["93.184.216.34", "8.8.8.8", "2606:4700:4700::1111", "::ffff:93.184.216.34",
+          "2002:5db8:d822::1", "192.0.1.1", "198.20.0.1"]
 
 
 @pytest.fixture
@@ -67,7 +78,7 @@ def test_subscription_refuses_literal_private_urls(guard_on: None, workspace: An
     urls = [f"http://[{h}]/hook" if ":" in h else f"https://{h}/hook" for h in hosts]
     # Spellings a resolver turns into 127.0.0.1, and names of this machine.
     urls += ["http://2130706433/", "http://127.1/", "http://0x7f.0.0.1/", "http://localhost:8000/",
-             "http://api.localhost/"]
+             "http://api.localhost/", "http://[2002:7f00:1::]:8080/", "http://[fec0::1]/"]
     for url in urls:
         r = workspace.client.post(base, headers=headers, json={"url": url, "event_types": ["*"]})
         assert r.status_code == 422, (url, r.text)
@@ -149,3 +160,48 @@ def test_the_connection_is_pinned_to_the_checked_address() -> None:
                               {"host": "hooks.example.com:8443"}, {"sni_hostname": "hooks.example.com"})
     http = ssrf.Target(urlsplit("http://hooks.example.com/p"), "hooks.example.com", 80, "93.184.216.34")
     assert _pinned(http) == ("http://93.184.216.34:80/p", {"host": "hooks.example.com"}, {})
+
+
+def test_control_characters_are_bad_input_not_a_500(guard_on: None, workspace: Any) -> None:
+    headers = workspace.admin_headers()
+    base = f"/v1/workspaces/{workspace.slug}/webhooks"
+    for url in ("http://127.0.0.1\x00.example.com/", "http://a\x00b/", "https://example.com/\x00",
+                "https://exa\tmple.com/", "https://example.com/\r\nX-Injected: 1", "http://x\x7f.com/"):
+        r = workspace.client.post(base, headers=headers, json={"url": url, "event_types": ["*"]})
+        assert r.status_code == 422, (url, r.text)
+        assert r.json()["error"]["code"] == "invalid_url", url
+
+
+def test_a_nul_in_a_host_is_no_literal_address() -> None:
+    from services.webhooks.ssrf import literal
+
+    assert literal("127.0.0.1\x00.example.com") is None
+
+
+def test_a_hung_name_lookup_ends_at_the_deadline(guard_on: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """getaddrinfo cannot be interrupted: the attempt stops waiting for it at its deadline."""
+    import threading
+    import time
+
+    from services.webhooks import ssrf
+    from services.webhooks.transport import Sender
+
+    release = threading.Event()
+
+    def hung(*_args: Any, **_kwargs: Any) -> list[Any]:
+        release.wait(30)
+        raise socket.gaierror("released")
+
+    monkeypatch.setattr(ssrf.socket, "getaddrinfo", hung)
+    try:
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):
+            ssrf.resolve("https://hooks.example.com/x", time.monotonic() + 0.3)
+        assert time.monotonic() - started >= 0.3
+        with Sender(timeout=0.5) as sender:
+            outcome = sender.post("https://hooks.example.com/x", "{}", {"webhook-id": "x"})
+        assert outcome.status is None and outcome.error is not None
+        assert outcome.error.startswith("timeout"), outcome.error
+        assert outcome.duration_ms >= 500
+    finally:
+        release.set()
