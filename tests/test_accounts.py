@@ -40,7 +40,9 @@ def test_new_teammate_joins_and_signs_in(stack: Stack, workspace: WorkspaceHandl
     # The link works once.
     again = workspace.client.post("/v1/invitations/accept",
                                   json={"token": token, "password": "another-password"})
-    assert again.status_code == 401 and again.json()["error"]["code"] == "invalid_invitation"
+    # Same answers as /v1/login, whose only 401 code is invalid_credentials.
+    assert again.status_code == 401 and again.json()["error"]["code"] == "invalid_credentials"
+    assert "invitation" in again.json()["error"]["message"]
 
     body = workspace.login(email, "a-good-password")
     assert body["status"] == "authenticated"

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from services.errors import Throttled
@@ -27,11 +29,22 @@ def check(session: Session, client_ip: str) -> None:
 
 
 def record_failure(session: Session, client_ip: str) -> None:
+    """Count one failure; concurrent first failures of a new address all count, none fails.
+
+    The row is created with INSERT … ON CONFLICT DO NOTHING and then locked (FOR UPDATE),
+    so parallel failures serialise on it instead of racing to insert it.
+    """
     now = utcnow()
-    row = session.get(LoginThrottle, _key(client_ip), with_for_update=True)
-    if row is None:
-        row = LoginThrottle(key=_key(client_ip), failures=0, window_start=now)
-        session.add(row)
+    key = _key(client_ip)
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    session.execute(insert(LoginThrottle)
+                    .values(key=key, failures=0, window_start=now)
+                    .on_conflict_do_nothing(index_elements=[LoginThrottle.key]))
+    row = session.scalars(
+        select(LoginThrottle).where(LoginThrottle.key == key)
+        .with_for_update().execution_options(populate_existing=True)
+    ).one()
     if now - row.window_start > WINDOW:
         row.failures, row.window_start, row.locked_until = 0, now, None
     row.failures += 1

@@ -12,6 +12,7 @@ from typing import Literal
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from services.config import get_settings
 from services.crypto import hash_token, new_token
@@ -111,8 +112,20 @@ def find_challenge(session: Session, challenge: str) -> AuthSession | None:
     return _live(session, challenge, "challenge") if challenge else None
 
 
-def end(session: Session, auth: AuthSession) -> None:
-    auth.ended_at = utcnow()
+def end(session: Session, auth: AuthSession) -> bool:
+    """End a session or challenge if it is still live: one conditional UPDATE, so of two
+    concurrent ends exactly one gets True (the row lock orders them)."""
+    now = utcnow()
+    result = session.execute(
+        update(AuthSession)
+        .where(AuthSession.id == auth.id, AuthSession.ended_at.is_(None))
+        .values(ended_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        return False
+    set_committed_value(auth, "ended_at", now)
+    return True
 
 
 def end_all(session: Session, teammate_id: int, kind: str = "challenge") -> None:

@@ -6,6 +6,7 @@ import secrets
 from dataclasses import dataclass
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from services import outbox
@@ -62,8 +63,13 @@ def add(session: Session, workspace: Workspace, email: str, name: str, role: str
         status="invited",
         join_nonce=secrets.token_hex(16),
     )
-    session.add(teammate)
-    session.flush()
+    try:
+        # A concurrent add of the same address passes the check above too; the unique
+        # constraint decides, inside a savepoint so that the loser can answer 409.
+        with session.begin_nested():
+            session.add(teammate)
+    except IntegrityError:
+        raise Conflict(f"{email} is already a teammate.", "teammate_exists") from None
     teammate.join_token_hash = hash_token(join_token(teammate))
     outbox.enqueue(session, "email.send_join", teammate_id=teammate.id)
     return teammate
@@ -79,8 +85,9 @@ def accept(session: Session, token: str, password: str, name: str | None) -> ses
         select(Teammate).where(Teammate.join_token_hash == hash_token(token))
     )
     if teammate is None or teammate.status != "invited":
-        raise InvalidCredentials("This invitation link is unknown or was used already.",
-                                 "invalid_invitation")
+        # The contract gives this endpoint /v1/login's answers, whose only 401 code is this.
+        raise InvalidCredentials("This invitation link is unknown or was used already; "
+                                 "sign in, or ask an admin for a new invitation.")
     teammate.password_hash = hash_password(password)
     teammate.status = "active"
     teammate.join_token_hash = None

@@ -15,7 +15,11 @@ from services.models import Workspace
 
 
 def db() -> Iterator[Session]:
-    """One transaction per request; failed attempts (keep_changes errors) still commit."""
+    """One transaction per request; failed attempts (keep_changes errors) still commit.
+
+    Used with scope="function" (see `DB`): the COMMIT runs before the response is sent, so a
+    200 means committed, and a failing COMMIT becomes the answer instead of a lost write.
+    """
     session = session_factory()()
     try:
         yield session
@@ -30,7 +34,9 @@ def db() -> Iterator[Session]:
         session.close()
 
 
-DB = Annotated[Session, Depends(db)]
+# scope="function": FastAPI runs the cleanup (the COMMIT) before it sends the response; the
+# default ("request") would commit after the client already has its 200.
+DB = Annotated[Session, Depends(db, scope="function")]
 
 
 def bearer(request: Request) -> str:

@@ -7,6 +7,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError, IntegrityError
 from starlette.exceptions import HTTPException
 
 from services import errors
@@ -55,7 +56,30 @@ def _http_error(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
+def _integrity_error(_: Request, exc: Exception) -> JSONResponse:
+    """Last safety net: a uniqueness race the service did not turn into its own Conflict."""
+    log.warning("integrity error answered 409: %s", exc)
+    return JSONResponse(error_body("conflict", "This conflicts with a change made meanwhile; "
+                                   "reload and try again."), status_code=409)
+
+
+def _data_error(_: Request, exc: Exception) -> JSONResponse:
+    """Last safety net: a value the database refuses (the schemas should have said so)."""
+    log.warning("data error answered 422: %s", exc)
+    return JSONResponse(error_body("invalid_request", "A value is not acceptable."),
+                        status_code=422)
+
+
+def _internal_error(_: Request, exc: Exception) -> JSONResponse:
+    """Anything else (e.g. a COMMIT the database refused) is a 500, still in the error shape."""
+    return JSONResponse(error_body("internal_error", "Something went wrong on our side; "
+                                   "the change was not saved."), status_code=500)
+
+
 def install(app: FastAPI) -> None:
     app.add_exception_handler(errors.TwofaError, _twofa_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(IntegrityError, _integrity_error)
+    app.add_exception_handler(DataError, _data_error)
+    app.add_exception_handler(Exception, _internal_error)

@@ -1,14 +1,33 @@
-"""Request bodies. Strings are bounded so oversized input is a 422, not a slow hash."""
+"""Request bodies. Strings are bounded so oversized input is a 422, not a slow hash, and
+carry no control characters (PostgreSQL refuses NUL in text; a lone surrogate cannot even be
+encoded), so such input is a 422 `invalid_request` rather than a database error."""
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-Short = Annotated[str, Field(min_length=1, max_length=320)]
-Password = Annotated[str, Field(min_length=1, max_length=1024)]
-Code = Annotated[str, Field(min_length=1, max_length=64)]
+# Path and query integers are bounded by BIGINT, so 2**64 is a 422, not an overflow.
+MAX_ID = 2**63 - 1
+_REFUSED = {"Cc", "Cs"}  # control characters (NUL, tab, newline, …) and lone surrogates
+
+
+def printable(value: str) -> str:
+    """Refuse control characters and unpaired surrogates anywhere in the string."""
+    for char in value:
+        if unicodedata.category(char) in _REFUSED:
+            raise ValueError(f"control character U+{ord(char):04X} is not allowed")
+    return value
+
+
+Text = AfterValidator(printable)
+Short = Annotated[str, Field(min_length=1, max_length=320), Text]
+Password = Annotated[str, Field(min_length=1, max_length=1024), Text]
+Code = Annotated[str, Field(min_length=1, max_length=64), Text]
+Token = Annotated[str, Field(min_length=1, max_length=200), Text]
+Name = Annotated[str, Field(max_length=200), Text]
 
 
 class Body(BaseModel):
@@ -22,18 +41,18 @@ class LoginIn(Body):
 
 
 class TwoFactorIn(Body):
-    challenge: Annotated[str, Field(min_length=1, max_length=200)]
+    challenge: Token
     code: Code
 
 
 class AcceptIn(Body):
-    token: Annotated[str, Field(min_length=1, max_length=200)]
+    token: Token
     password: Password
-    name: Annotated[str, Field(max_length=200)] = ""
+    name: Name = ""
 
 
 class TokenIn(Body):
-    token: Annotated[str, Field(min_length=1, max_length=200)]
+    token: Token
 
 
 class CodeIn(Body):
@@ -46,5 +65,5 @@ class PolicyIn(Body):
 
 class TeammateIn(Body):
     email: Short
-    name: Annotated[str, Field(max_length=200)] = ""
+    name: Name = ""
     role: Literal["admin", "member"] = "member"

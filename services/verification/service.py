@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from services import crypto
@@ -63,11 +64,22 @@ def confirm(session: Session, teammate: Teammate, code: str, at: float | None = 
         raise Conflict("Two-factor authentication is on already.", "two_factor_already_enabled")
     if teammate.totp_pending_secret_enc is None:
         raise NotFound("Start with POST /v1/me/two-factor/setup.", "no_pending_setup")
-    pending = crypto.decrypt(teammate.totp_pending_secret_enc)
-    _check_totp(session, teammate, pending, code, at)
-    teammate.totp_secret_enc = teammate.totp_pending_secret_enc
-    teammate.totp_pending_secret_enc = None
-    teammate.totp_enabled_at = utcnow()
+    pending_enc = teammate.totp_pending_secret_enc
+    _check_totp(session, teammate, crypto.decrypt(pending_enc), code, at)
+    # One conditional UPDATE turns it on: of concurrent confirms (steps N and N+1 are both
+    # valid) exactly one matches, so the recovery codes it returns are the ones that count.
+    now = utcnow()
+    won = session.execute(
+        update(Teammate)
+        .where(Teammate.id == teammate.id, Teammate.totp_enabled_at.is_(None),
+               Teammate.totp_pending_secret_enc == pending_enc)
+        .values(totp_secret_enc=pending_enc, totp_pending_secret_enc=None, totp_enabled_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if won.rowcount != 1:  # type: ignore[attr-defined]
+        raise Conflict("Two-factor authentication was turned on meanwhile, or its setup was "
+                       "restarted.", "two_factor_already_enabled")
+    session.refresh(teammate)
     codes = recovery.replace_all(session, teammate.id)
     recorder.record(session, teammate.workspace_id, EventType.ENABLED,
                     {"teammate_id": teammate.id}, teammate_id=teammate.id)
@@ -83,7 +95,11 @@ def verify_challenge(session: Session, challenge: str, code: str, at: float | No
         raise Unauthenticated("The sign-in challenge is unknown, used or expired; sign in again.",
                               "invalid_code")
     verify_code(session, teammate, code, at)
-    sessions.end(session, auth)  # a challenge serves one sign-in
+    if not sessions.end(session, auth):
+        # Completed meanwhile by a parallel request with another valid code: a challenge serves
+        # one sign-in. Not a kept failure: this rolls back, so a recovery code stays unused.
+        raise Unauthenticated("The sign-in challenge was used meanwhile; sign in again.",
+                              "invalid_code")
     return sessions.open_session(session, teammate)
 
 

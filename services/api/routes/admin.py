@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Path, Query, Response
 
 from services.accounts import teammates
 from services.api.deps import DB, AdminWorkspace, FullSession
-from services.api.schemas import PolicyIn, TeammateIn
+from services.api.schemas import MAX_ID, PolicyIn, TeammateIn, Text
 from services.enrollment import fanout
 from services.events import audit
 from services.policy import service as policy
+
+TeammateId = Annotated[int, Path(ge=1, le=MAX_ID)]
+Cursor = Annotated[int | None, Query(ge=0, le=MAX_ID)]
 
 router = APIRouter(prefix="/v1/workspaces/{slug}", tags=["admin"])
 
@@ -35,7 +38,7 @@ def list_teammates(
     workspace: AdminWorkspace,
     session: DB,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    cursor: Annotated[int | None, Query(ge=0)] = None,
+    cursor: Cursor = None,
 ) -> dict[str, object]:
     views, next_id = teammates.page(session, workspace, limit, cursor)
     return {
@@ -53,7 +56,7 @@ def add_teammate(body: TeammateIn, workspace: AdminWorkspace, session: DB) -> di
 
 @router.post("/teammates/{teammate_id}/enrollment-invitation", status_code=202)
 def resend_invitation(
-    teammate_id: int, workspace: AdminWorkspace, session: DB
+    teammate_id: TeammateId, workspace: AdminWorkspace, session: DB
 ) -> Response:
     fanout.resend(session, workspace, teammates.get(session, workspace, teammate_id))
     return Response(status_code=202)
@@ -63,8 +66,8 @@ def resend_invitation(
 def list_events(
     workspace: AdminWorkspace,
     session: DB,
-    type: Annotated[str | None, Query(max_length=64)] = None,
-    after: Annotated[int | None, Query(ge=0)] = None,
+    type: Annotated[Annotated[str, Text] | None, Query(max_length=64)] = None,
+    after: Cursor = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> dict[str, object]:
     items, next_seq = audit.page(session, workspace, type, after, limit)

@@ -8,13 +8,13 @@ from fastapi import APIRouter, Depends, Path, Request, Response
 from pydantic import Field
 
 from services.api.deps import DB, AdminWorkspace
-from services.api.schemas import Body, Short
+from services.api.schemas import MAX_ID, Body, Short, Text
 from services.errors import Unauthenticated
 from services.host_checks import api_keys, login_check
 from services.models import Workspace
 
 router = APIRouter(prefix="/v1")
-KeyId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+KeyId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
 class CheckLoginIn(Body):
@@ -22,7 +22,7 @@ class CheckLoginIn(Body):
 
 
 class ApiKeyIn(Body):
-    name: Annotated[str, Field(min_length=1, max_length=200)]
+    name: Annotated[str, Field(min_length=1, max_length=200), Text]
 
 
 def key_workspace(session: DB, request: Request) -> Workspace:

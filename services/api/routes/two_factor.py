@@ -11,7 +11,7 @@ from fastapi import APIRouter, Path, Response
 
 from services.accounts import teammates
 from services.api.deps import DB, AdminWorkspace, AnySession, FullSession
-from services.api.schemas import CodeIn, TwoFactorIn
+from services.api.schemas import MAX_ID, CodeIn, TwoFactorIn
 from services.verification import service as verification
 
 router = APIRouter(prefix="/v1", tags=["two-factor"])
@@ -63,7 +63,7 @@ def login_two_factor(body: TwoFactorIn, session: DB) -> dict[str, str]:
 
 
 @router.delete("/workspaces/{slug}/teammates/{teammate_id}/two-factor", status_code=204)
-def admin_reset(teammate_id: Annotated[int, Path(ge=1, le=2**63 - 1)], workspace: AdminWorkspace,
+def admin_reset(teammate_id: Annotated[int, Path(ge=1, le=MAX_ID)], workspace: AdminWorkspace,
                 caller: FullSession, session: DB) -> Response:
     target = teammates.get(session, workspace, teammate_id)
     verification.admin_reset(session, workspace, target, caller.teammate)
