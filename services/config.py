@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     sweep_interval: float = 15.0
     relay_poll_interval: float = 0.2
     relay_heartbeat_file: Path | None = None
+    # An outbox message whose task has not succeeded this long after publishing goes out again.
+    outbox_redeliver_seconds: float = 600.0
     session_ttl_seconds: int = 12 * 3600
     challenge_ttl_seconds: int = 300
     mailcatcher_port: int = 1025

@@ -46,7 +46,20 @@ def new_token(nbytes: int = 32) -> str:
 
 def derived_token(purpose: str, *parts: object) -> str:
     """A token recomputable from stored facts (so only its hash needs storing)."""
-    key = hashlib.sha256(b"twofa-derive:" + get_settings().keys()[0]).digest()
+    return _derive(get_settings().keys()[0], purpose, parts)
+
+
+def rederive_token(stored_hash: str, purpose: str, *parts: object) -> str | None:
+    """Recompute a derived token under whichever key made it (keys may have rotated since)."""
+    for key in get_settings().keys():  # noqa: SIM118 - Settings.keys() lists encryption keys
+        token = _derive(key, purpose, parts)
+        if hmac.compare_digest(hash_token(token), stored_hash):
+            return token
+    return None
+
+
+def _derive(key: bytes, purpose: str, parts: tuple[object, ...]) -> str:
+    mac_key = hashlib.sha256(b"twofa-derive:" + key).digest()
     msg = ":".join([purpose, *map(str, parts)]).encode()
-    digest = hmac.new(key, msg, hashlib.sha256).digest()
+    digest = hmac.new(mac_key, msg, hashlib.sha256).digest()
     return base64.urlsafe_b64encode(digest).decode().rstrip("=")

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.config import get_settings
@@ -66,3 +67,9 @@ def unit_of_work() -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def dialect_insert(session: Session, model: Any) -> Any:
+    """INSERT with ON CONFLICT support for the session's database (PostgreSQL or SQLite)."""
+    dialect = session.get_bind().dialect.name
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(model)

@@ -153,7 +153,12 @@ class Event(Base):
 
 
 class OutboxMessage(Base):
-    """Work committed with the change that caused it; the relay hands it to the workers."""
+    """Work committed with the change that caused it; the relay hands it to the workers.
+
+    A message is done when the task that carried it succeeded (`completed_at`); one published
+    but never completed (a lost broker message, a worker killed with it prefetched) is
+    published again after a while.
+    """
 
     __tablename__ = "outbox"
     __table_args__ = (
@@ -163,12 +168,20 @@ class OutboxMessage(Base):
             postgresql_where=text("published_at IS NULL"),
             sqlite_where=text("published_at IS NULL"),
         ),
+        Index(
+            "ix_outbox_incomplete",
+            "published_at",
+            postgresql_where=text("completed_at IS NULL"),
+            sqlite_where=text("completed_at IS NULL"),
+        ),
     )
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     topic: Mapped[str] = mapped_column(String(64))
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     published_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    publish_count: Mapped[int] = mapped_column(Integer, default=0)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class SentEmail(Base):

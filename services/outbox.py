@@ -1,22 +1,35 @@
 """Transactional outbox: work recorded in the caller's transaction, published by the relay.
 
 A message's topic is the name of the task that will carry it out and its payload the task's
-keyword arguments; the service layer names work, the workers layer does it.
+keyword arguments; the service layer names work, the workers layer does it. A message is
+complete once its task succeeded; one published but not completed in time is published
+again (at least once, end to end), so every task must be idempotent.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from services.models import OutboxMessage, utcnow
 
 # Payload keys under which the relay merges many messages of one topic into one task.
 MERGEABLE: dict[str, str] = {"events.dispatch": "event_seqs"}
+MAX_PUBLISHES = 10  # a task that never succeeds is not republished forever
+
+
+@dataclass
+class Publication:
+    """One task to publish: its name, its kwargs, and the outbox rows it completes."""
+
+    task: str
+    kwargs: dict[str, Any]
+    outbox_ids: list[int] = field(default_factory=list)
 
 
 def enqueue(session: Session, topic: str, **payload: Any) -> None:
@@ -35,27 +48,58 @@ def claim_unpublished(session: Session, limit: int) -> Sequence[OutboxMessage]:
     return session.scalars(query).all()
 
 
+def claim_overdue(session: Session, older_than: timedelta, limit: int) -> Sequence[OutboxMessage]:
+    """Published long ago and still not completed: the task was lost or keeps failing."""
+    query = (
+        select(OutboxMessage)
+        .where(
+            OutboxMessage.completed_at.is_(None),
+            OutboxMessage.published_at < utcnow() - older_than,
+            OutboxMessage.publish_count < MAX_PUBLISHES,
+        )
+        .order_by(OutboxMessage.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return session.scalars(query).all()
+
+
 def mark_published(session: Session, ids: Sequence[int], at: datetime | None = None) -> None:
     session.execute(
         update(OutboxMessage)
         .where(OutboxMessage.id.in_(ids))
-        .values(published_at=at or utcnow())
+        .values(published_at=at or utcnow(), publish_count=OutboxMessage.publish_count + 1)
     )
 
 
-def merge(messages: Sequence[OutboxMessage], max_items: int = 100) -> list[tuple[str, dict[str, Any]]]:
-    """Turn messages into (task name, kwargs) pairs, merging mergeable topics into lists."""
-    tasks: list[tuple[str, dict[str, Any]]] = []
-    pending: dict[str, list[Any]] = {}
+def complete(session: Session, ids: Sequence[int]) -> None:
+    session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id.in_(list(ids)), OutboxMessage.completed_at.is_(None))
+        .values(completed_at=utcnow())
+    )
+
+
+def prune(session: Session, older_than: timedelta) -> None:
+    """Forget completed messages (the audit log keeps the events themselves)."""
+    session.execute(
+        delete(OutboxMessage).where(OutboxMessage.completed_at < utcnow() - older_than)
+    )
+
+
+def merge(messages: Sequence[OutboxMessage], max_items: int = 100) -> list[Publication]:
+    """Turn messages into publications, merging mergeable topics into lists."""
+    out: list[Publication] = []
+    pending: dict[str, Publication] = {}
     for message in messages:
         key = MERGEABLE.get(message.topic)
         if key is None:
-            tasks.append((message.topic, dict(message.payload)))
+            out.append(Publication(message.topic, dict(message.payload), [message.id]))
             continue
-        items = pending.setdefault(message.topic, [])
-        items.extend(message.payload[key])
-        if len(items) >= max_items:
-            tasks.append((message.topic, {key: items}))
-            pending[message.topic] = []
-    tasks.extend((topic, {MERGEABLE[topic]: items}) for topic, items in pending.items() if items)
-    return tasks
+        pub = pending.setdefault(message.topic, Publication(message.topic, {key: []}))
+        pub.kwargs[key].extend(message.payload[key])
+        pub.outbox_ids.append(message.id)
+        if len(pub.kwargs[key]) >= max_items:
+            out.append(pending.pop(message.topic))
+    out.extend(pending.values())
+    return out

@@ -6,6 +6,7 @@ tests build their own so that killing its worker or its mail server touches noth
 
 from __future__ import annotations
 
+import asyncio
 import email
 import os
 import signal
@@ -91,6 +92,8 @@ class _Handler:
         return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        if self.sink.delay:
+            await asyncio.sleep(self.sink.delay)  # a slow server: sends take a while
         msg = email.message_from_bytes(envelope.original_content or envelope.content)
         with self.sink.lock:
             self.sink.messages.append(Caught(envelope.mail_from, list(envelope.rcpt_tos), msg))
@@ -105,6 +108,7 @@ class SmtpSink:
     messages: list[Caught] = field(default_factory=list)
     refuse: set[str] = field(default_factory=set)
     defer: set[str] = field(default_factory=set)
+    delay: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock)
     controller: Controller | None = None
 

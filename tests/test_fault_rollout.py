@@ -147,3 +147,83 @@ def test_rolled_back_policy_change_sends_nothing(own_stack: Stack) -> None:
     _require_2fa(ws_id, admin_id)
     wait_until(lambda: _rollout(ws_id)["pending"] == 0, 60, message="committed rollout")
     assert len(own_stack.smtp.snapshot()) == 21
+
+
+def test_flipping_off_mid_send_stops_the_running_batches(own_stack: Stack) -> None:
+    from services.db import unit_of_work
+    from services.models import Workspace
+    from services.policy import service as policy
+
+    ws_id, admin_id, _ = _workspace_with_team(300)
+    own_stack.smtp.delay = 0.03  # slow enough that batches are mid-send when we flip
+    own_stack.start_relay()
+    own_stack.start_worker(concurrency=2)
+    _require_2fa(ws_id, admin_id)
+    wait_until(lambda: len(own_stack.smtp.snapshot()) >= 30, 60, 0.01, message="sends")
+    with unit_of_work() as session:
+        ws = session.get(Workspace, ws_id)
+        assert ws is not None
+        policy.set_policy(session, ws, False, admin_id)
+    at_flip = len(own_stack.smtp.snapshot())
+
+    # Each of the 2 pool processes finishes at most the send it is in, then stops.
+    wait_until(lambda: _idle(own_stack, 2.0), 30, message="sending to stop")
+    assert len(own_stack.smtp.snapshot()) <= at_flip + 2
+    assert _rollout(ws_id) == {"teammates": 301, "enrolled": 0, "invited": 0, "pending": 0,
+                               "failed": 0}
+
+
+def _idle(st: Stack, seconds: float) -> bool:
+    import time
+
+    before = len(st.smtp.snapshot())
+    time.sleep(seconds)
+    return len(st.smtp.snapshot()) == before
+
+
+@pytest.mark.parametrize("own_stack", [{"TWOFA_OUTBOX_REDELIVER_SECONDS": "2"}], indirect=True)
+def test_a_lost_task_is_published_again(own_stack: Stack) -> None:
+    """A task the broker lost (purged here; a SIGKILLed worker's prefetch, the filesystem
+    broker's lack of acks in life) is republished until a worker completes it."""
+    from services.db import unit_of_work
+    from services.events import recorder
+    from services.events.catalog import EventType
+    from services.models import OutboxMessage
+    from workers.celery_app import make_app
+
+    ws_id, _, _ = _workspace_with_team(1)
+    with unit_of_work() as session:
+        from services.models import Teammate
+
+        member = session.scalars(select(Teammate).where(Teammate.role == "member")).one()
+        recorder.record(session, ws_id, EventType.ENABLED, {"teammate_id": member.id},
+                        teammate_id=member.id)
+    own_stack.start_relay()
+
+    def published() -> bool:
+        with unit_of_work() as session:
+            return all(m.published_at for m in session.scalars(select(OutboxMessage)))
+
+    wait_until(published, 30, message="the relay to publish")
+    app = make_app()
+    with app.connection_for_write() as conn:
+        purged = conn.default_channel.queue_purge(own_stack.env["TWOFA_QUEUE"])
+    assert purged, "nothing was waiting in the queue"
+    own_stack.start_worker()
+
+    mail = wait_until(lambda: own_stack.smtp.to("member-00001@fault.test"), 60,
+                      message="the notification after republishing")
+    assert "Two-factor authentication is on" in mail[0].subject
+    with unit_of_work() as session:
+        rows = session.scalars(select(OutboxMessage)).all()
+        dispatch = [m for m in rows if m.topic == "events.dispatch"]
+        assert dispatch and all(m.publish_count >= 2 for m in dispatch)
+    wait_until(lambda: _all_complete(), 30, message="every outbox message to complete")
+
+
+def _all_complete() -> bool:
+    from services.db import unit_of_work
+    from services.models import OutboxMessage
+
+    with unit_of_work() as session:
+        return all(m.completed_at for m in session.scalars(select(OutboxMessage)))

@@ -1,7 +1,9 @@
 """The outbox relay: publishes committed outbox messages as Celery tasks, at least once.
 
-It also enqueues the periodic sweep that finishes any rollout a crash left behind.
-A crash between publishing and marking republishes; every task is idempotent.
+Each task carries the ids of the outbox rows it serves in a message header; when it
+succeeds, the worker marks them complete (workers/tasks.py). Rows published but never
+completed are published again after TWOFA_OUTBOX_REDELIVER_SECONDS. The relay also sends the
+periodic sweeps that finish rollouts and webhook retries whatever crashed.
 """
 
 from __future__ import annotations
@@ -9,14 +11,23 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Sequence
+from datetime import timedelta
 
 from celery import Celery
 
 from services import outbox
 from services.config import get_settings
 from services.db import unit_of_work
+from services.models import OutboxMessage
 
 log = logging.getLogger(__name__)
+KEEP_COMPLETED = timedelta(days=7)
+
+
+def _publish(app: Celery, messages: Sequence[OutboxMessage]) -> None:
+    for pub in outbox.merge(messages):
+        app.send_task(pub.task, kwargs=pub.kwargs, headers={"outbox_ids": pub.outbox_ids})
 
 
 def relay_once(app: Celery, limit: int = 500) -> int:
@@ -24,9 +35,21 @@ def relay_once(app: Celery, limit: int = 500) -> int:
         messages = outbox.claim_unpublished(session, limit)
         if not messages:
             return 0
-        for name, kwargs in outbox.merge(messages):
-            app.send_task(name, kwargs=kwargs)
+        _publish(app, messages)
         outbox.mark_published(session, [m.id for m in messages])
+        return len(messages)
+
+
+def republish_overdue(app: Celery, limit: int = 500) -> int:
+    older_than = timedelta(seconds=get_settings().outbox_redeliver_seconds)
+    with unit_of_work() as session:
+        messages = outbox.claim_overdue(session, older_than, limit)
+        if messages:
+            log.warning("republishing %d outbox messages whose tasks did not complete",
+                        len(messages))
+            _publish(app, messages)
+            outbox.mark_published(session, [m.id for m in messages])
+        outbox.prune(session, KEEP_COMPLETED)
         return len(messages)
 
 
@@ -40,6 +63,7 @@ def run(app: Celery, stop: threading.Event | None = None) -> None:
             published = relay_once(app)
             now = time.monotonic()
             if now >= next_sweep:
+                republish_overdue(app)
                 app.send_task("enrollment.sweep")
                 app.send_task("webhooks.sweep")  # retries due by next_attempt_at, lapsed leases
                 next_sweep = now + settings.sweep_interval

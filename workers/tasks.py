@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from celery import Task
+from celery.signals import task_success
 
+from services import outbox
 from services.db import unit_of_work
 from services.email import notifications
 from services.email.smtp import SmtpMailer, TransientSendError
@@ -59,3 +62,12 @@ def _send_once(task: Task, built: tuple[str, notifications.mail.OutgoingEmail] |
             notifications.send_once(built[0], built[1], mailer)
     except TransientSendError as exc:
         raise task.retry(countdown=min(300, 5 * 2**task.request.retries), exc=exc) from exc
+
+
+@task_success.connect
+def complete_outbox_messages(sender: Task | None = None, **_: Any) -> None:
+    """The relay's messages are done once their task succeeded (see workers/relay.py)."""
+    ids = getattr(sender.request, "outbox_ids", None) if sender is not None else None
+    if ids:
+        with unit_of_work() as session:
+            outbox.complete(session, ids)

@@ -11,14 +11,14 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from services.accounts.teammates import join_token
 from services.config import get_settings
-from services.db import unit_of_work
+from services.crypto import rederive_token
+from services.db import dialect_insert, unit_of_work
 from services.email import message as mail
 from services.email.render import render
 from services.email.smtp import SmtpMailer
 from services.events.catalog import EventType
-from services.models import Event, SentEmail, Teammate, Workspace
+from services.models import Event, SentEmail, Teammate, Workspace, utcnow
 
 TEMPLATE_FOR_EVENT = {
     EventType.ENABLED.value: "two-factor-enabled",
@@ -38,9 +38,12 @@ def send_once(key: str, build: mail.OutgoingEmail, mailer: SmtpMailer) -> bool:
         if already_sent(session, key):
             return False
     mailer.send(build)
-    with unit_of_work() as session:
-        if not already_sent(session, key):
-            session.add(SentEmail(key=key, message_id=build.message_id))
+    with unit_of_work() as session:  # a concurrent duplicate may have recorded it first
+        session.execute(
+            dialect_insert(session, SentEmail)
+            .values(key=key, message_id=build.message_id, sent_at=utcnow())
+            .on_conflict_do_nothing()
+        )
     return True
 
 
@@ -48,9 +51,12 @@ def join_email(session: Session, teammate_id: int) -> tuple[str, mail.OutgoingEm
     teammate = session.get(Teammate, teammate_id)
     if teammate is None or teammate.status != "invited" or teammate.join_token_hash is None:
         return None  # joined (or removed) before the email went out
+    token = rederive_token(teammate.join_token_hash, "join", teammate.id, teammate.join_nonce)
+    if token is None:  # made under a key that is no longer configured: the link cannot work
+        return None
     workspace = session.get(Workspace, teammate.workspace_id)
     assert workspace is not None
-    url = f"{get_settings().public_url.rstrip('/')}/join?token={join_token(teammate)}"
+    url = f"{get_settings().public_url.rstrip('/')}/join?token={token}"
     rendered = render("join", {
         "name": teammate.name, "workspace_name": workspace.name, "accept_url": url,
         "require_two_factor": workspace.require_two_factor,

@@ -80,6 +80,9 @@ class SmtpMailer:
             except smtplib.SMTPResponseException as exc:
                 self._reset()
                 raise _classify(exc.smtp_code, exc.smtp_error) from exc
+            except UnicodeEncodeError as exc:  # an address SMTP without SMTPUTF8 cannot carry
+                self._reset()
+                raise PermanentSendError(f"cannot encode the message or address: {exc}") from exc
             except (OSError, smtplib.SMTPException) as exc:
                 self.close()
                 raise TransientSendError(str(exc)) from exc

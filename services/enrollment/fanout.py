@@ -10,11 +10,11 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from sqlalchemy import and_, exists, literal, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from services import outbox
 from services.config import get_settings
+from services.db import dialect_insert
 from services.errors import Conflict
 from services.models import EnrollmentInvitation, Teammate, Workspace, utcnow
 
@@ -49,8 +49,7 @@ def _insert_missing(session: Session, workspace: Workspace, version: int) -> Non
     )
     columns = ["workspace_id", "teammate_id", "policy_version", "status", "resends",
                "attempts", "created_at"]
-    dialect = session.get_bind().dialect.name
-    stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(EnrollmentInvitation)
+    stmt = dialect_insert(session, EnrollmentInvitation)
     session.execute(stmt.from_select(columns, source).on_conflict_do_nothing())
 
 

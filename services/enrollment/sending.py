@@ -69,9 +69,12 @@ def send_batch(
     try:
         with mailer_factory() as mailer:
             while remaining:
-                item = remaining[0]
-                _send_one(mailer, item, claim, result)
-                remaining.pop(0)
+                current = _send_one(mailer, remaining[0], claim, result)
+                remaining.pop(0)  # only once recorded: an unreachable server defers it too
+                if not current and remaining:  # the policy flipped meanwhile: stop sending
+                    with unit_of_work() as session:
+                        _skip(session, remaining, claim)
+                    remaining.clear()
                 lease.keep_alive()
     except TransientSendError as exc:  # the server is unreachable: defer the whole rest
         with unit_of_work() as session:
@@ -79,21 +82,41 @@ def send_batch(
     return result
 
 
-def _send_one(mailer: SmtpMailer, item: Outgoing, claim: str, result: BatchResult) -> None:
+def _send_one(mailer: SmtpMailer, item: Outgoing, claim: str, result: BatchResult) -> bool:
+    """Send one invitation and record the outcome; True while its policy version is current.
+
+    The version is read in the recording transaction, so checking costs no extra one.
+    """
     email = invitation_email(item)
     try:
         mailer.send(email)
     except RecipientDeferred as exc:  # only this recipient: the others go on
         with unit_of_work() as session:
             result.defer(*_defer(session, [item], claim, str(exc)))
+            return _is_current(session, item)
     except PermanentSendError as exc:
         with unit_of_work() as session:
             _finish(session, item, claim, "failed", error=str(exc))
-        result.failed += 1
-    else:
-        with unit_of_work() as session:
-            _finish(session, item, claim, "sent", message_id=email.message_id)
+            result.failed += 1
+            return _is_current(session, item)
+    with unit_of_work() as session:
+        _finish(session, item, claim, "sent", message_id=email.message_id)
         result.sent += 1
+        return _is_current(session, item)
+
+
+def _is_current(session: Session, item: Outgoing) -> bool:
+    workspace = session.get(Workspace, item.workspace_id, populate_existing=True)
+    return is_current(workspace, item.version)
+
+
+def _skip(session: Session, items: list[Outgoing], claim: str) -> None:
+    session.execute(
+        update(Inv)
+        .where(Inv.id.in_([i.invitation_id for i in items]), Inv.status == "pending",
+               Inv.lease_owner == claim)
+        .values(status="skipped", lease_owner=None, lease_until=None)
+    )
 
 
 class _Lease:
@@ -141,6 +164,7 @@ def _claim(session: Session, ids: Sequence[int], claim: str) -> list[Outgoing]:
             Inv.id.in_(list(ids)),
             Inv.status == "pending",
             or_(Inv.lease_until.is_(None), Inv.lease_until < now, Inv.lease_owner == claim),
+            or_(Inv.next_attempt_at.is_(None), Inv.next_attempt_at <= now),
         )
         .values(lease_owner=claim, lease_until=lease)
         .returning(Inv.id)

@@ -3,10 +3,10 @@
 Revision ID: 0001
 Revises: 
 """
-import sqlalchemy as sa
 from alembic import op
-
+import sqlalchemy as sa
 import services.models
+
 
 revision = '0001'
 down_revision = None
@@ -29,9 +29,12 @@ def upgrade() -> None:
     sa.Column('payload', sa.JSON(), nullable=False),
     sa.Column('created_at', services.models.UTCDateTime(timezone=True), nullable=False),
     sa.Column('published_at', services.models.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('publish_count', sa.Integer(), nullable=False),
+    sa.Column('completed_at', services.models.UTCDateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('id')
     )
     with op.batch_alter_table('outbox', schema=None) as batch_op:
+        batch_op.create_index('ix_outbox_incomplete', ['published_at'], unique=False, postgresql_where=sa.text('completed_at IS NULL'), sqlite_where=sa.text('completed_at IS NULL'))
         batch_op.create_index('ix_outbox_unpublished', ['id'], unique=False, postgresql_where=sa.text('published_at IS NULL'), sqlite_where=sa.text('published_at IS NULL'))
 
     op.create_table('sent_emails',
@@ -255,6 +258,7 @@ def downgrade() -> None:
     op.drop_table('sent_emails')
     with op.batch_alter_table('outbox', schema=None) as batch_op:
         batch_op.drop_index('ix_outbox_unpublished', postgresql_where=sa.text('published_at IS NULL'), sqlite_where=sa.text('published_at IS NULL'))
+        batch_op.drop_index('ix_outbox_incomplete', postgresql_where=sa.text('completed_at IS NULL'), sqlite_where=sa.text('completed_at IS NULL'))
 
     op.drop_table('outbox')
     op.drop_table('login_throttle')
