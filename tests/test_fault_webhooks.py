@@ -1,16 +1,23 @@
-"""Fault injection: a worker SIGKILLed in the middle of a webhook delivery loses no event."""
+"""Fault injection: a worker SIGKILLed mid-delivery loses no event; a receiver that drips
+its answer byte by byte cannot hold a worker past the attempt's deadline."""
 
 from __future__ import annotations
 
+import socket
 import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from tests.stack import Stack, wait_until
 from tests.webhook_receiver import Receiver
 
 EVENTS = 8
+DEADLINE = 2.0  # seconds: the attempt deadline these tests give their Sender
 
 
 def test_worker_killed_mid_delivery_loses_no_event(tmp_path: Path) -> None:
@@ -70,3 +77,184 @@ def test_worker_killed_mid_delivery_loses_no_event(tmp_path: Path) -> None:
         release.set()
         receiver.stop()
         st.teardown()
+
+
+class DripReceiver:
+    """A loopback HTTP server that answers one byte every `interval` seconds, forever.
+
+    `headers`: drip the status line and headers (the answer never completes); otherwise
+    send complete headers announcing a large body at once, then drip the body.
+    """
+
+    def __init__(self, headers: bool, interval: float = 0.2) -> None:
+        self.headers, self.interval = headers, interval
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.stop = threading.Event()
+        self.connections = 0
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.sock.getsockname()[1]}/drip"
+
+    def _serve(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._drip, args=(conn,), daemon=True).start()
+
+    def _drip(self, conn: socket.socket) -> None:
+        with conn:
+            conn.recv(65536)  # the request (small: one read)
+            if self.headers:
+                head, body = b"HTTP/1.1 200 OK\r\nX-Slow: ", b"a" * 100_000
+            else:
+                conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 100000\r\n\r\n")
+                head, body = b"", b"a" * 100_000
+            for byte in head + body:
+                if self.stop.wait(self.interval):
+                    return
+                try:
+                    conn.sendall(bytes([byte]))
+                except OSError:  # the sender gave up and closed the connection
+                    return
+
+    def close(self) -> None:
+        self.stop.set()
+        self.sock.close()
+
+
+@pytest.fixture
+def quiet_stack(tmp_path: Path) -> Iterator[Stack]:
+    """A database of its own and no worker: the test runs the delivery in this process."""
+    st = Stack(home=tmp_path / "webhooks-deadline").setup()
+    try:
+        yield st
+    finally:
+        st.teardown()
+
+
+def _endpoint_with_events(st: Stack, url: str, events: int) -> tuple[int, list[str]]:
+    with st.active():
+        from services.accounts import workspaces
+        from services.db import unit_of_work
+        from services.events import recorder
+        from services.events.catalog import EventType
+        from services.webhooks import fanout, service
+
+        with unit_of_work() as session:
+            ws, admin = workspaces.create(session, f"hooks-{time.monotonic_ns()}", "Deadline",
+                                          "a@deadline.test", "pw-123456")
+            endpoint, _secret = service.create(session, ws, url, ["*"])
+            ids = []
+            for i in range(events):  # no relay runs here: the deliveries are made in place
+                event = recorder.record(session, ws.id, EventType.VERIFICATION_FAILED,
+                                        {"teammate_id": admin.id, "reason": f"r{i}"}, admin.id)
+                session.flush()
+                fanout.create_deliveries(session, event)
+                ids.append(event.id)
+        return endpoint.id, ids
+
+
+def _deliveries(st: Stack, endpoint_id: int) -> list[Any]:
+    from services.db import unit_of_work
+    from services.models import WebhookAttempt, WebhookDelivery
+
+    with st.active(), unit_of_work() as session:
+        rows = session.scalars(select(WebhookDelivery).where(WebhookDelivery.endpoint_id == endpoint_id)
+                               .order_by(WebhookDelivery.event_seq)).all()
+        return [(d.status, d.attempts, d.lease_until, d.next_attempt_at,
+                 [(a.response_status, a.error, a.duration_ms) for a in session.scalars(
+                     select(WebhookAttempt).where(WebhookAttempt.delivery_id == d.id)
+                     .order_by(WebhookAttempt.id))])
+                for d in rows]
+
+
+@pytest.mark.parametrize("drip", ["headers", "body"])
+def test_a_dripping_receiver_fails_the_attempt_at_its_deadline(quiet_stack: Stack, drip: str) -> None:
+    receiver = DripReceiver(headers=drip == "headers")
+    try:
+        endpoint_id, _ids = _endpoint_with_events(quiet_stack, receiver.url, 2)
+        with quiet_stack.active():
+            from services.webhooks import delivery
+            from services.webhooks.transport import Sender
+
+            started = time.monotonic()
+            result = delivery.deliver_endpoint(endpoint_id, lambda: Sender(timeout=DEADLINE))
+            elapsed = time.monotonic() - started
+        # Each byte came well within any per-read timeout; the attempt still ended, as a failure.
+        assert elapsed >= DEADLINE
+        assert (result.sent, result.failed_attempts) == (0, 1)
+        (status, attempts, lease, next_at, [(code, error, ms)]), later = _deliveries(quiet_stack, endpoint_id)
+        assert (status, attempts, lease, code) == ("pending", 1, None, None)
+        assert next_at is not None  # waits for its retry
+        assert error is not None and "timeout" in error, error
+        assert ms >= DEADLINE * 1000
+        assert later[:3] == ("pending", 0, None) and later[4] == []  # not sent ahead of the first
+    finally:
+        receiver.close()
+
+
+def test_a_window_stops_at_the_first_failure_and_releases_the_rest(quiet_stack: Stack) -> None:
+    receiver = Receiver().start()
+    receiver.behaviours["/w"] = lambda _path, n: 500 if n == 2 else 204
+    try:
+        endpoint_id, ids = _endpoint_with_events(quiet_stack, receiver.url("/w"), 6)
+        with quiet_stack.active():
+            from services.webhooks import delivery
+
+            result = delivery.deliver_endpoint(endpoint_id, window=4)
+        assert (result.sent, result.failed_attempts) == (2, 1)
+        assert receiver.ids("/w") == ids[:3]
+        rows = _deliveries(quiet_stack, endpoint_id)
+        assert [(r[0], r[1]) for r in rows] == [("succeeded", 1), ("succeeded", 1), ("pending", 1),
+                                              ("pending", 0), ("pending", 0), ("pending", 0)]
+        assert all(r[2] is None for r in rows)  # no lease left behind
+        assert [len(r[4]) for r in rows] == [1, 1, 1, 0, 0, 0]
+        assert rows[2][4][0][:2] == (500, "HTTP 500")
+        assert result.retry_in is not None and result.retry_in > 0
+    finally:
+        receiver.stop()
+
+
+def test_a_window_stops_before_a_lease_could_lapse(quiet_stack: Stack,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """An attempt starts only while a whole deadline (plus the record margin) is left on the lease."""
+    receiver = Receiver().start()
+
+    def slow(_path: str, _n: int) -> int:
+        time.sleep(0.3)
+        return 204
+
+    receiver.behaviours["/l"] = slow
+    try:
+        endpoint_id, ids = _endpoint_with_events(quiet_stack, receiver.url("/l"), 5)
+        with quiet_stack.active():
+            from services import crypto
+            from services.db import unit_of_work
+            from services.webhooks import delivery, signing
+            from services.webhooks.transport import Sender
+
+            monkeypatch.setattr(delivery, "LEASE_SECONDS", 1.0)
+            monkeypatch.setattr(delivery, "RECORD_MARGIN", 0.0)
+            leased_at = time.monotonic()
+            with unit_of_work() as session:
+                jobs = delivery.claim_window(session, endpoint_id, 10)
+            assert [job.event_id for job in jobs] == ids
+            signer = signing.Signer(crypto.decrypt(jobs[0].secret_enc))
+            with Sender(timeout=0.5) as sender:
+                sent = delivery.send_window(sender, signer, jobs, leased_at)
+            # Every attempt that started could end (deadline 0.5 s) within the 1 s lease.
+            assert 1 <= len(sent.done) <= 2 and sent.unsent
+            assert [job.event_id for job, _, _ in sent.done] + [job.event_id for job in sent.unsent] == ids
+            assert all(outcome.ok for _, outcome, _ in sent.done)
+            with unit_of_work() as session:
+                delivery.record_window(session, sent)
+        rows = _deliveries(quiet_stack, endpoint_id)
+        assert [r[0] for r in rows] == ["succeeded"] * len(sent.done) + ["pending"] * len(sent.unsent)
+        assert all(r[2] is None for r in rows)  # the unsent are released, not left leased
+    finally:
+        receiver.stop()

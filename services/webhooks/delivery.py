@@ -1,22 +1,29 @@
 """Delivering an endpoint's webhooks in event order, one attempt row per try.
 
-The unit of work is an endpoint, not a delivery: a run takes the endpoint's oldest pending
-delivery, sends it, records the outcome and takes the next, so a later event never overtakes
-an earlier one that is still pending (waiting for a retry included). Taking the head means
-leasing it under the endpoint's row lock, which is also what keeps two workers from sending
-the same delivery at once. Retry times live in the database (`next_attempt_at`), found by
-the periodic sweep, so nothing depends on a broker holding a countdown for hours.
+The unit of work is an endpoint, not a delivery: a run leases a window of the endpoint's
+oldest due deliveries, sends them one after the other, records the outcomes and takes the
+next window, so a later event never overtakes an earlier one that is still pending (waiting
+for a retry included): the window ends at the first failure and the rest is released.
+Leasing happens under the endpoint's row lock, which is also what keeps two workers from
+sending the same delivery at once. Retry times live in the database (`next_attempt_at`),
+found by the periodic sweep, so nothing depends on a broker holding a countdown for hours.
+
+Costs are per window, not per delivery: one transaction records a window and leases the
+next, the endpoint's secret is decrypted once per run and the HTTP connection is kept alive.
+A worker that dies mid-window leaves its lease to lapse: the window is sent again (at least
+once; receivers dedupe on webhook-id).
 """
 
 from __future__ import annotations
 
 import json
 import random
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from services import crypto, outbox
@@ -27,10 +34,13 @@ from services.models import Event, WebhookAttempt, WebhookDelivery, WebhookEndpo
 from services.webhooks import signing
 from services.webhooks.transport import TIMEOUT_SECONDS, Outcome, Sender
 
-# Longer than one attempt can take (timeout plus bookkeeping): a lease that lapses means its
-# worker died, and the sweep lets another worker take the delivery.
-LEASE_SECONDS = TIMEOUT_SECONDS * 2
-MAX_PER_RUN = 200  # then the task hands the rest to a fresh task, so endpoints share workers
+# A lapsed lease means its worker died, and the sweep lets another worker take the window.
+# An attempt starts only while a whole deadline plus RECORD_MARGIN is left on the lease, so
+# a live worker's lease never lapses under it, however slowly its receiver answers.
+LEASE_SECONDS = TIMEOUT_SECONDS * 4
+RECORD_MARGIN = 10.0  # seconds kept at the end of a lease to record the window
+WINDOW = 100  # deliveries leased (and recorded) together
+MAX_PER_RUN = 1000  # then the task hands the rest to a fresh task, so endpoints share workers
 JITTER = 0.2  # ±20% on each retry delay, so endpoints failing together retry apart
 SEND_DISABLED_EMAIL = "webhooks.send_disabled_email"
 
@@ -42,7 +52,7 @@ class Job:
     url: str
     event_id: str
     body: str
-    secret: str
+    secret_enc: bytes  # decrypted once per run, not per delivery
 
 
 @dataclass
@@ -53,82 +63,159 @@ class RunResult:
     retry_in: float | None = None  # seconds until the head delivery is due again
 
 
+@dataclass
+class Sent:
+    """A window after sending: outcomes in order (a failure only last), then the unsent rest."""
+
+    done: list[tuple[Job, Outcome, datetime]]  # datetime: when the attempt started
+    unsent: list[Job]
+
+
 def deliver_endpoint(
-    endpoint_id: int, sender_factory: Callable[[], Sender] = Sender, limit: int = MAX_PER_RUN
+    endpoint_id: int, sender_factory: Callable[[], Sender] = Sender, limit: int = MAX_PER_RUN,
+    window: int = WINDOW,
 ) -> RunResult:
     """Send the endpoint's due deliveries in order until one must wait, or `limit` are done."""
     result = RunResult()
     handled = 0
-    done: tuple[Job, Outcome] | None = None
+    sent = Sent([], [])
+    signers: dict[bytes, signing.Signer] = {}
     with sender_factory() as sender:
         while True:
-            # Recording one outcome and taking the next delivery share a transaction.
+            leased_at = time.monotonic()  # before the lease is stamped: errs on the safe side
+            # Recording one window and leasing the next share a transaction.
             with unit_of_work() as session:
-                if done is not None:
-                    record(session, *done)
-                job = claim_head(session, endpoint_id, result) if handled < limit else None
-            if done is not None:
-                result.sent += done[1].ok
-                result.failed_attempts += not done[1].ok
-            if job is None:
+                record_window(session, sent)
+                size = min(window, limit - handled)
+                jobs = claim_window(session, endpoint_id, size, result) if size > 0 else []
+            result.sent += sum(outcome.ok for _, outcome, _ in sent.done)
+            result.failed_attempts += sum(not outcome.ok for _, outcome, _ in sent.done)
+            if not jobs:
                 break
-            handled += 1
-            headers = signing.headers(job.secret, job.event_id, utcnow(), job.body)
-            done = (job, sender.post(job.url, job.body, headers))
+            secret_enc = jobs[0].secret_enc
+            if secret_enc not in signers:
+                signers[secret_enc] = signing.Signer(crypto.decrypt(secret_enc))
+            sent = send_window(sender, signers[secret_enc], jobs, leased_at)
+            handled += len(sent.done)
     result.more = handled >= limit
     return result
 
 
-def claim_head(session: Session, endpoint_id: int, result: RunResult | None = None) -> Job | None:
-    """Lease the endpoint's oldest pending delivery if it is due and nobody holds it."""
+def send_window(sender: Sender, signer: signing.Signer, jobs: list[Job], leased_at: float) -> Sent:
+    """POST the jobs in order; stop at the first failure, or when the lease has too little left."""
+    sent = Sent([], [])
+    for i, job in enumerate(jobs):
+        if time.monotonic() - leased_at + sender.timeout + RECORD_MARGIN > LEASE_SECONDS:
+            sent.unsent = jobs[i:]
+            break
+        started = utcnow()
+        outcome = sender.post(job.url, job.body, signer.headers(job.event_id, started, job.body))
+        sent.done.append((job, outcome, started))
+        if not outcome.ok:  # later events wait behind this one: per-endpoint order
+            sent.unsent = jobs[i + 1:]
+            break
+    return sent
+
+
+def claim_window(session: Session, endpoint_id: int, size: int,
+                 result: RunResult | None = None) -> list[Job]:
+    """Lease up to `size` of the endpoint's oldest pending deliveries: due, unleased, in order.
+
+    The window stops before the first delivery that is leased (another worker is sending it)
+    or not yet due (waiting for its retry), so nothing is sent ahead of an earlier event.
+    """
     endpoint = session.scalar(
         select(WebhookEndpoint).where(WebhookEndpoint.id == endpoint_id).with_for_update()
     )
     if endpoint is None or not endpoint.enabled or endpoint.deleted_at is not None:
-        return None
-    row = session.execute(
+        return []
+    rows = session.execute(
         select(WebhookDelivery, Event)
         .join(Event, Event.seq == WebhookDelivery.event_seq)
         .where(WebhookDelivery.endpoint_id == endpoint_id, WebhookDelivery.status == "pending")
         .order_by(WebhookDelivery.event_seq)
-        .limit(1)
-    ).first()
-    if row is None:
-        return None
-    delivery, event = row
+        .limit(size)
+    ).all()
     now = utcnow()
-    if delivery.lease_until is not None and delivery.lease_until > now:
-        return None  # another worker is sending it; it takes the next one after
-    if delivery.next_attempt_at is not None and delivery.next_attempt_at > now:
-        if result is not None:
-            result.retry_in = (delivery.next_attempt_at - now).total_seconds()
-        return None  # later events wait behind it: per-endpoint order
-    delivery.lease_until = now + timedelta(seconds=LEASE_SECONDS)
+    taken: list[tuple[WebhookDelivery, Event]] = []
+    for delivery, event in rows:
+        if delivery.lease_until is not None and delivery.lease_until > now:
+            break
+        if delivery.next_attempt_at is not None and delivery.next_attempt_at > now:
+            if not taken and result is not None:
+                result.retry_in = (delivery.next_attempt_at - now).total_seconds()
+            break
+        taken.append((delivery, event))
+    if not taken:
+        return []
+    session.execute(
+        update(WebhookDelivery)
+        .where(WebhookDelivery.id.in_([d.id for d, _ in taken]))
+        .values(lease_until=now + timedelta(seconds=LEASE_SECONDS))
+        .execution_options(synchronize_session=False)
+    )
     workspace = session.get(Workspace, endpoint.workspace_id)
     assert workspace is not None
-    return Job(
-        delivery_id=delivery.id,
-        endpoint_id=endpoint.id,
-        url=endpoint.url,
-        event_id=event.id,
-        body=json.dumps(to_cloudevent(event, workspace.slug), separators=(",", ":")),
-        secret=crypto.decrypt(endpoint.secret_enc),
+    return [
+        Job(
+            delivery_id=delivery.id,
+            endpoint_id=endpoint.id,
+            url=endpoint.url,
+            event_id=event.id,
+            body=json.dumps(to_cloudevent(event, workspace.slug), separators=(",", ":")),
+            secret_enc=endpoint.secret_enc,
+        )
+        for delivery, event in taken
+    ]
+
+
+def record_window(session: Session, sent: Sent) -> None:
+    """Write a window's attempt rows, move its deliveries on and release the unsent ones.
+
+    Successes are settled with one statement; a failure (only ever the last outcome) goes
+    through `record` for its retry schedule and the endpoint's health.
+    """
+    jobs = [job for job, _, _ in sent.done] + sent.unsent
+    if not jobs:
+        return
+    now = utcnow()
+    # Endpoint first, then deliveries: the same lock order as claim_window, so no deadlock.
+    endpoint = session.scalar(
+        select(WebhookEndpoint).where(WebhookEndpoint.id == jobs[0].endpoint_id).with_for_update()
     )
+    assert endpoint is not None
+    d = WebhookDelivery
+    session.execute(
+        update(d).where(d.id.in_([job.delivery_id for job in jobs])).values(lease_until=None)
+        .execution_options(synchronize_session=False)
+    )
+    succeeded = [(job, outcome, at) for job, outcome, at in sent.done if outcome.ok]
+    if succeeded:
+        session.execute(insert(WebhookAttempt), [_attempt(*done) for done in succeeded])
+        moved = session.execute(
+            update(d)
+            .where(d.id.in_([job.delivery_id for job, _, _ in succeeded]), d.status == "pending")
+            .values(status="succeeded", attempts=d.attempts + 1, finished_at=now, next_attempt_at=None)
+            .execution_options(synchronize_session=False)
+        )
+        if moved.rowcount:  # type: ignore[attr-defined]  # CursorResult
+            endpoint.consecutive_failures = 0
+    for job, outcome, at in sent.done:
+        if not outcome.ok:
+            record(session, job, outcome, now, attempted_at=at)
 
 
-def record(session: Session, job: Job, outcome: Outcome, now: datetime | None = None) -> None:
+def record(session: Session, job: Job, outcome: Outcome, now: datetime | None = None,
+           attempted_at: datetime | None = None) -> None:
     """Write the attempt row and move the delivery (and the endpoint's health) on."""
     now = now or utcnow()
-    # Endpoint first, then delivery: the same lock order as claim_head, so no deadlock.
+    # Endpoint first, then delivery: the same lock order as claim_window, so no deadlock.
     endpoint = session.scalar(
         select(WebhookEndpoint).where(WebhookEndpoint.id == job.endpoint_id).with_for_update()
     )
     delivery = session.get(WebhookDelivery, job.delivery_id)
     assert endpoint is not None and delivery is not None
-    session.add(WebhookAttempt(
-        delivery_id=delivery.id, attempted_at=now, response_status=outcome.status,
-        duration_ms=outcome.duration_ms, error=outcome.error, response_body=outcome.body,
-    ))
+    session.add(WebhookAttempt(**_attempt(job, outcome, attempted_at or now)))
     delivery.lease_until = None
     if delivery.status != "pending":
         return  # finished meanwhile (a lapsed lease taken over): keep the log, change nothing
@@ -151,6 +238,13 @@ def record(session: Session, job: Job, outcome: Outcome, now: datetime | None = 
     threshold = get_settings().webhook_failure_threshold
     if endpoint.consecutive_failures >= threshold:
         disable(session, endpoint, f"{endpoint.consecutive_failures} events in a row failed every retry")
+
+
+def _attempt(job: Job, outcome: Outcome, attempted_at: datetime) -> dict[str, object]:
+    return {
+        "delivery_id": job.delivery_id, "attempted_at": attempted_at, "response_status": outcome.status,
+        "duration_ms": outcome.duration_ms, "error": outcome.error, "response_body": outcome.body,
+    }
 
 
 def disable(session: Session, endpoint: WebhookEndpoint, reason: str) -> None:

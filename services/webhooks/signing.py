@@ -17,12 +17,23 @@ def new_secret() -> str:
     return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(SECRET_BYTES)).decode()
 
 
+class Signer:
+    """One endpoint's signer: the secret is decoded once, then each attempt only signs."""
+
+    def __init__(self, secret: str) -> None:
+        self._webhook = Webhook(secret)
+
+    def headers(self, msg_id: str, timestamp: datetime, body: str) -> dict[str, str]:
+        """The Standard Webhooks headers for one attempt (the timestamp is the attempt's)."""
+        signature = self._webhook.sign(msg_id=msg_id, timestamp=timestamp, data=body)
+        return {
+            "webhook-id": msg_id,
+            "webhook-timestamp": str(int(timestamp.timestamp())),
+            "webhook-signature": signature,
+            "content-type": "application/json",
+        }
+
+
 def headers(secret: str, msg_id: str, timestamp: datetime, body: str) -> dict[str, str]:
     """The Standard Webhooks headers for one attempt (the timestamp is the attempt's)."""
-    signature = Webhook(secret).sign(msg_id=msg_id, timestamp=timestamp, data=body)
-    return {
-        "webhook-id": msg_id,
-        "webhook-timestamp": str(int(timestamp.timestamp())),
-        "webhook-signature": signature,
-        "content-type": "application/json",
-    }
+    return Signer(secret).headers(msg_id, timestamp, body)
