@@ -79,6 +79,22 @@ def test_new_secrets_are_whsec_with_enough_randomness() -> None:
         Webhook(secret)  # the reference library accepts it
 
 
+def test_webhook_tasks_have_a_queue_of_their_own() -> None:
+    """A slow receiver holds webhook workers only: invitations and emails use the main queue."""
+    from services.config import get_settings
+    from workers.celery_app import make_app, queues
+
+    settings = get_settings()
+    app = make_app(settings)
+    route = app.amqp.router.route
+    for name in ("webhooks.deliver", "webhooks.sweep", "webhooks.send_disabled_email"):
+        assert route({}, name)["queue"].name == f"{settings.queue}.webhooks", name
+    assert route({}, "enrollment.sweep")["queue"].name == settings.queue
+    assert queues(settings) == [settings.queue, f"{settings.queue}.webhooks"]  # `twofa worker`
+    assert queues(settings, "invitations") == [settings.queue]
+    assert queues(settings, "webhooks") == [f"{settings.queue}.webhooks"]
+
+
 def test_rollout_events_reach_the_receiver_signed_as_cloudevents(
     stack: Stack, make_workspace: Any, receiver: Receiver
 ) -> None:

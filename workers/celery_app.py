@@ -1,6 +1,8 @@
 """The Celery application, configured from Settings.
 
 Tasks are idempotent, so they ack late and are requeued if their worker dies mid-task.
+Webhook tasks have a queue of their own (`<queue>.webhooks`): a receiver that answers slowly
+holds webhook workers only, never the invitations and emails of the main queue.
 """
 
 from __future__ import annotations
@@ -30,6 +32,18 @@ def broker_options(settings: Settings) -> dict[str, Any]:
     return {"visibility_timeout": 3600}
 
 
+def webhooks_queue(settings: Settings) -> str:
+    return f"{settings.queue}.webhooks"
+
+
+def queues(settings: Settings, which: str = "all") -> list[str]:
+    """The queues a worker consumes: `invitations` (everything but webhooks), `webhooks`, `all`."""
+    named = {"invitations": [settings.queue], "webhooks": [webhooks_queue(settings)]}
+    if which == "all":
+        return [*named["invitations"], *named["webhooks"]]
+    return named[which]
+
+
 def make_app(settings: Settings | None = None) -> Celery:
     settings = settings or get_settings()
     app = Celery("twofa", broker=settings.resolved_broker_url,
@@ -38,6 +52,7 @@ def make_app(settings: Settings | None = None) -> Celery:
         broker_transport_options=broker_options(settings),
         broker_connection_retry_on_startup=True,
         task_default_queue=settings.queue,
+        task_routes={"webhooks.*": {"queue": webhooks_queue(settings)}},
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         task_ignore_result=True,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import logging
 import os
 import time
@@ -208,18 +209,28 @@ def api(
                 log_level="info", access_log=False)
 
 
+class WorkerQueues(enum.StrEnum):
+    all = "all"
+    invitations = "invitations"
+    webhooks = "webhooks"
+
+
 @cli.command()
 def worker(
     concurrency: Annotated[int | None, typer.Option("--concurrency", "-c")] = None,
+    queues: Annotated[WorkerQueues, typer.Option(
+        "--queues", "-Q", help="invitations: everything but webhooks (emails, sweeps)")] = WorkerQueues.all,
 ) -> None:
-    """Run a Celery worker."""
+    """Run a Celery worker (by default on both queues; production runs webhook workers apart)."""
     _settings_checked()
     from workers.celery_app import app
+    from workers.celery_app import queues as worker_queues
 
     settings = get_settings()
-    app.worker_main(["worker", "--loglevel=INFO", "-Q", settings.queue, "-c",
-                     str(concurrency or settings.worker_concurrency), "--without-gossip",
-                     "--without-mingle", "-n", f"twofa-{os.getpid()}@%h"])
+    which = WorkerQueues(queues).value
+    app.worker_main(["worker", "--loglevel=INFO", "-Q", ",".join(worker_queues(settings, which)),
+                     "-c", str(concurrency or settings.worker_concurrency), "--without-gossip",
+                     "--without-mingle", "-n", f"twofa-{which}-{os.getpid()}@%h"])
 
 
 @cli.command()
@@ -269,9 +280,9 @@ def up(
     console.print(Panel.fit(
         f"API          http://{host}:{port}  (OpenAPI: /docs, health: /healthz)\n"
         f"database     {_redacted(settings.resolved_database_url)}\n"
-        f"broker       {settings.resolved_broker_url}"
+        f"broker       {_redacted(settings.resolved_broker_url)}"
         f"{' (' + str(settings.broker_folder) + ')' if settings.is_embedded_broker else ''}\n"
-        f"mail         {settings.mail_dir if catcher else settings.smtp_url}"
+        f"mail         {settings.mail_dir if catcher else _redacted(settings.resolved_smtp_url)}"
         f"{'  (caught, one .eml per message)' if catcher else ''}\n"
         + (f"demo         workspace 'demo', admin@demo.test / {DEMO_PASSWORD}\n" if demo else "")
         + "Ctrl-C stops everything.",
