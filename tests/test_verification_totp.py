@@ -13,7 +13,9 @@ import pytest
 from services.verification import recovery, totp
 from tests.twofactor import rfc6238
 
-VECTORS = json.loads(Path("/work/shared/vectors/rfc-otp.json").read_text())
+# ../shared sits beside the checkout (as in CI).
+VECTORS = json.loads(
+    (Path(__file__).resolve().parents[2] / "shared" / "vectors" / "rfc-otp.json").read_text())
 SHA1_SEED = VECTORS["totp_seeds_base32"]["SHA1"]
 
 

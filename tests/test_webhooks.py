@@ -17,7 +17,7 @@ from tests.conftest import WorkspaceHandle
 from tests.stack import Stack, wait_until
 from tests.webhook_receiver import Receiver
 
-VECTORS = Path("/work/shared/vectors/standard-webhooks.json")
+VECTORS = Path(__file__).resolve().parents[2] / "shared" / "vectors" / "standard-webhooks.json"
 CLOUDEVENT_ATTRIBUTES = {"specversion", "id", "source", "type", "time", "datacontenttype", "data"}
 
 
