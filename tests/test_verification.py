@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import struct
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import zxingcpp
 from fastapi.testclient import TestClient
+from PIL import Image
 
 from tests.conftest import ADMIN_PASSWORD, WorkspaceHandle
 from tests.stack import Stack, wait_until
@@ -60,6 +63,9 @@ def test_enroll_then_sign_in_with_code(stack: Stack, make_workspace: Any) -> Non
     assert png.content[:8] == b"\x89PNG\r\n\x1a\n"
     width, height = struct.unpack(">II", png.content[16:24])
     assert width == height and width > 100
+    # What a phone camera reads: an independent decoder (zxing-cpp) gives back the URI.
+    [qr] = zxingcpp.read_barcodes(Image.open(io.BytesIO(png.content)))
+    assert qr.format == zxingcpp.BarcodeFormat.QRCode and qr.text == setup["otpauth_uri"]
 
     # Not on until confirmed: a password still signs straight in.
     assert ws.login()["status"] == "authenticated"
