@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from celery import Task
 from celery.signals import task_success
 
 from services import outbox
+from services.config import get_settings
 from services.db import unit_of_work
 from services.email import notifications
+from services.email.message import OutgoingEmail
 from services.email.smtp import SmtpMailer, TransientSendError
 from services.enrollment import fanout, sending
 from services.events import dispatch as event_dispatch
@@ -40,28 +43,33 @@ def sweep_rollouts() -> None:
         fanout.sweep(session)
 
 
-@app.task(name="email.send_join", bind=True, max_retries=8)
+@app.task(name="email.send_join", bind=True)
 def send_join_email(self: Task, teammate_id: int) -> None:
     with unit_of_work() as session:
         built = notifications.join_email(session, teammate_id)
-    _send_once(self, built)
+    send_emails_once(self, [built] if built else [])
 
 
-@app.task(name="email.send_notification", bind=True, max_retries=8)
+@app.task(name="email.send_notification", bind=True)
 def send_notification_email(self: Task, event_seq: int) -> None:
     with unit_of_work() as session:
         built = notifications.event_email(session, event_seq)
-    _send_once(self, built)
+    send_emails_once(self, [built] if built else [])
 
 
-def _send_once(task: Task, built: tuple[str, notifications.mail.OutgoingEmail] | None) -> None:
-    if built is None:
+def send_emails_once(task: Task, emails: Sequence[tuple[str, OutgoingEmail]]) -> None:
+    """Send each (key, email) once over one connection; transient failures retry the task on
+    TWOFA_EMAIL_RETRY_SCHEDULE (past it the task fails and the outbox republishes it later)."""
+    if not emails:
         return
     try:
         with SmtpMailer() as mailer:
-            notifications.send_once(built[0], built[1], mailer)
+            for key, email in emails:
+                notifications.send_once(key, email, mailer)
     except TransientSendError as exc:
-        raise task.retry(countdown=min(300, 5 * 2**task.request.retries), exc=exc) from exc
+        schedule = get_settings().retry_schedule("email")
+        delay = schedule[min(task.request.retries, len(schedule) - 1)]
+        raise task.retry(countdown=delay, max_retries=len(schedule), exc=exc) from exc
 
 
 @task_success.connect
