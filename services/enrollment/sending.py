@@ -213,21 +213,31 @@ def _finish(
 def _defer(
     session: Session, items: list[Outgoing], claim: str, error: str
 ) -> tuple[float | None, int]:
-    """Record a transient failure; past the retry schedule the invitations end as failed.
+    """Count a transient failure for each row; past the retry schedule a row ends as failed.
 
-    Returns (seconds until the next try or None, how many gave up).
+    Each row keeps its own count (one recipient's earlier 4xx replies must not use up the
+    others' retries). Returns (seconds until the soonest next try or None, how many gave up).
     """
     if not items:
         return None, 0
     schedule = get_settings().retry_schedule("email")
-    ids = [i.invitation_id for i in items]
-    attempt = max(session.scalars(select(Inv.attempts).where(Inv.id.in_(ids))).all()) + 1
-    base = update(Inv).where(Inv.id.in_(ids), Inv.status == "pending", Inv.lease_owner == claim)
-    if attempt > len(schedule):
-        session.execute(base.values(status="failed", attempts=attempt, last_error=error,
-                                    lease_owner=None, lease_until=None))
-        return None, len(ids)
-    delay = schedule[attempt - 1]
-    session.execute(base.values(attempts=attempt, last_error=error, lease_until=None,
-                                next_attempt_at=utcnow() + timedelta(seconds=delay)))
-    return delay, 0
+    counted = session.execute(
+        update(Inv)
+        .where(Inv.id.in_([i.invitation_id for i in items]), Inv.status == "pending",
+               Inv.lease_owner == claim)
+        .values(attempts=Inv.attempts + 1, last_error=error, lease_until=None)
+        .returning(Inv.id, Inv.attempts)
+    ).all()
+    by_attempt: dict[int, list[int]] = {}
+    for row_id, attempt in counted:
+        by_attempt.setdefault(min(attempt, len(schedule) + 1), []).append(row_id)
+    gave_up = by_attempt.pop(len(schedule) + 1, [])
+    if gave_up:
+        session.execute(update(Inv).where(Inv.id.in_(gave_up))
+                        .values(status="failed", lease_owner=None))
+    now = utcnow()
+    for attempt, ids in by_attempt.items():
+        session.execute(update(Inv).where(Inv.id.in_(ids)).values(
+            next_attempt_at=now + timedelta(seconds=schedule[attempt - 1])))
+    delay = min((schedule[a - 1] for a in by_attempt), default=None)
+    return delay, len(gave_up)
