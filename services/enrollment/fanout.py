@@ -59,8 +59,8 @@ def enqueue_due(session: Session, workspace: Workspace, version: int, now: datet
     now = now or utcnow()
     stale = now - timedelta(seconds=settings.send_lease_seconds)
     inv = EnrollmentInvitation
-    ids = session.scalars(
-        select(inv.id)
+    ids = sorted(session.scalars(  # mark and fetch in one statement
+        update(inv)
         .where(
             inv.workspace_id == workspace.id,
             inv.policy_version == version,
@@ -69,13 +69,12 @@ def enqueue_due(session: Session, workspace: Workspace, version: int, now: datet
             or_(inv.enqueued_at.is_(None), inv.enqueued_at < stale),
             or_(inv.next_attempt_at.is_(None), inv.next_attempt_at <= now),
         )
-        .order_by(inv.id)
-    ).all()
+        .values(enqueued_at=now)
+        .returning(inv.id)
+    ).all())
     size = settings.fanout_batch_size
     for start in range(0, len(ids), size):
-        chunk = list(ids[start : start + size])
-        session.execute(update(inv).where(inv.id.in_(chunk)).values(enqueued_at=now))
-        outbox.enqueue(session, SEND_BATCH, invitation_ids=chunk)
+        outbox.enqueue(session, SEND_BATCH, invitation_ids=ids[start : start + size])
     return (len(ids) + size - 1) // size
 
 
