@@ -42,7 +42,8 @@ class Supervisor:
     def stop(self, timeout: float = 15.0) -> None:
         for child in self.children.values():
             if child.poll() is None:
-                os.killpg(child.pid, signal.SIGTERM)
+                # The leader only: Celery's main process then shuts its pool down warmly.
+                child.terminate()
         deadline = time.monotonic() + timeout
         for child in self.children.values():
             try:
