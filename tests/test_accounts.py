@@ -64,9 +64,13 @@ def test_while_required_new_teammates_may_only_enroll(
         headers = {"Authorization": f"Bearer {sessions.open_session(session, admin)}"}
     r = workspace.client.put(f"/v1/workspaces/{workspace.slug}/two-factor-policy",
                              headers=headers, json={"require_two_factor": True})
-    assert r.status_code == 200
+    assert r.status_code == 200 and r.json()["require_two_factor"] is True
+    assert r.json()["rollout"]["teammates"] == r.json()["rollout"]["enrolled"] == 1
+    policy = workspace.client.get(f"/v1/workspaces/{workspace.slug}/two-factor-policy",
+                                  headers=headers).json()
+    assert policy["version"] == r.json()["version"] and policy["require_two_factor"] is True
     email = f"late@{workspace.slug}.test"
-    _add_teammate(workspace, headers, email)
+    assert _add_teammate(workspace, headers, email)["enrollment"] == "pending"
     token = _accept_link(stack, email)
     r = workspace.client.post("/v1/invitations/accept",
                               json={"token": token, "password": "a-good-password"})

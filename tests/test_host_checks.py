@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+from datetime import datetime, timedelta
 from typing import Any
 
 from fastapi import FastAPI
@@ -137,6 +138,36 @@ def test_keys_are_workspace_bound_revocable_and_only_for_checks(
     assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key"
     [listed] = a.client.get(f"/v1/workspaces/{a.slug}/api-keys", headers=a_admin).json()["items"]
     assert listed["revoked_at"] is not None
+
+
+def test_last_use_is_recorded_at_most_once_a_minute(stack: Stack, make_workspace: Any) -> None:
+    from services.db import unit_of_work
+    from services.host_checks.api_keys import LAST_USE_PRECISION
+    from services.models import ApiKey, utcnow
+
+    ws: WorkspaceHandle = make_workspace(teammates=1)
+    admin = ws.admin_headers()
+    key = new_key(ws, admin)
+
+    def last_used() -> str | None:
+        [listed] = ws.client.get(f"/v1/workspaces/{ws.slug}/api-keys",
+                                 headers=admin).json()["items"]
+        return listed["last_used_at"]  # type: ignore[no-any-return]
+
+    assert last_used() is None
+    assert check(ws, key["key"], member(ws)).status_code == 200
+    first = last_used()
+    assert first is not None  # the first use is recorded
+    assert check(ws, key["key"], member(ws)).status_code == 200
+    assert last_used() == first  # within the minute: no UPDATE of the key's row
+
+    with unit_of_work() as session:  # the recorded use is now over a minute old
+        row = session.get(ApiKey, key["id"])
+        assert row is not None
+        aged = row.last_used_at = utcnow() - LAST_USE_PRECISION - timedelta(seconds=1)
+    assert check(ws, key["key"], member(ws)).status_code == 200
+    again = last_used()
+    assert again is not None and datetime.fromisoformat(again) > aged + LAST_USE_PRECISION
 
 
 def test_throttle_and_replay_hold_through_the_check_path(stack: Stack, make_workspace: Any) -> None:

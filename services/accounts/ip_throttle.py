@@ -9,9 +9,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from services.db import dialect_insert
 from services.errors import Throttled
 from services.models import LoginThrottle, utcnow
 
@@ -36,9 +36,7 @@ def record_failure(session: Session, client_ip: str) -> None:
     """
     now = utcnow()
     key = _key(client_ip)
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    session.execute(insert(LoginThrottle)
+    session.execute(dialect_insert(session, LoginThrottle)
                     .values(key=key, failures=0, window_start=now)
                     .on_conflict_do_nothing(index_elements=[LoginThrottle.key]))
     row = session.scalars(

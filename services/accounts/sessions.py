@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Literal
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, and_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -86,26 +86,30 @@ def _open(session: Session, teammate: Teammate, kind: str) -> str:
     return token
 
 
-def _live(session: Session, token: str, kind: str) -> AuthSession | None:
-    return session.scalar(
-        select(AuthSession).where(
-            AuthSession.token_hash == hash_token(token),
-            AuthSession.kind == kind,
-            AuthSession.ended_at.is_(None),
-            AuthSession.expires_at > utcnow(),
-        )
+def _is_live(token: str, kind: str) -> ColumnElement[bool]:
+    return and_(
+        AuthSession.token_hash == hash_token(token),
+        AuthSession.kind == kind,
+        AuthSession.ended_at.is_(None),
+        AuthSession.expires_at > utcnow(),
     )
 
 
+def _live(session: Session, token: str, kind: str) -> AuthSession | None:
+    return session.scalar(select(AuthSession).where(_is_live(token, kind)))
+
+
 def authenticate(session: Session, token: str) -> Authenticated:
-    auth = _live(session, token, "session") if token else None
-    if auth is None:
+    """The live session of `token` with its teammate and workspace, in one query."""
+    row = session.execute(
+        select(AuthSession, Teammate, Workspace)
+        .join(Teammate, Teammate.id == AuthSession.teammate_id)
+        .join(Workspace, Workspace.id == Teammate.workspace_id)
+        .where(_is_live(token, "session"))
+    ).one_or_none() if token else None
+    if row is None:
         raise Unauthenticated("The session is unknown, expired or ended.", "invalid_token")
-    teammate = session.get(Teammate, auth.teammate_id)
-    assert teammate is not None
-    workspace = session.get(Workspace, teammate.workspace_id)
-    assert workspace is not None
-    return Authenticated(auth, teammate, workspace)
+    return Authenticated(*row)
 
 
 def find_challenge(session: Session, challenge: str) -> AuthSession | None:

@@ -9,29 +9,20 @@ from fastapi import Depends, Path, Request
 from sqlalchemy.orm import Session
 
 from services.accounts import sessions
-from services.db import session_factory
-from services.errors import Forbidden, NotFound, TwofaError, Unauthenticated
+from services.db import unit_of_work
+from services.errors import Forbidden, NotFound, Unauthenticated
 from services.models import Workspace
 
 
 def db() -> Iterator[Session]:
-    """One transaction per request; failed attempts (keep_changes errors) still commit.
+    """One transaction per request (`unit_of_work`: failed attempts, keep_changes errors,
+    still commit).
 
     Used with scope="function" (see `DB`): the COMMIT runs before the response is sent, so a
     200 means committed, and a failing COMMIT becomes the answer instead of a lost write.
     """
-    session = session_factory()()
-    try:
+    with unit_of_work() as session:
         yield session
-        session.commit()
-    except TwofaError as exc:
-        session.commit() if exc.keep_changes else session.rollback()
-        raise
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
 
 
 # scope="function": FastAPI runs the cleanup (the COMMIT) before it sends the response; the
@@ -39,12 +30,16 @@ def db() -> Iterator[Session]:
 DB = Annotated[Session, Depends(db, scope="function")]
 
 
-def bearer(request: Request) -> str:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
+def bearer_token(request: Request, code: str, hint: str = "<token>") -> str:
+    """The token of `Authorization: Bearer …`; a 401 with `code` when there is none."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise Unauthenticated("Send Authorization: Bearer <token>.", "unauthenticated")
+        raise Unauthenticated(f"Send Authorization: Bearer {hint}.", code)
     return token.strip()
+
+
+def bearer(request: Request) -> str:
+    return bearer_token(request, "unauthenticated")
 
 
 def client_ip(request: Request) -> str:

@@ -1,4 +1,4 @@
-"""Workspace API keys: `twofa_sk_…`, shown once, stored as SHA-256, revocable, use recorded.
+"""Workspace API keys: `twofa_sk_…`, shown once, stored as SHA-256, revocable, last use kept.
 
 A key identifies a workspace, not a person: it opens only the check endpoints, since it is
 no session token (`sessions.authenticate` never accepts it).
@@ -7,8 +7,9 @@ no session token (`sessions.authenticate` never accepts it).
 from __future__ import annotations
 
 import secrets
+from datetime import timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from services.crypto import hash_token
@@ -17,6 +18,7 @@ from services.models import ApiKey, Workspace, utcnow
 
 PREFIX = "twofa_sk_"
 SHOWN_PREFIX = len(PREFIX) + 6  # enough to tell keys apart in a list, far too little to guess
+LAST_USE_PRECISION = timedelta(seconds=60)  # last_used_at is rewritten at most this often
 
 
 def create(session: Session, workspace: Workspace, name: str) -> tuple[ApiKey, str]:
@@ -44,12 +46,28 @@ def revoke(session: Session, workspace: Workspace, key_id: int) -> None:
 
 
 def authenticate(session: Session, key: str) -> Workspace:
-    """The workspace a live key belongs to; records the use. 401 invalid_api_key otherwise."""
-    row = session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_token(key)))
-    if row is None or row.revoked_at is not None or not key.startswith(PREFIX):
+    """The workspace a live key belongs to; records the use. 401 invalid_api_key otherwise.
+
+    `last_used_at` is written at most once a minute (LAST_USE_PRECISION) per key: a host
+    application checks many logins with one key, and an UPDATE per check would make every
+    concurrent check queue on that key's row lock. So the recorded last use may be up to a
+    minute older than the actual one.
+    """
+    if not key.startswith(PREFIX):  # a session token or garbage: no lookup needed
         raise Unauthenticated("The API key is unknown or revoked.", "invalid_api_key")
-    session.execute(update(ApiKey).where(ApiKey.id == row.id).values(last_used_at=utcnow())
-                    .execution_options(synchronize_session=False))
+    row = session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_token(key)))
+    if row is None or row.revoked_at is not None:
+        raise Unauthenticated("The API key is unknown or revoked.", "invalid_api_key")
+    now = utcnow()
+    stale = now - LAST_USE_PRECISION
+    if row.last_used_at is None or row.last_used_at < stale:
+        # Conditional, so that of concurrent checks seeing the same old value one writes.
+        session.execute(
+            update(ApiKey)
+            .where(ApiKey.id == row.id,
+                   or_(ApiKey.last_used_at.is_(None), ApiKey.last_used_at < stale))
+            .values(last_used_at=now)
+            .execution_options(synchronize_session=False))
     workspace = session.get(Workspace, row.workspace_id)
     assert workspace is not None
     return workspace

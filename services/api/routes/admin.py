@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path, Query, Response
 from services.accounts import teammates
 from services.api.deps import DB, AdminWorkspace, FullSession
 from services.api.schemas import MAX_ID, PolicyIn, TeammateIn, Text
-from services.enrollment import fanout
+from services.enrollment import fanout, state
 from services.events import audit
 from services.policy import service as policy
 
@@ -28,8 +28,9 @@ def get_policy(workspace: AdminWorkspace, session: DB) -> dict[str, object]:
 def put_policy(
     body: PolicyIn, workspace: AdminWorkspace, caller: FullSession, session: DB
 ) -> dict[str, object]:
+    # set_policy's locked get (populate_existing) refreshes and updates this very object:
+    # the session's identity map holds one Workspace per row.
     policy.set_policy(session, workspace, body.require_two_factor, caller.teammate.id)
-    session.refresh(workspace)
     return policy.as_dict(workspace, policy.rollout(session, workspace))
 
 
@@ -50,8 +51,10 @@ def list_teammates(
 @router.post("/teammates", status_code=201)
 def add_teammate(body: TeammateIn, workspace: AdminWorkspace, session: DB) -> dict[str, object]:
     teammate = teammates.add(session, workspace, body.email, body.name, body.role)
-    views, _ = teammates.page(session, workspace, 1, teammate.id - 1)
-    return views[0].as_dict()
+    # Brand new, so no invitation of the current policy version yet: while 2FA is required
+    # the teammate is `pending`, otherwise `not_required`.
+    enrollment = state.enrollment_state(workspace, teammate.two_factor_enabled, None)
+    return teammates.TeammateView(teammate, enrollment).as_dict()
 
 
 @router.post("/teammates/{teammate_id}/enrollment-invitation", status_code=202)

@@ -7,9 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Request, Response
 from pydantic import Field
 
-from services.api.deps import DB, AdminWorkspace
+from services.api.deps import DB, AdminWorkspace, bearer_token
 from services.api.schemas import MAX_ID, Body, Short, Text
-from services.errors import Unauthenticated
 from services.host_checks import api_keys, login_check
 from services.models import Workspace
 
@@ -27,10 +26,7 @@ class ApiKeyIn(Body):
 
 def key_workspace(session: DB, request: Request) -> Workspace:
     """The workspace of the API key in `Authorization: Bearer twofa_sk_…`."""
-    scheme, _, key = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not key.strip():
-        raise Unauthenticated("Send Authorization: Bearer twofa_sk_….", "invalid_api_key")
-    return api_keys.authenticate(session, key.strip())
+    return api_keys.authenticate(session, bearer_token(request, "invalid_api_key", "twofa_sk_…"))
 
 
 @router.post("/checks/login", tags=["host checks"])

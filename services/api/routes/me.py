@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from sqlalchemy import func, select
 
 from services.api.deps import DB, AnySession
-from services.models import RecoveryCode
+from services.verification import recovery
 
 router = APIRouter(prefix="/v1", tags=["me"])
 
@@ -14,11 +13,6 @@ router = APIRouter(prefix="/v1", tags=["me"])
 @router.get("/me")
 def me(caller: AnySession, session: DB) -> dict[str, object]:
     t, w = caller.teammate, caller.workspace
-    codes_left = session.scalar(
-        select(func.count()).where(
-            RecoveryCode.teammate_id == t.id, RecoveryCode.used_at.is_(None)
-        )
-    )
     return {
         "id": t.id,
         "email": t.email,
@@ -30,6 +24,6 @@ def me(caller: AnySession, session: DB) -> dict[str, object]:
             "enabled": t.two_factor_enabled,
             "required": w.require_two_factor,
             "enrolled_at": t.totp_enabled_at.isoformat() if t.totp_enabled_at else None,
-            "recovery_codes_left": codes_left or 0,
+            "recovery_codes_left": recovery.remaining(session, t.id),
         },
     }
