@@ -149,14 +149,14 @@ def _endpoint_with_events(st: Stack, url: str, events: int) -> tuple[int, list[s
             ws, admin = workspaces.create(session, f"hooks-{time.monotonic_ns()}", "Deadline",
                                           "a@deadline.test", "pw-123456")
             endpoint, _secret = service.create(session, ws, url, ["*"])
-            ids = []
-            for i in range(events):  # no relay runs here: the deliveries are made in place
-                event = recorder.record(session, ws.id, EventType.VERIFICATION_FAILED,
-                                        {"teammate_id": admin.id, "reason": f"r{i}"}, admin.id)
-                session.flush()
-                fanout.create_deliveries(session, event)
-                ids.append(event.id)
-        return endpoint.id, ids
+            recorded = [
+                recorder.record(session, ws.id, EventType.VERIFICATION_FAILED,
+                                {"teammate_id": admin.id, "reason": f"r{i}"}, admin.id)
+                for i in range(events)
+            ]
+            session.flush()
+            fanout.create_deliveries(session, recorded)  # no relay runs here: made in place
+        return endpoint.id, [event.id for event in recorded]
 
 
 def _deliveries(st: Stack, endpoint_id: int) -> list[Any]:

@@ -7,10 +7,9 @@ import logging
 from celery import Task
 
 from services.db import unit_of_work
-from services.email import notifications
-from services.email.smtp import SmtpMailer, TransientSendError
 from services.webhooks import delivery, notify
 from workers.celery_app import app
+from workers.tasks import send_emails_once
 
 log = logging.getLogger(__name__)
 
@@ -38,13 +37,8 @@ def sweep() -> None:
         deliver.delay(endpoint_id)
 
 
-@app.task(name="webhooks.send_disabled_email", bind=True, max_retries=8)
+@app.task(name="webhooks.send_disabled_email", bind=True)
 def send_disabled_email(self: Task, endpoint_id: int) -> None:
     with unit_of_work() as session:
         emails = notify.disabled_emails(session, endpoint_id)
-    try:
-        with SmtpMailer() as mailer:
-            for key, email in emails:
-                notifications.send_once(key, email, mailer)
-    except TransientSendError as exc:
-        raise self.retry(countdown=min(300, 5 * 2**self.request.retries), exc=exc) from exc
+    send_emails_once(self, emails)

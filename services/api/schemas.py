@@ -67,3 +67,14 @@ class TeammateIn(Body):
     email: Short
     name: Name = ""
     role: Literal["admin", "member"] = "member"
+
+
+# A webhook URL is a plain bounded string: ssrf.parse_url refuses control characters in it
+# itself, with the more useful code `invalid_url`.
+WebhookUrl = Annotated[str, Field(min_length=1, max_length=2048)]
+WebhookEventType = Annotated[str, Field(max_length=64), Text]
+
+
+class WebhookIn(Body):
+    url: WebhookUrl
+    event_types: Annotated[list[WebhookEventType], Field(min_length=1, max_length=32)]

@@ -37,8 +37,10 @@ HANDLERS: dict[str, list[Handler]] = {
 
 
 def dispatch(session: Session, event_seqs: Sequence[int]) -> None:
-    events = session.scalars(select(Event).where(Event.seq.in_(list(event_seqs))).order_by(Event.seq))
+    events = session.scalars(
+        select(Event).where(Event.seq.in_(list(event_seqs))).order_by(Event.seq)
+    ).all()
     for event in events:
         for handler in HANDLERS.get(event.type, []):
             handler(session, event)
-        webhook_fanout.create_deliveries(session, event)
+    webhook_fanout.create_deliveries(session, events)

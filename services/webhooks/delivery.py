@@ -127,7 +127,7 @@ def claim_window(session: Session, endpoint_id: int, size: int,
     endpoint = session.scalar(
         select(WebhookEndpoint).where(WebhookEndpoint.id == endpoint_id).with_for_update()
     )
-    if endpoint is None or not endpoint.enabled or endpoint.deleted_at is not None:
+    if endpoint is None or not endpoint.enabled:  # a deleted endpoint is disabled too
         return []
     rows = session.execute(
         select(WebhookDelivery, Event)
@@ -173,7 +173,7 @@ def record_window(session: Session, sent: Sent) -> None:
     """Write a window's attempt rows, move its deliveries on and release the unsent ones.
 
     Successes are settled with one statement; a failure (only ever the last outcome) goes
-    through `record` for its retry schedule and the endpoint's health.
+    through `_record_failure` for its retry schedule and the endpoint's health.
     """
     jobs = [job for job, _, _ in sent.done] + sent.unsent
     if not jobs:
@@ -202,28 +202,19 @@ def record_window(session: Session, sent: Sent) -> None:
             endpoint.consecutive_failures = 0
     for job, outcome, at in sent.done:
         if not outcome.ok:
-            record(session, job, outcome, now, attempted_at=at)
+            _record_failure(session, endpoint, job, outcome, now, attempted_at=at)
 
 
-def record(session: Session, job: Job, outcome: Outcome, now: datetime | None = None,
-           attempted_at: datetime | None = None) -> None:
-    """Write the attempt row and move the delivery (and the endpoint's health) on."""
-    now = now or utcnow()
-    # Endpoint first, then delivery: the same lock order as claim_window, so no deadlock.
-    endpoint = session.scalar(
-        select(WebhookEndpoint).where(WebhookEndpoint.id == job.endpoint_id).with_for_update()
-    )
+def _record_failure(session: Session, endpoint: WebhookEndpoint, job: Job, outcome: Outcome,
+                    now: datetime, attempted_at: datetime) -> None:
+    """Write the failed attempt's row; schedule the retry, or fail the delivery (and maybe
+    disable the endpoint). The caller holds the endpoint's lock and released the lease."""
     delivery = session.get(WebhookDelivery, job.delivery_id)
-    assert endpoint is not None and delivery is not None
-    session.add(WebhookAttempt(**_attempt(job, outcome, attempted_at or now)))
-    delivery.lease_until = None
+    assert delivery is not None
+    session.add(WebhookAttempt(**_attempt(job, outcome, attempted_at)))
     if delivery.status != "pending":
         return  # finished meanwhile (a lapsed lease taken over): keep the log, change nothing
     delivery.attempts += 1
-    if outcome.ok:
-        _finish(delivery, "succeeded", now)
-        endpoint.consecutive_failures = 0
-        return
     if outcome.status == 410:
         _finish(delivery, "failed", now)
         disable(session, endpoint, "the receiver answered 410 Gone")
@@ -278,7 +269,6 @@ def due_endpoints(session: Session, now: datetime | None = None) -> Sequence[int
             or_(d.next_attempt_at.is_(None), d.next_attempt_at <= now),
             or_(d.lease_until.is_(None), d.lease_until <= now),
             WebhookEndpoint.enabled.is_(True),
-            WebhookEndpoint.deleted_at.is_(None),
         )
     ).all()
 

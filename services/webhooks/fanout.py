@@ -1,79 +1,66 @@
-"""Webhook deliveries for an event: one row per subscribed endpoint, then delivery work.
+"""Webhook deliveries for a batch of events: one row per (subscribed endpoint, event), then
+one delivery task per endpoint that got any.
 
-Called by the event dispatcher in its transaction; dispatch is at least once, so rows are
-inserted with ON CONFLICT DO NOTHING on (endpoint_id, event_seq) and a repeat adds nothing.
+Called by the event dispatcher in its transaction, once per batch; dispatch is at least
+once, so rows are inserted with ON CONFLICT DO NOTHING on (endpoint_id, event_seq) and a
+repeat adds nothing.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from services import outbox
+from services.db import dialect_insert
 from services.models import Event, WebhookDelivery, WebhookEndpoint, utcnow
 from services.webhooks.service import DELIVER, WILDCARD
 
-# Per-transaction memo: a dispatch of 100 events queries each workspace's endpoints once and
-# enqueues one delivery task per endpoint, not one per event.
-_MEMO = "webhooks.fanout"
-
-
-@dataclass
-class _Memo:
-    transaction: object
-    endpoints: dict[int, Sequence[WebhookEndpoint]] = field(default_factory=dict)
-    enqueued: set[int] = field(default_factory=set)
-
-
-def _memo(session: Session) -> _Memo:
-    transaction = session.get_transaction()
-    memo = session.info.get(_MEMO)
-    if memo is None or memo.transaction is not transaction:
-        memo = session.info[_MEMO] = _Memo(transaction)
-    return memo
+# Rows per INSERT statement (6 bound parameters each), well inside the parameter limits of
+# SQLite (32766) and PostgreSQL (65535); a dispatch batch normally fits in one statement.
+INSERT_ROWS = 1000
 
 
 def subscribed(endpoint: WebhookEndpoint, event_type: str) -> bool:
     return WILDCARD in endpoint.event_types or event_type in endpoint.event_types
 
 
-def create_deliveries(session: Session, event: Event) -> None:
-    """One pending delivery per enabled, subscribed endpoint of the event's workspace."""
-    endpoint_ids = [e.id for e in _endpoints(session, event.workspace_id) if subscribed(e, event.type)]
-    if not endpoint_ids:
+def create_deliveries(session: Session, events: Sequence[Event]) -> None:
+    """One pending delivery per enabled endpoint subscribed to each event, one task per endpoint."""
+    if not events:
         return
+    endpoints = _endpoints_by_workspace(session, {event.workspace_id for event in events})
     now = utcnow()
-    rows = [
-        {"endpoint_id": eid, "event_seq": event.seq, "status": "pending", "attempts": 0,
-         "next_attempt_at": now, "created_at": now}
-        for eid in endpoint_ids
-    ]
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    session.execute(
-        insert(WebhookDelivery).values(rows).on_conflict_do_nothing(
-            index_elements=["endpoint_id", "event_seq"]
+    rows = []
+    endpoint_ids: dict[int, None] = {}  # those that got a delivery, in first-seen order
+    for event in events:
+        for endpoint in endpoints.get(event.workspace_id, ()):
+            if subscribed(endpoint, event.type):
+                rows.append({"endpoint_id": endpoint.id, "event_seq": event.seq, "status": "pending",
+                             "attempts": 0, "next_attempt_at": now, "created_at": now})
+                endpoint_ids[endpoint.id] = None
+    for start in range(0, len(rows), INSERT_ROWS):
+        session.execute(
+            dialect_insert(session, WebhookDelivery)
+            .values(rows[start : start + INSERT_ROWS])
+            .on_conflict_do_nothing(index_elements=["endpoint_id", "event_seq"])
         )
-    )
-    enqueued = _memo(session).enqueued
-    for eid in endpoint_ids:
-        if eid not in enqueued:
-            enqueued.add(eid)
-            outbox.enqueue(session, DELIVER, endpoint_id=eid)
+    for endpoint_id in endpoint_ids:
+        outbox.enqueue(session, DELIVER, endpoint_id=endpoint_id)
 
 
-def _endpoints(session: Session, workspace_id: int) -> Sequence[WebhookEndpoint]:
-    memo = _memo(session).endpoints
-    if workspace_id not in memo:
-        memo[workspace_id] = session.scalars(
-            select(WebhookEndpoint).where(
-                WebhookEndpoint.workspace_id == workspace_id,
-                WebhookEndpoint.enabled.is_(True),
-                WebhookEndpoint.deleted_at.is_(None),
-            )
-        ).all()
-    return memo[workspace_id]
+def _endpoints_by_workspace(
+    session: Session, workspace_ids: set[int]
+) -> dict[int, list[WebhookEndpoint]]:
+    """The enabled endpoints of each workspace (one query for all of them)."""
+    found: dict[int, list[WebhookEndpoint]] = defaultdict(list)
+    for endpoint in session.scalars(
+        select(WebhookEndpoint)
+        .where(WebhookEndpoint.workspace_id.in_(sorted(workspace_ids)), WebhookEndpoint.enabled.is_(True))
+        .order_by(WebhookEndpoint.id)
+    ):
+        found[endpoint.workspace_id].append(endpoint)
+    return found

@@ -7,11 +7,11 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Response
 
 from services.api.deps import DB, AdminWorkspace
+from services.api.schemas import MAX_ID, WebhookIn
 from services.webhooks import service as webhooks
-from services.webhooks.schemas import WebhookIn
 
 # Bounded so that an id past BIGINT is a 422, not a database error.
-Id = Annotated[int, Path(ge=1, le=2**63 - 1)]
+Id = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 router = APIRouter(prefix="/v1/workspaces/{slug}/webhooks", tags=["webhooks"])
 
@@ -40,7 +40,7 @@ def list_deliveries(
     workspace: AdminWorkspace,
     session: DB,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    cursor: Annotated[int | None, Query(ge=0, le=2**63 - 1)] = None,
+    cursor: Annotated[int | None, Query(ge=0, le=MAX_ID)] = None,
 ) -> dict[str, object]:
     """Newest first, each with its attempts; pass `next_cursor` back as `cursor`."""
     items, next_id = webhooks.deliveries(session, workspace, endpoint_id, limit, cursor)
