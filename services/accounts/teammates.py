@@ -104,11 +104,7 @@ def page(
     """Teammates in id order with their enrollment state; the cursor is the last id."""
     query = (
         select(Teammate, EnrollmentInvitation.status)
-        .outerjoin(
-            EnrollmentInvitation,
-            (EnrollmentInvitation.teammate_id == Teammate.id)
-            & (EnrollmentInvitation.policy_version == workspace.policy_version),
-        )
+        .outerjoin(EnrollmentInvitation, state.current_invitation(workspace))
         .where(Teammate.workspace_id == workspace.id)
         .order_by(Teammate.id)
         .limit(limit + 1)

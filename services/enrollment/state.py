@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from services.models import Workspace
+from sqlalchemy import ColumnElement
+
+from services.models import EnrollmentInvitation, Teammate, Workspace
 
 ENROLLED, NOT_REQUIRED, PENDING, INVITED, FAILED = (
     "enrolled", "not_required", "pending", "invited", "failed",
@@ -18,3 +20,10 @@ def enrollment_state(
     if not workspace.require_two_factor:
         return NOT_REQUIRED
     return _BY_INVITATION.get(invitation_status or "", PENDING)
+
+
+def current_invitation(workspace: Workspace) -> ColumnElement[bool]:
+    """Join condition: a teammate's invitation for the workspace's live policy version."""
+    return (EnrollmentInvitation.teammate_id == Teammate.id) & (
+        EnrollmentInvitation.policy_version == workspace.policy_version
+    )

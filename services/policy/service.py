@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
+from services.enrollment import state
 from services.events import recorder
 from services.events.catalog import EventType
 from services.models import EnrollmentInvitation, Teammate, Workspace
@@ -52,11 +53,7 @@ def rollout(session: Session, workspace: Workspace) -> Rollout:
             func.sum(case((~enabled & (status == "failed"), 1), else_=0)),
         )
         .select_from(Teammate)
-        .outerjoin(
-            EnrollmentInvitation,
-            (EnrollmentInvitation.teammate_id == Teammate.id)
-            & (EnrollmentInvitation.policy_version == workspace.policy_version),
-        )
+        .outerjoin(EnrollmentInvitation, state.current_invitation(workspace))
         .where(Teammate.workspace_id == workspace.id)
     ).one()
     total, enrolled, invited, failed = (int(v or 0) for v in row)
