@@ -12,6 +12,9 @@ from typing import Any
 from celery import Celery
 
 from services.config import Settings, get_settings
+from workers import broker_fs
+
+broker_fs.install()  # filesystem:// with atomic writes and claims (see workers/broker_fs.py)
 
 
 def broker_options(settings: Settings) -> dict[str, Any]:
