@@ -39,3 +39,9 @@ def build(to: str, rendered: Rendered, msg_id: str) -> OutgoingEmail:
     mime.attach(MIMEText(rendered.text, "plain", "utf-8"))
     mime.attach(MIMEText(rendered.html, "html", "utf-8"))
     return OutgoingEmail(to=to, message_id=msg_id, mime=mime)
+
+
+def keyed(key: str, to: str, rendered: Rendered) -> tuple[str, OutgoingEmail]:
+    """An email sent once per `key`; its Message-ID derives from the key, so a repeat of the
+    same send (a crash between SMTP and the record) can be dropped by the receiver."""
+    return key, build(to, rendered, message_id(key.replace(":", ".")))

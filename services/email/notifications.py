@@ -62,7 +62,7 @@ def join_email(session: Session, teammate_id: int) -> tuple[str, mail.OutgoingEm
         "require_two_factor": workspace.require_two_factor,
     })
     key = f"join:{teammate.id}:{teammate.join_nonce}"
-    return key, mail.build(teammate.email, rendered, mail.message_id(key.replace(":", ".")))
+    return mail.keyed(key, teammate.email, rendered)
 
 
 def event_email(session: Session, event_seq: int) -> tuple[str, mail.OutgoingEmail] | None:
@@ -84,4 +84,4 @@ def event_email(session: Session, event_seq: int) -> tuple[str, mail.OutgoingEma
         context["actor_name"] = actor.name if actor else "an admin"
     rendered = render(TEMPLATE_FOR_EVENT[event.type], context)
     key = f"event:{event.id}"
-    return key, mail.build(teammate.email, rendered, mail.message_id(f"event.{event.id}"))
+    return mail.keyed(key, teammate.email, rendered)

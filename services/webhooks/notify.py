@@ -30,5 +30,5 @@ def disabled_emails(session: Session, endpoint_id: int) -> list[tuple[str, mail.
             "reason": endpoint.disabled_reason or "it kept failing",
         })
         key = f"webhook-disabled:{endpoint.id}:{admin.id}"
-        emails.append((key, mail.build(admin.email, rendered, mail.message_id(key.replace(":", ".")))))
+        emails.append(mail.keyed(key, admin.email, rendered))
     return emails
