@@ -63,7 +63,7 @@ def rollout(session: Session, workspace: Workspace) -> Rollout:
         )
         .select_from(Teammate)
         .outerjoin(EnrollmentInvitation, state.current_invitation(workspace))
-        .where(Teammate.workspace_id == workspace.id)
+        .where(Teammate.workspace_id == workspace.id, Teammate.status != "removed")
     ).one()
     total, enrolled, invited, failed = (int(v or 0) for v in row)
     if not workspace.require_two_factor:  # nobody waits for an invitation
