@@ -165,3 +165,21 @@ def test_cli_lists_filtered_teammates_as_csv_and_json(stack: Stack, make_ws: Any
     assert [t["email"] for t in json.loads(done.stdout)] == [member(ws, 2)]
     bad = twofa("--filter", "enrollment=sleeping")
     assert bad.returncode == 2 and "unknown filter" in bad.stderr
+
+
+def test_preview_shows_who_would_be_held_before_the_flip(stack: Stack, make_ws: Any) -> None:
+    ws = make_ws(teammates=3)
+    enroll(ws.client, sign_in(ws, member(ws, 1)))
+    url = f"/v1/workspaces/{ws.slug}/two-factor-policy/preview"
+    r = ws.client.get(f"{url}?limit=1", headers=ws.admin_headers())
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["would_block"] == 3  # the admin and members 2 and 3
+    assert body["admins_without_two_factor"] == [
+        {"id": ws.admin_id, "email": ws.admin_email, "name": "Admin"}]
+    assert [t["email"] for t in body["items"]] == [ws.admin_email] and body["next_cursor"]
+    rest = ws.client.get(f"{url}?cursor={body['next_cursor']}", headers=ws.admin_headers()).json()
+    assert [t["email"] for t in rest["items"]] == [member(ws, 2), member(ws, 3)]
+    ws.enroll_admin()
+    after = ws.client.get(url, headers=ws.admin_headers()).json()
+    assert after["would_block"] == 2 and after["admins_without_two_factor"] == []

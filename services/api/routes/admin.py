@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from services.accounts import teammates
 from services.api.deps import DB, AdminWorkspace, FullSession
 from services.api.schemas import MAX_ID, PolicyIn, Text
 from services.events import audit
@@ -19,6 +20,27 @@ router = APIRouter(prefix="/v1/workspaces/{slug}", tags=["admin"])
 @router.get("/two-factor-policy")
 def get_policy(workspace: AdminWorkspace, session: DB) -> dict[str, object]:
     return policy.as_dict(workspace, policy.rollout(session, workspace))
+
+
+@router.get("/two-factor-policy/preview")
+def preview_policy(
+    workspace: AdminWorkspace,
+    session: DB,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Cursor = None,
+) -> dict[str, object]:
+    """Before the flip: how many teammates would be held to enrollment, which admins have no
+    2FA, and (paged) who they are."""
+    impact = policy.preview(session, workspace)
+    views, next_id = teammates.page(session, workspace, limit, cursor,
+                                    teammates.Filters(two_factor="disabled"))
+    return {
+        "would_block": impact.would_block,
+        "admins_without_two_factor": [{"id": t.id, "email": t.email, "name": t.name}
+                                      for t in impact.admins_without_two_factor],
+        "items": [v.as_dict() for v in views],
+        "next_cursor": str(next_id) if next_id is not None else None,
+    }
 
 
 @router.put("/two-factor-policy")
