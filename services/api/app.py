@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from services.api import errors
+from services.api import docs, errors
 from services.api.routes import admin, auth, checks, me, two_factor, webhooks
 
 
@@ -13,8 +13,11 @@ def create_app() -> FastAPI:
         title="twofa",
         version="0.1.0",
         description="Mandatory two-factor authentication for team workspaces.",
+        docs_url=None,  # docs.install serves /docs without a CDN
+        redoc_url=None,  # ReDoc would load from a CDN too
     )
     errors.install(app)
+    docs.install(app)
     for module in (auth, me, two_factor, admin, webhooks, checks):
         app.include_router(module.router)
 

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends, Path, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from services.accounts import sessions
@@ -38,7 +39,13 @@ def bearer_token(request: Request, code: str, hint: str = "<token>") -> str:
     return token.strip()
 
 
-def bearer(request: Request) -> str:
+# Declares the bearer scheme in the OpenAPI document (/docs' "Authorize" button). It never
+# answers itself (auto_error=False): bearer_token below keeps the error format.
+BEARER_SCHEME = HTTPBearer(auto_error=False, description="A session token from /v1/login.")
+BearerDeclared = Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER_SCHEME)]
+
+
+def bearer(request: Request, _: BearerDeclared) -> str:
     return bearer_token(request, "unauthenticated")
 
 
