@@ -41,7 +41,8 @@ def bearer_token(request: Request, code: str, hint: str = "<token>") -> str:
 
 # Declares the bearer scheme in the OpenAPI document (/docs' "Authorize" button). It never
 # answers itself (auto_error=False): bearer_token below keeps the error format.
-BEARER_SCHEME = HTTPBearer(auto_error=False, description="A session token from /v1/login.")
+BEARER_SCHEME = HTTPBearer(auto_error=False, description=(
+    "A session token from /v1/login; for /v1/checks/… and introspection, a workspace API key."))
 BearerDeclared = Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER_SCHEME)]
 
 
