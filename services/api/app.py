@@ -5,7 +5,10 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from services.api import docs, errors
+from services.api.body_limit import BodyLimit
 from services.api.routes import admin, auth, checks, me, two_factor, webhooks
+
+MAX_BODY_BYTES = 64 * 1024
 
 
 def create_app() -> FastAPI:
@@ -16,6 +19,8 @@ def create_app() -> FastAPI:
         docs_url=None,  # docs.install serves /docs without a CDN
         redoc_url=None,  # ReDoc would load from a CDN too
     )
+    # Every body here is a small JSON object: anything bigger is refused unread.
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
     errors.install(app)
     docs.install(app)
     for module in (auth, me, two_factor, admin, webhooks, checks):
