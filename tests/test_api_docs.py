@@ -42,3 +42,6 @@ def test_openapi_declares_bearer_auth_on_session_routes(http: TestClient) -> Non
     assert bearer, schemes
     assert {bearer[0]: []} in spec["paths"]["/v1/me"]["get"]["security"]
     assert {bearer[0]: []} in spec["paths"]["/v1/workspaces/{slug}/two-factor-policy"]["put"]["security"]
+    # API-key routes take the same header.
+    assert {bearer[0]: []} in spec["paths"]["/v1/checks/login"]["post"]["security"]
+    assert {bearer[0]: []} in spec["paths"]["/v1/sessions/introspect"]["post"]["security"]

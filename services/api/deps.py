@@ -95,7 +95,7 @@ def admin_workspace(caller: AnySession, slug: Annotated[str, Path()]) -> Workspa
 AdminWorkspace = Annotated[Workspace, Depends(admin_workspace)]
 
 
-def key_workspace(session: DB, request: Request) -> Workspace:
+def key_workspace(session: DB, request: Request, _: BearerDeclared) -> Workspace:
     """The workspace of the API key in `Authorization: Bearer twofa_sk_…`."""
     return api_keys.authenticate(session, bearer_token(request, "invalid_api_key", "twofa_sk_…"))
 
