@@ -21,7 +21,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from email.message import Message
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from aiosmtpd.controller import Controller
 from cryptography.fernet import Fernet
@@ -171,8 +171,10 @@ class Stack:
     database_url: str | None = None
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     overrides: dict[str, str] = field(default_factory=dict)
+    guard: ClassVar[bool] = False  # set while a test runs that claims to touch no backend
 
     def setup(self) -> Stack:
+        assert not Stack.guard, "this test builds a Stack: mark it @pytest.mark.uses_backend"
         self.home.mkdir(parents=True, exist_ok=True)
         env = {
             "TWOFA_ENV": "test",
@@ -187,6 +189,9 @@ class Stack:
             "TWOFA_FANOUT_BATCH_SIZE": "50",
             "TWOFA_WEBHOOK_ALLOW_PRIVATE": "true",
             "TWOFA_WEBHOOK_RETRY_SCHEDULE": "0.5,1,1",
+            # A killed worker's webhook window is retried after this; attempts get a quarter.
+            "TWOFA_WEBHOOK_LEASE_SECONDS": "10",
+            "TWOFA_ARGON2_PROFILE": "cheapest",  # argon2's cheapest profile: tests only
             "TWOFA_PUBLIC_URL": "https://twofa.example.test",
         }
         if backend() == "postgres":

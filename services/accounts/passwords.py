@@ -1,15 +1,37 @@
-"""argon2id password hashing (argon2-cffi's RFC 9106 low-memory profile)."""
+"""argon2id password hashing (argon2-cffi's RFC 9106 low-memory profile).
+
+TWOFA_ARGON2_PROFILE=cheapest picks argon2-cffi's cheapest parameters instead, for test
+suites that create thousands of teammates; production refuses it (services/config.py).
+"""
 
 from __future__ import annotations
 
-from functools import cache
+from functools import cache, cached_property
 
-from argon2 import PasswordHasher
+from argon2 import PasswordHasher, profiles
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from services.config import get_settings
 from services.errors import InvalidInput
 
-_hasher = PasswordHasher()
+PROFILES = {"rfc9106-low-memory": profiles.RFC_9106_LOW_MEMORY, "cheapest": profiles.CHEAPEST}
+
+
+class _ConfiguredHasher:
+    """A PasswordHasher with the parameters the settings name, chosen on first use."""
+
+    @cached_property
+    def _hasher(self) -> PasswordHasher:
+        return PasswordHasher.from_parameters(PROFILES[get_settings().argon2_profile])
+
+    def hash(self, password: str) -> str:
+        return self._hasher.hash(password)
+
+    def verify(self, stored: str, password: str) -> bool:
+        return self._hasher.verify(stored, password)
+
+
+_hasher = _ConfiguredHasher()
 MIN_LENGTH = 8
 
 

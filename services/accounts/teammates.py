@@ -17,6 +17,7 @@ from services.crypto import derived_token, hash_token
 from services.enrollment import state
 from services.errors import Conflict, InvalidCredentials, InvalidInput, NotFound
 from services.models import EnrollmentInvitation, Teammate, Workspace
+from services.topics import Topic
 
 ROLES = ("admin", "member")
 
@@ -71,7 +72,7 @@ def add(session: Session, workspace: Workspace, email: str, name: str, role: str
     except IntegrityError:
         raise Conflict(f"{email} is already a teammate.", "teammate_exists") from None
     teammate.join_token_hash = hash_token(join_token(teammate))
-    outbox.enqueue(session, "email.send_join", teammate_id=teammate.id)
+    outbox.enqueue(session, Topic.SEND_JOIN_EMAIL, teammate_id=teammate.id)
     return teammate
 
 

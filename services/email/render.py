@@ -6,7 +6,6 @@ subject is folded onto one line so no value injects a header.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -14,9 +13,9 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-TEMPLATES = Path(
-    os.environ.get("TWOFA_TEMPLATES_DIR", Path(__file__).resolve().parents[2] / "templates")
-) / "emails"
+from services.config import get_settings
+
+DEFAULT_TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 
 
 @dataclass(frozen=True)
@@ -28,8 +27,10 @@ class Rendered:
 
 @lru_cache(maxsize=1)
 def _env() -> Environment:
+    """Built on the first render; TWOFA_TEMPLATES_DIR, if set, replaces the shipped templates."""
+    templates = get_settings().templates_dir or DEFAULT_TEMPLATES
     return Environment(
-        loader=FileSystemLoader(TEMPLATES),
+        loader=FileSystemLoader(templates / "emails"),
         autoescape=select_autoescape(enabled_extensions=("html",), default=False),
         undefined=StrictUndefined,
         keep_trailing_newline=True,

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from services import outbox
 from services.events.catalog import EventType
 from services.models import Event
+from services.topics import Topic
 
 
 def record(
@@ -28,5 +29,5 @@ def record(
     )
     session.add(event)
     session.flush()  # assigns seq
-    outbox.enqueue(session, "events.dispatch", event_seqs=[event.seq])
+    outbox.enqueue(session, Topic.DISPATCH_EVENTS, event_seqs=[event.seq])
     return event
