@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from services import outbox
 from services.enrollment import fanout
+from services.events import payloads
 from services.events.catalog import EventType
 from services.models import Event
 from services.topics import Topic
@@ -26,8 +27,9 @@ Handler = Callable[[Session, Sequence[Event]], None]
 
 def start_enrollment_rollout(session: Session, events: Sequence[Event]) -> None:
     for event in events:
-        if event.data["require_two_factor"]:
-            fanout.plan(session, event.workspace_id, event.data["version"])
+        policy = payloads.of(event, payloads.PolicyChanged)
+        if policy.require_two_factor:
+            fanout.plan(session, event.workspace_id, policy.version)
 
 
 def send_notification_email(session: Session, events: Sequence[Event]) -> None:

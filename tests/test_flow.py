@@ -91,3 +91,40 @@ def test_the_event_packages_stay_at_the_ground() -> None:
     """services/events names and records events; what they set in motion lives above it."""
     deps = set(_imports().get("services.events", {}))
     assert deps <= {"services.models", "services.outbox", "services.topics"}, deps
+
+
+def test_event_data_is_checked_against_its_dataclass_when_recorded() -> None:
+    from pydantic import ValidationError
+
+    from services.events import payloads
+    from services.events.catalog import EventType
+
+    typed = payloads.checked(EventType.DISABLED, payloads.Disabled(teammate_id=4, by="admin", actor_id=1))
+    as_dict = payloads.checked(EventType.DISABLED, {"teammate_id": 4, "by": "admin", "actor_id": 1})
+    assert typed == as_dict == {"teammate_id": 4, "by": "admin", "actor_id": 1}
+    for wrong in ({"teammate_id": 4, "by": "admin"},                       # missing
+                  {"teammate_id": 4, "by": "admin", "actor_id": 1, "x": 1},  # extra
+                  {"teammate_id": "4", "by": "admin", "actor_id": 1},        # mistyped
+                  {"teammate_id": 4, "by": "someone", "actor_id": 1}):       # not in the catalog
+        with pytest.raises(ValidationError):
+            payloads.checked(EventType.DISABLED, wrong)
+    with pytest.raises(TypeError):
+        payloads.checked(EventType.DISABLED, payloads.Enabled(teammate_id=4))
+
+
+def test_the_documented_catalog_is_the_code() -> None:
+    """docs/events.md's catalog table lists each event type with exactly its dataclass's fields."""
+    import dataclasses
+    import re
+
+    from services.events import payloads
+
+    documented = {}
+    for line in (SERVICES.parent / "docs" / "events.md").read_text().splitlines():
+        row = re.match(r"\| `(twofa\.[a-z_.]+)` \|[^|]*\| (.*) \|$", line)
+        if row:
+            fields = re.sub(r"\([^)]*\)", "", row.group(2))  # drop notes such as (`self`/`admin`)
+            documented[row.group(1)] = set(re.findall(r"`([a-z_]+)`", fields))
+    in_code = {type_.value: {f.name for f in dataclasses.fields(cls)}
+               for type_, cls in payloads.PAYLOADS.items()}
+    assert documented == in_code
