@@ -77,3 +77,21 @@ def test_passwords_get_rfc9106_parameters_unless_told_otherwise(tmp_path: Path) 
     assert default.stdout.startswith("$argon2id$v=19$m=65536,t=3,p=4$"), default.stderr
     cheap = _run(_clean_env(tmp_path, TWOFA_ARGON2_PROFILE="cheapest"), "-c", code)
     assert cheap.stdout.startswith("$argon2id$v=19$m=8,t=1,p=1$"), cheap.stderr
+
+
+def test_importing_twofa_does_no_work(tmp_path: Path) -> None:
+    """Every module imports with a bad setting in the environment: nothing reads Settings, builds
+    a Celery app or patches kombu until a process starts (the check happens at start)."""
+    code = """
+import importlib, pkgutil, services, workers
+from celery._state import _get_active_apps
+from kombu.transport import TRANSPORT_ALIASES
+for package in (services, workers):
+    for found in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+        if ".migrations" not in found.name:
+            importlib.import_module(found.name)
+print(len(list(_get_active_apps())), TRANSPORT_ALIASES["filesystem"])
+"""
+    r = _run(_clean_env(tmp_path, TWOFA_EMAIL_RETRY_SCHEDULE="soon"), "-c", code)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["0", "kombu.transport.filesystem:Transport"]
