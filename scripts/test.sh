@@ -20,6 +20,7 @@ TWOFA_TEST_BACKEND=embedded .venv/bin/pytest -q -p no:cacheprovider "$@" \
 embedded=$!
 trap 'kill "$postgres" "$embedded" 2>/dev/null || true' INT TERM
 echo "pytest on postgres (pid $postgres) and embedded (pid $embedded); logs in $logs"
+echo "(tests that use no backend run in the embedded run only: the postgres run deselects them)"
 
 status=0
 for run in postgres embedded; do
