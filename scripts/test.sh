@@ -25,7 +25,13 @@ echo "(tests that use no backend run in the embedded run only: the postgres run 
 status=0
 for run in postgres embedded; do
   pid=${!run}
-  if wait "$pid"; then result=passed; else result=FAILED; status=1; fi
+  rc=0; wait "$pid" || rc=$?
+  # 5 is pytest's "no tests ran": fine for postgres when all that was asked is backend-free.
+  if [ "$rc" -eq 0 ] || { [ "$run" = postgres ] && [ "$rc" -eq 5 ]; }; then
+    result=passed
+  else
+    result=FAILED; status=1
+  fi
   echo
   echo "===== $run: $result ($logs/$run.log) ====="
   cat "$logs/$run.log"
