@@ -189,6 +189,7 @@ class Stack:
             "TWOFA_FANOUT_BATCH_SIZE": "50",
             "TWOFA_WEBHOOK_ALLOW_PRIVATE": "true",
             "TWOFA_WEBHOOK_RETRY_SCHEDULE": "0.5,1,1",
+            "TWOFA_WEBHOOK_FAILURE_THRESHOLD": "3",  # endpoints disabled sooner: a shorter test
             # A killed worker's webhook window is retried after this; attempts get a quarter.
             "TWOFA_WEBHOOK_LEASE_SECONDS": "10",
             "TWOFA_ARGON2_PROFILE": "cheapest",  # argon2's cheapest profile: tests only
