@@ -21,7 +21,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from email.message import Message
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from aiosmtpd.controller import Controller
 from cryptography.fernet import Fernet
@@ -31,7 +31,13 @@ PG_ADMIN_URL = os.environ.get("TWOFA_TEST_PG", "postgresql://postgres@127.0.0.1:
 REDIS_URL = os.environ.get("TWOFA_TEST_REDIS", "redis://127.0.0.1:6379/0")
 
 
+# True while a test runs that uses no backend fixture: scripts/test.sh runs such tests on one
+# backend only, so one that asks for the backend anyway must be marked `uses_backend`.
+backend_free_test = False
+
+
 def backend() -> str:
+    assert not backend_free_test, "this test depends on the backend: mark it @pytest.mark.uses_backend"
     value = os.environ.get("TWOFA_TEST_BACKEND", "postgres")
     assert value in ("postgres", "embedded"), value
     return value
@@ -171,10 +177,8 @@ class Stack:
     database_url: str | None = None
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     overrides: dict[str, str] = field(default_factory=dict)
-    guard: ClassVar[bool] = False  # set while a test runs that claims to touch no backend
 
     def setup(self) -> Stack:
-        assert not Stack.guard, "this test builds a Stack: mark it @pytest.mark.uses_backend"
         self.home.mkdir(parents=True, exist_ok=True)
         env = {
             "TWOFA_ENV": "test",
@@ -226,11 +230,13 @@ class Stack:
                     os.environ[k] = v
             get_settings.cache_clear()
 
-    def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+    def start(self, name: str, *args: str, env: dict[str, str] | None = None
+              ) -> subprocess.Popen[bytes]:
         log = open(self.home / f"{name}.log", "ab")  # noqa: SIM115 - lives with the process
         proc = subprocess.Popen(
             [sys.executable, "-m", "workers.cli", *args],
-            env={**os.environ, **self.env}, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+            env={**os.environ, **self.env, **(env or {})}, cwd=ROOT, stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         self.procs[name] = proc

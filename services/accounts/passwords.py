@@ -1,4 +1,9 @@
-"""argon2id password hashing (argon2-cffi's RFC 9106 low-memory profile).
+"""argon2id password hashing (argon2-cffi's RFC 9106 low-memory profile), bounded.
+
+Each hash takes 64 MiB and ~50 ms of a core. Without a bound, 40 concurrent wrong sign-ins
+hashed at once (2 GB); so at most `password_hash_concurrency` hashes run at a time and a
+caller that cannot get a slot within `password_hash_wait_seconds` is told to come back
+(503 `unavailable` with Retry-After) instead of queueing without bound.
 
 TWOFA_ARGON2_PROFILE=cheapest picks argon2-cffi's cheapest parameters instead, for test
 suites that create thousands of teammates; production refuses it (services/config.py).
@@ -6,13 +11,16 @@ suites that create thousands of teammates; production refuses it (services/confi
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from functools import cache, cached_property
+from typing import TypeVar
 
 from argon2 import PasswordHasher, profiles
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from services.config import get_settings
-from services.errors import InvalidInput
+from services.errors import InvalidInput, Unavailable
 
 PROFILES = {"rfc9106-low-memory": profiles.RFC_9106_LOW_MEMORY, "cheapest": profiles.CHEAPEST}
 
@@ -33,6 +41,21 @@ class _ConfiguredHasher:
 
 _hasher = _ConfiguredHasher()
 MIN_LENGTH = 8
+T = TypeVar("T")
+
+
+@cache
+def _slots() -> threading.BoundedSemaphore:
+    return threading.BoundedSemaphore(get_settings().password_hash_concurrency)
+
+
+def _bounded(work: Callable[[], T]) -> T:
+    if not _slots().acquire(timeout=get_settings().password_hash_wait_seconds):
+        raise Unavailable("Too many sign-ins at once; try again in a moment.", 1)
+    try:
+        return work()
+    finally:
+        _slots().release()
 
 
 @cache
@@ -45,12 +68,17 @@ def _dummy() -> str:
 def hash_password(password: str) -> str:
     if len(password) < MIN_LENGTH:
         raise InvalidInput(f"Passwords need at least {MIN_LENGTH} characters.", "weak_password")
-    return _hasher.hash(password)
+    return _bounded(lambda: _hasher.hash(password))
 
 
 def verify_password(stored: str | None, password: str) -> bool:
     """Constant work whether or not the teammate exists, so timing reveals nothing."""
-    try:
-        return _hasher.verify(stored or _dummy(), password) and stored is not None
-    except (VerificationError, InvalidHashError):
-        return False
+    target = stored or _dummy()
+
+    def verify() -> bool:
+        try:
+            return _hasher.verify(target, password)
+        except (VerificationError, InvalidHashError):
+            return False
+
+    return _bounded(verify) and stored is not None

@@ -13,9 +13,13 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from services.config import get_settings
 
-DEFAULT_TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
+def templates_dir() -> Path:
+    """templates/emails/: the copy installed inside the package (setup.py ships the top-level
+    folder as `services.email.templates`), else the checkout's own (editable installs)."""
+    here = Path(__file__).resolve().parent
+    installed = here / "templates" / "emails"
+    return installed if installed.is_dir() else here.parents[1] / "templates" / "emails"
 
 
 @dataclass(frozen=True)
@@ -27,10 +31,8 @@ class Rendered:
 
 @lru_cache(maxsize=1)
 def _env() -> Environment:
-    """Built on the first render; TWOFA_TEMPLATES_DIR, if set, replaces the shipped templates."""
-    templates = get_settings().templates_dir or DEFAULT_TEMPLATES
     return Environment(
-        loader=FileSystemLoader(templates / "emails"),
+        loader=FileSystemLoader(templates_dir()),
         autoescape=select_autoescape(enabled_extensions=("html",), default=False),
         undefined=StrictUndefined,
         keep_trailing_newline=True,
