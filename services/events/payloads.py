@@ -42,8 +42,8 @@ class Enabled:
 @dataclass(frozen=True, config=STRICT)
 class Disabled:
     teammate_id: int
-    by: Literal["self", "admin"]
-    actor_id: int
+    by: Literal["self", "admin", "operator"]  # operator: `twofa teammate reset-2fa`
+    actor_id: int | None  # None for the operator
 
 
 @dataclass(frozen=True, config=STRICT)
