@@ -131,7 +131,10 @@ class DripReceiver:
 @pytest.fixture
 def quiet_stack(tmp_path: Path) -> Iterator[Stack]:
     """A database of its own and no worker: the test runs the delivery in this process."""
-    st = Stack(home=tmp_path / "webhooks-deadline").setup()
+    # Retries wait a minute here: a run must stop at a failure however slowly a loaded
+    # machine records it (with the 0.5 s test schedule the retry could already be due).
+    st = Stack(home=tmp_path / "webhooks-deadline",
+               overrides={"TWOFA_WEBHOOK_RETRY_SCHEDULE": "60,60,60"}).setup()
     try:
         yield st
     finally:
@@ -239,9 +242,9 @@ def test_a_window_stops_before_a_lease_could_lapse(quiet_stack: Stack) -> None:
             from services.webhooks.transport import Sender
 
             lease = delivery.Lease(seconds=1.0, record_margin=0.0)
-            leased_at = time.monotonic()
             with unit_of_work() as session:
                 jobs = delivery.claim_window(session, endpoint_id, 10, lease=lease)
+            leased_at = time.monotonic()  # after the claim: this tests send_window's arithmetic
             assert [job.event_id for job in jobs] == ids
             signer = signing.Signer(crypto.decrypt(jobs[0].secret_enc))
             with Sender(timeout=0.5) as sender:
