@@ -50,6 +50,9 @@ HANDLERS: dict[str, list[Handler]] = {
     EventType.VERIFICATION_FAILED: [deliver_webhooks],
     EventType.TEAMMATE_LOCKED: [send_notification_email, deliver_webhooks],
     EventType.RECOVERY_CODE_USED: [send_notification_email, deliver_webhooks],
+    EventType.TEAMMATE_ADDED: [deliver_webhooks],  # the join email goes out from teammates.add
+    EventType.TEAMMATE_REMOVED: [deliver_webhooks],
+    EventType.TEAMMATE_ROLE_CHANGED: [deliver_webhooks],
 }
 
 

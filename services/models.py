@@ -67,7 +67,6 @@ class Workspace(Base):
 class Teammate(Base):
     __tablename__ = "teammates"
     __table_args__ = (
-        UniqueConstraint("workspace_id", "email"),
         # Addresses are compared case-insensitively: one teammate per lower(email) among those
         # not removed (sign-in and host checks look up through this index too).
         Index("ux_teammates_workspace_lower_email", "workspace_id", func.lower(text("email")),

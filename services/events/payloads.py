@@ -64,8 +64,28 @@ class RecoveryCodeUsed:
     remaining: int
 
 
+@dataclass(frozen=True, config=STRICT)
+class TeammateAdded:
+    teammate_id: int
+    actor_id: int | None  # None when added from the command line
+
+
+@dataclass(frozen=True, config=STRICT)
+class TeammateRemoved:
+    teammate_id: int
+    actor_id: int
+
+
+@dataclass(frozen=True, config=STRICT)
+class TeammateRoleChanged:
+    teammate_id: int
+    actor_id: int
+    role: Literal["admin", "member"]
+
+
 Payload = (PolicyChanged | EnrollmentInvited | Enabled | Disabled | VerificationFailed
-           | TeammateLocked | RecoveryCodeUsed)
+           | TeammateLocked | RecoveryCodeUsed | TeammateAdded | TeammateRemoved
+           | TeammateRoleChanged)
 
 PAYLOADS: dict[EventType, type[Payload]] = {
     EventType.POLICY_CHANGED: PolicyChanged,
@@ -75,6 +95,9 @@ PAYLOADS: dict[EventType, type[Payload]] = {
     EventType.VERIFICATION_FAILED: VerificationFailed,
     EventType.TEAMMATE_LOCKED: TeammateLocked,
     EventType.RECOVERY_CODE_USED: RecoveryCodeUsed,
+    EventType.TEAMMATE_ADDED: TeammateAdded,
+    EventType.TEAMMATE_REMOVED: TeammateRemoved,
+    EventType.TEAMMATE_ROLE_CHANGED: TeammateRoleChanged,
 }
 
 
