@@ -53,6 +53,8 @@ HANDLERS: dict[str, list[Handler]] = {
     EventType.TEAMMATE_ADDED: [deliver_webhooks],  # the join email goes out from teammates.add
     EventType.TEAMMATE_REMOVED: [deliver_webhooks],
     EventType.TEAMMATE_ROLE_CHANGED: [deliver_webhooks],
+    EventType.BYPASS_CODE_ISSUED: [deliver_webhooks],
+    EventType.BYPASS_CODE_USED: [deliver_webhooks],
 }
 
 

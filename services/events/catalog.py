@@ -19,6 +19,8 @@ class EventType(StrEnum):
     TEAMMATE_ADDED = "twofa.teammate.added"
     TEAMMATE_REMOVED = "twofa.teammate.removed"
     TEAMMATE_ROLE_CHANGED = "twofa.teammate.role_changed"
+    BYPASS_CODE_ISSUED = "twofa.bypass_code.issued"
+    BYPASS_CODE_USED = "twofa.bypass_code.used"
 
 
 ALL_TYPES: frozenset[str] = frozenset(t.value for t in EventType)

@@ -83,9 +83,21 @@ class TeammateRoleChanged:
     role: Literal["admin", "member"]
 
 
+@dataclass(frozen=True, config=STRICT)
+class BypassCodeIssued:
+    teammate_id: int
+    actor_id: int
+    expires_at: str  # RFC 3339, UTC
+
+
+@dataclass(frozen=True, config=STRICT)
+class BypassCodeUsed:
+    teammate_id: int
+
+
 Payload = (PolicyChanged | EnrollmentInvited | Enabled | Disabled | VerificationFailed
            | TeammateLocked | RecoveryCodeUsed | TeammateAdded | TeammateRemoved
-           | TeammateRoleChanged)
+           | TeammateRoleChanged | BypassCodeIssued | BypassCodeUsed)
 
 PAYLOADS: dict[EventType, type[Payload]] = {
     EventType.POLICY_CHANGED: PolicyChanged,
@@ -98,6 +110,8 @@ PAYLOADS: dict[EventType, type[Payload]] = {
     EventType.TEAMMATE_ADDED: TeammateAdded,
     EventType.TEAMMATE_REMOVED: TeammateRemoved,
     EventType.TEAMMATE_ROLE_CHANGED: TeammateRoleChanged,
+    EventType.BYPASS_CODE_ISSUED: BypassCodeIssued,
+    EventType.BYPASS_CODE_USED: BypassCodeUsed,
 }
 
 
