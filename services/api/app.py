@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from services import console
 from services.api import errors
 from services.api.routes import admin, auth, checks, me, two_factor, webhooks
 
@@ -17,6 +18,7 @@ def create_app() -> FastAPI:
     errors.install(app)
     for module in (auth, me, two_factor, admin, webhooks, checks):
         app.include_router(module.router)
+    console.install(app)  # the web console's pages, beside the JSON routes
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:
