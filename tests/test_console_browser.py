@@ -18,7 +18,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_play
 from tests.browser import CHROMIUM, DEMO_PASSWORD, DESKTOP, UpStack, check, code_for, secret_on, twofa_up
 from tests.stack import wait_until
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]  # ~1 minute, one stack
 ADMIN = "admin@demo.test"
 MEMBER = "member-00001@demo.test"
 OTHER = "member-00002@demo.test"
@@ -34,6 +34,8 @@ def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UpStack]:
 
 @pytest.fixture(scope="module")
 def chromium() -> Iterator[Browser]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (.ci/run does)")
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM)
         yield browser
