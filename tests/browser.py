@@ -54,7 +54,8 @@ def twofa_up(folder: Path) -> Iterator[UpStack]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TWOFA_")}
     env.update({"TWOFA_MAILCATCHER_PORT": str(free_port()), "TWOFA_SWEEP_INTERVAL": "2",
-                "TWOFA_PUBLIC_URL": f"http://127.0.0.1:{port}", "COLUMNS": "200"})
+                "TWOFA_PUBLIC_URL": f"http://127.0.0.1:{port}", "COLUMNS": "200",
+                "TWOFA_WEBHOOK_ALLOW_PRIVATE": "true"})  # the test's receiver is on loopback
     database_url = None
     if backend() == "postgres":
         database_url = create_database()

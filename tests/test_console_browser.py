@@ -17,6 +17,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_play
 
 from tests.browser import CHROMIUM, DEMO_PASSWORD, DESKTOP, UpStack, check, code_for, secret_on, twofa_up
 from tests.stack import wait_until
+from tests.webhook_receiver import Receiver
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]  # ~1 minute, one stack
 ADMIN = "admin@demo.test"
@@ -30,6 +31,13 @@ secrets: dict[str, str] = {}
 def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UpStack]:
     with twofa_up(tmp_path_factory.mktemp("up")) as stack:
         yield stack
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[Receiver]:
+    started = Receiver().start()
+    yield started
+    started.stop()
 
 
 @pytest.fixture(scope="module")
@@ -204,6 +212,31 @@ def test_admin_invites_a_newcomer_who_joins_straight_into_setup(
     expect(person.get_by_role("alert")).to_contain_text("invitation link")
 
 
+def test_admin_creates_an_api_key_and_a_webhook(admin: Page, up: UpStack,
+                                                receiver: Receiver) -> None:
+    admin.goto("/admin/api-keys")
+    admin.get_by_label("Name").fill("Intranet login")
+    admin.get_by_role("button", name="Create key").click()
+    key = admin.get_by_role("status").locator("pre").inner_text()
+    assert key.startswith("twofa_sk_")
+    check(admin, "api-keys")
+    admin.get_by_role("button", name="Revoke Intranet login").click()
+    expect(admin.get_by_role("row", name=re.compile("Intranet login"))).to_contain_text("revoked")
+    assert key not in admin.content()  # shown once
+
+    admin.goto("/admin/webhooks")
+    admin.get_by_label("Endpoint URL").fill("http://127.0.0.1:9/nowhere")
+    admin.get_by_label("All events").uncheck()
+    admin.get_by_role("button", name="Add webhook").click()
+    expect(admin.get_by_role("alert")).to_contain_text("event type")  # none chosen
+    admin.get_by_label("Endpoint URL").fill(receiver.url("/hook"))
+    admin.get_by_role("button", name="Add webhook").click()
+    secret = admin.get_by_role("status").locator("pre").inner_text()
+    assert secret.startswith("whsec_")
+    receiver.secrets["/hook"] = secret
+    check(admin, "webhooks")
+
+
 def test_admin_disables_a_teammates_2fa_and_they_enroll_again(
         admin: Page, person: Page, up: UpStack) -> None:
     admin.goto("/admin/teammates")
@@ -222,6 +255,33 @@ def test_admin_disables_a_teammates_2fa_and_they_enroll_again(
     sign_in(person, MEMBER)
     expect(person).to_have_url(re.compile(r"/settings/two-factor$"))
     expect(person.get_by_role("img", name="QR code")).to_be_visible()
+
+
+def test_deliveries_redeliver_and_the_audit_log(admin: Page, up: UpStack,
+                                               receiver: Receiver) -> None:
+    admin.goto("/admin/webhooks")
+    admin.get_by_role("link", name=receiver.url("/hook")).click()
+    row = admin.get_by_role("row", name=re.compile("twofa.disabled"))
+
+    def delivered() -> bool:
+        admin.reload()
+        return row.count() == 1 and "succeeded" in row.inner_text()
+
+    wait_until(delivered, 60, 0.5, message="the twofa.disabled delivery")
+    check(admin, "webhook-deliveries")
+    [first] = [r for r in receiver.at("/hook") if r.verified and r.verified["type"] == "twofa.disabled"]
+    row.get_by_role("button", name="Redeliver").click()
+    expect(admin.get_by_role("status")).to_have_text("Queued to be sent again.")
+    wait_until(lambda: receiver.ids("/hook").count(first.webhook_id) == 2, 60,
+               message="the same event delivered again")
+
+    admin.goto("/admin/audit-log")
+    admin.get_by_label("Event type").select_option("twofa.disabled")
+    admin.get_by_role("button", name="Filter").click()
+    rows = admin.get_by_role("row", name=re.compile("twofa.disabled"))
+    expect(rows).to_have_count(1)
+    expect(rows).to_contain_text("by=admin")
+    check(admin, "audit-log")
 
 
 def test_a_cross_site_form_post_is_refused(admin: Page, up: UpStack) -> None:

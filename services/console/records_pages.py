@@ -41,6 +41,9 @@ def webhooks_page(request: Request, caller: web.AdminCaller, session: DB) -> Res
 @router.post("/webhooks")
 def webhook_add(request: Request, form: web.Form, caller: web.AdminCaller, session: DB) -> Response:
     types = ["*"] if form.get("all_types") == "on" else [t for t in EVENT_TYPES if form.get(t)]
+    if not types:
+        return _webhooks(request, caller, session, url=form.get("url", ""),
+                         error="Choose at least one event type, or All events.")
     with web.form_errors(session) as problem:
         body = WebhookIn.model_validate({"url": form.get("url", ""), "event_types": types})
         endpoint, secret = webhooks.create(session, caller.workspace, body.url, body.event_types)
