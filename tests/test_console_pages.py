@@ -7,6 +7,7 @@ client that speaks https, as a browser behind the public URL would.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 
 import pyotp
@@ -42,16 +43,16 @@ def sign_in(client: TestClient, ws: WorkspaceHandle, email: str | None = None,
     return r.headers.get("location", r.text)
 
 
-def enroll(client: TestClient) -> pyotp.TOTP:
+def enroll(client: TestClient) -> tuple[pyotp.TOTP, str]:
     page = client.get("/settings/two-factor").text
     secret = re.search(r'data-secret="([A-Z2-7]+)"', page)
     assert secret, page
     totp = pyotp.TOTP(secret.group(1))
+    code = totp.now()
     r = client.post("/settings/two-factor/confirm",
-                    data={"csrf_token": token_of(client, "/settings/two-factor"),
-                          "code": totp.now()})
+                    data={"csrf_token": token_of(client, "/settings/two-factor"), "code": code})
     assert "Your recovery codes" in r.text, r.text
-    return totp
+    return totp, code
 
 
 def test_session_cookie_is_httponly_lax_and_secure_on_https(
@@ -115,7 +116,7 @@ def test_enrollment_level_redirects_before_a_members_403(
 def test_wrong_replayed_and_locked_codes_are_said_in_words(
         browser: TestClient, workspace: WorkspaceHandle) -> None:
     sign_in(browser, workspace)
-    totp = enroll(browser)
+    _, used = enroll(browser)
     browser.cookies.clear()
 
     def code_step(code: str) -> str:
@@ -128,7 +129,7 @@ def test_wrong_replayed_and_locked_codes_are_said_in_words(
                                               "challenge": challenge.group(1), "code": code})
         return r.text if r.status_code == 400 else f"redirect {r.headers['location']}"
 
-    assert "That code was used already" in code_step(totp.now())  # enroll used this one
+    assert "That code was used already" in code_step(used)  # enrolling used it
     assert "That code is not valid." in code_step("000000")
     for _ in range(10):  # the 10th failure locks; the next attempt hears how long
         last = code_step("000000")
@@ -154,3 +155,30 @@ def test_next_never_leaves_the_site(browser: TestClient, workspace: WorkspaceHan
 def test_caught_mail_is_not_mounted_with_a_real_mail_server(browser: TestClient) -> None:
     # The session stack sets TWOFA_SMTP_URL (its own aiosmtpd), as production does.
     assert browser.get("/dev/mail").status_code == 404
+
+
+def test_another_workspaces_teammate_is_not_found(
+        browser: TestClient, make_workspace: object) -> None:
+    mine: WorkspaceHandle = make_workspace()  # type: ignore[operator]
+    theirs: WorkspaceHandle = make_workspace(teammates=1)  # type: ignore[operator]
+    sign_in(browser, mine)
+    page = browser.get(f"/admin/teammates/{theirs.admin_id}/disable-2fa")
+    assert page.status_code == 404 and "There is no such page." in page.text
+    r = browser.post(f"/admin/teammates/{theirs.admin_id + 1}/resend",
+                     data={"csrf_token": token_of(browser, "/")})
+    assert r.status_code == 400 and "No such teammate in this workspace." in r.text
+
+
+def test_recovery_codes_regenerate_with_a_code(
+        browser: TestClient, workspace: WorkspaceHandle) -> None:
+    sign_in(browser, workspace)
+    totp, _ = enroll(browser)
+    page = browser.get("/settings/two-factor").text
+    assert "You have 10 unused recovery codes." in page
+    wrong = browser.post("/settings/two-factor/recovery-codes",
+                         data={"csrf_token": token_of(browser, "/"), "code": "000000"})
+    assert wrong.status_code == 400 and "That code is not valid." in wrong.text
+    fresh = browser.post("/settings/two-factor/recovery-codes", data={
+        "csrf_token": token_of(browser, "/"), "code": totp.at(time.time() + 30)})
+    codes = re.findall(r"<li><code>([^<]+)</code></li>", fresh.text)
+    assert len(codes) == 10 and "this page shows them only once" in fresh.text

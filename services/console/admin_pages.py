@@ -64,7 +64,8 @@ def teammates_page(request: Request, caller: web.AdminCaller, session: DB,
                    ) -> Response:
     message = None
     if notice in NOTICES and teammate:
-        email = teammates.get(session, caller.workspace, teammate).email
+        with web.or_not_found():
+            email = teammates.get(session, caller.workspace, teammate).email
         message = NOTICES[notice].format(email=email)
     return _teammates(request, caller, session, after, notice=message)
 
@@ -83,7 +84,8 @@ def invite(request: Request, form: web.Form, caller: web.AdminCaller, session: D
 def disable_confirm(request: Request, teammate_id: TeammateId, caller: web.AdminCaller,
                     session: DB) -> Response:
     """The confirm step before an admin turns a teammate's 2FA off."""
-    target = teammates.get(session, caller.workspace, teammate_id)
+    with web.or_not_found():
+        target = teammates.get(session, caller.workspace, teammate_id)
     return web.render(request, "disable_confirm.html", {
         "title": "Disable 2FA", "target": target}, caller=caller)
 

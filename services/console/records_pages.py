@@ -110,7 +110,8 @@ def _webhooks(request: Request, caller: web.AdminCaller, session: DB, error: str
 
 def _deliveries(request: Request, caller: web.AdminCaller, session: DB, endpoint_id: int,
                 error: str | None = None, notice: str | None = None) -> Response:
-    endpoint = webhooks.endpoint_dict(webhooks.get(session, caller.workspace, endpoint_id))
+    with web.or_not_found():
+        endpoint = webhooks.endpoint_dict(webhooks.get(session, caller.workspace, endpoint_id))
     items, _ = webhooks.deliveries(session, caller.workspace, endpoint_id, PAGE_SIZE, None)
     return web.render(request, "deliveries.html", {
         "title": "Webhook deliveries", "endpoint": endpoint, "items": items, "error": error,

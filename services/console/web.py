@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from services.accounts import sessions
 from services.api.deps import DB
 from services.config import get_settings
-from services.errors import RateLimited, TwofaError, Unauthenticated
+from services.errors import NotFound, RateLimited, TwofaError, Unauthenticated
 
 SESSION_COOKIE = "twofa_session"
 CSRF_COOKIE = "twofa_csrf"
@@ -231,6 +231,15 @@ def install_handlers(app: FastAPI) -> None:
 
 class NotMounted(Exception):  # noqa: N818 - answered as a plain 404
     """A page that does not exist here (or not in this configuration)."""
+
+
+@contextmanager
+def or_not_found() -> Iterator[None]:
+    """A record of the URL that does not exist (or is another workspace's): the 404 page."""
+    try:
+        yield
+    except NotFound:
+        raise NotMounted() from None
 
 
 def _not_found_page(request: Request, exc: Exception) -> Response:
