@@ -56,13 +56,15 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def prepare(teammates: int) -> list[tuple[str, str]]:
-    """Workspace, enrolled teammates and one open challenge each: [(challenge, secret)]."""
+def prepare(teammates: int) -> tuple[list[tuple[str, str]], str]:
+    """Workspace, enrolled teammates and one open challenge each: ([(challenge, secret)], the
+    workspace's API key, which introspection needs)."""
     from sqlalchemy import select
 
     from services import crypto, migrate
     from services.accounts import sessions, workspaces
     from services.db import unit_of_work
+    from services.host_checks import api_keys
     from services.models import Teammate, Workspace, utcnow
     from services.verification import totp
 
@@ -78,10 +80,11 @@ def prepare(teammates: int) -> list[tuple[str, str]]:
             teammate.totp_enabled_at = utcnow()
             workspace = session.get(Workspace, teammate.workspace_id)
             assert workspace is not None
-            sign_in = sessions.after_first_factor(session, teammate, workspace)
+            sign_in = sessions.after_first_factor(session, teammate, workspace, origin="password")
             assert sign_in.challenge
             out.append((sign_in.challenge, secret))
-    return out
+        _, key = api_keys.create(session, ws, "bench")
+    return out, key
 
 
 async def drive(name: str, count: int, concurrency: int, max_seconds: float,
@@ -113,8 +116,10 @@ async def drive(name: str, count: int, concurrency: int, max_seconds: float,
     return Result(name, latencies, errors, seconds)
 
 
-async def run(args: argparse.Namespace, base_url: str, challenges: list[tuple[str, str]]) -> None:
+async def run(args: argparse.Namespace, base_url: str, challenges: list[tuple[str, str]],
+              api_key: str) -> None:
     tokens: list[str] = []
+    key = {"Authorization": f"Bearer {api_key}"}
 
     async def healthz(c: httpx.AsyncClient, _: int) -> httpx.Response:
         return await c.get("/healthz")
@@ -128,7 +133,8 @@ async def run(args: argparse.Namespace, base_url: str, challenges: list[tuple[st
         return r
 
     async def introspect(c: httpx.AsyncClient, i: int) -> httpx.Response:
-        r = await c.post("/v1/sessions/introspect", json={"token": tokens[i % len(tokens)]})
+        r = await c.post("/v1/sessions/introspect", headers=key,
+                         json={"token": tokens[i % len(tokens)]})
         assert r.json().get("active") is True, r.text
         return r
 
@@ -175,7 +181,7 @@ def main() -> None:
     os.environ.update(env)
     server = None
     try:
-        challenges = prepare(args.teammates)
+        challenges, api_key = prepare(args.teammates)
         port = free_port()
         log = open(home / "api.log", "wb")  # noqa: SIM115 - lives with the server
         server = subprocess.Popen([sys.executable, "-m", "workers.cli", "api", "--port", str(port)],
@@ -190,7 +196,7 @@ def main() -> None:
                 time.sleep(0.1)
         else:
             raise SystemExit(f"the API did not start; see {home / 'api.log'}")
-        asyncio.run(run(args, base_url, challenges))
+        asyncio.run(run(args, base_url, challenges, api_key))
     finally:
         if server:
             server.terminate()

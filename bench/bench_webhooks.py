@@ -93,18 +93,19 @@ def prepare(st: Stack, receiver: Receiver, teammates: int) -> tuple[int, int]:
             endpoint, secret = service.create(session, ws, receiver.url(PATH),
                                               ["twofa.enrollment.invited"])
     receiver.secrets[PATH] = secret
-    return endpoint.id, teammates + 1  # the admin has no 2FA either: invited too
+    return endpoint.id, teammates  # the admin has 2FA (as requiring it needs): not invited
 
 
 def turn_on(st: Stack) -> None:
     from services.accounts import workspaces
     from services.db import unit_of_work
-    from services.models import Teammate
+    from services.models import Teammate, utcnow
     from services.policy import service as policy
 
     with unit_of_work() as session:
         ws = workspaces.get_by_slug(session, "bench-hooks")
         admin = session.query(Teammate).filter_by(workspace_id=ws.id, role="admin").one()
+        admin.totp_enabled_at = utcnow()  # an admin has 2FA before requiring it
         policy.set_policy(session, ws, True, admin.id)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 from contextlib import suppress
 from functools import lru_cache
@@ -43,6 +44,12 @@ class Settings(BaseSettings):
     # An outbox message whose task has not succeeded this long after publishing goes out again.
     outbox_redeliver_seconds: float = 600.0
     session_ttl_seconds: int = 12 * 3600
+    # Seconds a join link stays valid (TWOFA_JOIN_TOKEN_TTL); a resend issues a new one.
+    join_token_ttl: int = Field(default=7 * 24 * 3600, ge=60)
+    # Password hashes (argon2id, 64 MiB each) computed at once, and how long a sign-in waits
+    # for a free slot before it answers 503: memory stays bounded under a flood of logins.
+    password_hash_concurrency: int = Field(default_factory=lambda: os.cpu_count() or 2, ge=1)
+    password_hash_wait_seconds: float = Field(default=2.0, ge=0)
     challenge_ttl_seconds: int = 300
     mailcatcher_port: int = 1025
     worker_concurrency: int = 2
@@ -115,14 +122,21 @@ class Settings(BaseSettings):
 
 def _generated_key(path: Path) -> bytes:
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{secrets.token_hex(4)}.tmp")
-        tmp.write_bytes(Fernet.generate_key())
-        tmp.chmod(0o600)
+        write_private(tmp, Fernet.generate_key())
         with suppress(FileExistsError):  # atomic: processes starting at once agree on one key
             path.hardlink_to(tmp)
         tmp.unlink()
     return path.read_bytes().strip()
+
+
+def write_private(path: Path, content: bytes = b"") -> None:
+    """Create `path` readable by its owner only from the first byte (no chmod afterwards,
+    which would leave a moment where others could open it)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(content)
 
 
 @lru_cache(maxsize=1)

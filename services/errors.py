@@ -62,3 +62,13 @@ class Throttled(RateLimited):
     """Rate limited after recording the attempt that crossed the limit."""
 
     keep_changes = True
+
+
+class Unavailable(TwofaError):
+    """Overloaded (or a dependency is down): try again after `retry_after` seconds."""
+
+    code = "unavailable"
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, retry_after)

@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    func,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -65,7 +66,14 @@ class Workspace(Base):
 
 class Teammate(Base):
     __tablename__ = "teammates"
-    __table_args__ = (UniqueConstraint("workspace_id", "email"),)
+    __table_args__ = (
+        UniqueConstraint("workspace_id", "email"),
+        # Addresses are compared case-insensitively: one teammate per lower(email) among those
+        # not removed (sign-in and host checks look up through this index too).
+        Index("ux_teammates_workspace_lower_email", "workspace_id", func.lower(text("email")),
+              unique=True, postgresql_where=text("status <> 'removed'"),
+              sqlite_where=text("status <> 'removed'")),
+    )
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id"), index=True)
     email: Mapped[str] = mapped_column(String(320))
@@ -75,6 +83,7 @@ class Teammate(Base):
     password_hash: Mapped[str | None] = mapped_column(String(200))
     join_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
     join_nonce: Mapped[str | None] = mapped_column(String(64))
+    join_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     # TOTP: the confirmed secret and the one being set up, both encrypted (Fernet).
     totp_secret_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
@@ -105,6 +114,9 @@ class AuthSession(Base):
     __tablename__ = "auth_sessions"
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     kind: Mapped[str] = mapped_column(String(16))  # session | challenge
+    # Where the first factor was checked: "password" (twofa's own sign-in) or "host" (a host
+    # application with an API key). A host session never reaches an admin route.
+    origin: Mapped[str] = mapped_column(String(16), default="password", server_default="password")
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     teammate_id: Mapped[int] = mapped_column(ForeignKey("teammates.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -7,11 +7,13 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
 from tests.stack import Stack, backend, check_services, wait_until
+from tests.twofactor import Enrolled, bearer, enroll
 
 ADMIN_PASSWORD = "admin-password-123"
 
@@ -58,6 +60,9 @@ class WorkspaceHandle:
     admin_email: str
     admin_id: int
     client: TestClient
+    admin_secret: str | None = None  # set once the admin has 2FA (enroll_admin)
+    _enrolled_admin_token: str | None = None
+    _api_key: str | None = None
 
     def login(self, email: str | None = None, password: str = ADMIN_PASSWORD) -> dict[str, str]:
         r = self.client.post("/v1/login", json={
@@ -66,9 +71,48 @@ class WorkspaceHandle:
         return r.json()
 
     def admin_headers(self) -> dict[str, str]:
+        """A full admin session: a fresh sign-in, or once the admin has 2FA, the session in
+        which they enrolled (signing in again would need a code)."""
+        if self._enrolled_admin_token:
+            return bearer(self._enrolled_admin_token)
         body = self.login()
         assert body["status"] == "authenticated", body
-        return {"Authorization": f"Bearer {body['token']}"}
+        return bearer(body["token"])
+
+    def enroll_admin(self) -> Enrolled:
+        """Turn on the admin's own 2FA, as an admin must before requiring it."""
+        token = self.admin_headers()["Authorization"].split()[1]
+        enrolled = enroll(self.client, token)
+        self.admin_secret, self._enrolled_admin_token = enrolled.secret, token
+        return enrolled
+
+    def require_two_factor(self, on: bool = True) -> dict[str, Any]:
+        """PUT the policy as the admin (enrolling the admin first when turning it on)."""
+        if on and not self.admin_secret:
+            self.enroll_admin()
+        r = self.client.put(f"/v1/workspaces/{self.slug}/two-factor-policy",
+                            headers=self.admin_headers(), json={"require_two_factor": on})
+        assert r.status_code == 200, r.text
+        return dict(r.json())
+
+    def api_key(self) -> str:
+        """This workspace's API key for host-application calls (made once, as
+        `twofa apikey create` does, so it works whatever the admin's sign-in state)."""
+        if self._api_key is None:
+            from services.accounts import workspaces
+            from services.db import unit_of_work
+            from services.host_checks import api_keys
+
+            with unit_of_work() as session:
+                _, self._api_key = api_keys.create(
+                    session, workspaces.get_by_slug(session, self.slug), "tests")
+        return self._api_key
+
+    def introspect(self, token: str) -> dict[str, Any]:
+        r = self.client.post("/v1/sessions/introspect", headers=bearer(self.api_key()),
+                             json={"token": token})
+        assert r.status_code == 200, r.text
+        return dict(r.json())
 
 
 @pytest.fixture

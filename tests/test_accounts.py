@@ -53,15 +53,8 @@ def test_new_teammate_joins_and_signs_in(stack: Stack, workspace: WorkspaceHandl
 def test_while_required_new_teammates_may_only_enroll(
     stack: Stack, workspace: WorkspaceHandle
 ) -> None:
-    from services.accounts import sessions
-    from services.db import unit_of_work
-    from services.models import Teammate, utcnow
-
-    with unit_of_work() as session:
-        admin = session.get(Teammate, workspace.admin_id)
-        assert admin is not None
-        admin.totp_enabled_at = utcnow()
-        headers = {"Authorization": f"Bearer {sessions.open_session(session, admin)}"}
+    workspace.enroll_admin()
+    headers = workspace.admin_headers()
     r = workspace.client.put(f"/v1/workspaces/{workspace.slug}/two-factor-policy",
                              headers=headers, json={"require_two_factor": True})
     assert r.status_code == 200 and r.json()["require_two_factor"] is True
@@ -79,30 +72,26 @@ def test_while_required_new_teammates_may_only_enroll(
 
     me = workspace.client.get("/v1/me", headers=limited)
     assert me.status_code == 200 and me.json()["two_factor"] == {
-        "enabled": False, "required": True, "enrolled_at": None, "recovery_codes_left": 0}
+        "enabled": False, "required": True, "enforced": True, "enforce_at": None,
+        "enrolled_at": None, "recovery_codes_left": 0}
     denied = workspace.client.get(f"/v1/workspaces/{workspace.slug}/teammates", headers=limited)
     assert denied.status_code == 403
     assert denied.json()["error"]["code"] == "enrollment_required"
-    intro = workspace.client.post("/v1/sessions/introspect", json={"token": r.json()["token"]})
-    assert intro.json()["level"] == "enrollment" and intro.json()["active"] is True
+    intro = workspace.introspect(r.json()["token"])
+    assert intro["level"] == "enrollment" and intro["active"] is True
 
     again = workspace.login(email, "a-good-password")
     assert again["status"] == "enrollment_required"
     assert workspace.client.post("/v1/logout", headers=limited).status_code == 204
-    gone = workspace.client.post("/v1/sessions/introspect", json={"token": r.json()["token"]})
-    assert gone.json() == {"active": False}
+    assert workspace.introspect(r.json()["token"]) == {"active": False}
 
 
-def test_sessions_opened_before_the_flip_drop_to_enrollment(workspace: WorkspaceHandle) -> None:
-    headers = workspace.admin_headers()
-    intro = workspace.client.post("/v1/sessions/introspect",
-                                  json={"token": headers["Authorization"].split()[1]})
-    assert intro.json()["level"] == "full"
-    workspace.client.put(f"/v1/workspaces/{workspace.slug}/two-factor-policy", headers=headers,
-                         json={"require_two_factor": True})
-    intro = workspace.client.post("/v1/sessions/introspect",
-                                  json={"token": headers["Authorization"].split()[1]})
-    assert intro.json()["level"] == "enrollment"
+def test_sessions_opened_before_the_flip_drop_to_enrollment(make_workspace: Any) -> None:
+    workspace = make_workspace(teammates=1)
+    token = workspace.login(f"member-00001@{workspace.slug}.test", "member-password")["token"]
+    assert workspace.introspect(token)["level"] == "full"
+    workspace.require_two_factor()
+    assert workspace.introspect(token)["level"] == "enrollment"
 
 
 def test_admin_endpoints_check_role_and_workspace(make_workspace: Any) -> None:

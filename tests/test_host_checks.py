@@ -58,7 +58,7 @@ def test_example_host_app_signs_a_teammate_in_end_to_end(stack: Stack, make_work
     assert challenge
     r = host.post("/two-factor", data={"challenge": challenge.group(1), "code": code(secret)})
     assert r.status_code == 200 and r.url.path == "/private", r.text
-    assert f"Welcome, teammate {teammate_id} of {ws.slug}" in r.text
+    assert f"Welcome, teammate {teammate_id} of {ws.slug} ({member(ws)})" in r.text
 
     # The host's session is a twofa session: logging out there ends it here.
     token = host.cookies["session"]
@@ -79,8 +79,9 @@ def test_check_answers_like_login(stack: Stack, make_workspace: Any) -> None:
 
     body = check(ws, key, f"  {member(ws)} ").json()
     assert body["status"] == "authenticated"
-    seen = ws.client.post("/v1/sessions/introspect", json={"token": body["token"]}).json()
+    seen = ws.introspect(body["token"])
     assert seen["active"] and seen["level"] == "full" and seen["workspace"] == ws.slug
+    assert seen["email"] == member(ws)
 
     for email in (f"nobody@{ws.slug}.test", "not an email", "x" * 300):
         r = check(ws, key, email)
@@ -91,8 +92,7 @@ def test_check_answers_like_login(stack: Stack, make_workspace: Any) -> None:
     assert check(ws, key, f"new@{ws.slug}.test").status_code == 404  # not joined yet
     assert check(ws, key, "").status_code == 422
 
-    assert ws.client.put(f"/v1/workspaces/{ws.slug}/two-factor-policy", headers=admin,
-                         json={"require_two_factor": True}).status_code == 200
+    ws.require_two_factor()
     body = check(ws, key, member(ws, 2)).json()
     assert body["status"] == "enrollment_required"
     token = body["token"]

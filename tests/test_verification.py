@@ -88,9 +88,9 @@ def test_enroll_then_sign_in_with_code(stack: Stack, make_workspace: Any) -> Non
     r = complete(client, body["challenge"], now_code)
     assert r.status_code == 200 and r.json()["status"] == "authenticated"
     full = r.json()["token"]
-    intro = client.post("/v1/sessions/introspect", json={"token": full}).json()
-    assert intro == {"active": True, "teammate_id": ws.admin_id, "workspace": ws.slug,
-                     "level": "full"}
+    assert ws.introspect(full) == {"active": True, "teammate_id": ws.admin_id,
+                                   "email": ws.admin_email, "workspace": ws.slug,
+                                   "level": "full"}
 
     # The challenge is spent, and the same code is refused on a fresh challenge.
     spent = complete(client, body["challenge"], now_code)
@@ -117,9 +117,9 @@ def test_enrollment_token_becomes_full_on_confirm(stack: Stack, make_workspace: 
     body = password_login(ws.client, ws.slug, member(ws), MEMBER_PASSWORD)
     assert body["status"] == "enrollment_required"
     token = body["token"]
-    assert ws.client.post("/v1/sessions/introspect", json={"token": token}).json()["level"] == "enrollment"
+    assert ws.introspect(token)["level"] == "enrollment"
     enroll(ws.client, token)
-    assert ws.client.post("/v1/sessions/introspect", json={"token": token}).json()["level"] == "full"
+    assert ws.introspect(token)["level"] == "full"
     # Nobody turns their own 2FA off while the workspace requires it.
     r = ws.client.request("DELETE", "/v1/me/two-factor", headers=bearer(token),
                           json={"code": "123456"})

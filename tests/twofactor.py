@@ -89,3 +89,17 @@ def wrong_codes(secret: str, n: int) -> list[str]:
             out.append(value)
         candidate += 1
     return out
+
+
+def enroll_in_session(session: Any, teammate_id: int) -> str:
+    """Turn on a teammate's 2FA through the verification service itself (setup, then confirm
+    with the code an app would show a step ago); returns the secret. For tests that act as
+    the admin without HTTP, since an admin must have 2FA before requiring it."""
+    from services.models import Teammate, Workspace
+    from services.verification import service as verification
+
+    teammate = session.get(Teammate, teammate_id)
+    workspace = session.get(Workspace, teammate.workspace_id)
+    secret = verification.setup(session, teammate, workspace).secret
+    verification.confirm(session, teammate, rfc6238(secret, time.time() - 30))
+    return secret

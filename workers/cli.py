@@ -32,6 +32,8 @@ keys_cli = typer.Typer(help="Encryption keys (TWOFA_ENCRYPTION_KEYS).", no_args_
 cli.add_typer(keys_cli, name="keys")
 apikey_cli = typer.Typer(help="Workspace API keys for host applications.", no_args_is_help=True)
 cli.add_typer(apikey_cli, name="apikey")
+teammate_cli = typer.Typer(help="One teammate, from the server's shell.", no_args_is_help=True)
+cli.add_typer(teammate_cli, name="teammate")
 console = Console()
 err = Console(stderr=True)
 
@@ -105,6 +107,29 @@ def apikey_create(slug: str, name: str) -> None:
         raise typer.Exit(1) from exc
     err.print(f"API key {row.id} ({row.name}) for {slug}; shown once, store it now:")
     print(key)  # alone on stdout, so scripts can capture it
+
+
+@teammate_cli.command("reset-2fa")
+def teammate_reset_2fa(slug: str, email: str) -> None:
+    """Turn off EMAIL's 2FA in SLUG and end all their sessions (the way back in for a sole
+    admin who lost both device and recovery codes). Recorded as by "operator"."""
+    from services.accounts import teammates
+    from services.verification import service as verification
+
+    _settings_checked()
+    try:
+        with unit_of_work() as session:
+            ws = workspaces.get_by_slug(session, slug)
+            teammate = teammates.find_by_email(session, ws, email)
+            was_on = verification.operator_reset(session, ws, teammate)
+    except TwofaError as exc:
+        err.print(f"[red]error:[/] {exc.message}")
+        raise typer.Exit(1) from exc
+    if was_on:
+        console.print(f"2FA turned off for {teammate.email} in {slug}; their sessions ended. "
+                      "They sign in with their password and set up 2FA again.")
+    else:
+        console.print(f"{teammate.email} in {slug} had no 2FA on; nothing changed.")
 
 
 @cli.command()
@@ -263,7 +288,7 @@ def up(
     _settings_checked()
     settings = get_settings()
     home = settings.home_dir
-    home.mkdir(parents=True, exist_ok=True)
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)  # keys, database: owner only
     settings.keys()  # generate the embedded key once, before the children race for it
     migrate.upgrade()
     if demo:

@@ -1,13 +1,17 @@
 """A host application that keeps its own password form and uses twofa as the second factor.
 
-Run it next to twofa (`twofa up`), with a key from `twofa apikey create SLUG "host app"`:
+Run it next to twofa (`twofa up`), from the repository root, with a key from
+`.venv/bin/twofa apikey create SLUG "host app"`:
 
-    HOST_TWOFA_URL=http://127.0.0.1:8000 HOST_TWOFA_KEY=twofa_sk_… \\
-    HOST_USERS=member-00001@demo.test:correct-horse-battery python docs/examples/host_app.py
+    HOST_TWOFA_URL=http://127.0.0.1:8000 HOST_TWOFA_KEY=twofa_sk_… HOST_PORT=9000 \\
+    HOST_USERS=member-00001@demo.test:host-password .venv/bin/python docs/examples/host_app.py
 
 then open http://127.0.0.1:9000/.
 
-Its users are a dict here; yours live in your database or behind your SSO.
+Its users are a dict here; yours live in your database or behind your SSO. Its sessions are
+a dict too (token → the email this app signed in): on every request it asks twofa about the
+token *with its API key* and lets it in only if twofa names the same person. A twofa token
+on its own proves only that someone has a twofa session, not that this app signed them in.
 """
 
 from __future__ import annotations
@@ -38,8 +42,12 @@ def create_app(twofa: httpx.Client, api_key: str, passwords: dict[str, str]) -> 
     """`twofa` is an HTTP client whose base URL is the twofa API."""
     app = FastAPI()
     key = {"Authorization": f"Bearer {api_key}"}
+    # Who this app signed in, per twofa token (a real app keeps this in its session store).
+    signed_in_as: dict[str, str] = {}
+    challenged: dict[str, str] = {}  # challenge → the email whose first factor we checked
 
-    def signed_in(token: str) -> RedirectResponse:
+    def signed_in(token: str, email: str) -> RedirectResponse:
+        signed_in_as[token] = email
         response = RedirectResponse("/private", status_code=303)
         response.set_cookie("session", token, httponly=True, samesite="lax")
         return response
@@ -61,31 +69,44 @@ def create_app(twofa: httpx.Client, api_key: str, passwords: dict[str, str]) -> 
             return page(f"<p>Sign-in refused: {escape(check.json()['error']['code'])}</p>", 403)
         answer = check.json()
         if answer["status"] == "authenticated":
-            return signed_in(answer["token"])
+            return signed_in(answer["token"], email)
         if answer["status"] == "enrollment_required":
             return page("<p>Your team requires two-factor authentication: set it up first.</p>"
                         f'<p data-enrollment-token="{escape(answer["token"])}"></p>', 403)
+        challenged[answer["challenge"]] = email
         return page('<form method="post" action="/two-factor">'
                     f'<input type="hidden" name="challenge" value="{escape(answer["challenge"])}">'
                     '<input name="code" autocomplete="one-time-code"><button>Verify</button></form>')
 
     @app.post("/two-factor")
     def two_factor(data: Form) -> Response:
-        # 3. The code from the teammate's authenticator app (or a recovery code).
+        # 3. The code from the teammate's authenticator app (or a recovery code), for a
+        # challenge this app asked for itself.
+        email = challenged.get(data.get("challenge", ""))
+        if email is None:
+            return page("<p>Sign in again.</p>", 401)
         r = twofa.post("/v1/login/two-factor",
                        json={"challenge": data.get("challenge", ""), "code": data.get("code", "")})
         if r.status_code != 200:
             return page(f"<p>{escape(r.json()['error']['message'])}</p>", r.status_code)
-        return signed_in(r.json()["token"])
+        del challenged[data["challenge"]]
+        return signed_in(r.json()["token"], email)
 
     @app.get("/private")
     def private(request: Request) -> Response:
-        # 4. On every request: may this session in?
+        # 4. On every request: may this session in? Asked with our API key, so a token of
+        # another workspace is simply not active; and it must be the person we signed in.
         token = request.cookies.get("session", "")
-        seen = twofa.post("/v1/sessions/introspect", json={"token": token}).json() if token else {}
-        if not seen.get("active") or seen.get("level") != "full":
+        ours = signed_in_as.get(token)
+        if ours is None:
             return RedirectResponse("/", status_code=303)
-        return page(f"<p>Welcome, teammate {seen['teammate_id']} of {escape(seen['workspace'])}.</p>")
+        seen = twofa.post("/v1/sessions/introspect", headers=key, json={"token": token}).json()
+        if (not seen.get("active") or seen.get("level") != "full"
+                or str(seen.get("email", "")).lower() != ours.lower()):
+            signed_in_as.pop(token, None)
+            return RedirectResponse("/", status_code=303)
+        return page(f"<p>Welcome, teammate {seen['teammate_id']} of {escape(seen['workspace'])} "
+                    f"({escape(seen['email'])}).</p>")
 
     return app
 
@@ -100,4 +121,4 @@ def from_environment() -> FastAPI:
 if __name__ == "__main__":
     import uvicorn
 
-    uvicorn.run(from_environment(), host="127.0.0.1", port=9000)
+    uvicorn.run(from_environment(), host="127.0.0.1", port=int(os.environ.get("HOST_PORT", "9000")))

@@ -1,17 +1,24 @@
 """Failed sign-ins per client address, against password spraying.
 
 Only failures count, so a whole office signing in normally from one address is never
-blocked; the window is fixed and the lock lasts until it ends.
+blocked. Each attempt reserves a failure *before* its password is checked and gives it back
+when the password was right: a concurrent burst cannot slip past the limit while its hashes
+are still being computed. Reservations commit on their own, in short transactions, so the
+password hash (~50 ms) never runs under the address's row lock. IPv6 clients are bucketed
+by /64, the block one subscriber usually gets. The window is fixed and the lock lasts until
+it ends.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from datetime import timedelta
+from math import ceil
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from services.db import dialect_insert
+from services.db import dialect_insert, unit_of_work
 from services.errors import Throttled
 from services.models import LoginThrottle, utcnow
 
@@ -19,36 +26,53 @@ MAX_FAILURES = 30
 WINDOW = timedelta(minutes=15)
 
 
-def check(session: Session, client_ip: str) -> None:
-    row = session.get(LoginThrottle, _key(client_ip))
-    if row and row.locked_until and row.locked_until > utcnow():
-        raise Throttled(
-            "Too many failed sign-ins from this address; try again later.",
-            int((row.locked_until - utcnow()).total_seconds()) + 1,
-        )
-
-
-def record_failure(session: Session, client_ip: str) -> None:
-    """Count one failure; concurrent first failures of a new address all count, none fails.
+def reserve(client_ip: str) -> None:
+    """Count this attempt as failed until `release`; 429 once the window holds the limit.
 
     The row is created with INSERT … ON CONFLICT DO NOTHING and then locked (FOR UPDATE),
-    so parallel failures serialise on it instead of racing to insert it.
+    so parallel attempts serialise on it for the few statements here, never longer.
     """
     now = utcnow()
-    key = _key(client_ip)
+    key = bucket(client_ip)
+    with unit_of_work() as session:
+        row = _locked_row(session, key)
+        if now - row.window_start > WINDOW:
+            row.failures, row.window_start, row.locked_until = 0, now, None
+        if row.failures >= MAX_FAILURES:
+            until = row.window_start + WINDOW
+            raise Throttled("Too many failed sign-ins from this address; try again later.",
+                            max(1, ceil((until - now).total_seconds())))
+        row.failures += 1
+        if row.failures >= MAX_FAILURES:
+            row.locked_until = row.window_start + WINDOW
+
+
+def release(session: Session, client_ip: str) -> None:
+    """Give back a reservation: the password was right (or was never checked)."""
+    session.execute(
+        update(LoginThrottle)
+        .where(LoginThrottle.key == bucket(client_ip), LoginThrottle.failures > 0)
+        .values(failures=LoginThrottle.failures - 1, locked_until=None))
+
+
+def _locked_row(session: Session, key: str) -> LoginThrottle:
     session.execute(dialect_insert(session, LoginThrottle)
-                    .values(key=key, failures=0, window_start=now)
+                    .values(key=key, failures=0, window_start=utcnow())
                     .on_conflict_do_nothing(index_elements=[LoginThrottle.key]))
-    row = session.scalars(
+    return session.scalars(
         select(LoginThrottle).where(LoginThrottle.key == key)
         .with_for_update().execution_options(populate_existing=True)
     ).one()
-    if now - row.window_start > WINDOW:
-        row.failures, row.window_start, row.locked_until = 0, now, None
-    row.failures += 1
-    if row.failures >= MAX_FAILURES:
-        row.locked_until = row.window_start + WINDOW
 
 
-def _key(client_ip: str) -> str:
-    return f"ip:{client_ip}"
+def bucket(client_ip: str) -> str:
+    """The throttle key of an address: IPv4 as is, IPv6 by its /64 (v4-mapped as IPv4)."""
+    try:
+        address = ipaddress.ip_address(client_ip)
+    except ValueError:
+        return f"ip:{client_ip}"
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped:
+            return f"ip:{address.ipv4_mapped}"
+        return f"ip:{ipaddress.IPv6Network((address, 64), strict=False)}"
+    return f"ip:{address}"

@@ -6,20 +6,35 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from services.accounts import ip_throttle, sessions
+from services.accounts.email_address import matches, normalize_email
 from services.accounts.passwords import verify_password
-from services.accounts.workspaces import normalize_email
+from services.db import unit_of_work
 from services.errors import InvalidCredentials, InvalidInput
 from services.models import Teammate, Workspace
 
 
 def login(session: Session, slug: str, email: str, password: str, client_ip: str) -> sessions.SignIn:
-    ip_throttle.check(session, client_ip)
-    teammate, workspace = _find(session, slug, email)
-    if not verify_password(teammate.password_hash if teammate else None, password):
-        ip_throttle.record_failure(session, client_ip)
+    ip_throttle.reserve(client_ip)  # counted as failed until the password proves right
+    try:
+        teammate, workspace = _find(session, slug, email)
+        stored = teammate.password_hash if teammate else None
+        # End the read before the ~50 ms hash: on SQLite any open transaction holds the one
+        # write lock, which would queue every other sign-in behind this hash.
+        session.rollback()
+        valid = verify_password(stored, password)
+    except BaseException:
+        # Not a failed attempt (e.g. 503 while hashing is saturated): give the reservation
+        # back in a transaction of its own, since this one rolls back. Rolling back first
+        # frees SQLite's single write lock for it.
+        session.rollback()
+        with unit_of_work() as own:
+            ip_throttle.release(own, client_ip)
+        raise
+    if not valid:
         raise InvalidCredentials("Workspace, email or password is wrong.")
+    ip_throttle.release(session, client_ip)
     assert teammate is not None and workspace is not None
-    return sessions.after_first_factor(session, teammate, workspace)
+    return sessions.after_first_factor(session, teammate, workspace, origin="password")
 
 
 def _find(session: Session, slug: str, email: str) -> tuple[Teammate | None, Workspace | None]:
@@ -30,6 +45,6 @@ def _find(session: Session, slug: str, email: str) -> tuple[Teammate | None, Wor
     row = session.execute(
         select(Teammate, Workspace)
         .join(Workspace, Workspace.id == Teammate.workspace_id)
-        .where(Workspace.slug == slug, Teammate.email == email, Teammate.status == "active")
+        .where(Workspace.slug == slug, matches(email), Teammate.status == "active")
     ).first()
     return (row[0], row[1]) if row else (None, None)

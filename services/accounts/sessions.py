@@ -21,6 +21,7 @@ from services.models import AuthSession, Teammate, Workspace, utcnow
 
 Level = Literal["full", "enrollment"]
 Status = Literal["authenticated", "two_factor_required", "enrollment_required"]
+Origin = Literal["password", "host"]
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,10 @@ class Authenticated:
     @property
     def level(self) -> Level:
         return level_of(self.teammate, self.workspace)
+
+    @property
+    def is_host_session(self) -> bool:
+        return self.auth.origin == "host"
 
 
 @dataclass(frozen=True)
@@ -57,27 +62,34 @@ def level_of(teammate: Teammate, workspace: Workspace) -> Level:
     return "full"
 
 
-def after_first_factor(session: Session, teammate: Teammate, workspace: Workspace) -> SignIn:
-    """The step after a password (or a host application's own first factor) checked out."""
+def after_first_factor(session: Session, teammate: Teammate, workspace: Workspace,
+                       origin: Origin) -> SignIn:
+    """The step after a password (or a host application's own first factor) checked out.
+
+    `origin` follows the challenge into the session it becomes: a sign-in that began with a
+    host application's API key stays a host session, whatever factors follow.
+    """
     if teammate.two_factor_enabled:
-        return SignIn("two_factor_required", challenge=_open(session, teammate, "challenge"))
-    token = _open(session, teammate, "session")
+        return SignIn("two_factor_required",
+                      challenge=_open(session, teammate, "challenge", origin))
+    token = _open(session, teammate, "session", origin)
     if workspace.require_two_factor:
         return SignIn("enrollment_required", token=token)
     return SignIn("authenticated", token=token)
 
 
-def open_session(session: Session, teammate: Teammate) -> str:
-    return _open(session, teammate, "session")
+def open_session(session: Session, teammate: Teammate, origin: Origin = "password") -> str:
+    return _open(session, teammate, "session", origin)
 
 
-def _open(session: Session, teammate: Teammate, kind: str) -> str:
+def _open(session: Session, teammate: Teammate, kind: str, origin: Origin) -> str:
     settings = get_settings()
     ttl = settings.challenge_ttl_seconds if kind == "challenge" else settings.session_ttl_seconds
     token = new_token()
     session.add(
         AuthSession(
             kind=kind,
+            origin=origin,
             token_hash=hash_token(token),
             teammate_id=teammate.id,
             expires_at=utcnow() + timedelta(seconds=ttl),
@@ -132,13 +144,14 @@ def end(session: Session, auth: AuthSession) -> bool:
     return True
 
 
-def end_all(session: Session, teammate_id: int, kind: str = "challenge") -> None:
-    session.execute(
-        update(AuthSession)
-        .where(
-            AuthSession.teammate_id == teammate_id,
-            AuthSession.kind == kind,
-            AuthSession.ended_at.is_(None),
-        )
-        .values(ended_at=utcnow())
-    )
+def end_all(session: Session, teammate_id: int, keep: AuthSession | None = None) -> None:
+    """End every live session and challenge of a teammate, except `keep` (the caller's own).
+
+    Called whenever the teammate's 2FA changes, so that no session opened under the old
+    factors carries on under the new ones.
+    """
+    stmt = update(AuthSession).where(
+        AuthSession.teammate_id == teammate_id, AuthSession.ended_at.is_(None))
+    if keep is not None:
+        stmt = stmt.where(AuthSession.id != keep.id)
+    session.execute(stmt.values(ended_at=utcnow()).execution_options(synchronize_session=False))

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, and_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from services import outbox
 from services.accounts import sessions
+from services.accounts.email_address import matches, normalize_email
 from services.accounts.passwords import hash_password
-from services.accounts.workspaces import normalize_email
+from services.config import get_settings
 from services.crypto import derived_token, hash_token
-from services.enrollment import state
+from services.enrollment import fanout, state
 from services.errors import Conflict, InvalidCredentials, InvalidInput, NotFound
-from services.models import EnrollmentInvitation, Teammate, Workspace
+from services.models import EnrollmentInvitation, Teammate, Workspace, utcnow
 
 ROLES = ("admin", "member")
 
@@ -46,13 +48,22 @@ def get(session: Session, workspace: Workspace, teammate_id: int) -> Teammate:
     return teammate
 
 
+def find_by_email(session: Session, workspace: Workspace, email: str) -> Teammate:
+    """The teammate (not removed) with this address, whatever its case; 404 otherwise."""
+    teammate = session.scalar(select(Teammate).where(
+        Teammate.workspace_id == workspace.id, matches(normalize_email(email)),
+        Teammate.status != "removed"))
+    if teammate is None:
+        raise NotFound(f"No teammate {email} in this workspace.", "teammate_not_found")
+    return teammate
+
+
 def add(session: Session, workspace: Workspace, email: str, name: str, role: str) -> Teammate:
     if role not in ROLES:
         raise InvalidInput("role is 'admin' or 'member'.", "invalid_role")
     email = normalize_email(email)
     exists = select(Teammate.id).where(
-        Teammate.workspace_id == workspace.id, Teammate.email == email
-    )
+        Teammate.workspace_id == workspace.id, matches(email), Teammate.status != "removed")
     if session.scalar(exists) is not None:
         raise Conflict(f"{email} is already a teammate.", "teammate_exists")
     teammate = Teammate(
@@ -61,18 +72,34 @@ def add(session: Session, workspace: Workspace, email: str, name: str, role: str
         name=name.strip() or email,
         role=role,
         status="invited",
-        join_nonce=secrets.token_hex(16),
     )
     try:
         # A concurrent add of the same address passes the check above too; the unique
-        # constraint decides, inside a savepoint so that the loser can answer 409.
+        # index on lower(email) decides, inside a savepoint so that the loser can answer 409.
         with session.begin_nested():
             session.add(teammate)
     except IntegrityError:
         raise Conflict(f"{email} is already a teammate.", "teammate_exists") from None
-    teammate.join_token_hash = hash_token(join_token(teammate))
-    outbox.enqueue(session, "email.send_join", teammate_id=teammate.id)
+    issue_join_link(session, teammate)
     return teammate
+
+
+def issue_join_link(session: Session, teammate: Teammate) -> None:
+    """A new join token (the previous one stops working) and the email that carries it."""
+    teammate.join_nonce = secrets.token_hex(16)
+    teammate.join_token_hash = hash_token(join_token(teammate))
+    teammate.join_expires_at = utcnow() + timedelta(seconds=get_settings().join_token_ttl)
+    session.flush()
+    outbox.enqueue(session, "email.send_join", teammate_id=teammate.id)
+
+
+def resend_invitation(session: Session, workspace: Workspace, teammate: Teammate) -> None:
+    """An admin's resend: a teammate who has not joined gets a new join link (the old one
+    stops working); one who has gets the enrollment invitation again."""
+    if teammate.status == "invited":
+        issue_join_link(session, teammate)
+    else:
+        fanout.resend(session, workspace, teammate)
 
 
 def join_token(teammate: Teammate) -> str:
@@ -81,21 +108,42 @@ def join_token(teammate: Teammate) -> str:
 
 
 def accept(session: Session, token: str, password: str, name: str | None) -> sessions.SignIn:
-    teammate = session.scalar(
-        select(Teammate).where(Teammate.join_token_hash == hash_token(token))
-    )
-    if teammate is None or teammate.status != "invited":
-        # The contract gives this endpoint /v1/login's answers, whose only 401 code is this.
-        raise InvalidCredentials("This invitation link is unknown or was used already; "
-                                 "sign in, or ask an admin for a new invitation.")
-    teammate.password_hash = hash_password(password)
-    teammate.status = "active"
-    teammate.join_token_hash = None
+    """Set the password of an invited teammate; a token serves once, and only until it expires.
+
+    The password is hashed first (a check that fails on a weak one should not burn the
+    link); then one conditional UPDATE claims the token, so of concurrent accepts exactly
+    one gets a session.
+    """
+    token_hash = hash_token(token)
+    teammate_id = session.scalar(select(Teammate.id).where(_joinable(token_hash)))
+    if teammate_id is None:
+        raise _unusable_link()
+    password_hash = hash_password(password)
+    values: dict[str, object] = {"password_hash": password_hash, "status": "active",
+                                 "join_token_hash": None, "join_expires_at": None}
     if name and name.strip():
-        teammate.name = name.strip()
+        values["name"] = name.strip()
+    claimed = session.execute(
+        update(Teammate).where(Teammate.id == teammate_id, _joinable(token_hash))
+        .values(**values).execution_options(synchronize_session=False))
+    if claimed.rowcount != 1:  # type: ignore[attr-defined]
+        raise _unusable_link()
+    teammate = session.get(Teammate, teammate_id, populate_existing=True)
+    assert teammate is not None
     workspace = session.get(Workspace, teammate.workspace_id)
     assert workspace is not None
-    return sessions.after_first_factor(session, teammate, workspace)
+    return sessions.after_first_factor(session, teammate, workspace, origin="password")
+
+
+def _joinable(token_hash: str) -> ColumnElement[bool]:
+    return and_(Teammate.join_token_hash == token_hash, Teammate.status == "invited",
+                Teammate.join_expires_at > utcnow())
+
+
+def _unusable_link() -> InvalidCredentials:
+    # The contract gives this endpoint /v1/login's answers, whose only 401 code is this.
+    return InvalidCredentials("This invitation link is unknown, expired or was used already; "
+                              "sign in, or ask an admin for a new invitation.")
 
 
 def page(

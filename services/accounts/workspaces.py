@@ -8,6 +8,7 @@ from collections.abc import Callable
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
+from services.accounts.email_address import normalize_email
 from services.accounts.passwords import hash_password
 from services.errors import Conflict, InvalidInput, NotFound
 from services.models import Teammate, Workspace, utcnow
@@ -84,28 +85,3 @@ def seed(
         if progress:
             progress(len(rows))
     return count
-
-
-def normalize_email(email: str) -> str:
-    """`local@domain` with the domain lowercased and IDNA-encoded (`bücher.example` becomes
-    `xn--bcher-kva.example`). A non-ASCII local part is refused: without SMTPUTF8, which
-    twofa does not rely on, no mail server can be handed such an address."""
-    email = email.strip()
-    if "@" not in email or len(email) > 320 or any(c.isspace() or not c.isprintable()
-                                                   for c in email):
-        raise InvalidInput(f"{email!r} is not an email address.", "invalid_email")
-    local, _, domain = email.rpartition("@")
-    if not local or "." not in domain:
-        raise InvalidInput(f"{email!r} is not an email address.", "invalid_email")
-    if not local.isascii():
-        raise InvalidInput(f"{email!r}: the part before @ must be ASCII (internationalised "
-                           "mailbox names cannot be delivered).", "invalid_email")
-    try:
-        ascii_domain = domain.lower().encode("idna").decode("ascii")
-    except UnicodeError:
-        raise InvalidInput(f"{email!r}: {domain!r} is not a valid domain name.",
-                           "invalid_email") from None
-    address = f"{local}@{ascii_domain}"
-    if len(address) > 320:
-        raise InvalidInput(f"{email!r} is not an email address.", "invalid_email")
-    return address

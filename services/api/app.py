@@ -6,7 +6,10 @@ from fastapi import FastAPI
 
 from services import console
 from services.api import errors
+from services.api.body_limit import BodyLimit
 from services.api.routes import admin, auth, checks, me, two_factor, webhooks
+
+MAX_BODY_BYTES = 64 * 1024
 
 
 def create_app() -> FastAPI:
@@ -15,6 +18,8 @@ def create_app() -> FastAPI:
         version="0.1.0",
         description="Mandatory two-factor authentication for team workspaces.",
     )
+    # Every body here is a small JSON object: anything bigger is refused unread.
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
     errors.install(app)
     for module in (auth, me, two_factor, admin, webhooks, checks):
         app.include_router(module.router)

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from services.accounts import sessions
 from services.db import unit_of_work
 from services.errors import Forbidden, NotFound, Unauthenticated
+from services.host_checks import api_keys
 from services.models import Workspace
 
 
@@ -66,13 +67,29 @@ AnySession = Annotated[sessions.Authenticated, Depends(any_session)]
 FullSession = Annotated[sessions.Authenticated, Depends(full_session)]
 
 
-def admin_workspace(caller: FullSession, slug: Annotated[str, Path()]) -> Workspace:
-    """The workspace in the path, if the caller administers it: 404 for outsiders."""
+def admin_workspace(caller: AnySession, slug: Annotated[str, Path()]) -> Workspace:
+    """The workspace in the path, if the caller administers it: 404 for outsiders.
+
+    A host session (begun with an API key at /v1/checks/login) is refused whatever the
+    teammate's role: an API key vouches for a first factor, never for admin powers.
+    """
     if caller.workspace.slug != slug:  # unknown and someone else's look the same
         raise NotFound(f"No workspace {slug!r}.", "workspace_not_found")
+    if caller.is_host_session:
+        raise Forbidden("A session begun by a host application cannot administer the "
+                        "workspace; sign in to twofa itself.", "forbidden")
+    full_session(caller)
     if caller.teammate.role != "admin":
         raise Forbidden("Only admins of this workspace may do this.", "forbidden")
     return caller.workspace
 
 
 AdminWorkspace = Annotated[Workspace, Depends(admin_workspace)]
+
+
+def key_workspace(session: DB, request: Request) -> Workspace:
+    """The workspace of the API key in `Authorization: Bearer twofa_sk_…`."""
+    return api_keys.authenticate(session, bearer_token(request, "invalid_api_key", "twofa_sk_…"))
+
+
+KeyWorkspace = Annotated[Workspace, Depends(key_workspace)]

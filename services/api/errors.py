@@ -21,7 +21,16 @@ STATUS: list[tuple[type[errors.TwofaError], int]] = [
     (errors.NotFound, 404),
     (errors.Conflict, 409),
     (errors.InvalidInput, 422),
+    (errors.Unavailable, 503),
 ]
+
+
+# Errors raised by the framework itself: our code and, where it helps, our own words.
+HTTP_ERRORS: dict[int, tuple[str, str]] = {
+    404: ("not_found", ""),
+    405: ("method_not_allowed", ""),
+    413: ("payload_too_large", ""),
+}
 
 
 def error_body(code: str, message: str) -> dict[str, dict[str, str]]:
@@ -32,7 +41,7 @@ def _twofa_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, errors.TwofaError)
     status = next((s for kind, s in STATUS if isinstance(exc, kind)), 400)
     headers = {}
-    if isinstance(exc, errors.RateLimited):
+    if isinstance(exc, errors.RateLimited | errors.Unavailable):
         headers["Retry-After"] = str(exc.retry_after)
     if status == 401:
         headers["WWW-Authenticate"] = "Bearer"
@@ -50,9 +59,10 @@ def _validation_error(_: Request, exc: Exception) -> JSONResponse:
 
 def _http_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
-    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    code, message = HTTP_ERRORS.get(exc.status_code, ("http_error", str(exc.detail)))
     return JSONResponse(
-        error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers
+        error_body(code, message or str(exc.detail)), status_code=exc.status_code,
+        headers=exc.headers
     )
 
 

@@ -31,7 +31,9 @@ Name = Annotated[str, Field(max_length=200), Text]
 
 
 class Body(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    # strict: JSON types are what they say ("yes" and 1 are no boolean, "5" no integer);
+    # unknown fields are ignored, as the contract promises.
+    model_config = ConfigDict(extra="ignore", strict=True)
 
 
 class LoginIn(Body):

@@ -8,6 +8,7 @@ from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from services.enrollment import state
+from services.errors import Conflict
 from services.events import recorder
 from services.events.catalog import EventType
 from services.models import EnrollmentInvitation, Teammate, Workspace
@@ -20,17 +21,25 @@ class Rollout:
     invited: int
     pending: int
     failed: int
+    exempt: int = 0  # exemptions are not built yet: nobody is exempt
 
 
 def set_policy(session: Session, workspace: Workspace, require: bool, actor_id: int) -> None:
     """Commits nothing and sends nothing itself: the event drives the fan-out after commit.
 
-    Setting the policy it already has is a no-op, so a retried PUT makes no new version.
+    Setting the policy it already has is a no-op, so a retried PUT makes no new version. An
+    admin without 2FA cannot turn the requirement on (409 `admin_needs_two_factor`).
     """
     locked = session.get(Workspace, workspace.id, with_for_update=True, populate_existing=True)
     assert locked is not None
     if locked.require_two_factor == require:
         return
+    actor = session.get(Teammate, actor_id)
+    if require and (actor is None or not actor.two_factor_enabled):
+        # Requiring it would lock this very admin out of the setting at once (as GitHub
+        # refuses too): they turn on their own 2FA first.
+        raise Conflict("Turn on two-factor authentication for your own account before you "
+                       "require it for everyone.", "admin_needs_two_factor")
     locked.require_two_factor = require
     locked.policy_version += 1
     recorder.record(
@@ -66,5 +75,8 @@ def as_dict(workspace: Workspace, counts: Rollout) -> dict[str, object]:
     return {
         "require_two_factor": workspace.require_two_factor,
         "version": workspace.policy_version,
+        # No grace period yet: a requirement is enforced the moment it is on.
+        "enforce_at": None,
+        "reminders_at": [],
         "rollout": counts.__dict__,
     }

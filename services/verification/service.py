@@ -7,7 +7,7 @@ changes (the counted failure and its audit event commit although the request fai
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
 from sqlalchemy import update
 from sqlalchemy.orm import Session
@@ -25,7 +25,7 @@ from services.errors import (
 )
 from services.events import recorder
 from services.events.catalog import EventType
-from services.models import Teammate, Workspace, utcnow
+from services.models import AuthSession, Teammate, Workspace, utcnow
 from services.verification import recovery, throttle, totp
 
 Method = Literal["totp", "recovery_code"]
@@ -58,8 +58,13 @@ def pending_uri(teammate: Teammate, workspace: Workspace) -> str:
     return totp.provisioning_uri(secret, teammate.email, workspace.name)
 
 
-def confirm(session: Session, teammate: Teammate, code: str, at: float | None = None) -> list[str]:
-    """Activate the pending secret with a code from the app; returns 10 fresh recovery codes."""
+def confirm(session: Session, teammate: Teammate, code: str, at: float | None = None,
+            current: AuthSession | None = None) -> list[str]:
+    """Activate the pending secret with a code from the app; returns 10 fresh recovery codes.
+
+    Every other session of the teammate ends (`current`, the caller's, lives on): one opened
+    with the password alone must not become `full` without ever showing a code.
+    """
     if teammate.two_factor_enabled:
         raise Conflict("Two-factor authentication is on already.", "two_factor_already_enabled")
     if teammate.totp_pending_secret_enc is None:
@@ -80,6 +85,7 @@ def confirm(session: Session, teammate: Teammate, code: str, at: float | None = 
         raise Conflict("Two-factor authentication was turned on meanwhile, or its setup was "
                        "restarted.", "two_factor_already_enabled")
     session.refresh(teammate)
+    sessions.end_all(session, teammate.id, keep=current)
     codes = recovery.replace_all(session, teammate.id)
     recorder.record(session, teammate.workspace_id, EventType.ENABLED,
                     {"teammate_id": teammate.id}, teammate_id=teammate.id)
@@ -100,7 +106,7 @@ def verify_challenge(session: Session, challenge: str, code: str, at: float | No
         # one sign-in. Not a kept failure: this rolls back, so a recovery code stays unused.
         raise Unauthenticated("The sign-in challenge was used meanwhile; sign in again.",
                               "invalid_code")
-    return sessions.open_session(session, teammate)
+    return sessions.open_session(session, teammate, cast(sessions.Origin, auth.origin))
 
 
 def verify_code(session: Session, teammate: Teammate, code: str, at: float | None = None) -> Method:
@@ -140,8 +146,10 @@ def _check_totp(session: Session, teammate: Teammate, secret: str, code: str,
 
 
 def disable_own(session: Session, teammate: Teammate, workspace: Workspace, code: str,
-                at: float | None = None) -> None:
-    """A teammate turns their own 2FA off with a valid code; never while the workspace requires it."""
+                at: float | None = None, current: AuthSession | None = None) -> None:
+    """A teammate turns their own 2FA off with a valid code; never while the workspace requires it.
+
+    Their other sessions end; `current` (the caller's) lives on."""
     if workspace.require_two_factor:
         raise Forbidden(f"{workspace.name} requires two-factor authentication.",
                         "two_factor_mandatory")
@@ -149,6 +157,7 @@ def disable_own(session: Session, teammate: Teammate, workspace: Workspace, code
         raise Conflict("Two-factor authentication is not on.", "two_factor_not_enabled")
     verify_code(session, teammate, code, at)
     _clear(session, teammate)
+    sessions.end_all(session, teammate.id, keep=current)
     recorder.record(session, workspace.id, EventType.DISABLED,
                     {"teammate_id": teammate.id, "by": "self", "actor_id": teammate.id},
                     teammate_id=teammate.id)
@@ -163,17 +172,32 @@ def admin_reset(session: Session, workspace: Workspace, teammate: Teammate, acto
     if teammate.id == actor.id:
         raise Forbidden("Turn your own two-factor authentication off under /v1/me/two-factor.",
                         "forbidden")
+    _reset(session, workspace, teammate, by="admin", actor_id=actor.id)
+
+
+def operator_reset(session: Session, workspace: Workspace, teammate: Teammate) -> bool:
+    """The server's operator turns a teammate's 2FA off (`twofa teammate reset-2fa`): the way
+    back in for a sole admin who lost both device and recovery codes. True if it was on."""
+    return _reset(session, workspace, teammate, by="operator", actor_id=None)
+
+
+def _reset(session: Session, workspace: Workspace, teammate: Teammate, by: str,
+           actor_id: int | None) -> bool:
+    """Turn 2FA (or a setup in progress) off and end all the teammate's sessions: one that
+    survived could enroll an attacker's authenticator in the owner's place."""
     if not teammate.two_factor_enabled and teammate.totp_pending_secret_enc is None:
-        return
+        return False
     was_enabled = teammate.two_factor_enabled
     _clear(session, teammate)
+    sessions.end_all(session, teammate.id)
     if was_enabled:
         recorder.record(session, workspace.id, EventType.DISABLED,
-                        {"teammate_id": teammate.id, "by": "admin", "actor_id": actor.id},
+                        {"teammate_id": teammate.id, "by": by, "actor_id": actor_id},
                         teammate_id=teammate.id)
     session.flush()
     if workspace.require_two_factor:
         fanout.resend(session, workspace, teammate)
+    return was_enabled
 
 
 def regenerate_recovery_codes(session: Session, teammate: Teammate, code: str,
@@ -191,4 +215,3 @@ def _clear(session: Session, teammate: Teammate) -> None:
     teammate.totp_last_step = None
     teammate.failed_attempts, teammate.locked_until, teammate.lockouts = 0, None, 0
     recovery.clear(session, teammate.id)
-    sessions.end_all(session, teammate.id, "challenge")

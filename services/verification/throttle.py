@@ -44,14 +44,16 @@ def check(session: Session, teammate_id: int) -> None:
 
 
 def succeed(session: Session, teammate_id: int, step: int | None = None) -> bool:
-    """Reset the count, unless a lock started meanwhile; with `step`, also claim that TOTP step.
+    """Reset the counts, unless a lock started meanwhile; with `step`, also claim that TOTP step.
 
     One conditional UPDATE does both, so of concurrent submissions of one code exactly one
     gets rowcount 1 (the row lock orders them; the losers see the new `totp_last_step`).
     """
     now = utcnow()
     stmt = update(Teammate).where(Teammate.id == teammate_id, _unlocked(now))
-    values: dict[str, object] = {"failed_attempts": 0}
+    # A success also forgets earlier lockouts: otherwise anyone who knows the password could
+    # keep doubling the owner's lock (and its email) for good.
+    values: dict[str, object] = {"failed_attempts": 0, "lockouts": 0}
     if step is not None:
         stmt = stmt.where(or_(Teammate.totp_last_step.is_(None), Teammate.totp_last_step < step))
         values["totp_last_step"] = step

@@ -102,6 +102,12 @@ def check_address(address: IPAddress) -> None:
         raise BlockedAddress(f"{address} is a {reason} address")
 
 
+def allowed_port(port: int) -> bool:
+    """80, 443 and unprivileged ports: a receiver is a web server, and the well-known ports
+    below 1024 (SMTP on 25, …) are where a forged request does harm."""
+    return port in (80, 443) or 1024 <= port <= 65535
+
+
 def parse_url(url: str) -> SplitResult:
     """Validate a webhook URL's shape and, for literal IPs, its address (422 otherwise)."""
     if len(url) > MAX_URL_LENGTH:
@@ -117,8 +123,9 @@ def parse_url(url: str) -> SplitResult:
         raise InvalidInput("A webhook URL is http:// or https:// with a host.", "invalid_url")
     if parts.username or parts.password:
         raise InvalidInput("A webhook URL may not carry credentials.", "invalid_url")
-    if port == 0:
-        raise InvalidInput("A webhook URL may not use port 0.", "invalid_url")
+    if port is not None and not allowed_port(port):
+        raise InvalidInput(f"A webhook URL may use port 80, 443 or 1024-65535, not {port}.",
+                           "url_not_allowed")
     address = literal(parts.hostname)
     try:
         if address is not None:

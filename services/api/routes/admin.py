@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path, Query, Response
 from services.accounts import teammates
 from services.api.deps import DB, AdminWorkspace, FullSession
 from services.api.schemas import MAX_ID, PolicyIn, TeammateIn, Text
-from services.enrollment import fanout, state
+from services.enrollment import state
 from services.events import audit
 from services.policy import service as policy
 
@@ -61,7 +61,7 @@ def add_teammate(body: TeammateIn, workspace: AdminWorkspace, session: DB) -> di
 def resend_invitation(
     teammate_id: TeammateId, workspace: AdminWorkspace, session: DB
 ) -> Response:
-    fanout.resend(session, workspace, teammates.get(session, workspace, teammate_id))
+    teammates.resend_invitation(session, workspace, teammates.get(session, workspace, teammate_id))
     return Response(status_code=202)
 
 

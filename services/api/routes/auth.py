@@ -8,10 +8,9 @@ from fastapi import APIRouter, Depends, Response
 
 from services.accounts import login as login_service
 from services.accounts import sessions, teammates
-from services.api.deps import DB, AnySession, client_ip
+from services.api.deps import DB, AnySession, KeyWorkspace, client_ip
 from services.api.schemas import AcceptIn, LoginIn, TokenIn
 from services.errors import Unauthenticated
-from services.models import Workspace
 
 router = APIRouter(prefix="/v1", tags=["sign-in"])
 
@@ -23,19 +22,27 @@ def login(body: LoginIn, session: DB, ip: Annotated[str, Depends(client_ip)]) ->
 
 @router.post("/invitations/accept")
 def accept_invitation(body: AcceptIn, session: DB) -> dict[str, str]:
+    """Set a password with the join email's token; then, while 2FA is required, enroll."""
     return teammates.accept(session, body.token, body.password, body.name).as_dict()
 
 
 @router.post("/sessions/introspect")
-def introspect(body: TokenIn, session: DB) -> dict[str, object]:
+def introspect(body: TokenIn, session: DB, workspace: KeyWorkspace) -> dict[str, object]:
+    """"May this session in?", asked by a host application with its workspace's API key.
+
+    A token of another workspace answers exactly like an unknown one: a key tells nothing
+    about other workspaces' sessions.
+    """
     try:
         caller = sessions.authenticate(session, body.token)
     except Unauthenticated:
         return {"active": False}
-    workspace: Workspace = caller.workspace
+    if caller.workspace.id != workspace.id:
+        return {"active": False}
     return {
         "active": True,
         "teammate_id": caller.teammate.id,
+        "email": caller.teammate.email,
         "workspace": workspace.slug,
         "level": caller.level,
     }

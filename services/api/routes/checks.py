@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Request, Response
+from fastapi import APIRouter, Path, Response
 from pydantic import Field
 
-from services.api.deps import DB, AdminWorkspace, bearer_token
+from services.api.deps import DB, AdminWorkspace, KeyWorkspace
 from services.api.schemas import MAX_ID, Body, Short, Text
 from services.host_checks import api_keys, login_check
-from services.models import Workspace
 
 router = APIRouter(prefix="/v1")
 KeyId = Annotated[int, Path(ge=1, le=MAX_ID)]
@@ -24,15 +23,8 @@ class ApiKeyIn(Body):
     name: Annotated[str, Field(min_length=1, max_length=200), Text]
 
 
-def key_workspace(session: DB, request: Request) -> Workspace:
-    """The workspace of the API key in `Authorization: Bearer twofa_sk_…`."""
-    return api_keys.authenticate(session, bearer_token(request, "invalid_api_key", "twofa_sk_…"))
-
-
 @router.post("/checks/login", tags=["host checks"])
-def check_login(
-    body: CheckLoginIn, session: DB, workspace: Annotated[Workspace, Depends(key_workspace)]
-) -> dict[str, str]:
+def check_login(body: CheckLoginIn, session: DB, workspace: KeyWorkspace) -> dict[str, str]:
     return login_check.check_login(session, workspace, body.email).as_dict()
 
 

@@ -23,6 +23,9 @@ def me(caller: AnySession, session: DB) -> dict[str, object]:
         "two_factor": {
             "enabled": t.two_factor_enabled,
             "required": w.require_two_factor,
+            # Enforced = required, with no grace period (not built yet) and no exemption.
+            "enforced": w.require_two_factor,
+            "enforce_at": None,
             "enrolled_at": t.totp_enabled_at.isoformat() if t.totp_enabled_at else None,
             "recovery_codes_left": recovery.remaining(session, t.id),
         },

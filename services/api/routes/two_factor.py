@@ -39,12 +39,14 @@ def qr_code(caller: AnySession) -> Response:
 @router.post("/me/two-factor/confirm")
 def confirm(body: CodeIn, caller: AnySession, session: DB, response: Response) -> dict[str, list[str]]:
     response.headers.update(NO_STORE)
-    return {"recovery_codes": verification.confirm(session, caller.teammate, body.code)}
+    return {"recovery_codes": verification.confirm(session, caller.teammate, body.code,
+                                                   current=caller.auth)}
 
 
 @router.delete("/me/two-factor", status_code=204)
 def disable(body: CodeIn, caller: AnySession, session: DB) -> Response:
-    verification.disable_own(session, caller.teammate, caller.workspace, body.code)
+    verification.disable_own(session, caller.teammate, caller.workspace, body.code,
+                             current=caller.auth)
     return Response(status_code=204)
 
 
