@@ -6,6 +6,7 @@ which `.ci/run` installs with apt-get when it is missing.
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import subprocess
@@ -19,7 +20,9 @@ from pathlib import Path
 
 import httpx
 import pyotp
+import zxingcpp
 from axe_playwright_python.sync_playwright import Axe
+from PIL import Image
 from playwright.sync_api import Page
 
 from tests.stack import REDIS_URL, backend, create_database, drop_database, free_port, wait_until
@@ -119,6 +122,16 @@ def _assert_accessible(page: Page, name: str) -> None:
 def secret_on(page: Page) -> str:
     """The TOTP secret as the page shows it (groups of four), as a person would type it."""
     return page.locator("#secret").inner_text().replace(" ", "")
+
+
+def qr_text(page: Page) -> str:
+    """What the QR code on the page says: the image it shows, loaded with its cookies."""
+    img = page.get_by_role("img", name="QR code")
+    wait_until(lambda: img.evaluate("i => i.complete && i.naturalWidth > 0"), 10,
+               message="the QR code image to load")
+    png = page.request.get(str(img.evaluate("i => i.currentSrc"))).body()
+    [qr] = zxingcpp.read_barcodes(Image.open(io.BytesIO(png)))
+    return str(qr.text)
 
 
 def code_for(secret: str, steps_ahead: int = 0) -> str:

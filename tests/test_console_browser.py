@@ -15,7 +15,17 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
-from tests.browser import CHROMIUM, DEMO_PASSWORD, DESKTOP, UpStack, check, code_for, secret_on, twofa_up
+from tests.browser import (
+    CHROMIUM,
+    DEMO_PASSWORD,
+    DESKTOP,
+    UpStack,
+    check,
+    code_for,
+    qr_text,
+    secret_on,
+    twofa_up,
+)
 from tests.stack import wait_until
 from tests.webhook_receiver import Receiver
 
@@ -81,6 +91,10 @@ def open_caught_mail(page: Page, to: str, subject: str) -> None:
     link.click()
 
 
+def nav(page: Page, link: str) -> None:
+    page.get_by_role("navigation", name="Main").get_by_role("link", name=link, exact=True).click()
+
+
 def sign_in(page: Page, email: str, password: str = DEMO_PASSWORD, workspace: str | None = "demo",
             name: str | None = None) -> None:
     if workspace is not None:
@@ -100,6 +114,8 @@ def enroll(page: Page, email: str, name: str | None = None) -> list[str]:
     expect(page.get_by_role("main").get_by_text(email, exact=True)).to_be_visible()  # account
     secret = secrets[email] = secret_on(page)
     assert re.fullmatch(r"[A-Z2-7]{32}", secret), secret
+    uri = qr_text(page)  # the QR code and the text say the same
+    assert uri.startswith("otpauth://totp/Demo%20Team:") and f"secret={secret}" in uri, uri
     if name:
         check(page, name)
     page.get_by_label("Code", exact=True).fill(code_for(secret))
@@ -114,11 +130,17 @@ def test_admin_enrolls_requires_2fa_and_watches_the_rollout(admin: Page, up: UpS
     sign_in(admin, ADMIN, name="sign-in")
     expect(admin).to_have_url(re.compile(r"/$"))
     check(admin, "home")
-    admin.get_by_role("link", name="Two-factor authentication").first.click()
+    nav(admin, "Authentication")
+    admin.get_by_label("Require all teammates to authenticate via 2FA").check()
+    admin.get_by_role("button", name="Save").click()  # not before the admin has 2FA
+    expect(admin.get_by_role("alert")).to_have_text(
+        "Turn on two-factor authentication for your own account before you require it for everyone.")
+    expect(admin.get_by_label("Require all teammates to authenticate via 2FA")).not_to_be_checked()
+    nav(admin, "Two-factor authentication")
     enroll(admin, ADMIN, name="two-factor-setup")
     check(admin, "recovery-codes")
 
-    admin.get_by_role("link", name="Authentication", exact=True).click()
+    nav(admin, "Authentication")
     admin.get_by_label("Require all teammates to authenticate via 2FA").check()
     expect(admin.get_by_label("Grace period (hours)")).to_be_disabled()
     admin.get_by_role("button", name="Save").click()

@@ -95,6 +95,9 @@ def test_enrollment_level_redirects_before_a_members_403(
     ws: WorkspaceHandle = make_workspace(teammates=1)  # type: ignore[operator]
     admin = TestClient(browser.app, base_url="https://testserver", follow_redirects=False)
     sign_in(admin, ws)
+    refused = admin.post("/admin/authentication", data={
+        "csrf_token": token_of(admin, "/admin/authentication"), "require_two_factor": "on"})
+    assert refused.status_code == 400 and "for your own account before you require" in refused.text
     enroll(admin)
     saved = admin.post("/admin/authentication", data={
         "csrf_token": token_of(admin, "/admin/authentication"), "require_two_factor": "on"})
@@ -136,10 +139,23 @@ def test_wrong_replayed_and_locked_codes_are_said_in_words(
     assert re.search(r"locked for a while\. Try again in \d+ (seconds|minutes)\.", last), last
 
 
-def test_bad_join_link_and_bad_sign_in_are_said_on_the_page(browser: TestClient) -> None:
-    r = browser.post("/join", data={"csrf_token": token_of(browser, "/join?token=nope"),
-                                    "token": "nope", "password": "pw", "name": "X"})
-    assert r.status_code == 400 and "This invitation link is unknown or was used already" in r.text
+def test_expired_join_link_and_bad_sign_in_are_said_on_the_page(
+        browser: TestClient, workspace: WorkspaceHandle) -> None:
+    from datetime import timedelta
+
+    from services.accounts import teammates, workspaces
+    from services.db import unit_of_work
+    from services.models import utcnow
+
+    with unit_of_work() as session:
+        ws = workspaces.get_by_slug(session, workspace.slug)
+        late = teammates.add(session, ws, f"late@{workspace.slug}.test", "Late", "member")
+        token = teammates.join_token(late)
+        late.join_expires_at = utcnow() - timedelta(seconds=1)
+    r = browser.post("/join", data={"csrf_token": token_of(browser, f"/join?token={token}"),
+                                    "token": token, "password": "a-password", "name": "X"})
+    assert r.status_code == 400
+    assert "This invitation link is unknown, expired or was used already" in r.text
     r = browser.post("/login", data={"csrf_token": token_of(browser), "workspace": "nope",
                                      "email": "a@b.test", "password": "x"})
     assert r.status_code == 400 and "Workspace, email or password is wrong." in r.text

@@ -10,7 +10,6 @@ from services.accounts import teammates
 from services.api.deps import DB
 from services.api.schemas import MAX_ID, PolicyIn, TeammateIn
 from services.console import web
-from services.enrollment import fanout
 from services.policy import service as policy
 from services.verification import service as verification
 
@@ -105,7 +104,7 @@ def resend(request: Request, teammate_id: TeammateId, form: web.Form,
            caller: web.AdminCaller, session: DB) -> Response:
     with web.form_errors(session) as problem:
         target = teammates.get(session, caller.workspace, teammate_id)
-        fanout.resend(session, caller.workspace, target)
+        teammates.resend_invitation(session, caller.workspace, target)
         return web.redirect(f"/admin/teammates?notice=resent&teammate={teammate_id}")
     return _teammates(request, caller, session, None, error=problem.message)
 

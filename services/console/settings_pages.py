@@ -37,7 +37,9 @@ def qr_code(caller: web.AnyCaller) -> Response:
 @router.post("/confirm")
 def confirm(request: Request, form: web.Form, caller: web.AnyCaller, session: DB) -> Response:
     with web.form_errors(session) as problem:
-        codes = verification.confirm(session, caller.teammate, CodeIn.model_validate(form).code)
+        # The browser's own session lives on; every other session of the teammate ends.
+        codes = verification.confirm(session, caller.teammate, CodeIn.model_validate(form).code,
+                                     current=caller.auth)
         return _codes_page(request, caller, codes, first=True)
     return _page(request, caller, session, error=problem.message)
 
@@ -55,7 +57,7 @@ def regenerate(request: Request, form: web.Form, caller: web.AnyCaller, session:
 def disable(request: Request, form: web.Form, caller: web.AnyCaller, session: DB) -> Response:
     with web.form_errors(session) as problem:
         verification.disable_own(session, caller.teammate, caller.workspace,
-                                 CodeIn.model_validate(form).code)
+                                 CodeIn.model_validate(form).code, current=caller.auth)
         return web.redirect("/settings/two-factor?turned_off=1")
     return _page(request, caller, session, error=problem.message, failed="disable")
 

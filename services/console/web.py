@@ -142,7 +142,9 @@ FullCaller = Annotated[sessions.Authenticated, Depends(full_level)]
 
 
 def admin_level(caller: FullCaller) -> sessions.Authenticated:
-    if caller.teammate.role != "admin":
+    # A host session (begun with an API key) never administers, as in the JSON API; the
+    # console's cookie only ever holds password sessions, so this is defence in depth.
+    if caller.teammate.role != "admin" or caller.is_host_session:
         raise PageForbidden()
     return caller
 
