@@ -200,7 +200,18 @@ def test_teammate_enrolls_from_the_caught_invitation(person: Page, up: UpStack) 
 
 
 def test_a_session_that_must_enroll_sees_only_enrollment(person: Page, up: UpStack) -> None:
-    sign_in(person, OTHER)
+    # Signed in with the keyboard alone; the focused button shows a focus ring.
+    person.goto("/login")
+    expect(person.get_by_label("Workspace")).to_be_focused()
+    for text in ("demo", OTHER, DEMO_PASSWORD):
+        person.keyboard.type(text)
+        person.keyboard.press("Tab")
+    button = person.get_by_role("button", name="Sign in")
+    expect(button).to_be_focused()
+    outline = button.evaluate(
+        "b => getComputedStyle(b).outlineStyle + ' ' + getComputedStyle(b).outlineWidth")
+    assert outline.startswith("solid") and not outline.endswith(" 0px"), outline
+    person.keyboard.press("Enter")
     expect(person).to_have_url(re.compile(r"/settings/two-factor$"))
     for path in ("/", "/admin/teammates"):  # the enrollment redirect comes before any 403
         person.goto(path)
