@@ -29,7 +29,8 @@ from tests.browser import (
 from tests.stack import wait_until
 from tests.webhook_receiver import Receiver
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]  # ~1 minute, one stack
+# ~1 minute on one `twofa up`; it builds that stack itself, on this run's backend.
+pytestmark = [pytest.mark.slow, pytest.mark.uses_backend, pytest.mark.timeout(300)]
 ADMIN = "admin@demo.test"
 MEMBER = "member-00001@demo.test"
 OTHER = "member-00002@demo.test"
