@@ -65,6 +65,7 @@ def chromium() -> Iterator[Browser]:
 def admin(chromium: Browser, up: UpStack) -> Iterator[Page]:
     """The admin's browser, kept for the whole module (their session lives on)."""
     context = chromium.new_context(base_url=up.url, viewport=DESKTOP, accept_downloads=True)
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=up.url)
     page = context.new_page()
     yield page
     context.close()
@@ -138,7 +139,10 @@ def test_admin_enrolls_requires_2fa_and_watches_the_rollout(admin: Page, up: UpS
         "Turn on two-factor authentication for your own account before you require it for everyone.")
     expect(admin.get_by_label("Require all teammates to authenticate via 2FA")).not_to_be_checked()
     nav(admin, "Two-factor authentication")
-    enroll(admin, ADMIN, name="two-factor-setup")
+    codes = enroll(admin, ADMIN, name="two-factor-setup")
+    admin.get_by_role("button", name="Copy").click()
+    expect(admin.get_by_text("Copied to the clipboard.")).to_be_visible()
+    assert admin.evaluate("navigator.clipboard.readText()").split() == codes
     check(admin, "recovery-codes")
 
     nav(admin, "Authentication")
@@ -231,7 +235,7 @@ def test_admin_invites_a_newcomer_who_joins_straight_into_setup(
     admin.get_by_role("button", name="Invite").click()
     expect(admin.get_by_role("status")).to_have_text(f"Invitation sent to {NEWCOMER}.")
 
-    open_caught_mail(person, NEWCOMER, "Demo Team")
+    open_caught_mail(person, NEWCOMER, "You have been invited to Demo Team")
     person.get_by_role("link", name=re.compile(r"join\?token=")).click()
     join_url = person.url
     person.get_by_label("Name").fill("Nova Comer")
