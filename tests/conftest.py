@@ -9,10 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.stack import Stack, backend, check_services, wait_until
+from tests.stack import Stack, backend, check_services, free_port, wait_until
 from tests.twofactor import Enrolled, bearer, enroll
 
 ADMIN_PASSWORD = "admin-password-123"
@@ -136,6 +137,35 @@ def make_workspace(client: TestClient) -> Iterator[object]:
 @pytest.fixture
 def workspace(make_workspace: object) -> WorkspaceHandle:
     return make_workspace()  # type: ignore[operator]
+
+
+def start_api(stack: Stack, **env: str) -> Iterator[httpx.Client]:
+    """`twofa api` as production runs it, in its own process, and a client for it."""
+    port, name = free_port(), f"api-{uuid.uuid4().hex[:6]}"
+    stack.start(name, "api", "--port", str(port), env=env)
+    http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
+
+    def up() -> bool:
+        try:
+            return http.get("/healthz").status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_until(up, 30, message=f"the API on port {port}\n{stack.log(name)}")
+        yield http
+    finally:
+        http.close()
+        stack.kill(name)
+
+
+def over_http(http: httpx.Client, make_workspace: Any) -> Any:
+    """make_workspace, with the handle talking to a real server over HTTP."""
+    def make(teammates: int = 0, password: str = "member-password") -> WorkspaceHandle:
+        ws: WorkspaceHandle = make_workspace(teammates=teammates, password=password)
+        ws.client = http  # type: ignore[assignment]  # httpx.Client: the same API as TestClient
+        return ws
+    return make
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -127,13 +127,15 @@ def test_rolled_back_policy_change_sends_nothing(own_stack: Stack) -> None:
     from services.policy import service as policy
 
     ws_id, admin_id, _ = _workspace_with_team(20)
-    with unit_of_work() as session:  # the admin's own enrollment is not what is tested here
-        before = {e.seq for e in session.scalars(select(Event))}
-        outbox_before = {m.id for m in session.scalars(select(OutboxMessage))}
     own_stack.start_relay()
     own_stack.start_worker()
-    wait_until(_all_complete, 60, message="the admin's 2FA email to go out")
+    # The admin's own enrollment (its event, its email) is not what is tested here.
+    wait_until(lambda: own_stack.smtp.to("admin@fault.test") and _all_complete(), 60,
+               message="the admin's 2FA email to go out")
     own_stack.smtp.messages.clear()
+    with unit_of_work() as session:
+        before = {e.seq for e in session.scalars(select(Event))}
+        outbox_before = {m.id for m in session.scalars(select(OutboxMessage))}
 
     class Abort(Exception):
         pass

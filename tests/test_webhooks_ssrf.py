@@ -92,7 +92,7 @@ def test_subscription_refuses_literal_private_urls(guard_on: None, workspace: An
 def test_subscription_allows_private_urls_when_configured(workspace: Any) -> None:
     r = workspace.client.post(f"/v1/workspaces/{workspace.slug}/webhooks",
                               headers=workspace.admin_headers(),
-                              json={"url": "http://127.0.0.1:9/hook", "event_types": ["*"]})
+                              json={"url": "http://127.0.0.1:9999/hook", "event_types": ["*"]})
     assert r.status_code == 201, r.text
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import csv
 import enum
+import json
 import logging
 import os
+import sys
 import time
 from typing import Annotated
 
@@ -19,6 +22,7 @@ from services.accounts import teammates as teammate_service
 from services.accounts import workspaces
 from services.config import ConfigurationError, get_settings
 from services.db import unit_of_work
+from services.enrollment.state import STATES
 from services.errors import TwofaError
 from services.policy import service as policy
 
@@ -198,18 +202,58 @@ def _rollout_line(required: bool, version: int, c: policy.Rollout) -> str:
             f"{c.invited} invited, {c.pending} pending, {c.failed} failed")
 
 
+class OutputFormat(enum.StrEnum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+FILTER_VALUES = {"two_factor": ("enabled", "disabled"), "enrollment": STATES, "q": None}
+
+
 @cli.command("teammates")
 def list_teammates(
-    slug: str, limit: Annotated[int, typer.Option(help="At most this many rows")] = 200
+    slug: str,
+    limit: Annotated[int, typer.Option(help="At most this many rows")] = 200,
+    filter_: Annotated[list[str] | None, typer.Option(
+        "--filter", help="KEY=VALUE: two_factor=enabled|disabled, enrollment=STATE, q=TEXT "
+                         "(repeatable)")] = None,
+    output: Annotated[OutputFormat, typer.Option("--format")] = OutputFormat.table,
 ) -> None:
-    """Print the teammates with their 2FA and enrollment state."""
+    """Print the teammates with their 2FA and enrollment state (who isn't enrolled yet?)."""
+    filters = _parse_filters(filter_ or [])
     try:
         with unit_of_work() as session:
             ws = workspaces.get_by_slug(session, slug)
-            views, _ = teammate_service.page(session, ws, limit, None)
+            views, _ = teammate_service.page(session, ws, limit, None, filters)
     except TwofaError as exc:
         err.print(f"[red]error:[/] {exc.message}")
         raise typer.Exit(1) from exc
+    rows = [v.as_dict() for v in views]
+    if output is OutputFormat.json:
+        print(json.dumps(rows, indent=2))
+    elif output is OutputFormat.csv:
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]) if rows else ["id"])
+        writer.writeheader()
+        writer.writerows(rows)
+    else:
+        _print_table(ws, views)
+
+
+def _parse_filters(pairs: list[str]) -> teammate_service.Filters:
+    given: dict[str, str] = {}
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        allowed = FILTER_VALUES.get(key, ())
+        if key not in FILTER_VALUES or (allowed is not None and value not in allowed):
+            err.print(f"[red]error:[/] unknown filter {pair!r}; use two_factor=enabled|disabled, "
+                      f"enrollment={'|'.join(STATES)} or q=TEXT")
+            raise typer.Exit(2)
+        given[key] = value
+    return teammate_service.Filters(**given)
+
+
+def _print_table(ws: workspaces.Workspace, views: list[teammate_service.TeammateView]) -> None:
     table = Table(title=f"{ws.name} ({ws.slug})")
     for column in ("id", "email", "name", "role", "2FA", "enrollment"):
         table.add_column(column)

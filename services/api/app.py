@@ -7,7 +7,7 @@ from fastapi import FastAPI
 from services import console
 from services.api import errors
 from services.api.body_limit import BodyLimit
-from services.api.routes import admin, auth, checks, me, two_factor, webhooks
+from services.api.routes import admin, auth, checks, me, teammates, two_factor, webhooks
 
 MAX_BODY_BYTES = 64 * 1024
 
@@ -21,7 +21,7 @@ def create_app() -> FastAPI:
     # Every body here is a small JSON object: anything bigger is refused unread.
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
     errors.install(app)
-    for module in (auth, me, two_factor, admin, webhooks, checks):
+    for module in (auth, me, two_factor, admin, teammates, webhooks, checks):
         app.include_router(module.router)
     console.install(app)  # the web console's pages, beside the JSON routes
 

@@ -45,6 +45,7 @@ def _insert_missing(session: Session, workspace: Workspace, version: int) -> Non
     ).where(
         Teammate.workspace_id == workspace.id,
         Teammate.totp_enabled_at.is_(None),
+        Teammate.status != "removed",
         ~already,
     )
     columns = ["workspace_id", "teammate_id", "policy_version", "status", "resends",
