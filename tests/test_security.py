@@ -255,9 +255,24 @@ def _peak_rss_kib(pid: int) -> int:
     return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1))  # type: ignore[union-attr]
 
 
+def _give_the_admin_a_production_cost_hash(ws: WorkspaceHandle) -> None:
+    """Test stacks hash with argon2's cheapest profile, and a hash is verified with the
+    parameters stored in it: this test needs the real 64 MiB cost to contend for slots."""
+    from argon2 import PasswordHasher
+
+    from services.db import unit_of_work
+    from services.models import Teammate
+
+    with unit_of_work() as session:
+        admin = session.get(Teammate, ws.admin_id)
+        assert admin is not None
+        admin.password_hash = PasswordHasher().hash(ADMIN_PASSWORD)
+
+
 def test_a_flood_of_wrong_passwords_is_answered_503_not_hashed_at_once(
         stack: Stack, make_ws: Any) -> None:
     ws = make_ws()
+    _give_the_admin_a_production_cost_hash(ws)
     before = set(stack.procs)
     flood = start_api(stack, TWOFA_PASSWORD_HASH_CONCURRENCY="1",
                        TWOFA_PASSWORD_HASH_WAIT_SECONDS="0")
@@ -376,6 +391,7 @@ def test_addresses_are_validated_normalized_and_case_insensitive(make_ws: Any) -
     assert special.status_code == 201 and special.json()["email"] == "someone@sub.example.invalid"
 
 
+@pytest.mark.uses_backend
 def test_the_migration_refuses_case_duplicates_and_names_them(tmp_path: Path) -> None:
     from alembic import command
     from sqlalchemy import create_engine, text

@@ -20,7 +20,7 @@ from rich.table import Table
 from services import migrate
 from services.accounts import teammates as teammate_service
 from services.accounts import workspaces
-from services.config import ConfigurationError, get_settings
+from services.config import ConfigurationError, Settings, get_settings
 from services.db import unit_of_work
 from services.enrollment.state import STATES
 from services.errors import TwofaError
@@ -269,13 +269,17 @@ def _print_table(ws: workspaces.Workspace, views: list[teammate_service.Teammate
 def api(
     host: Annotated[str, typer.Option()] = "127.0.0.1",
     port: Annotated[int, typer.Option()] = 8000,
+    access_log: Annotated[bool, typer.Option(
+        "--access-log/--no-access-log", help="One line per request (query values hidden)")] = False,
 ) -> None:
     """Run the HTTP API (uvicorn, uvloop + httptools)."""
     import uvicorn
 
+    from workers import logs
+
     _settings_checked()
     uvicorn.run("services.api.app:app", host=host, port=port, loop="uvloop", http="httptools",
-                log_level="info", access_log=False)
+                log_level="info", access_log=access_log, log_config=logs.uvicorn_log_config())
 
 
 class WorkerQueues(enum.StrEnum):
@@ -292,9 +296,11 @@ def worker(
 ) -> None:
     """Run a Celery worker (by default on both queues; production runs webhook workers apart)."""
     _settings_checked()
+    from workers import logs
     from workers.celery_app import app
     from workers.celery_app import queues as worker_queues
 
+    logs.quiet_periodic_tasks()
     settings = get_settings()
     which = WorkerQueues(queues).value
     app.worker_main(["worker", "--loglevel=INFO", "-Q", ",".join(worker_queues(settings, which)),
@@ -338,6 +344,8 @@ def up(
     if demo:
         _demo_workspace()
     env = dict(os.environ, TWOFA_HOME=str(home))
+    public_url = _public_url(settings, host, port)
+    env["TWOFA_PUBLIC_URL"] = public_url
     catcher = None
     if not settings.smtp_url:
         catcher = mailcatcher.start(settings.mail_dir, settings.mailcatcher_port)
@@ -345,17 +353,8 @@ def up(
     supervisor = Supervisor(env)
     supervisor.spawn("worker", ["worker"])
     supervisor.spawn("relay", ["relay"])
-    supervisor.spawn("api", ["api", "--host", host, "--port", str(port)])
-    console.print(Panel.fit(
-        f"API          http://{host}:{port}  (OpenAPI: /docs, health: /healthz)\n"
-        f"database     {_redacted(settings.resolved_database_url)}\n"
-        f"broker       {_redacted(settings.resolved_broker_url)}"
-        f"{' (' + str(settings.broker_folder) + ')' if settings.is_embedded_broker else ''}\n"
-        f"mail         {settings.mail_dir if catcher else _redacted(settings.resolved_smtp_url)}"
-        f"{'  (caught, one .eml per message)' if catcher else ''}\n"
-        + (f"demo         workspace 'demo', admin@demo.test / {DEMO_PASSWORD}\n" if demo else "")
-        + "Ctrl-C stops everything.",
-        title="twofa up"))
+    supervisor.spawn("api", ["api", "--host", host, "--port", str(port), "--access-log"])
+    console.print(_banner(settings, host, port, public_url, caught=catcher is not None, demo=demo))
     died = supervisor.wait()
     console.print("stopping…" if died is None else f"[red]{died} exited; stopping the rest[/]")
     supervisor.stop()
@@ -363,6 +362,37 @@ def up(
         catcher.stop()
     if died is not None:
         raise typer.Exit(1)
+
+
+def _public_url(settings: Settings, host: str, port: int) -> str:
+    """TWOFA_PUBLIC_URL when set; otherwise the address `up` listens on (loopback for a
+    wildcard host), so the links in emails follow --port."""
+    if "public_url" in settings.model_fields_set:
+        return settings.public_url
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104 - compared, not bound
+    return f"http://{f'[{shown}]' if ':' in shown else shown}:{port}"
+
+
+def _banner(settings: Settings, host: str, port: int, public_url: str, *, caught: bool,
+            demo: bool) -> Panel:
+    smtp = settings.resolved_smtp_url
+    if caught:
+        mail = f"{_redacted(smtp)}, caught in {settings.mail_dir} (one .eml per message)"
+    else:
+        mail = _redacted(smtp)
+    broker = _redacted(settings.resolved_broker_url)
+    if settings.is_embedded_broker:
+        broker += f" ({settings.broker_folder})"
+    lines = [
+        f"API          http://{host}:{port}  (OpenAPI: /docs, health: /healthz)",
+        f"emails link  {public_url}",
+        f"database     {_redacted(settings.resolved_database_url)}",
+        f"broker       {broker}",
+        f"mail (SMTP)  {mail}",
+        *([f"demo         workspace 'demo', admin@demo.test / {DEMO_PASSWORD}"] if demo else []),
+        "Ctrl-C stops everything.",
+    ]
+    return Panel.fit("\n".join(lines), title="twofa up")
 
 
 def _demo_workspace() -> None:

@@ -21,6 +21,7 @@ from services.errors import Conflict, InvalidCredentials, InvalidInput, NotFound
 from services.events import recorder
 from services.events.catalog import EventType
 from services.models import EnrollmentInvitation, Teammate, Workspace, utcnow
+from services.topics import Topic
 
 ROLES = ("admin", "member")
 
@@ -150,7 +151,7 @@ def issue_join_link(session: Session, teammate: Teammate) -> None:
     teammate.join_token_hash = hash_token(join_token(teammate))
     teammate.join_expires_at = utcnow() + timedelta(seconds=get_settings().join_token_ttl)
     session.flush()
-    outbox.enqueue(session, "email.send_join", teammate_id=teammate.id)
+    outbox.enqueue(session, Topic.SEND_JOIN_EMAIL, teammate_id=teammate.id)
 
 
 def resend_invitation(session: Session, workspace: Workspace, teammate: Teammate) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from services import console
-from services.api import errors
+from services.api import docs, errors
 from services.api.body_limit import BodyLimit
 from services.api.routes import admin, auth, checks, me, teammates, two_factor, webhooks
 
@@ -17,10 +17,13 @@ def create_app() -> FastAPI:
         title="twofa",
         version="0.1.0",
         description="Mandatory two-factor authentication for team workspaces.",
+        docs_url=None,  # docs.install serves /docs without a CDN
+        redoc_url=None,  # ReDoc would load from a CDN too
     )
     # Every body here is a small JSON object: anything bigger is refused unread.
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
     errors.install(app)
+    docs.install(app)
     for module in (auth, me, two_factor, admin, teammates, webhooks, checks):
         app.include_router(module.router)
     console.install(app)  # the web console's pages, beside the JSON routes
