@@ -83,7 +83,8 @@ def test_the_wheel_carries_the_email_templates(installed: Path, tmp_path: Path) 
     assert where.startswith(str(installed)) and where.endswith("services/email/templates/emails")
     subject = _run(python, "-c", "from services.email.render import render; print(render("
                    "'enrollment-invitation', {'name': 'Ada', 'workspace_name': 'Acme', "
-                   "'enroll_url': 'https://x.test/enroll'}).subject)", cwd=tmp_path).strip()
+                   "'workspace_slug': 'acme', 'enroll_url': 'https://x.test/enroll?workspace=acme'}"
+                   ").subject)", cwd=tmp_path).strip()
     assert subject == "Acme now requires two-factor authentication"
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from services import console
 from services.api import docs, errors
 from services.api.body_limit import BodyLimit
 from services.api.routes import admin, auth, checks, me, teammates, two_factor, webhooks
@@ -25,6 +26,7 @@ def create_app() -> FastAPI:
     docs.install(app)
     for module in (auth, me, two_factor, admin, teammates, webhooks, checks):
         app.include_router(module.router)
+    console.install(app)  # the web console's pages, beside the JSON routes
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from urllib.parse import urlencode
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
@@ -41,6 +42,7 @@ class Outgoing:
     email: str
     name: str
     workspace_name: str
+    workspace_slug: str
     version: int
     resends: int
 
@@ -151,7 +153,10 @@ def invitation_email(item: Outgoing) -> mail.OutgoingEmail:
         {
             "name": item.name,
             "workspace_name": item.workspace_name,
-            "enroll_url": f"{settings.public_url.rstrip('/')}/enroll",
+            "workspace_slug": item.workspace_slug,
+            # The console's sign-in needs the slug; the link fills it in.
+            "enroll_url": f"{settings.public_url.rstrip('/')}/enroll?"
+                          + urlencode({"workspace": item.workspace_slug}),
         },
     )
     msg_id = mail.message_id(f"enroll.{item.teammate_id}.v{item.version}.r{item.resends}")
@@ -189,7 +194,7 @@ def _claim(session: Session, ids: Sequence[int], claim: str) -> list[Outgoing]:
             continue
         batch.append(
             Outgoing(inv.id, teammate.id, workspace.id, teammate.email, teammate.name,
-                     workspace.name, inv.policy_version, inv.resends)
+                     workspace.name, workspace.slug, inv.policy_version, inv.resends)
         )
     return batch
 

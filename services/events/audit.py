@@ -22,3 +22,18 @@ def page(
     rows = session.scalars(query.limit(limit + 1)).all()
     items = [to_cloudevent(e, workspace.slug) for e in rows[:limit]]
     return items, rows[limit - 1].seq if len(rows) > limit else None
+
+
+def newest_first(
+    session: Session, workspace: Workspace, type_: str | None, before: int | None, limit: int
+) -> tuple[list[dict[str, Any]], int | None]:
+    """The same log read backwards (the console shows the latest first); the cursor is the
+    last seq shown, pass it back as `before`."""
+    query = select(Event).where(Event.workspace_id == workspace.id).order_by(Event.seq.desc())
+    if type_:
+        query = query.where(Event.type == type_)
+    if before is not None:
+        query = query.where(Event.seq < before)
+    rows = session.scalars(query.limit(limit + 1)).all()
+    items = [to_cloudevent(e, workspace.slug) for e in rows[:limit]]
+    return items, rows[limit - 1].seq if len(rows) > limit else None

@@ -1,0 +1,26 @@
+"""The web console: server-rendered pages for people, beside the JSON API (services/api).
+
+A second thin layer over the same service functions the JSON routes call; it adds cookie
+sessions, CSRF tokens and HTML, and no rules of its own.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from services.console import admin_pages, auth_pages, dev_mail, records_pages, settings_pages, web
+
+STATIC = Path(__file__).parent / "static"
+
+
+def install(app: FastAPI) -> None:
+    """Mount the console's pages, static files and error pages on the API's app."""
+    web.install_handlers(app)
+    app.mount("/static", StaticFiles(directory=STATIC), name="console-static")
+    for module in (auth_pages, settings_pages, admin_pages, records_pages):
+        app.include_router(module.router)
+    if dev_mail.enabled():
+        app.include_router(dev_mail.router)

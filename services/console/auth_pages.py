@@ -1,0 +1,112 @@
+"""Signing in and out: /login (password, then code), /enroll, /join, /logout and GET /."""
+
+from __future__ import annotations
+
+from contextlib import suppress
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+
+from services.accounts import login as login_service
+from services.accounts import sessions, teammates
+from services.api.deps import DB, client_ip
+from services.api.schemas import AcceptIn, LoginIn, TwoFactorIn
+from services.console import web
+from services.errors import Unauthenticated
+from services.verification import service as verification
+
+router = APIRouter(include_in_schema=False)
+
+
+@router.get("/")
+def home(request: Request, caller: web.FullCaller) -> Response:
+    return web.render(request, "home.html", {"title": "Home"}, caller=caller)
+
+
+@router.get("/login")
+def login_page(request: Request, workspace: str = "", next: str = "/",
+               signed_out: str = "") -> Response:
+    return web.render(request, "login.html", {
+        "title": "Sign in", "workspace": workspace[:320], "next": web.safe_next(next),
+        "notice": "You are signed out." if signed_out else None})
+
+
+@router.get("/enroll")
+def enroll_page(request: Request, workspace: str = "") -> Response:
+    """The invitation's link: sign-in with the workspace filled in, then enrollment."""
+    return web.render(request, "login.html", {
+        "title": "Sign in to set up two-factor authentication", "workspace": workspace[:320],
+        "next": "/settings/two-factor", "enrolling": True})
+
+
+@router.post("/login")
+def login_submit(request: Request, form: web.Form, session: DB,
+                 ip: Annotated[str, Depends(client_ip)]) -> Response:
+    after = web.safe_next(form.get("next"))
+    with web.form_errors(session) as problem:
+        body = LoginIn.model_validate(form)
+        signed = login_service.login(session, body.workspace, body.email, body.password, ip)
+        return _after_first_factor(request, signed, after)
+    return web.render(request, "login.html", {
+        "title": "Sign in", "workspace": form.get("workspace", "")[:320],
+        "email": form.get("email", "")[:320], "next": after, "error": problem.message,
+    }, status_code=400)
+
+
+@router.post("/login/code")
+def code_submit(request: Request, form: web.Form, session: DB) -> Response:
+    after = web.safe_next(form.get("next"))
+    with web.form_errors(session) as problem:
+        body = TwoFactorIn.model_validate(form)
+        token = verification.verify_challenge(session, body.challenge, body.code)
+        return _signed_in(token, after)
+    return _code_step(request, form.get("challenge", ""), after, problem.message)
+
+
+@router.get("/join")
+def join_page(request: Request, token: Annotated[str, Query(max_length=200)] = "") -> Response:
+    return web.render(request, "join.html", {"title": "Join your team", "token": token})
+
+
+@router.post("/join")
+def join_submit(request: Request, form: web.Form, session: DB) -> Response:
+    with web.form_errors(session) as problem:
+        body = AcceptIn.model_validate(form)
+        signed = teammates.accept(session, body.token, body.password, body.name)
+        return _after_first_factor(request, signed, "/")
+    return web.render(request, "join.html", {
+        "title": "Join your team", "token": form.get("token", ""),
+        "name": form.get("name", "")[:200], "error": problem.message}, status_code=400)
+
+
+@router.post("/logout")
+def logout(request: Request, form: web.Form, session: DB) -> Response:
+    token = request.cookies.get(web.SESSION_COOKIE)
+    if token:
+        with suppress(Unauthenticated):  # ended already: signing out again is fine
+            sessions.end(session, sessions.authenticate(session, token).auth)
+    response = web.redirect("/login?signed_out=1")
+    response.delete_cookie(web.SESSION_COOKIE, path="/")
+    return response
+
+
+def _after_first_factor(request: Request, signed: sessions.SignIn, after: str) -> Response:
+    if signed.status == "two_factor_required":
+        assert signed.challenge is not None
+        return _code_step(request, signed.challenge, after)
+    assert signed.token is not None
+    if signed.status == "enrollment_required":
+        return _signed_in(signed.token, "/settings/two-factor")
+    return _signed_in(signed.token, after)
+
+
+def _code_step(request: Request, challenge: str, after: str, error: str | None = None) -> Response:
+    return web.render(request, "login_code.html", {
+        "title": "Enter your code", "challenge": challenge, "next": after, "error": error,
+    }, status_code=400 if error else 200)
+
+
+def _signed_in(token: str, after: str) -> Response:
+    response = web.redirect(after)
+    web.set_cookie(response, web.SESSION_COOKIE, token)
+    return response

@@ -1,0 +1,97 @@
+"""Settings → User (/settings/two-factor): set up 2FA, recovery codes, turn it off."""
+
+from __future__ import annotations
+
+import io
+from urllib.parse import parse_qs, urlsplit
+
+import segno
+from fastapi import APIRouter, Request, Response
+
+from services.accounts import sessions
+from services.api.deps import DB
+from services.api.schemas import CodeIn
+from services.console import web
+from services.verification import recovery
+from services.verification import service as verification
+
+router = APIRouter(prefix="/settings/two-factor", include_in_schema=False)
+
+
+@router.get("")
+def two_factor_page(request: Request, caller: web.AnyCaller, session: DB,
+                    turned_off: str = "") -> Response:
+    notice = "Two-factor authentication is off." if turned_off else None
+    return _page(request, caller, session, notice=notice)
+
+
+@router.get("/qr.png")
+def qr_code(caller: web.AnyCaller) -> Response:
+    """The QR code of the setup in progress, for this browser's session only."""
+    uri = verification.pending_uri(caller.teammate, caller.workspace)
+    png = io.BytesIO()
+    segno.make(uri, error="m").save(png, kind="png", scale=6, border=4)
+    return Response(png.getvalue(), media_type="image/png", headers=web.HEADERS)
+
+
+@router.post("/confirm")
+def confirm(request: Request, form: web.Form, caller: web.AnyCaller, session: DB) -> Response:
+    with web.form_errors(session) as problem:
+        # The browser's own session lives on; every other session of the teammate ends.
+        codes = verification.confirm(session, caller.teammate, CodeIn.model_validate(form).code,
+                                     current=caller.auth)
+        return _codes_page(request, caller, codes, first=True)
+    return _page(request, caller, session, error=problem.message)
+
+
+@router.post("/recovery-codes")
+def regenerate(request: Request, form: web.Form, caller: web.AnyCaller, session: DB) -> Response:
+    with web.form_errors(session) as problem:
+        codes = verification.regenerate_recovery_codes(
+            session, caller.teammate, CodeIn.model_validate(form).code)
+        return _codes_page(request, caller, codes, first=False)
+    return _page(request, caller, session, error=problem.message, failed="regenerate")
+
+
+@router.post("/disable")
+def disable(request: Request, form: web.Form, caller: web.AnyCaller, session: DB) -> Response:
+    with web.form_errors(session) as problem:
+        verification.disable_own(session, caller.teammate, caller.workspace,
+                                 CodeIn.model_validate(form).code, current=caller.auth)
+        return web.redirect("/settings/two-factor?turned_off=1")
+    return _page(request, caller, session, error=problem.message, failed="disable")
+
+
+def _page(request: Request, caller: sessions.Authenticated, session: DB,
+          error: str | None = None, notice: str | None = None,
+          failed: str = "confirm") -> Response:
+    teammate, workspace = caller.teammate, caller.workspace
+    context: dict[str, object] = {
+        "title": "Two-factor authentication", "error": error, "notice": notice,
+        "failed": failed, "required": workspace.require_two_factor,
+        "enrollment_level": caller.level != "full",
+    }
+    if teammate.two_factor_enabled:
+        context["codes_left"] = recovery.remaining(session, teammate.id)
+    else:
+        context["secret"] = _pending_secret(session, caller)
+    return web.render(request, "two_factor.html", context,
+                      status_code=400 if error else 200, caller=caller)
+
+
+def _pending_secret(session: DB, caller: sessions.Authenticated) -> str:
+    """The setup in progress, started on first visit and kept across reloads, so the QR code
+    a phone already scanned stays the one that counts."""
+    if caller.teammate.totp_pending_secret_enc is None:
+        return verification.setup(session, caller.teammate, caller.workspace).secret
+    uri = verification.pending_uri(caller.teammate, caller.workspace)
+    return parse_qs(urlsplit(uri).query)["secret"][0]
+
+
+def _codes_page(request: Request, caller: sessions.Authenticated, codes: list[str],
+                first: bool) -> Response:
+    return web.render(request, "recovery_codes.html", {
+        "title": "Your recovery codes", "codes": codes, "first": first,
+        "download": "\n".join([f"Recovery codes for {caller.teammate.email} "
+                               f"({caller.workspace.name})", "", *codes, ""]),
+    }, caller=caller)

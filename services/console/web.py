@@ -1,0 +1,249 @@
+"""What every console page shares: the cookie session, CSRF tokens, rendering, error pages."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from pydantic import ValidationError
+from sqlalchemy.orm import Session
+
+from services.accounts import sessions
+from services.api.deps import DB
+from services.config import get_settings
+from services.errors import NotFound, RateLimited, TwofaError, Unauthenticated
+
+SESSION_COOKIE = "twofa_session"
+CSRF_COOKIE = "twofa_csrf"
+CSRF_FIELD = "csrf_token"
+
+templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
+# A TOTP secret reads more easily, and is typed with fewer mistakes, in groups of four.
+templates.env.filters["groups"] = lambda text: " ".join(
+    text[i:i + 4] for i in range(0, len(text), 4))
+
+# Pages hold secrets (TOTP secret, recovery codes): never cached, never framed; only our
+# own script and stylesheet run.
+HEADERS = {
+    "Cache-Control": "no-store",
+    "Content-Security-Policy": "default-src 'none'; img-src 'self'; style-src 'self'; "
+    "script-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; "
+    "base-uri 'none'",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+    "X-Content-Type-Options": "nosniff",
+}
+
+
+class Redirect(Exception):  # noqa: N818 - a control-flow signal, not a failure
+    """Leave this page for `location` (sign-in, or enrollment before anything else)."""
+
+    def __init__(self, location: str, clear_session: bool = False) -> None:
+        super().__init__(location)
+        self.location = location
+        self.clear_session = clear_session
+
+
+class PageForbidden(Exception):
+    """A signed-in teammate opened a page their role does not allow: the 403 page."""
+
+
+class CsrfRefused(Exception):
+    """A form arrived without this browser's CSRF token (e.g. posted from another site)."""
+
+
+def secure_cookies() -> bool:
+    return get_settings().public_url.lower().startswith("https://")
+
+
+def set_cookie(response: Response, name: str, value: str) -> None:
+    response.set_cookie(name, value, httponly=True, samesite="lax", secure=secure_cookies(),
+                        path="/", max_age=get_settings().session_ttl_seconds)
+
+
+def csrf_token(request: Request) -> str:
+    """This browser's token: kept in an HttpOnly cookie and repeated in every form.
+
+    Another site can make a browser post a form here but can neither read the cookie nor,
+    with SameSite=Lax, have it sent along, so its post never carries a matching pair.
+    """
+    token = request.cookies.get(CSRF_COOKIE) or getattr(request.state, "csrf", None)
+    if not token:
+        token = request.state.csrf = secrets.token_urlsafe(32)
+    return str(token)
+
+
+def render(request: Request, template: str, context: dict[str, Any] | None = None,
+           status_code: int = 200, caller: sessions.Authenticated | None = None) -> HTMLResponse:
+    token = csrf_token(request)
+    response = templates.TemplateResponse(
+        request, template, {"csrf": token, "csrf_field": CSRF_FIELD, "caller": caller,
+                            **(context or {})}, status_code=status_code)
+    if request.cookies.get(CSRF_COOKIE) != token:
+        set_cookie(response, CSRF_COOKIE, token)
+    response.headers.update(HEADERS)
+    return response
+
+
+def redirect(location: str) -> RedirectResponse:
+    return RedirectResponse(location, status_code=303)
+
+
+def safe_next(target: str | None) -> str:
+    """Only a path of this site: never `//evil.example` or an absolute URL."""
+    if target and target.startswith("/") and not target.startswith(("//", "/\\")):
+        return target
+    return "/"
+
+
+async def form_data(request: Request) -> dict[str, str]:
+    """The posted form, after checking its CSRF token against this browser's cookie."""
+    form = await request.form()
+    sent, kept = form.get(CSRF_FIELD), request.cookies.get(CSRF_COOKIE)
+    if not isinstance(sent, str) or not kept or not secrets.compare_digest(sent, kept):
+        raise CsrfRefused()
+    return {key: value for key, value in form.items() if isinstance(value, str)}
+
+
+Form = Annotated[dict[str, str], Depends(form_data)]
+
+
+def signed_in(request: Request, session: DB) -> sessions.Authenticated:
+    """The cookie's session at any level (the 2FA settings page and sign-out accept both)."""
+    token = request.cookies.get(SESSION_COOKIE)
+    back = "/login?next=" + quote(request.url.path, safe="/")
+    if not token:
+        raise Redirect(back)
+    try:
+        return sessions.authenticate(session, token)
+    except Unauthenticated:
+        raise Redirect(back, clear_session=True) from None
+
+
+AnyCaller = Annotated[sessions.Authenticated, Depends(signed_in)]
+
+
+def full_level(caller: AnyCaller) -> sessions.Authenticated:
+    """While the session may only enroll, every page but enrollment sends it there first."""
+    if caller.level != "full":
+        raise Redirect("/settings/two-factor")
+    return caller
+
+
+FullCaller = Annotated[sessions.Authenticated, Depends(full_level)]
+
+
+def admin_level(caller: FullCaller) -> sessions.Authenticated:
+    # A host session (begun with an API key) never administers, as in the JSON API; the
+    # console's cookie only ever holds password sessions, so this is defence in depth.
+    if caller.teammate.role != "admin" or caller.is_host_session:
+        raise PageForbidden()
+    return caller
+
+
+AdminCaller = Annotated[sessions.Authenticated, Depends(admin_level)]
+
+
+@dataclass
+class Problem:
+    """What went wrong with a form, in words for the page (None when all went well)."""
+
+    message: str | None = None
+
+    def __bool__(self) -> bool:
+        return self.message is not None
+
+
+@contextmanager
+def form_errors(session: Session) -> Iterator[Problem]:
+    """Turn a refused action into words on the page instead of an error response.
+
+    Like the API's unit of work, a refusal that keeps its changes (a counted wrong code)
+    still commits; any other refusal is rolled back before the page renders.
+    """
+    problem = Problem()
+    try:
+        yield problem
+    except TwofaError as exc:
+        if not exc.keep_changes:
+            session.rollback()
+        problem.message = describe(exc)
+    except ValidationError as exc:
+        problem.message = describe_invalid(exc)
+
+
+def describe(exc: TwofaError) -> str:
+    if isinstance(exc, RateLimited):
+        return f"{exc.message} Try again in {wait_words(exc.retry_after)}."
+    return exc.message
+
+
+def wait_words(seconds: int) -> str:
+    if seconds < 120:
+        return f"{seconds} second{'s' if seconds != 1 else ''}"
+    minutes = (seconds + 59) // 60
+    return f"{minutes} minutes"
+
+
+def describe_invalid(exc: ValidationError) -> str:
+    problems = []
+    for err in exc.errors()[:3]:
+        field = ".".join(str(p) for p in err.get("loc", ())) or "form"
+        problems.append(f"{field.replace('_', ' ').capitalize()}: {err.get('msg', 'invalid')}")
+    return "; ".join(problems) + "."
+
+
+def _redirect_page(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, Redirect)
+    response = redirect(exc.location)
+    if exc.clear_session:
+        response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+def _forbidden_page(request: Request, exc: Exception) -> Response:
+    return render(request, "error.html", {
+        "title": "Not allowed",
+        "message": "Only admins of this workspace may open this page.",
+    }, status_code=403)
+
+
+def _csrf_page(request: Request, exc: Exception) -> Response:
+    return render(request, "error.html", {
+        "title": "Form refused",
+        "message": "This form was refused because it did not come from a page of this site "
+        "(its security token was missing or wrong). Go back, reload the page and try again.",
+    }, status_code=403)
+
+
+def install_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(Redirect, _redirect_page)
+    app.add_exception_handler(PageForbidden, _forbidden_page)
+    app.add_exception_handler(CsrfRefused, _csrf_page)
+    app.add_exception_handler(NotMounted, _not_found_page)
+
+
+class NotMounted(Exception):  # noqa: N818 - answered as a plain 404
+    """A page that does not exist here (or not in this configuration)."""
+
+
+@contextmanager
+def or_not_found() -> Iterator[None]:
+    """A record of the URL that does not exist (or is another workspace's): the 404 page."""
+    try:
+        yield
+    except NotFound:
+        raise NotMounted() from None
+
+
+def _not_found_page(request: Request, exc: Exception) -> Response:
+    return render(request, "error.html", {"title": "Not found",
+                                          "message": "There is no such page."}, status_code=404)

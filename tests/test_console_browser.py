@@ -1,0 +1,346 @@
+"""The web console in a real browser, against a real `twofa up --demo` (API, worker, relay,
+mail catcher as child processes), on this run's backend.
+
+The journeys share one stack and run in file order, each starting where the last one left
+the demo workspace: the admin turns 2FA on first, the teammates meet it afterwards.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+
+from tests.browser import (
+    CHROMIUM,
+    DEMO_PASSWORD,
+    DESKTOP,
+    UpStack,
+    check,
+    code_for,
+    qr_text,
+    secret_on,
+    twofa_up,
+)
+from tests.stack import wait_until
+from tests.webhook_receiver import Receiver
+
+# ~1 minute on one `twofa up`; it builds that stack itself, on this run's backend.
+pytestmark = [pytest.mark.slow, pytest.mark.uses_backend, pytest.mark.timeout(300)]
+ADMIN = "admin@demo.test"
+MEMBER = "member-00001@demo.test"
+OTHER = "member-00002@demo.test"
+NEWCOMER = "newcomer@demo.test"
+secrets: dict[str, str] = {}
+
+
+@pytest.fixture(scope="module")
+def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UpStack]:
+    with twofa_up(tmp_path_factory.mktemp("up")) as stack:
+        yield stack
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[Receiver]:
+    started = Receiver().start()
+    yield started
+    started.stop()
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Browser]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (.ci/run does)")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def admin(chromium: Browser, up: UpStack) -> Iterator[Page]:
+    """The admin's browser, kept for the whole module (their session lives on)."""
+    context = chromium.new_context(base_url=up.url, viewport=DESKTOP, accept_downloads=True)
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=up.url)
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+@pytest.fixture
+def person(chromium: Browser, up: UpStack) -> Iterator[Page]:
+    """A fresh browser (no cookies) for a teammate."""
+    context: BrowserContext = chromium.new_context(base_url=up.url, viewport=DESKTOP,
+                                                   accept_downloads=True)
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+def open_caught_mail(page: Page, to: str, subject: str) -> None:
+    """Open the newest caught email to `to`, reloading /dev/mail until the worker sent it."""
+    link = page.locator("li", has_text=f"to {to}").get_by_role("link", name=subject).first
+
+    def arrived() -> bool:
+        page.goto("/dev/mail")
+        return link.count() > 0
+
+    wait_until(arrived, 60, 0.5, message=f"an email to {to}")
+    link.click()
+
+
+def nav(page: Page, link: str) -> None:
+    page.get_by_role("navigation", name="Main").get_by_role("link", name=link, exact=True).click()
+
+
+def sign_in(page: Page, email: str, password: str = DEMO_PASSWORD, workspace: str | None = "demo",
+            name: str | None = None) -> None:
+    if workspace is not None:
+        page.goto("/login")
+        page.get_by_label("Workspace").fill(workspace)
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(password)
+    if name:
+        check(page, name)
+    page.get_by_role("button", name="Sign in").click()
+
+
+def enroll(page: Page, email: str, name: str | None = None) -> list[str]:
+    """On /settings/two-factor: read the secret, confirm with a computed code, keep the codes."""
+    expect(page).to_have_url(re.compile(r"/settings/two-factor$"))
+    expect(page.get_by_role("img", name="QR code")).to_be_visible()
+    expect(page.get_by_role("main").get_by_text(email, exact=True)).to_be_visible()  # account
+    secret = secrets[email] = secret_on(page)
+    assert re.fullmatch(r"[A-Z2-7]{32}", secret), secret
+    uri = qr_text(page)  # the QR code and the text say the same
+    assert uri.startswith("otpauth://totp/Demo%20Team:") and f"secret={secret}" in uri, uri
+    if name:
+        check(page, name)
+    page.get_by_label("Code", exact=True).fill(code_for(secret))
+    page.get_by_role("button", name="Turn on 2FA").click()
+    expect(page.get_by_role("heading", name="Your recovery codes")).to_be_visible()
+    codes = page.locator("#codes code").all_inner_texts()
+    assert len(codes) == 10
+    return codes
+
+
+def test_admin_enrolls_requires_2fa_and_watches_the_rollout(admin: Page, up: UpStack) -> None:
+    sign_in(admin, ADMIN, name="sign-in")
+    expect(admin).to_have_url(re.compile(r"/$"))
+    check(admin, "home")
+    nav(admin, "Authentication")
+    admin.get_by_label("Require all teammates to authenticate via 2FA").check()
+    admin.get_by_role("button", name="Save").click()  # not before the admin has 2FA
+    expect(admin.get_by_role("alert")).to_have_text(
+        "Turn on two-factor authentication for your own account before you require it for everyone.")
+    expect(admin.get_by_label("Require all teammates to authenticate via 2FA")).not_to_be_checked()
+    nav(admin, "Two-factor authentication")
+    codes = enroll(admin, ADMIN, name="two-factor-setup")
+    admin.get_by_role("button", name="Copy").click()
+    expect(admin.get_by_text("Copied to the clipboard.")).to_be_visible()
+    assert admin.evaluate("navigator.clipboard.readText()").split() == codes
+    check(admin, "recovery-codes")
+
+    nav(admin, "Authentication")
+    admin.get_by_label("Require all teammates to authenticate via 2FA").check()
+    expect(admin.get_by_label("Grace period (hours)")).to_be_disabled()
+    admin.get_by_role("button", name="Save").click()
+    expect(admin.get_by_role("status")).to_have_text("Saved.")
+    admin.evaluate("window.sameDocument = true")  # gone if the page reloads
+    counts = admin.locator("[data-count]")
+    expect(admin.locator('[data-count="invited"]')).to_have_text("25", timeout=60_000)
+    expect(admin.locator('[data-count="pending"]')).to_have_text("0")
+    expect(admin.locator('[data-count="enrolled"]')).to_have_text("1")
+    expect(admin.locator("#rollout-status")).to_have_text(
+        "Every teammate is enrolled or has their invitation.")
+    assert admin.evaluate("window.sameDocument") is True, "the page reloaded"
+    assert counts.count() >= 5
+    check(admin, "authentication")
+
+
+def test_teammate_enrolls_from_the_caught_invitation(person: Page, up: UpStack) -> None:
+    page = person
+    page.goto("/dev/mail")
+    check(page, "caught-mail")
+    open_caught_mail(page, MEMBER, "Demo Team now requires two-factor authentication")
+    check(page, "caught-mail-message")
+    page.get_by_role("link", name=re.compile(r"enroll\?workspace=demo$")).click()
+
+    expect(page.get_by_label("Workspace")).to_have_value("demo")
+    sign_in(page, MEMBER, workspace=None, name="enroll-sign-in")
+    codes = enroll(page, MEMBER)
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Download").click()
+    saved = Path(download.value.path()).read_text()
+    assert download.value.suggested_filename.endswith(".txt")
+    assert all(code in saved for code in codes)
+    page.get_by_role("link", name="Continue to Demo Team").click()
+    expect(page.get_by_text("You are signed in to Demo Team")).to_be_visible()
+    expect(page.get_by_role("link", name="Teammates")).to_have_count(0)  # no admin navigation
+
+    page.get_by_role("button", name="Sign out").click()
+    sign_in(page, MEMBER)
+    page.get_by_label("Code").fill("000000")
+    page.get_by_role("button", name="Verify").click()
+    expect(page.get_by_role("alert")).to_have_text("That code is not valid.")
+    check(page, "sign-in-code-error")
+    page.get_by_label("Code").fill(code_for(secrets[MEMBER], steps_ahead=1))
+    page.get_by_role("button", name="Verify").click()
+    expect(page.get_by_text("You are signed in to Demo Team")).to_be_visible()
+
+    settings = page.goto("/settings/two-factor")
+    assert settings is not None and settings.status == 200
+    expect(page.get_by_role("button", name="Turn off 2FA")).to_be_disabled()
+    expect(page.get_by_text("You cannot turn it off: Demo Team requires")).to_be_visible()
+    check(page, "two-factor-on")
+    for path in ("/admin/teammates", "/admin/authentication"):
+        response = page.goto(path)
+        assert response is not None and response.status == 403
+        expect(page.get_by_role("heading", name="Not allowed")).to_be_visible()
+    check(page, "forbidden", phone=False)
+
+
+def test_a_session_that_must_enroll_sees_only_enrollment(person: Page, up: UpStack) -> None:
+    # Signed in with the keyboard alone; the focused button shows a focus ring.
+    person.goto("/login")
+    expect(person.get_by_label("Workspace")).to_be_focused()
+    for text in ("demo", OTHER, DEMO_PASSWORD):
+        person.keyboard.type(text)
+        person.keyboard.press("Tab")
+    button = person.get_by_role("button", name="Sign in")
+    expect(button).to_be_focused()
+    outline = button.evaluate(
+        "b => getComputedStyle(b).outlineStyle + ' ' + getComputedStyle(b).outlineWidth")
+    assert outline.startswith("solid") and not outline.endswith(" 0px"), outline
+    person.keyboard.press("Enter")
+    expect(person).to_have_url(re.compile(r"/settings/two-factor$"))
+    for path in ("/", "/admin/teammates"):  # the enrollment redirect comes before any 403
+        person.goto(path)
+        expect(person).to_have_url(re.compile(r"/settings/two-factor$"))
+    expect(person.get_by_text("requires two-factor authentication. Set it up")).to_be_visible()
+    person.get_by_label("Code", exact=True).fill("123")
+    person.get_by_role("button", name="Turn on 2FA").click()
+    expect(person.get_by_role("alert")).to_be_visible()
+
+
+def test_admin_invites_a_newcomer_who_joins_straight_into_setup(
+        admin: Page, person: Page, up: UpStack) -> None:
+    admin.goto("/admin/teammates")
+    admin.get_by_label("Email").fill(NEWCOMER)
+    admin.get_by_label("Name").fill("New Comer")
+    admin.get_by_role("button", name="Invite").click()
+    expect(admin.get_by_role("status")).to_have_text(f"Invitation sent to {NEWCOMER}.")
+
+    open_caught_mail(person, NEWCOMER, "You have been invited to Demo Team")
+    person.get_by_role("link", name=re.compile(r"join\?token=")).click()
+    join_url = person.url
+    person.get_by_label("Name").fill("Nova Comer")
+    person.get_by_label("Password").fill("a-new-password-42")
+    check(person, "join")
+    person.get_by_role("button", name="Join").click()
+    enroll(person, NEWCOMER)
+
+    person.goto(join_url)  # the link served once
+    person.get_by_label("Password").fill("another-password")
+    person.get_by_role("button", name="Join").click()
+    expect(person.get_by_role("alert")).to_contain_text("invitation link")
+
+
+def test_admin_creates_an_api_key_and_a_webhook(admin: Page, up: UpStack,
+                                                receiver: Receiver) -> None:
+    admin.goto("/admin/api-keys")
+    admin.get_by_label("Name").fill("Intranet login")
+    admin.get_by_role("button", name="Create key").click()
+    key = admin.get_by_role("status").locator("pre").inner_text()
+    assert key.startswith("twofa_sk_")
+    check(admin, "api-keys")
+    admin.get_by_role("button", name="Revoke Intranet login").click()
+    expect(admin.get_by_role("row", name=re.compile("Intranet login"))).to_contain_text("revoked")
+    assert key not in admin.content()  # shown once
+
+    admin.goto("/admin/webhooks")
+    admin.get_by_label("Endpoint URL").fill("http://127.0.0.1:9/nowhere")
+    admin.get_by_label("All events").uncheck()
+    admin.get_by_role("button", name="Add webhook").click()
+    expect(admin.get_by_role("alert")).to_contain_text("event type")  # none chosen
+    admin.get_by_label("Endpoint URL").fill(receiver.url("/hook"))
+    admin.get_by_role("button", name="Add webhook").click()
+    secret = admin.get_by_role("status").locator("pre").inner_text()
+    assert secret.startswith("whsec_")
+    receiver.secrets["/hook"] = secret
+    check(admin, "webhooks")
+
+
+def test_admin_disables_a_teammates_2fa_and_they_enroll_again(
+        admin: Page, person: Page, up: UpStack) -> None:
+    admin.goto("/admin/teammates")
+    row = admin.get_by_role("row", name=re.compile(MEMBER))
+    expect(row.get_by_role("img", name="2FA enabled")).to_be_visible()
+    expect(admin.get_by_role("row", name=re.compile(OTHER)).get_by_role(
+        "button", name="Resend invitation")).to_be_visible()
+    check(admin, "teammates")
+    row.get_by_role("button", name="Disable 2FA").click()
+    check(admin, "disable-2fa-confirm")
+    admin.get_by_role("button", name="Yes, disable 2FA").click()
+    expect(admin.get_by_role("status")).to_contain_text(f"off for {MEMBER}")
+    expect(admin.get_by_role("row", name=re.compile(MEMBER)).get_by_role(
+        "img", name="2FA enabled")).to_have_count(0)
+
+    sign_in(person, MEMBER)
+    expect(person).to_have_url(re.compile(r"/settings/two-factor$"))
+    expect(person.get_by_role("img", name="QR code")).to_be_visible()
+
+
+def test_deliveries_redeliver_and_the_audit_log(admin: Page, up: UpStack,
+                                               receiver: Receiver) -> None:
+    admin.goto("/admin/webhooks")
+    admin.get_by_role("link", name=receiver.url("/hook")).click()
+    row = admin.get_by_role("row", name=re.compile("twofa.disabled"))
+
+    def delivered() -> bool:
+        admin.reload()
+        return row.count() == 1 and "succeeded" in row.inner_text()
+
+    wait_until(delivered, 60, 0.5, message="the twofa.disabled delivery")
+    check(admin, "webhook-deliveries")
+    [first] = [r for r in receiver.at("/hook") if r.verified and r.verified["type"] == "twofa.disabled"]
+    row.get_by_role("button", name="Redeliver").click()
+    expect(admin.get_by_role("status")).to_have_text("Queued to be sent again.")
+    wait_until(lambda: receiver.ids("/hook").count(first.webhook_id) == 2, 60,
+               message="the same event delivered again")
+
+    admin.goto("/admin/audit-log")
+    admin.get_by_label("Event type").select_option("twofa.disabled")
+    admin.get_by_role("button", name="Filter").click()
+    rows = admin.get_by_role("row", name=re.compile("twofa.disabled"))
+    expect(rows).to_have_count(1)
+    expect(rows).to_contain_text("by=admin")
+    check(admin, "audit-log")
+
+
+def test_a_cross_site_form_post_is_refused(admin: Page, up: UpStack) -> None:
+    evil = "http://evil.test/"
+    admin.route(evil, lambda route: route.fulfill(content_type="text/html", body=(
+        f'<!doctype html><html lang="en"><title>x</title><form method="post" '
+        f'action="{up.url}/admin/authentication"><button>Win a prize</button></form></html>')))
+    admin.goto(evil)
+    with admin.expect_navigation():
+        admin.get_by_role("button", name="Win a prize").click()
+    expect(admin.get_by_role("heading", name="Form refused")).to_be_visible()
+    check(admin, "form-refused", phone=False)
+    # Same site, cookie sent, but no token in the form: refused as well.
+    refused = admin.request.post(f"{up.url}/admin/authentication", form={"x": "1"})
+    assert refused.status == 403
+    admin.goto("/admin/authentication")
+    expect(admin.get_by_label("Require all teammates to authenticate via 2FA")).to_be_checked()
+
+
+def test_caught_mail_exists_only_with_the_mail_catcher(up: UpStack) -> None:
+    listed = httpx.get(f"{up.url}/dev/mail")
+    assert listed.status_code == 200 and "Demo Team now requires" in listed.text
+    escaped = httpx.get(f"{up.url}/dev/mail/..%2Ftwofa.db")
+    assert escaped.status_code in (404, 422)
