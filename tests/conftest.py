@@ -57,7 +57,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 @pytest.fixture(scope="session")
 def client(stack: Stack) -> Iterator[TestClient]:
-    from services.api.app import create_app
+    from services.asgi import create_app
 
     with TestClient(create_app(), base_url="http://testserver") as c:
         yield c

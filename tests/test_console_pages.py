@@ -23,7 +23,7 @@ CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 @pytest.fixture
 def browser(stack: Stack) -> Iterator[TestClient]:
     """A cookie jar of its own, like a fresh browser."""
-    from services.api.app import create_app
+    from services.asgi import create_app
 
     with TestClient(create_app(), base_url="https://testserver", follow_redirects=False) as c:
         yield c

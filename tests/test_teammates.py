@@ -19,6 +19,9 @@ from tests.conftest import WorkspaceHandle, over_http, start_api
 from tests.stack import ROOT, Stack, wait_until
 from tests.twofactor import bearer, enroll
 
+# Events caused by a request carry its client address and user agent.
+BY_HTTPX = {"ip": "127.0.0.1", "user_agent": f"python-httpx/{httpx.__version__}"}
+
 
 @pytest.fixture(scope="module")
 def api(stack: Stack) -> Iterator[httpx.Client]:
@@ -112,9 +115,9 @@ def test_role_changes_and_the_last_admin(make_ws: Any) -> None:
     assert denied.status_code == 403 and denied.json()["error"]["code"] == "forbidden"
     events = ws.client.get(f"/v1/workspaces/{ws.slug}/events?type=twofa.teammate.role_changed",
                            headers=bearer(sign_in(ws, member(ws, 1)))).json()["items"]
-    assert [e["data"] for e in events] == [  # oldest first
-        {"teammate_id": other["id"], "actor_id": me["id"], "role": "admin"},
-        {"teammate_id": me["id"], "actor_id": me["id"], "role": "member"},
+    assert [e["data"] for e in events] == [  # oldest first, each with who asked from where
+        {"teammate_id": other["id"], "actor_id": me["id"], "role": "admin", **BY_HTTPX},
+        {"teammate_id": me["id"], "actor_id": me["id"], "role": "member", **BY_HTTPX},
     ]
 
 
@@ -145,7 +148,7 @@ def test_removing_a_teammate_ends_sessions_and_keeps_the_trail(stack: Stack, mak
     added = ws.client.get(f"/v1/workspaces/{ws.slug}/events?type=twofa.teammate.added",
                           headers=ws.admin_headers()).json()["items"]
     assert [e["data"] for e in added] == [{"teammate_id": again.json()["id"],
-                                           "actor_id": ws.admin_id}]
+                                           "actor_id": ws.admin_id, **BY_HTTPX}]
 
 
 def test_cli_lists_filtered_teammates_as_csv_and_json(stack: Stack, make_ws: Any) -> None:
@@ -183,3 +186,15 @@ def test_preview_shows_who_would_be_held_before_the_flip(stack: Stack, make_ws: 
     ws.enroll_admin()
     after = ws.client.get(url, headers=ws.admin_headers()).json()
     assert after["would_block"] == 2 and after["admins_without_two_factor"] == []
+
+
+def test_events_caused_by_a_request_carry_its_address_and_user_agent(make_ws: Any) -> None:
+    ws = make_ws()
+    headers = {**ws.admin_headers(), "X-Forwarded-For": "2001:db8::7",
+               "User-Agent": "Auditor/1.0"}
+    r = ws.client.post(f"/v1/workspaces/{ws.slug}/teammates", headers=headers,
+                       json={"email": f"traced@{ws.slug}.test"})
+    assert r.status_code == 201
+    [added] = ws.client.get(f"/v1/workspaces/{ws.slug}/events?type=twofa.teammate.added",
+                            headers=ws.admin_headers()).json()["items"]
+    assert added["data"]["ip"] == "2001:db8::7" and added["data"]["user_agent"] == "Auditor/1.0"

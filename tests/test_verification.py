@@ -25,6 +25,8 @@ from tests.twofactor import (
 )
 
 MEMBER_PASSWORD = "member-password"
+# Events caused by a request carry its client address and user agent (TestClient's own).
+BY_TESTCLIENT = {"ip": "testclient", "user_agent": "testclient"}
 
 
 def member(ws: WorkspaceHandle, n: int = 1) -> str:
@@ -100,7 +102,7 @@ def test_enroll_then_sign_in_with_code(stack: Stack, make_workspace: Any) -> Non
     assert replay.status_code == 401 and replay.json()["error"]["code"] == "invalid_code"
 
     assert [e["data"] for e in events(ws, bearer(full), "twofa.enabled")] == [
-        {"teammate_id": ws.admin_id}]
+        {"teammate_id": ws.admin_id, **BY_TESTCLIENT}]
     reasons = [e["data"]["reason"] for e in events(ws, bearer(full), "twofa.verification.failed")]
     assert reasons == ["invalid_code", "replayed_code"]
     [mail] = wait_until(lambda: [m for m in stack.smtp.to(ws.admin_email)
@@ -182,7 +184,8 @@ def test_parallel_guessing_locks_after_ten_and_admin_resets(
     assert r.status_code == 204, r.text
     assert ws.client.delete(url, headers=admin).status_code == 204  # idempotent
     [disabled] = events(ws, admin, "twofa.disabled")
-    assert disabled["data"] == {"teammate_id": teammate_id, "by": "admin", "actor_id": ws.admin_id}
+    assert disabled["data"] == {"teammate_id": teammate_id, "by": "admin", "actor_id": ws.admin_id,
+                                **BY_TESTCLIENT}
 
     # Back to enrolling, no longer locked, with a fresh invitation and an email saying who.
     body = password_login(ws.client, ws.slug, member(ws), MEMBER_PASSWORD)
@@ -220,7 +223,7 @@ def test_recovery_code_signs_in_once(stack: Stack, make_workspace: Any) -> None:
     again = complete(ws.client, ws.login()["challenge"], first)
     assert again.status_code == 401 and again.json()["error"]["code"] == "invalid_code"
     [used] = events(ws, bearer(token), "twofa.recovery_code.used")
-    assert used["data"] == {"teammate_id": ws.admin_id, "remaining": 9}
+    assert used["data"] == {"teammate_id": ws.admin_id, "remaining": 9, **BY_TESTCLIENT}
     wait_until(lambda: [m for m in stack.smtp.to(ws.admin_email) if "9 left" in m.part("plain")],
                30, message="recovery-code email")
 
@@ -249,7 +252,8 @@ def test_regenerate_kills_old_codes_and_disable_needs_a_code(
     assert r.status_code == 204, r.text
     assert ws.login()["status"] == "authenticated"
     [disabled] = events(ws, ws.admin_headers(), "twofa.disabled")
-    assert disabled["data"] == {"teammate_id": ws.admin_id, "by": "self", "actor_id": ws.admin_id}
+    assert disabled["data"] == {"teammate_id": ws.admin_id, "by": "self", "actor_id": ws.admin_id,
+                                **BY_TESTCLIENT}
     wait_until(lambda: [m for m in stack.smtp.to(ws.admin_email)
                         if "turned off" in m.part("plain") and "by you" in m.part("plain")],
                30, message="disabled-by-self email")

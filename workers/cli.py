@@ -278,7 +278,7 @@ def api(
     from workers import logs
 
     _settings_checked()
-    uvicorn.run("services.api.app:app", host=host, port=port, loop="uvloop", http="httptools",
+    uvicorn.run("services.asgi:app", host=host, port=port, loop="uvloop", http="httptools",
                 log_level="info", access_log=access_log, log_config=logs.uvicorn_log_config())
 
 

@@ -1,12 +1,13 @@
-"""The FastAPI application: routers, error format, health."""
+"""The JSON API as a FastAPI application: routers, error format, health. The web console is
+mounted beside it by the composition root, services/asgi.py."""
 
 from __future__ import annotations
 
 from fastapi import FastAPI
 
-from services import console
 from services.api import docs, errors
 from services.api.body_limit import BodyLimit
+from services.api.request_context import RequestContext
 from services.api.routes import admin, auth, checks, me, teammates, two_factor, webhooks
 
 MAX_BODY_BYTES = 64 * 1024
@@ -22,11 +23,11 @@ def create_app() -> FastAPI:
     )
     # Every body here is a small JSON object: anything bigger is refused unread.
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
+    app.add_middleware(RequestContext)  # events a request records carry its ip and user agent
     errors.install(app)
     docs.install(app)
     for module in (auth, me, two_factor, admin, teammates, webhooks, checks):
         app.include_router(module.router)
-    console.install(app)  # the web console's pages, beside the JSON routes
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:
@@ -34,5 +35,3 @@ def create_app() -> FastAPI:
 
     return app
 
-
-app = create_app()

@@ -14,6 +14,7 @@ from typing import Any, Literal, TypeVar
 from pydantic import ConfigDict
 from pydantic.dataclasses import dataclass
 
+from services.events import request_context
 from services.events.catalog import EventType
 from services.models import Event
 
@@ -133,4 +134,4 @@ def of(event: Event, cls: type[P]) -> P:
     """A recorded event's data as its dataclass."""
     if PAYLOADS[EventType(event.type)] is not cls:
         raise TypeError(f"{event.type} carries {PAYLOADS[EventType(event.type)].__name__}")
-    return cls(**event.data)
+    return cls(**request_context.without_request(event.data))

@@ -1,7 +1,8 @@
 """Recording an event: the audit-log row and its outbox message, in the caller's transaction.
 
 `data` is the event type's dataclass (services/events/payloads.py) or a dict of the same
-fields; either way it is checked before anything is written.
+fields; either way it is checked before anything is written. An event recorded while a
+request is served also carries that request's `ip` and `user_agent`.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from services import outbox
-from services.events import payloads
+from services.events import payloads, request_context
 from services.events.catalog import EventType
 from services.models import Event
 from services.topics import Topic
@@ -31,7 +32,7 @@ def record(
         workspace_id=workspace_id,
         type=type_.value,
         subject=f"teammates/{teammate_id}" if teammate_id is not None else None,
-        data=payloads.checked(type_, data),
+        data=request_context.with_request(payloads.checked(type_, data)),
     )
     session.add(event)
     session.flush()  # assigns seq
