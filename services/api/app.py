@@ -24,7 +24,7 @@ def create_app() -> FastAPI:
         app.include_router(module.router)
 
     @app.get("/healthz", tags=["health"])
-    def healthz() -> dict[str, str]:
+    async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
     return app
