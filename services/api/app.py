@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
 
+from services import db_read
 from services.api import errors
 from services.api.body_limit import BodyLimit
 from services.api.routes import admin, auth, checks, me, two_factor, webhooks
@@ -11,8 +15,15 @@ from services.api.routes import admin, auth, checks, me, two_factor, webhooks
 MAX_BODY_BYTES = 64 * 1024
 
 
+@asynccontextmanager
+async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    yield
+    await db_read.close_pools()  # the async connections of the hot checks
+
+
 def create_app() -> FastAPI:
     app = FastAPI(
+        lifespan=lifespan,
         title="twofa",
         version="0.1.0",
         description="Mandatory two-factor authentication for team workspaces.",
