@@ -25,7 +25,8 @@ import httpx
 import pyotp
 
 from bench.common import drop_database, fresh_env, spawn, wait_for
-from bench.tools import WrkResult, ensure_tools, free_port, load_average, wrk
+from bench.tools import WrkResult, ensure_tools, free_port, load_average
+from bench.tools import wrk as run_wrk
 
 SESSIONS = 200  # distinct tokens cycled through by introspect and /v1/me
 
@@ -63,7 +64,10 @@ def line(method: str, path: str, auth: str = "", body: dict[str, str] | None = N
     return "\t".join((method, path, auth, json.dumps(body, separators=(",", ":")) if body else ""))
 
 
-def scenarios(data: dict[str, Any], seconds: float, base: str) -> list[WrkResult]:
+def scenarios(data: dict[str, Any], seconds: float, base: str, pid: int) -> list[WrkResult]:
+    def wrk(*args: Any, **kwargs: Any) -> WrkResult:
+        return run_wrk(*args, server_pid=pid, **kwargs)
+
     key = f"Bearer {data['api_key']}"
     healthz = [line("GET", "/healthz")]
     introspect = [line("POST", "/v1/sessions/introspect", key, {"token": t}) for t in data["tokens"]]
@@ -99,7 +103,7 @@ def run(seconds: float = 8, teammates: int = 1000, embedded: bool = False) -> di
         http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5)
         wait_for(lambda: _up(http), 30, f"the API (see {home / 'api.log'})")
         load = load_average()
-        results = scenarios(data, seconds, f"http://127.0.0.1:{port}")
+        results = scenarios(data, seconds, f"http://127.0.0.1:{port}", server.pid)
     finally:
         if server:
             server.terminate()
@@ -113,12 +117,12 @@ def report(results: list[WrkResult], load: float, backend: str, teammates: int) 
     rows = {}
     print(f"\nverification: wrk -t2 -c32, database {backend}, load average {load:.2f} at start\n")
     print(f"{'request':<42}{'req/s':>9}{'errors':>8}{'p50 ms':>9}{'p99 ms':>9}"
-          f"{'/healthz req/s':>16}{'ratio':>7}")
+          f"{'/healthz req/s':>16}{'ratio':>7}{'API CPU µs/req':>16}")
     for r in results:
         ratio = r.ok_rps / baseline
         errors = r.unexpected + (0 if r.refusals else r.errors)
         print(f"{r.name:<42}{r.ok_rps:>9.0f}{errors:>8}{r.p50_ms:>9.1f}"
-              f"{r.p99_ms:>9.1f}{baseline:>16.0f}{ratio:>7.2f}")
+              f"{r.p99_ms:>9.1f}{baseline:>16.0f}{ratio:>7.2f}{r.server_cpu_us:>16.0f}")
         rows[r.name] = {**r.as_dict(), "ratio_vs_healthz": round(ratio, 3)}
     print(f"(wrong codes: every answer a 401, or a 429 once a teammate is locked, over "
           f"{teammates} teammates)")

@@ -61,6 +61,7 @@ class WrkResult:
     p50_ms: float
     p99_ms: float
     refusals: bool = False  # every answer is meant to be a 4xx (wrong codes): count them all
+    server_cpu_us: float = 0.0  # the API process's CPU time per request (user + system)
 
     @property
     def rps(self) -> float:
@@ -76,17 +77,19 @@ class WrkResult:
         return {"requests": self.requests, "seconds": round(self.seconds, 2),
                 "req_per_s": round(self.rps, 1), "ok_req_per_s": round(self.ok_rps, 1),
                 "errors": self.errors, "unexpected_bodies": self.unexpected,
-                "p50_ms": round(self.p50_ms, 2), "p99_ms": round(self.p99_ms, 2)}
+                "p50_ms": round(self.p50_ms, 2), "p99_ms": round(self.p99_ms, 2),
+                "server_cpu_us_per_request": round(self.server_cpu_us)}
 
 
 def wrk(name: str, base_url: str, lines: list[str], seconds: float, *, once: bool = False,
-        expect: str = "", refusals: bool = False) -> WrkResult:
+        expect: str = "", refusals: bool = False, server_pid: int | None = None) -> WrkResult:
     """Run `wrk -t2 -c32` over `lines` ("METHOD\\tPATH\\tAUTH\\tBODY"), cycling through them
     (or sending each once when `once`)."""
     with tempfile.NamedTemporaryFile("w", suffix=".tsv", delete=False) as f:
         f.write("\n".join(lines) + "\n")
     env = {**os.environ, "BENCH_REQUESTS": f.name, "BENCH_THREADS": str(WRK_THREADS),
            "BENCH_ONCE": "1" if once else "0", "BENCH_EXPECT": expect}
+    cpu_before = cpu_seconds(server_pid)
     try:
         out = subprocess.run(
             ["wrk", f"-t{WRK_THREADS}", f"-c{WRK_CONNECTIONS}", f"-d{seconds:g}s", "--timeout", "10s",
@@ -94,11 +97,22 @@ def wrk(name: str, base_url: str, lines: list[str], seconds: float, *, once: boo
             env=env, check=True, capture_output=True, text=True, timeout=seconds + 60).stdout
     finally:
         os.unlink(f.name)
+    cpu = cpu_seconds(server_pid) - cpu_before
     data = json.loads(next(line for line in out.splitlines() if line.startswith("{")))
     errors = sum(data[k] for k in ("connect_errors", "read_errors", "write_errors", "non_2xx",
                                    "timeouts"))
     return WrkResult(name, data["requests"], data["duration_us"] / 1e6, errors,
-                     data["unexpected_bodies"], data["p50_us"] / 1000, data["p99_us"] / 1000, refusals)
+                     data["unexpected_bodies"], data["p50_us"] / 1000, data["p99_us"] / 1000, refusals,
+                     cpu / max(1, data["requests"]) * 1e6)
+
+
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU of a process so far: a cost per request that, unlike req/s, holds
+    up when other work shares the cores."""
+    if pid is None:
+        return 0.0
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class SmtpSink:

@@ -13,7 +13,6 @@ a minute per key (`api_keys.LAST_USE_PRECISION`).
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -122,20 +121,11 @@ async def introspect(key: str, token: str) -> Introspection:
     return Introspection(slug, tid, email, level_for(bool(required), enrolled is not None))
 
 
-# key id → monotonic time this process last wrote its use: of the requests that all see
-# the same stale value, one writes.
-_touched: dict[int, float] = {}
-
-
 async def _record_use(key_id: int, last_used: datetime | None, now: datetime) -> None:
+    """Conditional, so that of the requests seeing the same stale value one writes."""
     stale = now - LAST_USE_PRECISION
-    if last_used is not None and last_used >= stale:
-        return
-    clock = time.monotonic()
-    if clock - _touched.get(key_id, -1e9) < LAST_USE_PRECISION.total_seconds():
-        return
-    _touched[key_id] = clock
-    await db_read.execute(TOUCH_KEY, {"key_id": key_id, "stale": stale, "used_at": now})
+    if last_used is None or last_used < stale:
+        await db_read.execute(TOUCH_KEY, {"key_id": key_id, "stale": stale, "used_at": now})
 
 
 def _utc(value: datetime | None) -> datetime | None:
