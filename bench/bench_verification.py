@@ -72,6 +72,8 @@ def scenarios(data: dict[str, Any], seconds: float, base: str, pid: int) -> list
     healthz = [line("GET", "/healthz")]
     introspect = [line("POST", "/v1/sessions/introspect", key, {"token": t}) for t in data["tokens"]]
     me = [line("GET", "/v1/me", f"Bearer {t}") for t in data["tokens"]]
+    for warm in (healthz, introspect, me):  # connections opened, statements prepared
+        wrk("warm-up", base, warm, 2)
     results = [wrk("GET /healthz (async)", base, healthz, seconds, expect='"ok"'),
                wrk("POST /v1/sessions/introspect", base, introspect, seconds,
                    expect='"active":true'),
