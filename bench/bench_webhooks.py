@@ -35,8 +35,10 @@ PATH = "/bench"
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--teammates", type=int, default=10_000)
-    args = parser.parse_args()
+    run(parser.parse_args().teammates)
 
+
+def run(teammates: int = 10_000) -> dict[str, float]:
     arrivals: list[float] = []
     lock = threading.Lock()
 
@@ -49,7 +51,7 @@ def main() -> None:
     st = Stack(home=Path(tempfile.mkdtemp(prefix="twofa-bench-webhooks-")),
                overrides={"TWOFA_FANOUT_BATCH_SIZE": "100", "TWOFA_SWEEP_INTERVAL": "5"}).setup()
     try:
-        endpoint_id, expected = prepare(st, receiver, args.teammates)
+        endpoint_id, expected = prepare(st, receiver, teammates)
         st.start_worker()
         st.start_relay()
         started = time.monotonic()
@@ -78,6 +80,9 @@ def main() -> None:
     print(f"webhooks drain alone (all {expected} made pending again): {drain:8.1f} deliveries/s")
     print(f"bare httpx POST loop, same receiver and body:        {bare:8.1f} requests/s")
     print(f"ratio webhooks/bare: rollout {rollout / bare:.3f}, drain {drain / bare:.3f}")
+    return {"events": expected, "during_rollout_per_s": round(rollout, 1),
+            "drain_per_s": round(drain, 1), "bare_httpx_per_s": round(bare, 1),
+            "ratio_rollout": round(rollout / bare, 3), "ratio_drain": round(drain / bare, 3)}
 
 
 def prepare(st: Stack, receiver: Receiver, teammates: int) -> tuple[int, int]:

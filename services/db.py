@@ -8,7 +8,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -24,9 +24,20 @@ def make_engine(url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         # pysqlite's own transaction handling defers BEGIN; take control so that a
         # transaction that will write starts as a write transaction (no upgrade deadlocks).
-        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+        event.listen(engine, "begin", _sqlite_begin)
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+# Execution options of a connection that only reads, one statement at a time (db_read).
+READ_ONLY = {"twofa_read_only": True}
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    # A read-only connection takes no transaction: each statement is its own snapshot, and
+    # it never queues for the write lock.
+    if not conn.get_execution_options().get("twofa_read_only"):
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _create_private(path: Path) -> None:

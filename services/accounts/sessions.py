@@ -57,7 +57,12 @@ class SignIn:
 
 
 def level_of(teammate: Teammate, workspace: Workspace) -> Level:
-    if workspace.require_two_factor and not teammate.two_factor_enabled:
+    return level_for(workspace.require_two_factor, teammate.two_factor_enabled)
+
+
+def level_for(require_two_factor: bool, two_factor_enabled: bool) -> Level:
+    """The level rule, on plain values (the read models of session_lookup use it too)."""
+    if require_two_factor and not two_factor_enabled:
         return "enrollment"
     return "full"
 

@@ -3,8 +3,12 @@ mounted beside it by the composition root, services/asgi.py."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
 
+from services import db_read
 from services.api import docs, errors
 from services.api.body_limit import BodyLimit
 from services.api.request_context import RequestContext
@@ -13,8 +17,15 @@ from services.api.routes import admin, auth, checks, me, teammates, two_factor, 
 MAX_BODY_BYTES = 64 * 1024
 
 
+@asynccontextmanager
+async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    yield
+    await db_read.close_pools()  # the async connections of the hot checks
+
+
 def create_app() -> FastAPI:
     app = FastAPI(
+        lifespan=lifespan,
         title="twofa",
         version="0.1.0",
         description="Mandatory two-factor authentication for team workspaces.",
@@ -30,7 +41,7 @@ def create_app() -> FastAPI:
         app.include_router(module.router)
 
     @app.get("/healthz", tags=["health"])
-    def healthz() -> dict[str, str]:
+    async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
     return app

@@ -4,29 +4,30 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from services.api.deps import DB, AnySession
-from services.verification import recovery
+from services.accounts import session_lookup
+from services.api.deps import SessionToken
 
 router = APIRouter(prefix="/v1", tags=["me"])
 
 
 @router.get("/me")
-def me(caller: AnySession, session: DB) -> dict[str, object]:
-    t, w = caller.teammate, caller.workspace
+async def me(token: SessionToken) -> dict[str, object]:
+    """Async and one SELECT (session, teammate, workspace, recovery codes left)."""
+    m = await session_lookup.me(token)
     return {
-        "id": t.id,
-        "email": t.email,
-        "name": t.name,
-        "role": t.role,
-        "workspace": w.slug,
-        "level": caller.level,
+        "id": m.teammate_id,
+        "email": m.email,
+        "name": m.name,
+        "role": m.role,
+        "workspace": m.workspace,
+        "level": m.level,
         "two_factor": {
-            "enabled": t.two_factor_enabled,
-            "required": w.require_two_factor,
+            "enabled": m.enrolled_at is not None,
+            "required": m.require_two_factor,
             # Enforced = required, with no grace period (not built yet) and no exemption.
-            "enforced": w.require_two_factor,
+            "enforced": m.require_two_factor,
             "enforce_at": None,
-            "enrolled_at": t.totp_enabled_at.isoformat() if t.totp_enabled_at else None,
-            "recovery_codes_left": recovery.remaining(session, t.id),
+            "enrolled_at": m.enrolled_at.isoformat() if m.enrolled_at else None,
+            "recovery_codes_left": m.recovery_codes_left,
         },
     }

@@ -1,0 +1,66 @@
+"""All benchmarks in one command; each figure beside a baseline measured in the same run.
+
+    .venv/bin/python -m bench                              # verification and rollout
+    .venv/bin/python -m bench --only verification          # a subset (comma-separated)
+    .venv/bin/python -m bench --only rollout --teammates 5000
+
+Parts: verification (introspect, /v1/me, /v1/login/two-factor vs an async /healthz, wrk),
+rollout (flip → last email accepted by smtp-sink vs bare smtplib loops), webhooks
+(deliveries vs a bare httpx loop). Installs wrk and Postfix's smtp-sink with apt-get when
+missing; needs PostgreSQL and Redis on 127.0.0.1 (scripts/services.sh). Every byte stays on
+loopback. Writes bench/results/latest.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench import bench_rollout, bench_verification, bench_webhooks
+
+PARTS = ("verification", "rollout", "webhooks")
+RESULTS = Path(__file__).with_name("results") / "latest.json"
+
+
+def machine() -> dict[str, Any]:
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text()
+                  .splitlines() if line.startswith("model name")), platform.processor())
+    return {"cpus": os.cpu_count(), "cpu": model, "python": platform.python_version(),
+            "system": platform.platform()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", default="verification,rollout",
+                        help=f"comma-separated parts of: {', '.join(PARTS)}")
+    parser.add_argument("--seconds", type=float, default=8, help="wrk duration per request")
+    parser.add_argument("--teammates", type=int, default=10_000, help="rollout and webhooks size")
+    parser.add_argument("--workers", type=int, default=2, help="rollout worker processes")
+    parser.add_argument("--embedded", action="store_true",
+                        help="verification on SQLite (the embedded default) instead of PostgreSQL")
+    args = parser.parse_args()
+    parts = [p.strip() for p in args.only.split(",") if p.strip()]
+    unknown = set(parts) - set(PARTS)
+    if unknown:
+        sys.exit(f"unknown part(s): {', '.join(sorted(unknown))}; choose from {', '.join(PARTS)}")
+    out: dict[str, Any] = {"when": datetime.now(UTC).isoformat(timespec="seconds"),
+                           "machine": machine(), "load_average_before": os.getloadavg()[0]}
+    if "verification" in parts:
+        out["verification"] = bench_verification.run(args.seconds, 1000, args.embedded)
+    if "rollout" in parts:
+        out["rollout"] = bench_rollout.run(args.teammates, args.workers)
+    if "webhooks" in parts:
+        out["webhooks"] = bench_webhooks.run(args.teammates)
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.write_text(json.dumps(out, indent=2) + "\n")
+    print(f"\nwritten: {RESULTS.relative_to(Path.cwd()) if RESULTS.is_relative_to(Path.cwd()) else RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
