@@ -20,7 +20,7 @@ def install(app: FastAPI) -> None:
     """Mount the console's pages, static files and error pages on the API's app."""
     web.install_handlers(app)
     app.mount("/static", StaticFiles(directory=STATIC), name="console-static")
-    for module in (auth_pages, settings_pages, admin_pages, records_pages):
+    # /dev/mail decides per request whether it exists (dev_mail.local_only): importing the
+    # app reads no settings.
+    for module in (auth_pages, settings_pages, admin_pages, records_pages, dev_mail):
         app.include_router(module.router)
-    if dev_mail.enabled():
-        app.include_router(dev_mail.router)
