@@ -1,14 +1,9 @@
-"""Read models of the hot checks, each one indexed SELECT of the columns needed:
+"""Read model of GET /v1/me, one indexed SELECT of the columns needed: a live session by its
+token's hash, with its teammate, workspace and the count of unused recovery codes.
 
-* `me`: a live session by its token's hash, with its teammate, workspace and the count of
-  unused recovery codes (GET /v1/me);
-* `introspect`: the API key by its hash with its workspace, and the live session of the
-  token if it belongs to a teammate of that same workspace (POST /v1/sessions/introspect).
-
-Same rules as `sessions.authenticate` and `api_keys.authenticate`, without the ORM: a host
-application asks on every request it serves, so these run on the event loop through
-`db_read`, outside any transaction. Only the API key's last use is written, at most once
-a minute per key (`api_keys.LAST_USE_PRECISION`).
+Same rules as `sessions.authenticate`, without the ORM: it runs on the event loop through
+`db_read`, outside any transaction. (Introspection, the host applications' hot check, is
+services/host_checks/introspection.py.)
 """
 
 from __future__ import annotations
@@ -16,21 +11,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import ColumnElement, and_, bindparam, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, bindparam, func, select
 
 from services import db_read
 from services.accounts.sessions import Level, level_for
 from services.crypto import hash_token
 from services.errors import Unauthenticated
-from services.host_checks.api_keys import LAST_USE_PRECISION, PREFIX
-from services.models import ApiKey, AuthSession, RecoveryCode, Teammate, UTCDateTime, Workspace, utcnow
+from services.models import AuthSession, RecoveryCode, Teammate, UTCDateTime, Workspace, utcnow
 
-_NOW = bindparam("now", type_=UTCDateTime)
+NOW = bindparam("now", type_=UTCDateTime)
 
 
-def _live_session() -> ColumnElement[bool]:
+def live_session() -> ColumnElement[bool]:
     return and_(AuthSession.token_hash == bindparam("token_hash"), AuthSession.kind == "session",
-                AuthSession.ended_at.is_(None), AuthSession.expires_at > _NOW)
+                AuthSession.ended_at.is_(None), AuthSession.expires_at > NOW)
 
 
 _RECOVERY_LEFT = (select(func.count()).where(RecoveryCode.teammate_id == Teammate.id,
@@ -42,25 +36,7 @@ ME = (select(Teammate.id, Teammate.email, Teammate.name, Teammate.role, Teammate
       .select_from(AuthSession)
       .join(Teammate, Teammate.id == AuthSession.teammate_id)
       .join(Workspace, Workspace.id == Teammate.workspace_id)
-      .where(_live_session()))
-
-# Left joins: a known key with an unknown token, or with another workspace's, still gives
-# its row (the key is good, the session is not active for it).
-INTROSPECT = (select(ApiKey.id, ApiKey.revoked_at, ApiKey.last_used_at, Workspace.slug,
-                     Workspace.require_two_factor, Teammate.id, Teammate.email,
-                     Teammate.totp_enabled_at)
-              .select_from(ApiKey)
-              .join(Workspace, Workspace.id == ApiKey.workspace_id)
-              .outerjoin(AuthSession, _live_session())
-              .outerjoin(Teammate, and_(Teammate.id == AuthSession.teammate_id,
-                                        Teammate.workspace_id == ApiKey.workspace_id))
-              .where(ApiKey.key_hash == bindparam("key_hash")))
-
-TOUCH_KEY = (update(ApiKey)
-             .where(ApiKey.id == bindparam("key_id"),
-                    or_(ApiKey.last_used_at.is_(None), ApiKey.last_used_at < bindparam("stale")))
-             .values(last_used_at=bindparam("used_at")))
-
+      .where(live_session()))
 
 @dataclass(frozen=True, slots=True)
 class Me:
@@ -79,22 +55,6 @@ class Me:
         return level_for(self.require_two_factor, self.enrolled_at is not None)
 
 
-@dataclass(frozen=True, slots=True)
-class Introspection:
-    """What a workspace's API key may know of a token: `active` only for its own teammates."""
-
-    workspace: str
-    teammate_id: int | None = None
-    email: str | None = None
-    level: Level | None = None
-
-    def as_dict(self) -> dict[str, object]:
-        if self.teammate_id is None:
-            return {"active": False}
-        return {"active": True, "teammate_id": self.teammate_id, "email": self.email,
-                "workspace": self.workspace, "level": self.level}
-
-
 async def me(token: str) -> Me:
     """The signed-in teammate of a live session token; 401 invalid_token otherwise."""
     row = await db_read.fetch_one(ME, {"token_hash": hash_token(token), "now": utcnow()}) \
@@ -102,31 +62,8 @@ async def me(token: str) -> Me:
     if row is None:
         raise Unauthenticated("The session is unknown, expired or ended.", "invalid_token")
     tid, email, name, role, enrolled, origin, slug, required, left = row
-    return Me(tid, email, name, role, _utc(enrolled), origin, slug, bool(required), int(left))
+    return Me(tid, email, name, role, utc(enrolled), origin, slug, bool(required), int(left))
 
 
-async def introspect(key: str, token: str) -> Introspection:
-    """`token`'s session as `key`'s workspace sees it; 401 invalid_api_key for a bad key."""
-    if not key.startswith(PREFIX):  # a session token or garbage: no lookup needed
-        raise Unauthenticated("The API key is unknown or revoked.", "invalid_api_key")
-    now = utcnow()
-    row = await db_read.fetch_one(INTROSPECT, {"key_hash": hash_token(key),
-                                               "token_hash": hash_token(token), "now": now})
-    if row is None or row[1] is not None:
-        raise Unauthenticated("The API key is unknown or revoked.", "invalid_api_key")
-    key_id, _, last_used, slug, required, tid, email, enrolled = row
-    await _record_use(key_id, _utc(last_used), now)
-    if tid is None:
-        return Introspection(slug)
-    return Introspection(slug, tid, email, level_for(bool(required), enrolled is not None))
-
-
-async def _record_use(key_id: int, last_used: datetime | None, now: datetime) -> None:
-    """Conditional, so that of the requests seeing the same stale value one writes."""
-    stale = now - LAST_USE_PRECISION
-    if last_used is None or last_used < stale:
-        await db_read.execute(TOUCH_KEY, {"key_id": key_id, "stale": stale, "used_at": now})
-
-
-def _utc(value: datetime | None) -> datetime | None:
+def utc(value: datetime | None) -> datetime | None:
     return value.astimezone(UTC) if value is not None else None

@@ -54,11 +54,11 @@ def bearer(request: Request, _: BearerDeclared) -> str:
 # Async twins of the header checks for the async routes: a sync dependency would cost a hop
 # into the thread pool, more than the rest of a check. They run before the body is read,
 # like the sync ones, so a missing header is a 401 whatever the body.
-async def session_token(request: Request) -> str:
+async def session_token(request: Request, _: BearerDeclared) -> str:
     return bearer_token(request, "unauthenticated")
 
 
-async def api_key_token(request: Request) -> str:
+async def api_key_token(request: Request, _: BearerDeclared) -> str:
     return bearer_token(request, "invalid_api_key", "twofa_sk_…")
 
 

@@ -7,9 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Response
 
 from services.accounts import login as login_service
-from services.accounts import session_lookup, sessions, teammates
+from services.accounts import sessions, teammates
 from services.api.deps import DB, AnySession, ApiKeyToken, client_ip
 from services.api.schemas import AcceptIn, LoginIn, TokenIn
+from services.host_checks import introspection
 
 router = APIRouter(prefix="/v1", tags=["sign-in"])
 
@@ -32,7 +33,7 @@ async def introspect(body: TokenIn, key: ApiKeyToken) -> dict[str, object]:
     A token of another workspace answers exactly like an unknown one: a key tells nothing
     about other workspaces' sessions. Async and one SELECT: hosts call it on every request.
     """
-    return (await session_lookup.introspect(key, body.token)).as_dict()
+    return (await introspection.introspect(key, body.token)).as_dict()
 
 
 @router.post("/logout", status_code=204)
