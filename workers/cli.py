@@ -248,6 +248,9 @@ def worker(
 ) -> None:
     """Run a Celery worker (by default on both queues; production runs webhook workers apart)."""
     _settings_checked()
+    from workers import metrics as worker_metrics
+
+    worker_metrics.prepare(get_settings().worker_metrics_port)  # before prometheus_client loads
     from workers.celery_app import app
     from workers.celery_app import queues as worker_queues
 

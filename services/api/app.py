@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from services.api import errors
+from services.api import errors, observability
 from services.api.body_limit import BodyLimit
 from services.api.routes import admin, auth, checks, me, two_factor, webhooks
 
@@ -20,6 +20,7 @@ def create_app() -> FastAPI:
     # Every body here is a small JSON object: anything bigger is refused unread.
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
     errors.install(app)
+    observability.install(app)  # /metrics, /readyz, request series, 503 when the database is down
     for module in (auth, me, two_factor, admin, webhooks, checks):
         app.include_router(module.router)
 
