@@ -49,6 +49,10 @@ def _settings_checked() -> None:
 
 
 def _logging() -> None:
+    from workers import structured_logs
+
+    if structured_logs.configured(get_settings().log_format):
+        return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
@@ -249,8 +253,10 @@ def worker(
     """Run a Celery worker (by default on both queues; production runs webhook workers apart)."""
     _settings_checked()
     from workers import metrics as worker_metrics
+    from workers import structured_logs
 
     worker_metrics.prepare(get_settings().worker_metrics_port)  # before prometheus_client loads
+    structured_logs.prepare_worker(get_settings().log_format)
     from workers.celery_app import app
     from workers.celery_app import queues as worker_queues
 

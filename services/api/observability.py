@@ -6,6 +6,7 @@ and the installation-wide ones read from the database at scrape time.
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -17,8 +18,10 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from services import readiness
+from services import jsonlog, readiness
 from services.api.errors import error_body
+from services.api.request_log import RequestLog
+from services.config import get_settings
 from services.metrics import events as event_metrics
 from services.metrics.database import DatabaseCollector
 from services.metrics.registry import REQUEST_SECONDS, REQUESTS, VERIFICATIONS
@@ -81,7 +84,13 @@ def _database_unreachable(_: Request, exc: Exception) -> JSONResponse:
 
 def install(app: FastAPI) -> None:
     event_metrics.install()
+    structured = get_settings().log_format == "json"
+    if structured:
+        jsonlog.configure()
+        # The twofa.request line is the access log here (route template, ids, no query).
+        logging.getLogger("uvicorn.access").disabled = True
     app.add_middleware(RequestMetrics)
+    app.add_middleware(RequestLog, structured=structured)  # outermost: ids every answer
     app.add_exception_handler(OperationalError, _database_unreachable)
     app.add_exception_handler(InterfaceError, _database_unreachable)
     scrape = CollectorRegistry(auto_describe=False)
