@@ -19,6 +19,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services import jsonlog, readiness
+from services.api import openapi_errors
 from services.api.errors import error_body
 from services.api.request_log import RequestLog
 from services.config import get_settings
@@ -93,6 +94,7 @@ def install(app: FastAPI) -> None:
     app.add_middleware(RequestLog, structured=structured)  # outermost: ids every answer
     app.add_exception_handler(OperationalError, _database_unreachable)
     app.add_exception_handler(InterfaceError, _database_unreachable)
+    _document_errors(app)
     scrape = CollectorRegistry(auto_describe=False)
     scrape.register(DatabaseCollector())
 
@@ -114,6 +116,19 @@ def install(app: FastAPI) -> None:
         """This process's series, then the installation-wide ones read from the database."""
         body = generate_latest(PROCESS_REGISTRY) + generate_latest(scrape)
         return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+
+def _document_errors(app: FastAPI) -> None:
+    """The error statuses join the OpenAPI document when it is first built (after every
+    router is included)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            openapi_errors.document(build())  # build() caches the dict it returns
+        return build()
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 READY_RESPONSES: dict[int | str, dict[str, Any]] = {
