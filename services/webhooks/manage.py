@@ -35,11 +35,14 @@ class Changes:
 def update_endpoint(session: Session, workspace: Workspace, endpoint_id: int,
                     changes: Changes) -> WebhookEndpoint:
     """Apply the changes; the URL passes the same SSRF and port checks as at subscription."""
+    # Input first: a bad URL is a 422 whether or not the endpoint exists.
+    url = ssrf.parse_url(changes.url).geturl() if changes.url is not None else None
+    types = validate_event_types(changes.event_types) if changes.event_types is not None else None
     endpoint = get(session, workspace, endpoint_id)
-    if changes.url is not None:
-        endpoint.url = ssrf.parse_url(changes.url).geturl()
-    if changes.event_types is not None:
-        endpoint.event_types = validate_event_types(changes.event_types)
+    if url is not None:
+        endpoint.url = url
+    if types is not None:
+        endpoint.event_types = types
     if changes.enabled is True and not endpoint.enabled:
         _enable(session, endpoint)
     elif changes.enabled is False and endpoint.enabled:
