@@ -115,13 +115,14 @@ def redeliver_all(endpoint_id: int) -> None:
     from services import outbox
     from services.db import unit_of_work
     from services.models import WebhookDelivery, utcnow
+    from services.topics import Topic
 
     with unit_of_work() as session:
         session.execute(
             update(WebhookDelivery).where(WebhookDelivery.endpoint_id == endpoint_id)
             .values(status="pending", attempts=0, next_attempt_at=utcnow(), finished_at=None)
         )
-        outbox.enqueue(session, "webhooks.deliver", endpoint_id=endpoint_id)
+        outbox.enqueue(session, Topic.DELIVER_WEBHOOKS, endpoint_id=endpoint_id)
 
 
 def rate(times: list[float]) -> float:

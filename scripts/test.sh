@@ -1,11 +1,39 @@
 #!/usr/bin/env bash
-# Set up and run the whole suite: on PostgreSQL + Redis, then on the embedded default
-# (SQLite + a broker with no server). Extra arguments go to both pytest runs.
+# Set up, lint and type-check once, then run the suite on PostgreSQL + Redis and on the
+# embedded default (SQLite + a broker with no server) side by side: each run has its own
+# databases, queues, folders and ports. Tests that touch no backend run once, in the
+# embedded run (the postgres run has more to do). Each run writes a log, printed in full at the end; the script fails if
+# either run fails. Extra arguments go to both pytest runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 if [ -z "${CI:-}" ]; then bash scripts/services.sh || true; fi
 .venv/bin/ruff check services workers tests bench
 .venv/bin/mypy
-TWOFA_TEST_BACKEND=postgres .venv/bin/pytest -q -p no:cacheprovider "$@"
-TWOFA_TEST_BACKEND=embedded .venv/bin/pytest -q -p no:cacheprovider "$@"
+
+logs=$(mktemp -d "${TMPDIR:-/tmp}/twofa-tests.XXXXXX")
+TWOFA_TEST_BACKEND=postgres TWOFA_TEST_SKIP_BACKEND_FREE=1 .venv/bin/pytest -q -p no:cacheprovider "$@" \
+  >"$logs/postgres.log" 2>&1 &
+postgres=$!
+TWOFA_TEST_BACKEND=embedded .venv/bin/pytest -q -p no:cacheprovider "$@" \
+  >"$logs/embedded.log" 2>&1 &
+embedded=$!
+trap 'kill "$postgres" "$embedded" 2>/dev/null || true' INT TERM
+echo "pytest on postgres (pid $postgres) and embedded (pid $embedded); logs in $logs"
+echo "(tests that use no backend run in the embedded run only: the postgres run deselects them)"
+
+status=0
+for run in postgres embedded; do
+  pid=${!run}
+  rc=0; wait "$pid" || rc=$?
+  # 5 is pytest's "no tests ran": fine for postgres when all that was asked is backend-free.
+  if [ "$rc" -eq 0 ] || { [ "$run" = postgres ] && [ "$rc" -eq 5 ]; }; then
+    result=passed
+  else
+    result=FAILED; status=1
+  fi
+  echo
+  echo "===== $run: $result ($logs/$run.log) ====="
+  cat "$logs/$run.log"
+done
+exit "$status"

@@ -1,4 +1,8 @@
-"""The one place that reads the environment: every TWOFA_* variable lives here."""
+"""The one place that reads the environment: every TWOFA_* variable lives here.
+
+Everything is parsed and checked when Settings load (retry schedules, keys, URLs), so a bad
+value stops a process at start with the variable's name, never later inside a task.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +11,16 @@ import secrets
 from contextlib import suppress
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from cryptography.fernet import Fernet
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# Seconds between attempts, from "5,30,120": each a number ≥ 0, at least one.
+Schedule = Annotated[tuple[float, ...], NoDecode]
+SMTP_SCHEMES = ("smtp", "smtp+starttls", "smtps")
 
 
 class ConfigurationError(Exception):
@@ -29,20 +38,25 @@ class Settings(BaseSettings):
     public_url: str = "http://127.0.0.1:8000"
     encryption_keys: str | None = None
     webhook_allow_private: bool = False
-    webhook_retry_schedule: str = "5,300,1800,7200,18000,36000"
-    webhook_failure_threshold: int = 5
+    webhook_retry_schedule: Schedule = (5, 300, 1800, 7200, 18000, 36000)
+    webhook_failure_threshold: int = Field(default=5, ge=1)
+    # A delivery run's claim on its window; a killed worker's window is sent again once it
+    # lapses. Each attempt gets a quarter of it (15 s at most), see services/webhooks/delivery.py.
+    webhook_lease_seconds: float = Field(default=60.0, ge=4.0)
     # Seconds between attempts to hand an email to SMTP after a transient failure.
-    email_retry_schedule: str = "5,30,120,600,1800"
+    email_retry_schedule: Schedule = (5, 30, 120, 600, 1800)
+    # argon2id parameters: "cheapest" keeps test suites fast and is refused in production.
+    argon2_profile: Literal["rfc9106-low-memory", "cheapest"] = "rfc9106-low-memory"
     mail_from: str = "twofa <no-reply@twofa.invalid>"
     queue: str = "twofa"
-    fanout_batch_size: int = 100
+    fanout_batch_size: int = Field(default=100, ge=1)
     # A batch's claim on its invitations; after it lapses the sweep hands them to another task.
-    send_lease_seconds: int = 120
-    sweep_interval: float = 15.0
-    relay_poll_interval: float = 0.2
+    send_lease_seconds: int = Field(default=120, ge=1)
+    sweep_interval: float = Field(default=15.0, gt=0)
+    relay_poll_interval: float = Field(default=0.2, gt=0)
     relay_heartbeat_file: Path | None = None
     # An outbox message whose task has not succeeded this long after publishing goes out again.
-    outbox_redeliver_seconds: float = 600.0
+    outbox_redeliver_seconds: float = Field(default=600.0, gt=0)
     session_ttl_seconds: int = 12 * 3600
     # Seconds a join link stays valid (TWOFA_JOIN_TOKEN_TTL); a resend issues a new one.
     join_token_ttl: int = Field(default=7 * 24 * 3600, ge=60)
@@ -57,6 +71,45 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = "text"
     worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
     worker_concurrency: int = 2
+
+    @field_validator("email_retry_schedule", "webhook_retry_schedule", mode="before")
+    @classmethod
+    def _parse_schedule(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = tuple(float(part) for part in value.split(",") if part.strip())
+        if isinstance(value, tuple | list) and not value:
+            raise ValueError("needs at least one delay")
+        return value
+
+    @field_validator("email_retry_schedule", "webhook_retry_schedule")
+    @classmethod
+    def _check_schedule(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if any(delay < 0 for delay in value):
+            raise ValueError("delays are seconds, never negative")
+        return value
+
+    @field_validator("encryption_keys")
+    @classmethod
+    def _check_keys(cls, value: str | None) -> str | None:
+        for key in (value or "").split(","):
+            if key.strip():
+                Fernet(key.strip().encode())  # ValueError: not 32 url-safe base64-encoded bytes
+        return value
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _check_smtp_url(cls, value: str | None) -> str | None:
+        if value is not None and urlsplit(value).scheme not in SMTP_SCHEMES:
+            raise ValueError(f"the scheme must be one of {', '.join(SMTP_SCHEMES)}")
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _check_public_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http(s) URL with a host")
+        return value
 
     @property
     def home_dir(self) -> Path:
@@ -87,8 +140,7 @@ class Settings(BaseSettings):
         return self.home_dir / "mail"
 
     def retry_schedule(self, which: Literal["email", "webhook"]) -> list[float]:
-        raw = self.email_retry_schedule if which == "email" else self.webhook_retry_schedule
-        return [float(part) for part in raw.split(",") if part.strip()]
+        return list(self.email_retry_schedule if which == "email" else self.webhook_retry_schedule)
 
     def keys(self) -> list[bytes]:
         """Encryption keys, newest first. The embedded default generates one under ./var/."""
@@ -115,13 +167,12 @@ class Settings(BaseSettings):
                 "TWOFA_ENV=production refuses generated keys and embedded defaults; set "
                 + ", ".join(missing)
             )
-        for key in self.keys():
-            try:
-                Fernet(key)
-            except ValueError as exc:
-                raise ConfigurationError(f"TWOFA_ENCRYPTION_KEYS holds an invalid key: {exc}") from exc
         if self.public_url.startswith("http://127.0.0.1"):
             raise ConfigurationError("TWOFA_PUBLIC_URL is still the development default")
+        if self.argon2_profile == "cheapest":
+            raise ConfigurationError(
+                "TWOFA_ENV=production refuses TWOFA_ARGON2_PROFILE=cheapest (a test setting)"
+            )
 
 
 def _generated_key(path: Path) -> bytes:
@@ -145,4 +196,17 @@ def write_private(path: Path, content: bytes = b"") -> None:
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()
+    """The settings of this process, parsed once; a bad value raises ConfigurationError."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise ConfigurationError(_describe(exc)) from None
+
+
+def _describe(exc: ValidationError) -> str:
+    """One line per bad variable, by its environment name, without echoing its value (keys)."""
+    lines = []
+    for error in exc.errors():
+        field = str(error["loc"][0]) if error["loc"] else "?"
+        lines.append(f"TWOFA_{field.upper()}: {error['msg']}")
+    return "invalid settings: " + "; ".join(lines)

@@ -67,7 +67,6 @@ class Workspace(Base):
 class Teammate(Base):
     __tablename__ = "teammates"
     __table_args__ = (
-        UniqueConstraint("workspace_id", "email"),
         # Addresses are compared case-insensitively: one teammate per lower(email) among those
         # not removed (sign-in and host checks look up through this index too).
         Index("ux_teammates_workspace_lower_email", "workspace_id", func.lower(text("email")),
@@ -94,6 +93,9 @@ class Teammate(Base):
     failed_attempts: Mapped[int] = mapped_column(Integer, default=0)
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     lockouts: Mapped[int] = mapped_column(Integer, default=0)
+    # An admin-issued single-use code for a lost device (SHA-256), valid until it expires.
+    bypass_code_hash: Mapped[str | None] = mapped_column(String(64))
+    bypass_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     @property
     def two_factor_enabled(self) -> bool:
@@ -117,6 +119,8 @@ class AuthSession(Base):
     # Where the first factor was checked: "password" (twofa's own sign-in) or "host" (a host
     # application with an API key). A host session never reaches an admin route.
     origin: Mapped[str] = mapped_column(String(16), default="password", server_default="password")
+    # The second factor that opened it: totp | recovery_code | bypass (None: no second factor).
+    factor: Mapped[str | None] = mapped_column(String(16))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     teammate_id: Mapped[int] = mapped_column(ForeignKey("teammates.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -1,7 +1,8 @@
 """Transactional outbox: work recorded in the caller's transaction, published by the relay.
 
-A message's topic is the name of the task that will carry it out and its payload the task's
-keyword arguments; the service layer names work, the workers layer does it. A message is
+A message's topic (services/topics.py) is the name of the task that will carry it out and
+its payload the task's keyword arguments; the service layer names work, the workers layer
+does it. A message is
 complete once its task succeeded; one published but not completed in time is published
 again (at least once, end to end), so every task must be idempotent.
 """
@@ -17,9 +18,10 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from services.models import OutboxMessage, utcnow
+from services.topics import Topic
 
 # Payload keys under which the relay merges many messages of one topic into one task.
-MERGEABLE: dict[str, str] = {"events.dispatch": "event_seqs"}
+MERGEABLE: dict[str, str] = {Topic.DISPATCH_EVENTS: "event_seqs"}
 MAX_PUBLISHES = 10  # a task that never succeeds is not republished forever
 
 
@@ -32,8 +34,10 @@ class Publication:
     outbox_ids: list[int] = field(default_factory=list)
 
 
-def enqueue(session: Session, topic: str, **payload: Any) -> None:
-    session.add(OutboxMessage(topic=topic, payload=payload))
+def enqueue(session: Session, topic: Topic, **payload: Any) -> None:
+    """Record work for after commit. An unknown topic fails here, in the caller's transaction,
+    not later as a message no worker knows."""
+    session.add(OutboxMessage(topic=Topic(topic).value, payload=payload))
 
 
 def claim_unpublished(session: Session, limit: int) -> Sequence[OutboxMessage]:

@@ -3,22 +3,32 @@
 from __future__ import annotations
 
 import os
+import signal
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.stack import Stack, backend, check_services, wait_until
+from tests import stack as stack_module
+from tests.stack import Stack, backend, check_services, free_port, wait_until
 from tests.twofactor import Enrolled, bearer, enroll
 
 ADMIN_PASSWORD = "admin-password-123"
 
 
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt  # scripts/test.sh stops a run with SIGTERM: tear the stacks down
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    signal.signal(signal.SIGTERM, _interrupt)
+    config.addinivalue_line(
+        "markers", "uses_backend: builds its own Stack (no backend fixture), so runs on each backend")
     if backend() == "postgres" or os.environ.get("CI"):
         try:
             check_services()
@@ -138,10 +148,64 @@ def workspace(make_workspace: object) -> WorkspaceHandle:
     return make_workspace()  # type: ignore[operator]
 
 
+def start_api(stack: Stack, **env: str) -> Iterator[httpx.Client]:
+    """`twofa api` as production runs it, in its own process, and a client for it."""
+    port, name = free_port(), f"api-{uuid.uuid4().hex[:6]}"
+    stack.start(name, "api", "--port", str(port), env=env)
+    http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
+
+    def up() -> bool:
+        try:
+            return http.get("/healthz").status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_until(up, 30, message=f"the API on port {port}\n{stack.log(name)}")
+        yield http
+    finally:
+        http.close()
+        stack.kill(name)
+
+
+def over_http(http: httpx.Client, make_workspace: Any) -> Any:
+    """make_workspace, with the handle talking to a real server over HTTP."""
+    def make(teammates: int = 0, password: str = "member-password") -> WorkspaceHandle:
+        ws: WorkspaceHandle = make_workspace(teammates=teammates, password=password)
+        ws.client = http  # type: ignore[assignment]  # httpx.Client: the same API as TestClient
+        return ws
+    return make
+
+
+# Fixtures that stand up a backend; a test using none of them touches no backend, and the
+# postgres run of scripts/test.sh (TWOFA_TEST_SKIP_BACKEND_FREE=1) leaves it out.
+BACKEND_FIXTURES = {"stack", "client", "workspace", "make_workspace", "own_stack", "quiet_stack"}
+
+
+def backend_free(item: pytest.Item) -> bool:
+    """No backend fixture and no `uses_backend` mark (tests that build a Stack themselves)."""
+    names = set(getattr(item, "fixturenames", ()))
+    return not names & BACKEND_FIXTURES and item.get_closest_marker("uses_backend") is None
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if Path(str(item.fspath)).name.startswith("test_fault"):
             item.add_marker(pytest.mark.slow)
+    if os.environ.get("TWOFA_TEST_SKIP_BACKEND_FREE"):
+        skipped = [item for item in items if backend_free(item)]
+        if skipped:
+            config.hook.pytest_deselected(items=skipped)
+            items[:] = [item for item in items if not backend_free(item)]
+
+
+@pytest.fixture(autouse=True)
+def _backend_needs_a_mark(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test that builds a Stack or asks for the backend without a backend fixture must say
+    so (`uses_backend`), or scripts/test.sh would run it on one backend only."""
+    stack_module.backend_free_test = backend_free(request.node)
+    yield
+    stack_module.backend_free_test = False
 
 
 __all__ = ["wait_until"]

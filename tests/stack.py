@@ -31,7 +31,13 @@ PG_ADMIN_URL = os.environ.get("TWOFA_TEST_PG", "postgresql://postgres@127.0.0.1:
 REDIS_URL = os.environ.get("TWOFA_TEST_REDIS", "redis://127.0.0.1:6379/0")
 
 
+# True while a test runs that uses no backend fixture: scripts/test.sh runs such tests on one
+# backend only, so one that asks for the backend anyway must be marked `uses_backend`.
+backend_free_test = False
+
+
 def backend() -> str:
+    assert not backend_free_test, "this test depends on the backend: mark it @pytest.mark.uses_backend"
     value = os.environ.get("TWOFA_TEST_BACKEND", "postgres")
     assert value in ("postgres", "embedded"), value
     return value
@@ -187,6 +193,10 @@ class Stack:
             "TWOFA_FANOUT_BATCH_SIZE": "50",
             "TWOFA_WEBHOOK_ALLOW_PRIVATE": "true",
             "TWOFA_WEBHOOK_RETRY_SCHEDULE": "0.5,1,1",
+            "TWOFA_WEBHOOK_FAILURE_THRESHOLD": "3",  # endpoints disabled sooner: a shorter test
+            # A killed worker's webhook window is retried after this; attempts get a quarter.
+            "TWOFA_WEBHOOK_LEASE_SECONDS": "10",
+            "TWOFA_ARGON2_PROFILE": "cheapest",  # argon2's cheapest profile: tests only
             "TWOFA_PUBLIC_URL": "https://twofa.example.test",
         }
         if backend() == "postgres":

@@ -27,9 +27,11 @@ def _twofa(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedPr
 
 def test_up_runs_the_whole_flow_on_the_embedded_default(tmp_path: Path) -> None:
     env, port = _plain_env(tmp_path), free_port()
-    up = subprocess.Popen([sys.executable, "-m", "workers.cli", "up", "--demo", "--port",
-                           str(port)], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True)
+    # Output goes to a file: a pipe nobody reads blocks the children once 64 KiB of logs fill it.
+    with open(tmp_path / "up.log", "wb") as log:
+        up = subprocess.Popen([sys.executable, "-m", "workers.cli", "up", "--demo", "--port",
+                               str(port)], cwd=tmp_path, env=env, stdout=log,
+                              stderr=subprocess.STDOUT)
     try:
         http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
 
@@ -63,6 +65,7 @@ def test_up_runs_the_whole_flow_on_the_embedded_default(tmp_path: Path) -> None:
         assert "member-00001@demo.test" in table.stdout and "invited" in table.stdout
     finally:
         up.send_signal(signal.SIGINT)
-        out, _ = up.communicate(timeout=60)
+        up.wait(timeout=60)
+    out = (tmp_path / "up.log").read_text(errors="replace")
     assert up.returncode == 0, out
     assert "stopping" in out and "var/mail" in out

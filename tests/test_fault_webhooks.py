@@ -20,6 +20,7 @@ EVENTS = 8
 DEADLINE = 2.0  # seconds: the attempt deadline these tests give their Sender
 
 
+@pytest.mark.uses_backend
 def test_worker_killed_mid_delivery_loses_no_event(tmp_path: Path) -> None:
     st = Stack(home=tmp_path / "webhooks-fault").setup()
     receiver = Receiver().start()
@@ -130,7 +131,10 @@ class DripReceiver:
 @pytest.fixture
 def quiet_stack(tmp_path: Path) -> Iterator[Stack]:
     """A database of its own and no worker: the test runs the delivery in this process."""
-    st = Stack(home=tmp_path / "webhooks-deadline").setup()
+    # Retries wait a minute here: a run must stop at a failure however slowly a loaded
+    # machine records it (with the 0.5 s test schedule the retry could already be due).
+    st = Stack(home=tmp_path / "webhooks-deadline",
+               overrides={"TWOFA_WEBHOOK_RETRY_SCHEDULE": "60,60,60"}).setup()
     try:
         yield st
     finally:
@@ -220,8 +224,7 @@ def test_a_window_stops_at_the_first_failure_and_releases_the_rest(quiet_stack: 
         receiver.stop()
 
 
-def test_a_window_stops_before_a_lease_could_lapse(quiet_stack: Stack,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_window_stops_before_a_lease_could_lapse(quiet_stack: Stack) -> None:
     """An attempt starts only while a whole deadline (plus the record margin) is left on the lease."""
     receiver = Receiver().start()
 
@@ -238,15 +241,14 @@ def test_a_window_stops_before_a_lease_could_lapse(quiet_stack: Stack,
             from services.webhooks import delivery, signing
             from services.webhooks.transport import Sender
 
-            monkeypatch.setattr(delivery, "LEASE_SECONDS", 1.0)
-            monkeypatch.setattr(delivery, "RECORD_MARGIN", 0.0)
-            leased_at = time.monotonic()
+            lease = delivery.Lease(seconds=1.0, record_margin=0.0)
             with unit_of_work() as session:
-                jobs = delivery.claim_window(session, endpoint_id, 10)
+                jobs = delivery.claim_window(session, endpoint_id, 10, lease=lease)
+            leased_at = time.monotonic()  # after the claim: this tests send_window's arithmetic
             assert [job.event_id for job in jobs] == ids
             signer = signing.Signer(crypto.decrypt(jobs[0].secret_enc))
             with Sender(timeout=0.5) as sender:
-                sent = delivery.send_window(sender, signer, jobs, leased_at)
+                sent = delivery.send_window(sender, signer, jobs, leased_at, lease)
             # Every attempt that started could end (deadline 0.5 s) within the 1 s lease.
             assert 1 <= len(sent.done) <= 2 and sent.unsent
             assert [job.event_id for job, _, _ in sent.done] + [job.event_id for job in sent.unsent] == ids

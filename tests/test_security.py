@@ -27,47 +27,24 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import ADMIN_PASSWORD, WorkspaceHandle
-from tests.stack import ROOT, Stack, free_port, wait_until
+from tests.conftest import ADMIN_PASSWORD, WorkspaceHandle, over_http, start_api
+from tests.stack import ROOT, Stack, wait_until
 from tests.twofactor import bearer, code, enroll, steady, wrong_codes
 
 MEMBER_PASSWORD = "member-password"
-
-
-def _start_api(stack: Stack, **env: str) -> Iterator[httpx.Client]:
-    port, name = free_port(), f"api-{uuid.uuid4().hex[:6]}"
-    stack.start(name, "api", "--port", str(port), env=env)
-    http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
-
-    def up() -> bool:
-        try:
-            return http.get("/healthz").status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    try:
-        wait_until(up, 30, message=f"the API on port {port}\n{stack.log(name)}")
-        yield http
-    finally:
-        http.close()
-        stack.kill(name)
 
 
 @pytest.fixture(scope="module")
 def api(stack: Stack) -> Iterator[httpx.Client]:
     """`twofa api` as production runs it. Hash slots are waited for long here, so that the
     per-IP limit, not the hashing bound, decides the bursts below."""
-    yield from _start_api(stack, TWOFA_PASSWORD_HASH_WAIT_SECONDS="120")
+    yield from start_api(stack, TWOFA_PASSWORD_HASH_WAIT_SECONDS="120")
 
 
 @pytest.fixture
 def make_ws(api: httpx.Client, make_workspace: Callable[..., WorkspaceHandle]
             ) -> Callable[..., WorkspaceHandle]:
-    def make(teammates: int = 0) -> WorkspaceHandle:
-        ws = make_workspace(teammates=teammates, password=MEMBER_PASSWORD)
-        ws.client = api  # type: ignore[assignment]  # httpx.Client: the same API as TestClient
-        return ws
-    return make
+    return over_http(api, make_workspace)
 
 
 def member(ws: WorkspaceHandle, n: int = 1) -> str:
@@ -278,11 +255,26 @@ def _peak_rss_kib(pid: int) -> int:
     return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1))  # type: ignore[union-attr]
 
 
+def _give_the_admin_a_production_cost_hash(ws: WorkspaceHandle) -> None:
+    """Test stacks hash with argon2's cheapest profile, and a hash is verified with the
+    parameters stored in it: this test needs the real 64 MiB cost to contend for slots."""
+    from argon2 import PasswordHasher
+
+    from services.db import unit_of_work
+    from services.models import Teammate
+
+    with unit_of_work() as session:
+        admin = session.get(Teammate, ws.admin_id)
+        assert admin is not None
+        admin.password_hash = PasswordHasher().hash(ADMIN_PASSWORD)
+
+
 def test_a_flood_of_wrong_passwords_is_answered_503_not_hashed_at_once(
         stack: Stack, make_ws: Any) -> None:
     ws = make_ws()
+    _give_the_admin_a_production_cost_hash(ws)
     before = set(stack.procs)
-    flood = _start_api(stack, TWOFA_PASSWORD_HASH_CONCURRENCY="1",
+    flood = start_api(stack, TWOFA_PASSWORD_HASH_CONCURRENCY="1",
                        TWOFA_PASSWORD_HASH_WAIT_SECONDS="0")
     http = next(flood)
     try:
@@ -399,6 +391,7 @@ def test_addresses_are_validated_normalized_and_case_insensitive(make_ws: Any) -
     assert special.status_code == 201 and special.json()["email"] == "someone@sub.example.invalid"
 
 
+@pytest.mark.uses_backend
 def test_the_migration_refuses_case_duplicates_and_names_them(tmp_path: Path) -> None:
     from alembic import command
     from sqlalchemy import create_engine, text

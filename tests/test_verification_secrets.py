@@ -73,6 +73,7 @@ def test_no_secret_token_or_recovery_code_in_clear(
     assert crypto.hash_token(enrolled.recovery_codes[1]) in stored
 
 
+@pytest.mark.uses_backend
 def test_keys_rotate_re_encrypts_every_secret(tmp_path: Any) -> None:
     """On a stack of its own: rotation rewrites every secret, which would break the others."""
     other = Stack(home=tmp_path / "rotation").setup()

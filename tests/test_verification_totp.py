@@ -13,9 +13,8 @@ import pytest
 from services.verification import recovery, totp
 from tests.twofactor import rfc6238
 
-# ../shared sits beside the checkout (as in CI).
-VECTORS = json.loads(
-    (Path(__file__).resolve().parents[2] / "shared" / "vectors" / "rfc-otp.json").read_text())
+# RFC 6238 Appendix B and RFC 4226 Appendix D, copied into tests/data/ (the file names its source).
+VECTORS = json.loads((Path(__file__).resolve().parent / "data" / "rfc-otp.json").read_text())
 SHA1_SEED = VECTORS["totp_seeds_base32"]["SHA1"]
 
 

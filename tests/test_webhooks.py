@@ -17,7 +17,8 @@ from tests.conftest import WorkspaceHandle
 from tests.stack import Stack, wait_until
 from tests.webhook_receiver import Receiver
 
-VECTORS = Path(__file__).resolve().parents[2] / "shared" / "vectors" / "standard-webhooks.json"
+# The Standard Webhooks signature example, copied into tests/data/ (the file names its source).
+VECTORS = Path(__file__).resolve().parent / "data" / "standard-webhooks.json"
 CLOUDEVENT_ATTRIBUTES = {"specversion", "id", "source", "type", "time", "datacontenttype", "data"}
 
 

@@ -1,4 +1,9 @@
-"""The Celery application, configured from Settings.
+"""The Celery application, built from Settings by `make_app()`; importing this does nothing.
+
+`get_app()` builds the process's app once. `workers.celery_app.app` is that app, built on
+first access, so `from workers.celery_app import app` and `celery -A workers.celery_app`
+still work. Task modules declare their tasks with `shared_task`, which attaches them to
+whichever app the process builds.
 
 Tasks are idempotent, so they ack late and are requeued if their worker dies mid-task.
 Webhook tasks have a queue of their own (`<queue>.webhooks`): a receiver that answers slowly
@@ -7,14 +12,17 @@ holds webhook workers only, never the invitations and emails of the main queue.
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 from celery import Celery
 
 from services.config import Settings, get_settings
+from services.topics import Topic
 from workers import broker_fs
 
-broker_fs.install()  # filesystem:// with atomic writes and claims (see workers/broker_fs.py)
+TASK_MODULES = ["workers.tasks", "workers.webhook_tasks"]
+WEBHOOK_TOPICS = (Topic.DELIVER_WEBHOOKS, Topic.SWEEP_WEBHOOKS, Topic.SEND_WEBHOOK_DISABLED_EMAIL)
 
 
 def broker_options(settings: Settings) -> dict[str, Any]:
@@ -48,14 +56,15 @@ def queues(settings: Settings, which: str = "all") -> list[str]:
 
 
 def make_app(settings: Settings | None = None) -> Celery:
+    """A Celery app for these settings; it becomes the process's current app."""
     settings = settings or get_settings()
-    app = Celery("twofa", broker=settings.resolved_broker_url,
-                 include=["workers.tasks", "workers.webhook_tasks"])
+    broker_fs.install()  # filesystem:// with atomic writes and claims (see workers/broker_fs.py)
+    app = Celery("twofa", broker=settings.resolved_broker_url, include=TASK_MODULES)
     app.conf.update(
         broker_transport_options=broker_options(settings),
         broker_connection_retry_on_startup=True,
         task_default_queue=settings.queue,
-        task_routes={"webhooks.*": {"queue": webhooks_queue(settings)}},
+        task_routes={topic.value: {"queue": webhooks_queue(settings)} for topic in WEBHOOK_TOPICS},
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         task_ignore_result=True,
@@ -67,4 +76,13 @@ def make_app(settings: Settings | None = None) -> Celery:
     return app
 
 
-app = make_app()
+@cache
+def get_app() -> Celery:
+    return make_app()
+
+
+def __getattr__(name: str) -> Celery:
+    """`app` is built on first access (PEP 562), not when the module is imported."""
+    if name == "app":
+        return get_app()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

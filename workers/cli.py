@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import csv
 import enum
+import json
 import logging
 import os
+import sys
 import time
 from typing import Annotated
 
@@ -17,8 +20,9 @@ from rich.table import Table
 from services import migrate
 from services.accounts import teammates as teammate_service
 from services.accounts import workspaces
-from services.config import ConfigurationError, get_settings
+from services.config import ConfigurationError, Settings, get_settings
 from services.db import unit_of_work
+from services.enrollment.state import STATES
 from services.errors import TwofaError
 from services.policy import service as policy
 
@@ -202,18 +206,58 @@ def _rollout_line(required: bool, version: int, c: policy.Rollout) -> str:
             f"{c.invited} invited, {c.pending} pending, {c.failed} failed")
 
 
+class OutputFormat(enum.StrEnum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+FILTER_VALUES = {"two_factor": ("enabled", "disabled"), "enrollment": STATES, "q": None}
+
+
 @cli.command("teammates")
 def list_teammates(
-    slug: str, limit: Annotated[int, typer.Option(help="At most this many rows")] = 200
+    slug: str,
+    limit: Annotated[int, typer.Option(help="At most this many rows")] = 200,
+    filter_: Annotated[list[str] | None, typer.Option(
+        "--filter", help="KEY=VALUE: two_factor=enabled|disabled, enrollment=STATE, q=TEXT "
+                         "(repeatable)")] = None,
+    output: Annotated[OutputFormat, typer.Option("--format")] = OutputFormat.table,
 ) -> None:
-    """Print the teammates with their 2FA and enrollment state."""
+    """Print the teammates with their 2FA and enrollment state (who isn't enrolled yet?)."""
+    filters = _parse_filters(filter_ or [])
     try:
         with unit_of_work() as session:
             ws = workspaces.get_by_slug(session, slug)
-            views, _ = teammate_service.page(session, ws, limit, None)
+            views, _ = teammate_service.page(session, ws, limit, None, filters)
     except TwofaError as exc:
         err.print(f"[red]error:[/] {exc.message}")
         raise typer.Exit(1) from exc
+    rows = [v.as_dict() for v in views]
+    if output is OutputFormat.json:
+        print(json.dumps(rows, indent=2))
+    elif output is OutputFormat.csv:
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]) if rows else ["id"])
+        writer.writeheader()
+        writer.writerows(rows)
+    else:
+        _print_table(ws, views)
+
+
+def _parse_filters(pairs: list[str]) -> teammate_service.Filters:
+    given: dict[str, str] = {}
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        allowed = FILTER_VALUES.get(key, ())
+        if key not in FILTER_VALUES or (allowed is not None and value not in allowed):
+            err.print(f"[red]error:[/] unknown filter {pair!r}; use two_factor=enabled|disabled, "
+                      f"enrollment={'|'.join(STATES)} or q=TEXT")
+            raise typer.Exit(2)
+        given[key] = value
+    return teammate_service.Filters(**given)
+
+
+def _print_table(ws: workspaces.Workspace, views: list[teammate_service.TeammateView]) -> None:
     table = Table(title=f"{ws.name} ({ws.slug})")
     for column in ("id", "email", "name", "role", "2FA", "enrollment"):
         table.add_column(column)
@@ -229,13 +273,17 @@ def list_teammates(
 def api(
     host: Annotated[str, typer.Option()] = "127.0.0.1",
     port: Annotated[int, typer.Option()] = 8000,
+    access_log: Annotated[bool, typer.Option(
+        "--access-log/--no-access-log", help="One line per request (query values hidden)")] = False,
 ) -> None:
     """Run the HTTP API (uvicorn, uvloop + httptools)."""
     import uvicorn
 
+    from workers import logs
+
     _settings_checked()
     uvicorn.run("services.api.app:app", host=host, port=port, loop="uvloop", http="httptools",
-                log_level="info", access_log=False)
+                log_level="info", access_log=access_log, log_config=logs.uvicorn_log_config())
 
 
 class WorkerQueues(enum.StrEnum):
@@ -252,14 +300,15 @@ def worker(
 ) -> None:
     """Run a Celery worker (by default on both queues; production runs webhook workers apart)."""
     _settings_checked()
+    from workers import logs, structured_logs
     from workers import metrics as worker_metrics
-    from workers import structured_logs
 
     worker_metrics.prepare(get_settings().worker_metrics_port)  # before prometheus_client loads
     structured_logs.prepare_worker(get_settings().log_format)
     from workers.celery_app import app
     from workers.celery_app import queues as worker_queues
 
+    logs.quiet_periodic_tasks()
     settings = get_settings()
     which = WorkerQueues(queues).value
     app.worker_main(["worker", "--loglevel=INFO", "-Q", ",".join(worker_queues(settings, which)),
@@ -303,6 +352,8 @@ def up(
     if demo:
         _demo_workspace()
     env = dict(os.environ, TWOFA_HOME=str(home))
+    public_url = _public_url(settings, host, port)
+    env["TWOFA_PUBLIC_URL"] = public_url
     catcher = None
     if not settings.smtp_url:
         catcher = mailcatcher.start(settings.mail_dir, settings.mailcatcher_port)
@@ -310,17 +361,8 @@ def up(
     supervisor = Supervisor(env)
     supervisor.spawn("worker", ["worker"])
     supervisor.spawn("relay", ["relay"])
-    supervisor.spawn("api", ["api", "--host", host, "--port", str(port)])
-    console.print(Panel.fit(
-        f"API          http://{host}:{port}  (OpenAPI: /docs, health: /healthz)\n"
-        f"database     {_redacted(settings.resolved_database_url)}\n"
-        f"broker       {_redacted(settings.resolved_broker_url)}"
-        f"{' (' + str(settings.broker_folder) + ')' if settings.is_embedded_broker else ''}\n"
-        f"mail         {settings.mail_dir if catcher else _redacted(settings.resolved_smtp_url)}"
-        f"{'  (caught, one .eml per message)' if catcher else ''}\n"
-        + (f"demo         workspace 'demo', admin@demo.test / {DEMO_PASSWORD}\n" if demo else "")
-        + "Ctrl-C stops everything.",
-        title="twofa up"))
+    supervisor.spawn("api", ["api", "--host", host, "--port", str(port), "--access-log"])
+    console.print(_banner(settings, host, port, public_url, caught=catcher is not None, demo=demo))
     died = supervisor.wait()
     console.print("stopping…" if died is None else f"[red]{died} exited; stopping the rest[/]")
     supervisor.stop()
@@ -328,6 +370,37 @@ def up(
         catcher.stop()
     if died is not None:
         raise typer.Exit(1)
+
+
+def _public_url(settings: Settings, host: str, port: int) -> str:
+    """TWOFA_PUBLIC_URL when set; otherwise the address `up` listens on (loopback for a
+    wildcard host), so the links in emails follow --port."""
+    if "public_url" in settings.model_fields_set:
+        return settings.public_url
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104 - compared, not bound
+    return f"http://{f'[{shown}]' if ':' in shown else shown}:{port}"
+
+
+def _banner(settings: Settings, host: str, port: int, public_url: str, *, caught: bool,
+            demo: bool) -> Panel:
+    smtp = settings.resolved_smtp_url
+    if caught:
+        mail = f"{_redacted(smtp)}, caught in {settings.mail_dir} (one .eml per message)"
+    else:
+        mail = _redacted(smtp)
+    broker = _redacted(settings.resolved_broker_url)
+    if settings.is_embedded_broker:
+        broker += f" ({settings.broker_folder})"
+    lines = [
+        f"API          http://{host}:{port}  (OpenAPI: /docs, health: /healthz)",
+        f"emails link  {public_url}",
+        f"database     {_redacted(settings.resolved_database_url)}",
+        f"broker       {broker}",
+        f"mail (SMTP)  {mail}",
+        *([f"demo         workspace 'demo', admin@demo.test / {DEMO_PASSWORD}"] if demo else []),
+        "Ctrl-C stops everything.",
+    ]
+    return Panel.fit("\n".join(lines), title="twofa up")
 
 
 def _demo_workspace() -> None:

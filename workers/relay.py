@@ -20,6 +20,7 @@ from services import outbox
 from services.config import get_settings
 from services.db import unit_of_work
 from services.models import OutboxMessage
+from services.topics import Topic
 
 log = logging.getLogger(__name__)
 KEEP_COMPLETED = timedelta(days=7)
@@ -64,8 +65,8 @@ def run(app: Celery, stop: threading.Event | None = None) -> None:
             now = time.monotonic()
             if now >= next_sweep:
                 republish_overdue(app)
-                app.send_task("enrollment.sweep")
-                app.send_task("webhooks.sweep")  # retries due by next_attempt_at, lapsed leases
+                app.send_task(Topic.SWEEP_ROLLOUTS)
+                app.send_task(Topic.SWEEP_WEBHOOKS)  # retries due by next_attempt_at, lapsed leases
                 next_sweep = now + settings.sweep_interval
             if settings.relay_heartbeat_file:  # healthy means a loop that reached the database
                 settings.relay_heartbeat_file.touch()

@@ -1,4 +1,8 @@
-"""Thin Celery tasks: take ids, call into services, decide only about retrying."""
+"""Thin Celery tasks: take ids, call into services, decide only about retrying.
+
+Each is registered under its outbox topic (services/topics.py) on whichever app the process
+builds (workers/celery_app.py).
+"""
 
 from __future__ import annotations
 
@@ -6,29 +10,28 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from celery import Task
+from celery import Task, shared_task
 from celery.signals import task_success
 
-from services import outbox
+from services import handlers, outbox
 from services.config import get_settings
 from services.db import unit_of_work
 from services.email import notifications
 from services.email.message import OutgoingEmail
 from services.email.smtp import SmtpMailer, TransientSendError
 from services.enrollment import fanout, sending
-from services.events import dispatch as event_dispatch
-from workers.celery_app import app
+from services.topics import Topic
 
 log = logging.getLogger(__name__)
 
 
-@app.task(name="events.dispatch")
+@shared_task(name=Topic.DISPATCH_EVENTS)
 def dispatch_events(event_seqs: list[int]) -> None:
     with unit_of_work() as session:
-        event_dispatch.dispatch(session, event_seqs)
+        handlers.dispatch(session, event_seqs)
 
 
-@app.task(name="enrollment.send_batch", bind=True, max_retries=None)
+@shared_task(name=Topic.SEND_INVITATION_BATCH, bind=True, max_retries=None)
 def send_invitation_batch(self: Task, invitation_ids: list[int]) -> None:
     # The task id is the claim: a redelivery of this very message may re-take its rows.
     result = sending.send_batch(invitation_ids, claim=self.request.id)
@@ -37,20 +40,20 @@ def send_invitation_batch(self: Task, invitation_ids: list[int]) -> None:
         raise self.retry(countdown=result.retry_in)
 
 
-@app.task(name="enrollment.sweep")
+@shared_task(name=Topic.SWEEP_ROLLOUTS)
 def sweep_rollouts() -> None:
     with unit_of_work() as session:
         fanout.sweep(session)
 
 
-@app.task(name="email.send_join", bind=True)
+@shared_task(name=Topic.SEND_JOIN_EMAIL, bind=True)
 def send_join_email(self: Task, teammate_id: int) -> None:
     with unit_of_work() as session:
         built = notifications.join_email(session, teammate_id)
     send_emails_once(self, [built] if built else [])
 
 
-@app.task(name="email.send_notification", bind=True)
+@shared_task(name=Topic.SEND_NOTIFICATION_EMAIL, bind=True)
 def send_notification_email(self: Task, event_seq: int) -> None:
     with unit_of_work() as session:
         built = notifications.event_email(session, event_seq)

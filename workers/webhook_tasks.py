@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 
-from celery import Task
+from celery import Task, shared_task
 
 from services.db import unit_of_work
+from services.topics import Topic
 from services.webhooks import delivery, notify
-from workers.celery_app import app
 from workers.tasks import send_emails_once
 
 log = logging.getLogger(__name__)
@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 ACCELERATE_SECONDS = 60.0
 
 
-@app.task(name="webhooks.deliver")
+@shared_task(name=Topic.DELIVER_WEBHOOKS)
 def deliver(endpoint_id: int) -> None:
     result = delivery.deliver_endpoint(endpoint_id)
     log.info("webhooks endpoint %d: %d delivered, %d failed attempts",
@@ -29,7 +29,7 @@ def deliver(endpoint_id: int) -> None:
         deliver.apply_async((endpoint_id,), countdown=result.retry_in)
 
 
-@app.task(name="webhooks.sweep")
+@shared_task(name=Topic.SWEEP_WEBHOOKS)
 def sweep() -> None:
     with unit_of_work() as session:
         endpoint_ids = delivery.due_endpoints(session)
@@ -37,7 +37,7 @@ def sweep() -> None:
         deliver.delay(endpoint_id)
 
 
-@app.task(name="webhooks.send_disabled_email", bind=True)
+@shared_task(name=Topic.SEND_WEBHOOK_DISABLED_EMAIL, bind=True)
 def send_disabled_email(self: Task, endpoint_id: int) -> None:
     with unit_of_work() as session:
         emails = notify.disabled_emails(session, endpoint_id)

@@ -4,22 +4,42 @@ Each hash takes 64 MiB and ~50 ms of a core. Without a bound, 40 concurrent wron
 hashed at once (2 GB); so at most `password_hash_concurrency` hashes run at a time and a
 caller that cannot get a slot within `password_hash_wait_seconds` is told to come back
 (503 `unavailable` with Retry-After) instead of queueing without bound.
+
+TWOFA_ARGON2_PROFILE=cheapest picks argon2-cffi's cheapest parameters instead, for test
+suites that create thousands of teammates; production refuses it (services/config.py).
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from functools import cache
+from functools import cache, cached_property
 from typing import TypeVar
 
-from argon2 import PasswordHasher
+from argon2 import PasswordHasher, profiles
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from services.config import get_settings
 from services.errors import InvalidInput, Unavailable
 
-_hasher = PasswordHasher()
+PROFILES = {"rfc9106-low-memory": profiles.RFC_9106_LOW_MEMORY, "cheapest": profiles.CHEAPEST}
+
+
+class _ConfiguredHasher:
+    """A PasswordHasher with the parameters the settings name, chosen on first use."""
+
+    @cached_property
+    def _hasher(self) -> PasswordHasher:
+        return PasswordHasher.from_parameters(PROFILES[get_settings().argon2_profile])
+
+    def hash(self, password: str) -> str:
+        return self._hasher.hash(password)
+
+    def verify(self, stored: str, password: str) -> bool:
+        return self._hasher.verify(stored, password)
+
+
+_hasher = _ConfiguredHasher()
 MIN_LENGTH = 8
 T = TypeVar("T")
 

@@ -78,11 +78,14 @@ def after_first_factor(session: Session, teammate: Teammate, workspace: Workspac
     return SignIn("authenticated", token=token)
 
 
-def open_session(session: Session, teammate: Teammate, origin: Origin = "password") -> str:
-    return _open(session, teammate, "session", origin)
+def open_session(session: Session, teammate: Teammate, origin: Origin = "password",
+                 factor: str | None = None) -> str:
+    """A new session; `factor` is the second factor that opened it, if any."""
+    return _open(session, teammate, "session", origin, factor)
 
 
-def _open(session: Session, teammate: Teammate, kind: str, origin: Origin) -> str:
+def _open(session: Session, teammate: Teammate, kind: str, origin: Origin,
+          factor: str | None = None) -> str:
     settings = get_settings()
     ttl = settings.challenge_ttl_seconds if kind == "challenge" else settings.session_ttl_seconds
     token = new_token()
@@ -90,6 +93,7 @@ def _open(session: Session, teammate: Teammate, kind: str, origin: Origin) -> st
         AuthSession(
             kind=kind,
             origin=origin,
+            factor=factor,
             token_hash=hash_token(token),
             teammate_id=teammate.id,
             expires_at=utcnow() + timedelta(seconds=ttl),

@@ -6,7 +6,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import ColumnElement, and_, select, update
+from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -18,7 +18,10 @@ from services.config import get_settings
 from services.crypto import derived_token, hash_token
 from services.enrollment import fanout, state
 from services.errors import Conflict, InvalidCredentials, InvalidInput, NotFound
+from services.events import recorder
+from services.events.catalog import EventType
 from services.models import EnrollmentInvitation, Teammate, Workspace, utcnow
+from services.topics import Topic
 
 ROLES = ("admin", "member")
 
@@ -42,10 +45,65 @@ class TeammateView:
 
 
 def get(session: Session, workspace: Workspace, teammate_id: int) -> Teammate:
+    """A teammate of this workspace who has not been removed; 404 otherwise."""
     teammate = session.get(Teammate, teammate_id)
-    if teammate is None or teammate.workspace_id != workspace.id:
+    if teammate is None or teammate.workspace_id != workspace.id or teammate.status == "removed":
         raise NotFound("No such teammate in this workspace.", "teammate_not_found")
     return teammate
+
+
+def view(session: Session, workspace: Workspace, teammate: Teammate) -> TeammateView:
+    """One teammate with their enrollment state."""
+    status = session.scalar(select(EnrollmentInvitation.status).where(
+        EnrollmentInvitation.teammate_id == teammate.id,
+        EnrollmentInvitation.policy_version == workspace.policy_version))
+    return TeammateView(teammate, state.enrollment_state(workspace, teammate.two_factor_enabled,
+                                                         status))
+
+
+def change_role(session: Session, workspace: Workspace, teammate: Teammate, role: str,
+                actor: Teammate) -> None:
+    """Make a teammate an admin or a member; the last admin stays one (409 `last_admin`)."""
+    if role not in ROLES:
+        raise InvalidInput("role is 'admin' or 'member'.", "invalid_role")
+    if teammate.role == role:
+        return
+    if teammate.role == "admin":
+        _keep_an_admin(session, workspace, teammate, "demote")
+    teammate.role = role
+    recorder.record(session, workspace.id, EventType.TEAMMATE_ROLE_CHANGED,
+                    {"teammate_id": teammate.id, "actor_id": actor.id, "role": role},
+                    teammate_id=teammate.id)
+
+
+def remove(session: Session, workspace: Workspace, teammate: Teammate, actor: Teammate) -> None:
+    """Remove a teammate: their sessions end, their pending invitations are skipped, and the
+    row stays (status `removed`) for the audit trail. The last admin cannot be removed."""
+    if teammate.role == "admin":
+        _keep_an_admin(session, workspace, teammate, "remove")
+    teammate.status = "removed"
+    teammate.join_token_hash = teammate.join_expires_at = None
+    sessions.end_all(session, teammate.id)
+    session.execute(
+        update(EnrollmentInvitation)
+        .where(EnrollmentInvitation.teammate_id == teammate.id,
+               EnrollmentInvitation.status == "pending")
+        .values(status="skipped", lease_owner=None, lease_until=None)
+        .execution_options(synchronize_session=False))
+    recorder.record(session, workspace.id, EventType.TEAMMATE_REMOVED,
+                    {"teammate_id": teammate.id, "actor_id": actor.id}, teammate_id=teammate.id)
+
+
+def _keep_an_admin(session: Session, workspace: Workspace, leaving: Teammate, verb: str) -> None:
+    # The workspace row lock serialises concurrent demotions and removals: of two admins
+    # demoting each other at once, one is refused.
+    session.get(Workspace, workspace.id, with_for_update=True)
+    others = session.scalar(select(func.count()).select_from(Teammate).where(
+        Teammate.workspace_id == workspace.id, Teammate.role == "admin",
+        Teammate.status == "active", Teammate.id != leaving.id))
+    if not others:
+        raise Conflict(f"Cannot {verb} the last admin: make another teammate an admin first.",
+                       "last_admin")
 
 
 def find_by_email(session: Session, workspace: Workspace, email: str) -> Teammate:
@@ -58,7 +116,8 @@ def find_by_email(session: Session, workspace: Workspace, email: str) -> Teammat
     return teammate
 
 
-def add(session: Session, workspace: Workspace, email: str, name: str, role: str) -> Teammate:
+def add(session: Session, workspace: Workspace, email: str, name: str, role: str,
+        actor_id: int | None = None) -> Teammate:
     if role not in ROLES:
         raise InvalidInput("role is 'admin' or 'member'.", "invalid_role")
     email = normalize_email(email)
@@ -81,6 +140,8 @@ def add(session: Session, workspace: Workspace, email: str, name: str, role: str
     except IntegrityError:
         raise Conflict(f"{email} is already a teammate.", "teammate_exists") from None
     issue_join_link(session, teammate)
+    recorder.record(session, workspace.id, EventType.TEAMMATE_ADDED,
+                    {"teammate_id": teammate.id, "actor_id": actor_id}, teammate_id=teammate.id)
     return teammate
 
 
@@ -90,7 +151,7 @@ def issue_join_link(session: Session, teammate: Teammate) -> None:
     teammate.join_token_hash = hash_token(join_token(teammate))
     teammate.join_expires_at = utcnow() + timedelta(seconds=get_settings().join_token_ttl)
     session.flush()
-    outbox.enqueue(session, "email.send_join", teammate_id=teammate.id)
+    outbox.enqueue(session, Topic.SEND_JOIN_EMAIL, teammate_id=teammate.id)
 
 
 def resend_invitation(session: Session, workspace: Workspace, teammate: Teammate) -> None:
@@ -146,14 +207,26 @@ def _unusable_link() -> InvalidCredentials:
                               "sign in, or ask an admin for a new invitation.")
 
 
+@dataclass(frozen=True)
+class Filters:
+    """Who to list: by 2FA (`enabled`/`disabled`), enrollment state, and `q` on name or email."""
+
+    two_factor: str | None = None
+    enrollment: str | None = None
+    q: str | None = None
+
+
 def page(
-    session: Session, workspace: Workspace, limit: int, after_id: int | None
+    session: Session, workspace: Workspace, limit: int, after_id: int | None,
+    filters: Filters | None = None,
 ) -> tuple[list[TeammateView], int | None]:
-    """Teammates in id order with their enrollment state; the cursor is the last id."""
+    """Teammates (not removed) in id order with their enrollment state; the cursor is the
+    last id."""
     query = (
         select(Teammate, EnrollmentInvitation.status)
         .outerjoin(EnrollmentInvitation, state.current_invitation(workspace))
-        .where(Teammate.workspace_id == workspace.id)
+        .where(Teammate.workspace_id == workspace.id, Teammate.status != "removed",
+               *_conditions(workspace, filters or Filters()))
         .order_by(Teammate.id)
         .limit(limit + 1)
     )
@@ -166,3 +239,17 @@ def page(
     ]
     next_id = views[-1].teammate.id if len(rows) > limit else None
     return views, next_id
+
+
+def _conditions(workspace: Workspace, filters: Filters) -> list[ColumnElement[bool]]:
+    enabled = Teammate.totp_enabled_at.is_not(None)
+    conditions: list[ColumnElement[bool]] = []
+    if filters.two_factor is not None:
+        conditions.append(enabled if filters.two_factor == "enabled" else ~enabled)
+    if filters.enrollment is not None:
+        conditions.append(state.is_in_state(workspace, filters.enrollment))
+    if filters.q:
+        needle = filters.q.strip().lower()
+        conditions.append(or_(func.lower(Teammate.email).contains(needle, autoescape=True),
+                              func.lower(Teammate.name).contains(needle, autoescape=True)))
+    return conditions

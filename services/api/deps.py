@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends, Path, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from services import jsonlog
@@ -40,7 +41,14 @@ def bearer_token(request: Request, code: str, hint: str = "<token>") -> str:
     return token.strip()
 
 
-def bearer(request: Request) -> str:
+# Declares the bearer scheme in the OpenAPI document (/docs' "Authorize" button). It never
+# answers itself (auto_error=False): bearer_token below keeps the error format.
+BEARER_SCHEME = HTTPBearer(auto_error=False, description=(
+    "A session token from /v1/login; for /v1/checks/… and introspection, a workspace API key."))
+BearerDeclared = Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER_SCHEME)]
+
+
+def bearer(request: Request, _: BearerDeclared) -> str:
     return bearer_token(request, "unauthenticated")
 
 
@@ -90,7 +98,7 @@ def admin_workspace(caller: AnySession, slug: Annotated[str, Path()]) -> Workspa
 AdminWorkspace = Annotated[Workspace, Depends(admin_workspace)]
 
 
-def key_workspace(session: DB, request: Request) -> Workspace:
+def key_workspace(session: DB, request: Request, _: BearerDeclared) -> Workspace:
     """The workspace of the API key in `Authorization: Bearer twofa_sk_…`."""
     workspace = api_keys.authenticate(session, bearer_token(request, "invalid_api_key", "twofa_sk_…"))
     jsonlog.bind(workspace_id=workspace.id)  # log lines

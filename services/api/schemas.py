@@ -61,6 +61,10 @@ class CodeIn(Body):
     code: Code
 
 
+class ReplaceIn(Body):
+    code: Code | None = None  # may be left out by a session opened with a bypass code
+
+
 class PolicyIn(Body):
     require_two_factor: bool
 

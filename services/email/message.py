@@ -1,6 +1,6 @@
 """Builds the MIME message: multipart/alternative, plain text first, then HTML.
 
-compat32 MIMEMultipart is ~2.5x faster to build than EmailMessage (MEASUREMENTS.md), and the
+compat32 MIMEMultipart is ~2.5x faster to build than EmailMessage (docs/measurements.md), and the
 fan-out builds thousands.
 """
 

@@ -6,7 +6,6 @@ subject is folded onto one line so no value injects a header.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -14,9 +13,13 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-TEMPLATES = Path(
-    os.environ.get("TWOFA_TEMPLATES_DIR", Path(__file__).resolve().parents[2] / "templates")
-) / "emails"
+
+def templates_dir() -> Path:
+    """templates/emails/: the copy installed inside the package (setup.py ships the top-level
+    folder as `services.email.templates`), else the checkout's own (editable installs)."""
+    here = Path(__file__).resolve().parent
+    installed = here / "templates" / "emails"
+    return installed if installed.is_dir() else here.parents[1] / "templates" / "emails"
 
 
 @dataclass(frozen=True)
@@ -29,7 +32,7 @@ class Rendered:
 @lru_cache(maxsize=1)
 def _env() -> Environment:
     return Environment(
-        loader=FileSystemLoader(TEMPLATES),
+        loader=FileSystemLoader(templates_dir()),
         autoescape=select_autoescape(enabled_extensions=("html",), default=False),
         undefined=StrictUndefined,
         keep_trailing_newline=True,

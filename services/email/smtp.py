@@ -104,7 +104,7 @@ class SmtpMailer:
 
 
 def _wire(email: OutgoingEmail) -> bytes:
-    # sendmail does not turn bare LF into CRLF (MEASUREMENTS.md): serialise with CRLF.
+    # sendmail does not turn bare LF into CRLF (docs/measurements.md): serialise with CRLF.
     return email.mime.as_bytes(policy=email.mime.policy.clone(linesep="\r\n"))
 
 

@@ -17,8 +17,7 @@ from services.config import get_settings
 from services.db import dialect_insert
 from services.errors import Conflict
 from services.models import EnrollmentInvitation, Teammate, Workspace, utcnow
-
-SEND_BATCH = "enrollment.send_batch"
+from services.topics import Topic
 
 
 def is_current(workspace: Workspace | None, version: int) -> bool:
@@ -45,6 +44,7 @@ def _insert_missing(session: Session, workspace: Workspace, version: int) -> Non
     ).where(
         Teammate.workspace_id == workspace.id,
         Teammate.totp_enabled_at.is_(None),
+        Teammate.status != "removed",
         ~already,
     )
     columns = ["workspace_id", "teammate_id", "policy_version", "status", "resends",
@@ -74,7 +74,7 @@ def enqueue_due(session: Session, workspace: Workspace, version: int, now: datet
     ).all())
     size = settings.fanout_batch_size
     for start in range(0, len(ids), size):
-        outbox.enqueue(session, SEND_BATCH, invitation_ids=ids[start : start + size])
+        outbox.enqueue(session, Topic.SEND_INVITATION_BATCH, invitation_ids=ids[start : start + size])
     return (len(ids) + size - 1) // size
 
 
@@ -109,4 +109,4 @@ def resend(session: Session, workspace: Workspace, teammate: Teammate) -> None:
     row.lease_owner = row.lease_until = row.next_attempt_at = None
     row.enqueued_at = utcnow()
     session.flush()
-    outbox.enqueue(session, SEND_BATCH, invitation_ids=[row.id])
+    outbox.enqueue(session, Topic.SEND_INVITATION_BATCH, invitation_ids=[row.id])

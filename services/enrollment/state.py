@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from sqlalchemy import ColumnElement
+from sqlalchemy import ColumnElement, false
 
 from services.models import EnrollmentInvitation, Teammate, Workspace
 
-ENROLLED, NOT_REQUIRED, PENDING, INVITED, FAILED = (
-    "enrolled", "not_required", "pending", "invited", "failed",
+ENROLLED, NOT_REQUIRED, EXEMPT, PENDING, INVITED, FAILED = (
+    "enrolled", "not_required", "exempt", "pending", "invited", "failed",
 )
+STATES = (ENROLLED, NOT_REQUIRED, EXEMPT, PENDING, INVITED, FAILED)
 _BY_INVITATION = {"sent": INVITED, "failed": FAILED}
 
 
@@ -27,3 +28,19 @@ def current_invitation(workspace: Workspace) -> ColumnElement[bool]:
     return (EnrollmentInvitation.teammate_id == Teammate.id) & (
         EnrollmentInvitation.policy_version == workspace.policy_version
     )
+
+
+def is_in_state(workspace: Workspace, wanted: str) -> ColumnElement[bool]:
+    """SQL for "the teammate's enrollment state is `wanted`", the same rule as
+    `enrollment_state`, over a query that outer-joins `current_invitation`."""
+    enabled = Teammate.totp_enabled_at.is_not(None)
+    status = EnrollmentInvitation.status
+    if wanted == ENROLLED:
+        return enabled
+    if wanted == NOT_REQUIRED:
+        return ~enabled if not workspace.require_two_factor else false()
+    if wanted == EXEMPT or not workspace.require_two_factor:
+        return false()  # exemptions are not built yet
+    if wanted in (INVITED, FAILED):
+        return ~enabled & (status == ("sent" if wanted == INVITED else "failed"))
+    return ~enabled & (status.is_(None) | status.not_in(("sent", "failed")))

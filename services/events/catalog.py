@@ -16,6 +16,11 @@ class EventType(StrEnum):
     VERIFICATION_FAILED = "twofa.verification.failed"
     TEAMMATE_LOCKED = "twofa.teammate.locked"
     RECOVERY_CODE_USED = "twofa.recovery_code.used"
+    TEAMMATE_ADDED = "twofa.teammate.added"
+    TEAMMATE_REMOVED = "twofa.teammate.removed"
+    TEAMMATE_ROLE_CHANGED = "twofa.teammate.role_changed"
+    BYPASS_CODE_ISSUED = "twofa.bypass_code.issued"
+    BYPASS_CODE_USED = "twofa.bypass_code.used"
 
 
 ALL_TYPES: frozenset[str] = frozenset(t.value for t in EventType)

@@ -1,22 +1,29 @@
-"""Recording an event: the audit-log row and its outbox message, in the caller's transaction."""
+"""Recording an event: the audit-log row and its outbox message, in the caller's transaction.
+
+`data` is the event type's dataclass (services/events/payloads.py) or a dict of the same
+fields; either way it is checked before anything is written.
+"""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from services import outbox
+from services.events import payloads
 from services.events.catalog import EventType
 from services.models import Event
+from services.topics import Topic
 
 
 def record(
     session: Session,
     workspace_id: int,
     type_: EventType,
-    data: dict[str, Any],
+    data: payloads.Payload | Mapping[str, Any],
     teammate_id: int | None = None,
 ) -> Event:
     event = Event(
@@ -24,9 +31,9 @@ def record(
         workspace_id=workspace_id,
         type=type_.value,
         subject=f"teammates/{teammate_id}" if teammate_id is not None else None,
-        data=data,
+        data=payloads.checked(type_, data),
     )
     session.add(event)
     session.flush()  # assigns seq
-    outbox.enqueue(session, "events.dispatch", event_seqs=[event.seq])
+    outbox.enqueue(session, Topic.DISPATCH_EVENTS, event_seqs=[event.seq])
     return event

@@ -63,7 +63,7 @@ def rollout(session: Session, workspace: Workspace) -> Rollout:
         )
         .select_from(Teammate)
         .outerjoin(EnrollmentInvitation, state.current_invitation(workspace))
-        .where(Teammate.workspace_id == workspace.id)
+        .where(Teammate.workspace_id == workspace.id, Teammate.status != "removed")
     ).one()
     total, enrolled, invited, failed = (int(v or 0) for v in row)
     if not workspace.require_two_factor:  # nobody waits for an invitation
@@ -80,3 +80,22 @@ def as_dict(workspace: Workspace, counts: Rollout) -> dict[str, object]:
         "reminders_at": [],
         "rollout": counts.__dict__,
     }
+
+
+@dataclass(frozen=True)
+class Preview:
+    """Who would be held to enrollment if the requirement were enforced now."""
+
+    would_block: int
+    admins_without_two_factor: list[Teammate]
+
+
+def preview(session: Session, workspace: Workspace) -> Preview:
+    """Teammates (not removed) without 2FA, and which of them are admins (exemptions are not
+    built yet, so nobody is excluded as exempt)."""
+    without = (Teammate.workspace_id == workspace.id, Teammate.status != "removed",
+               Teammate.totp_enabled_at.is_(None))
+    count = session.scalar(select(func.count()).select_from(Teammate).where(*without)) or 0
+    admins = list(session.scalars(
+        select(Teammate).where(*without, Teammate.role == "admin").order_by(Teammate.id)))
+    return Preview(int(count), admins)

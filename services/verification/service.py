@@ -7,6 +7,7 @@ changes (the counted failure and its audit event commit although the request fai
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal, cast
 
 from sqlalchemy import update
@@ -19,6 +20,7 @@ from services.errors import (
     Conflict,
     Forbidden,
     InvalidCode,
+    InvalidInput,
     NotFound,
     RateLimited,
     Unauthenticated,
@@ -26,9 +28,9 @@ from services.errors import (
 from services.events import recorder
 from services.events.catalog import EventType
 from services.models import AuthSession, Teammate, Workspace, utcnow
-from services.verification import recovery, throttle, totp
+from services.verification import bypass, recovery, throttle, totp
 
-Method = Literal["totp", "recovery_code"]
+Method = Literal["totp", "recovery_code", "bypass"]
 
 
 @dataclass(frozen=True)
@@ -62,23 +64,30 @@ def confirm(session: Session, teammate: Teammate, code: str, at: float | None = 
             current: AuthSession | None = None) -> list[str]:
     """Activate the pending secret with a code from the app; returns 10 fresh recovery codes.
 
-    Every other session of the teammate ends (`current`, the caller's, lives on): one opened
-    with the password alone must not become `full` without ever showing a code.
+    Also completes a replacement (`replace`): the new app's code switches to the new secret,
+    and until then the old app keeps working. Every other session of the teammate ends
+    (`current`, the caller's, lives on): one opened with the password alone must not become
+    `full` without ever showing a code.
     """
-    if teammate.two_factor_enabled:
-        raise Conflict("Two-factor authentication is on already.", "two_factor_already_enabled")
+    replacing = teammate.two_factor_enabled
     if teammate.totp_pending_secret_enc is None:
+        if replacing:
+            raise Conflict("Two-factor authentication is on already.", "two_factor_already_enabled")
         raise NotFound("Start with POST /v1/me/two-factor/setup.", "no_pending_setup")
     pending_enc = teammate.totp_pending_secret_enc
-    _check_totp(session, teammate, crypto.decrypt(pending_enc), code, at)
-    # One conditional UPDATE turns it on: of concurrent confirms (steps N and N+1 are both
+    # A replacement's codes come from another secret: the old app's last step says nothing
+    # about them (the conditional UPDATE below still lets one confirm win).
+    _check_totp(session, teammate, crypto.decrypt(pending_enc), code, at, new_secret=replacing)
+    # One conditional UPDATE switches: of concurrent confirms (steps N and N+1 are both
     # valid) exactly one matches, so the recovery codes it returns are the ones that count.
-    now = utcnow()
+    on = Teammate.totp_enabled_at.is_not(None) if replacing else Teammate.totp_enabled_at.is_(None)
+    values: dict[str, object] = {"totp_secret_enc": pending_enc, "totp_pending_secret_enc": None}
+    if not replacing:
+        values["totp_enabled_at"] = utcnow()
     won = session.execute(
         update(Teammate)
-        .where(Teammate.id == teammate.id, Teammate.totp_enabled_at.is_(None),
-               Teammate.totp_pending_secret_enc == pending_enc)
-        .values(totp_secret_enc=pending_enc, totp_pending_secret_enc=None, totp_enabled_at=now)
+        .where(Teammate.id == teammate.id, on, Teammate.totp_pending_secret_enc == pending_enc)
+        .values(**values)
         .execution_options(synchronize_session=False)
     )
     if won.rowcount != 1:  # type: ignore[attr-defined]
@@ -87,9 +96,43 @@ def confirm(session: Session, teammate: Teammate, code: str, at: float | None = 
     session.refresh(teammate)
     sessions.end_all(session, teammate.id, keep=current)
     codes = recovery.replace_all(session, teammate.id)
-    recorder.record(session, teammate.workspace_id, EventType.ENABLED,
-                    {"teammate_id": teammate.id}, teammate_id=teammate.id)
+    if not replacing:
+        recorder.record(session, teammate.workspace_id, EventType.ENABLED,
+                        {"teammate_id": teammate.id}, teammate_id=teammate.id)
     return codes
+
+
+def replace(session: Session, teammate: Teammate, workspace: Workspace, code: str | None,
+            current: AuthSession, at: float | None = None) -> Setup:
+    """A new phone: after a code of the current app (or an unused recovery code) a new pending
+    secret; `confirm` with the new app's code switches to it. A session opened with a bypass
+    code may leave the code out for the code's lifetime (the device is what was lost)."""
+    if not teammate.two_factor_enabled:
+        raise Conflict("Two-factor authentication is not on.", "two_factor_not_enabled")
+    if code is not None:
+        verify_code(session, teammate, code, at)
+    elif not (current.factor == "bypass" and current.created_at > utcnow() - bypass.LIFETIME):
+        raise InvalidInput("Send a code from your current authenticator app or a recovery code.",
+                           "code_required")
+    secret = totp.new_secret()
+    teammate.totp_pending_secret_enc = crypto.encrypt(secret)
+    return Setup(secret, totp.provisioning_uri(secret, teammate.email, workspace.name))
+
+
+def issue_bypass_code(session: Session, workspace: Workspace, teammate: Teammate,
+                      actor: Teammate) -> tuple[str, datetime]:
+    """An admin's single-use code for a teammate who lost their device (not for oneself: that
+    would let an admin skip their own second factor)."""
+    if teammate.id == actor.id:
+        raise Forbidden("Admins cannot issue a bypass code to themselves.", "forbidden")
+    if not teammate.two_factor_enabled:
+        raise Conflict("This teammate has no two-factor authentication to bypass.",
+                       "two_factor_not_enabled")
+    code, expires_at = bypass.issue(teammate)
+    recorder.record(session, workspace.id, EventType.BYPASS_CODE_ISSUED,
+                    {"teammate_id": teammate.id, "actor_id": actor.id,
+                     "expires_at": expires_at.isoformat()}, teammate_id=teammate.id)
+    return code, expires_at
 
 
 def verify_challenge(session: Session, challenge: str, code: str, at: float | None = None) -> str:
@@ -100,42 +143,54 @@ def verify_challenge(session: Session, challenge: str, code: str, at: float | No
         # The contract has one 401 code for this endpoint; the message tells the two apart.
         raise Unauthenticated("The sign-in challenge is unknown, used or expired; sign in again.",
                               "invalid_code")
-    verify_code(session, teammate, code, at)
+    method = verify_code(session, teammate, code, at, allow_bypass=True)
     if not sessions.end(session, auth):
         # Completed meanwhile by a parallel request with another valid code: a challenge serves
         # one sign-in. Not a kept failure: this rolls back, so a recovery code stays unused.
         raise Unauthenticated("The sign-in challenge was used meanwhile; sign in again.",
                               "invalid_code")
-    return sessions.open_session(session, teammate, cast(sessions.Origin, auth.origin))
+    return sessions.open_session(session, teammate, cast(sessions.Origin, auth.origin), method)
 
 
-def verify_code(session: Session, teammate: Teammate, code: str, at: float | None = None) -> Method:
-    """Check a TOTP code or a recovery code of an enrolled teammate, under the throttle."""
+def verify_code(session: Session, teammate: Teammate, code: str, at: float | None = None,
+                allow_bypass: bool = False) -> Method:
+    """Check a TOTP code, a recovery code or (at sign-in) a bypass code, under the throttle."""
     assert teammate.totp_secret_enc is not None
     code = code.strip().replace(" ", "")
     if totp.looks_like_code(code):
         _check_totp(session, teammate, crypto.decrypt(teammate.totp_secret_enc), code, at)
         return "totp"
     throttle.check(session, teammate.id)
+    if allow_bypass and bypass.looks_like_bypass(code):
+        if not bypass.consume(session, teammate.id, code):
+            raise throttle.fail(session, teammate, "invalid_bypass_code")
+        _succeeded(session, teammate)
+        recorder.record(session, teammate.workspace_id, EventType.BYPASS_CODE_USED,
+                        {"teammate_id": teammate.id}, teammate_id=teammate.id)
+        return "bypass"
     if not recovery.consume(session, teammate.id, code):
         raise throttle.fail(session, teammate, "invalid_recovery_code")
-    if not throttle.succeed(session, teammate.id):
-        # Locked meanwhile: RateLimited rolls back, so the code stays unused.
-        throttle.check(session, teammate.id)
-        raise RateLimited("Two-factor sign-in was locked meanwhile; try again.", 1)
+    _succeeded(session, teammate)
     left = recovery.remaining(session, teammate.id)
     recorder.record(session, teammate.workspace_id, EventType.RECOVERY_CODE_USED,
                     {"teammate_id": teammate.id, "remaining": left}, teammate_id=teammate.id)
     return "recovery_code"
 
 
+def _succeeded(session: Session, teammate: Teammate) -> None:
+    if not throttle.succeed(session, teammate.id):
+        # Locked meanwhile: RateLimited rolls back, so the code stays unused.
+        throttle.check(session, teammate.id)
+        raise RateLimited("Two-factor sign-in was locked meanwhile; try again.", 1)
+
+
 def _check_totp(session: Session, teammate: Teammate, secret: str, code: str,
-                at: float | None) -> None:
+                at: float | None, new_secret: bool = False) -> None:
     throttle.check(session, teammate.id)
     step = totp.matching_step(secret, code.strip().replace(" ", ""), at)
     if step is None:
         raise throttle.fail(session, teammate, "invalid_code")
-    if throttle.succeed(session, teammate.id, step):
+    if throttle.succeed(session, teammate.id, step, new_secret):
         return
     throttle.check(session, teammate.id)  # a parallel guess may have locked it meanwhile
     # A replay is audited but not counted: it gives a guesser nothing, and a double-submitted

@@ -43,7 +43,8 @@ def check(session: Session, teammate_id: int) -> None:
         raise RateLimited(_locked_message(), _seconds(until - now))
 
 
-def succeed(session: Session, teammate_id: int, step: int | None = None) -> bool:
+def succeed(session: Session, teammate_id: int, step: int | None = None,
+            new_secret: bool = False) -> bool:
     """Reset the counts, unless a lock started meanwhile; with `step`, also claim that TOTP step.
 
     One conditional UPDATE does both, so of concurrent submissions of one code exactly one
@@ -55,7 +56,9 @@ def succeed(session: Session, teammate_id: int, step: int | None = None) -> bool
     # keep doubling the owner's lock (and its email) for good.
     values: dict[str, object] = {"failed_attempts": 0, "lockouts": 0}
     if step is not None:
-        stmt = stmt.where(or_(Teammate.totp_last_step.is_(None), Teammate.totp_last_step < step))
+        if not new_secret:  # a replacement secret's first code starts its own count
+            stmt = stmt.where(or_(Teammate.totp_last_step.is_(None),
+                                  Teammate.totp_last_step < step))
         values["totp_last_step"] = step
     result = session.execute(stmt.values(**values).execution_options(**_NO_SYNC))
     return result.rowcount == 1  # type: ignore[attr-defined]

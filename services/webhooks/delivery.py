@@ -31,18 +31,35 @@ from services.config import get_settings
 from services.db import unit_of_work
 from services.events.catalog import to_cloudevent
 from services.models import Event, WebhookAttempt, WebhookDelivery, WebhookEndpoint, Workspace, utcnow
+from services.topics import Topic
 from services.webhooks import signing
 from services.webhooks.transport import TIMEOUT_SECONDS, Outcome, Sender
 
-# A lapsed lease means its worker died, and the sweep lets another worker take the window.
-# An attempt starts only while a whole deadline plus RECORD_MARGIN is left on the lease, so
-# a live worker's lease never lapses under it, however slowly its receiver answers.
-LEASE_SECONDS = TIMEOUT_SECONDS * 4
-RECORD_MARGIN = 10.0  # seconds kept at the end of a lease to record the window
 WINDOW = 100  # deliveries leased (and recorded) together
 MAX_PER_RUN = 1000  # then the task hands the rest to a fresh task, so endpoints share workers
 JITTER = 0.2  # ±20% on each retry delay, so endpoints failing together retry apart
-SEND_DISABLED_EMAIL = "webhooks.send_disabled_email"
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A run's claim on its window (TWOFA_WEBHOOK_LEASE_SECONDS, 60 s by default).
+
+    A lapsed lease means its worker died, and the sweep lets another worker take the window.
+    An attempt starts only while a whole attempt deadline plus `record_margin` is left on the
+    lease, so a live worker's lease never lapses under it, however slowly its receiver answers.
+    """
+
+    seconds: float
+    record_margin: float  # kept at the end of a lease to record the window
+
+    @classmethod
+    def from_settings(cls) -> Lease:
+        seconds = get_settings().webhook_lease_seconds
+        return cls(seconds=seconds, record_margin=seconds / 6)  # 10 s of the default 60 s
+
+    @property
+    def attempt_timeout(self) -> float:
+        return min(TIMEOUT_SECONDS, self.seconds / 4)
 
 
 @dataclass(frozen=True)
@@ -72,7 +89,7 @@ class Sent:
 
 
 def deliver_endpoint(
-    endpoint_id: int, sender_factory: Callable[[], Sender] = Sender, limit: int = MAX_PER_RUN,
+    endpoint_id: int, sender_factory: Callable[[], Sender] | None = None, limit: int = MAX_PER_RUN,
     window: int = WINDOW,
 ) -> RunResult:
     """Send the endpoint's due deliveries in order until one must wait, or `limit` are done."""
@@ -80,14 +97,15 @@ def deliver_endpoint(
     handled = 0
     sent = Sent([], [])
     signers: dict[bytes, signing.Signer] = {}
-    with sender_factory() as sender:
+    lease = Lease.from_settings()
+    with (sender_factory or (lambda: Sender(timeout=lease.attempt_timeout)))() as sender:
         while True:
             leased_at = time.monotonic()  # before the lease is stamped: errs on the safe side
             # Recording one window and leasing the next share a transaction.
             with unit_of_work() as session:
                 record_window(session, sent)
                 size = min(window, limit - handled)
-                jobs = claim_window(session, endpoint_id, size, result) if size > 0 else []
+                jobs = claim_window(session, endpoint_id, size, result, lease) if size > 0 else []
             result.sent += sum(outcome.ok for _, outcome, _ in sent.done)
             result.failed_attempts += sum(not outcome.ok for _, outcome, _ in sent.done)
             if not jobs:
@@ -95,17 +113,19 @@ def deliver_endpoint(
             secret_enc = jobs[0].secret_enc
             if secret_enc not in signers:
                 signers[secret_enc] = signing.Signer(crypto.decrypt(secret_enc))
-            sent = send_window(sender, signers[secret_enc], jobs, leased_at)
+            sent = send_window(sender, signers[secret_enc], jobs, leased_at, lease)
             handled += len(sent.done)
     result.more = handled >= limit
     return result
 
 
-def send_window(sender: Sender, signer: signing.Signer, jobs: list[Job], leased_at: float) -> Sent:
+def send_window(sender: Sender, signer: signing.Signer, jobs: list[Job], leased_at: float,
+                lease: Lease | None = None) -> Sent:
     """POST the jobs in order; stop at the first failure, or when the lease has too little left."""
+    lease = lease or Lease.from_settings()
     sent = Sent([], [])
     for i, job in enumerate(jobs):
-        if time.monotonic() - leased_at + sender.timeout + RECORD_MARGIN > LEASE_SECONDS:
+        if time.monotonic() - leased_at + sender.timeout + lease.record_margin > lease.seconds:
             sent.unsent = jobs[i:]
             break
         started = utcnow()
@@ -118,7 +138,7 @@ def send_window(sender: Sender, signer: signing.Signer, jobs: list[Job], leased_
 
 
 def claim_window(session: Session, endpoint_id: int, size: int,
-                 result: RunResult | None = None) -> list[Job]:
+                 result: RunResult | None = None, lease: Lease | None = None) -> list[Job]:
     """Lease up to `size` of the endpoint's oldest pending deliveries: due, unleased, in order.
 
     The window stops before the first delivery that is leased (another worker is sending it)
@@ -151,7 +171,7 @@ def claim_window(session: Session, endpoint_id: int, size: int,
     session.execute(
         update(WebhookDelivery)
         .where(WebhookDelivery.id.in_([d.id for d, _ in taken]))
-        .values(lease_until=now + timedelta(seconds=LEASE_SECONDS))
+        .values(lease_until=now + timedelta(seconds=(lease or Lease.from_settings()).seconds))
         .execution_options(synchronize_session=False)
     )
     workspace = session.get(Workspace, endpoint.workspace_id)
@@ -244,7 +264,7 @@ def disable(session: Session, endpoint: WebhookEndpoint, reason: str) -> None:
         return
     endpoint.enabled = False
     endpoint.disabled_reason = reason[:200]
-    outbox.enqueue(session, SEND_DISABLED_EMAIL, endpoint_id=endpoint.id)
+    outbox.enqueue(session, Topic.SEND_WEBHOOK_DISABLED_EMAIL, endpoint_id=endpoint.id)
 
 
 def due_endpoints(session: Session, now: datetime | None = None) -> Sequence[int]:

@@ -17,7 +17,8 @@ from sqlalchemy.orm import Session
 from services import outbox
 from services.db import dialect_insert
 from services.models import Event, WebhookDelivery, WebhookEndpoint, utcnow
-from services.webhooks.service import DELIVER, WILDCARD
+from services.topics import Topic
+from services.webhooks.service import WILDCARD
 
 # Rows per INSERT statement (6 bound parameters each), well inside the parameter limits of
 # SQLite (32766) and PostgreSQL (65535); a dispatch batch normally fits in one statement.
@@ -49,7 +50,7 @@ def create_deliveries(session: Session, events: Sequence[Event]) -> None:
             .on_conflict_do_nothing(index_elements=["endpoint_id", "event_seq"])
         )
     for endpoint_id in endpoint_ids:
-        outbox.enqueue(session, DELIVER, endpoint_id=endpoint_id)
+        outbox.enqueue(session, Topic.DELIVER_WEBHOOKS, endpoint_id=endpoint_id)
 
 
 def _endpoints_by_workspace(

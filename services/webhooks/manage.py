@@ -13,8 +13,9 @@ from sqlalchemy.orm import Session
 from services import crypto, outbox
 from services.errors import Conflict
 from services.models import Event, WebhookDelivery, WebhookEndpoint, Workspace, utcnow
+from services.topics import Topic
 from services.webhooks import signing, ssrf
-from services.webhooks.service import DELIVER, get, validate_event_types
+from services.webhooks.service import get, validate_event_types
 
 TEST_EVENT_TYPE = "twofa.test"
 DISABLED_BY_ADMIN = "disabled by an admin"
@@ -102,5 +103,5 @@ def send_test(session: Session, workspace: Workspace, endpoint_id: int) -> Webho
                                attempts=0, next_attempt_at=now, created_at=now)
     session.add(delivery)
     session.flush()
-    outbox.enqueue(session, DELIVER, endpoint_id=endpoint.id)
+    outbox.enqueue(session, Topic.DELIVER_WEBHOOKS, endpoint_id=endpoint.id)
     return delivery

@@ -12,9 +12,9 @@ from services import crypto, outbox
 from services.errors import Conflict, InvalidInput, NotFound
 from services.events.catalog import ALL_TYPES
 from services.models import Event, WebhookAttempt, WebhookDelivery, WebhookEndpoint, Workspace, utcnow
+from services.topics import Topic
 from services.webhooks import signing, ssrf
 
-DELIVER = "webhooks.deliver"
 WILDCARD = "*"
 
 
@@ -142,7 +142,7 @@ def redeliver(session: Session, workspace: Workspace, endpoint_id: int, delivery
         .where(WebhookDelivery.id == delivery.id)
         .values(status="pending", attempts=0, next_attempt_at=utcnow(), finished_at=None)
     )
-    outbox.enqueue(session, DELIVER, endpoint_id=endpoint.id)
+    outbox.enqueue(session, Topic.DELIVER_WEBHOOKS, endpoint_id=endpoint.id)
     session.refresh(delivery)
     return delivery
 

@@ -1,19 +1,17 @@
-"""Workspace administration: the 2FA policy, teammates, the audit log."""
+"""Workspace administration: the 2FA policy and the audit log (teammates: routes/teammates.py)."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Query
 
 from services.accounts import teammates
 from services.api.deps import DB, AdminWorkspace, FullSession
-from services.api.schemas import MAX_ID, PolicyIn, TeammateIn, Text
-from services.enrollment import state
+from services.api.schemas import MAX_ID, PolicyIn, Text
 from services.events import audit
 from services.policy import service as policy
 
-TeammateId = Annotated[int, Path(ge=1, le=MAX_ID)]
 Cursor = Annotated[int | None, Query(ge=0, le=MAX_ID)]
 
 router = APIRouter(prefix="/v1/workspaces/{slug}", tags=["admin"])
@@ -24,6 +22,27 @@ def get_policy(workspace: AdminWorkspace, session: DB) -> dict[str, object]:
     return policy.as_dict(workspace, policy.rollout(session, workspace))
 
 
+@router.get("/two-factor-policy/preview")
+def preview_policy(
+    workspace: AdminWorkspace,
+    session: DB,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Cursor = None,
+) -> dict[str, object]:
+    """Before the flip: how many teammates would be held to enrollment, which admins have no
+    2FA, and (paged) who they are."""
+    impact = policy.preview(session, workspace)
+    views, next_id = teammates.page(session, workspace, limit, cursor,
+                                    teammates.Filters(two_factor="disabled"))
+    return {
+        "would_block": impact.would_block,
+        "admins_without_two_factor": [{"id": t.id, "email": t.email, "name": t.name}
+                                      for t in impact.admins_without_two_factor],
+        "items": [v.as_dict() for v in views],
+        "next_cursor": str(next_id) if next_id is not None else None,
+    }
+
+
 @router.put("/two-factor-policy")
 def put_policy(
     body: PolicyIn, workspace: AdminWorkspace, caller: FullSession, session: DB
@@ -32,37 +51,6 @@ def put_policy(
     # the session's identity map holds one Workspace per row.
     policy.set_policy(session, workspace, body.require_two_factor, caller.teammate.id)
     return policy.as_dict(workspace, policy.rollout(session, workspace))
-
-
-@router.get("/teammates")
-def list_teammates(
-    workspace: AdminWorkspace,
-    session: DB,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    cursor: Cursor = None,
-) -> dict[str, object]:
-    views, next_id = teammates.page(session, workspace, limit, cursor)
-    return {
-        "items": [v.as_dict() for v in views],
-        "next_cursor": str(next_id) if next_id is not None else None,
-    }
-
-
-@router.post("/teammates", status_code=201)
-def add_teammate(body: TeammateIn, workspace: AdminWorkspace, session: DB) -> dict[str, object]:
-    teammate = teammates.add(session, workspace, body.email, body.name, body.role)
-    # Brand new, so no invitation of the current policy version yet: while 2FA is required
-    # the teammate is `pending`, otherwise `not_required`.
-    enrollment = state.enrollment_state(workspace, teammate.two_factor_enabled, None)
-    return teammates.TeammateView(teammate, enrollment).as_dict()
-
-
-@router.post("/teammates/{teammate_id}/enrollment-invitation", status_code=202)
-def resend_invitation(
-    teammate_id: TeammateId, workspace: AdminWorkspace, session: DB
-) -> Response:
-    teammates.resend_invitation(session, workspace, teammates.get(session, workspace, teammate_id))
-    return Response(status_code=202)
 
 
 @router.get("/events")

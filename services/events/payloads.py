@@ -1,0 +1,136 @@
+"""What each event's `data` holds: one dataclass per event type, checked when recorded.
+
+The classes are the catalog's `data` column (docs/events.md; tests/test_flow.py keeps the
+two the same). Strict: a missing, extra or mistyped field fails in the recording
+transaction instead of reaching webhooks and emails.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict
+from typing import Any, Literal, TypeVar
+
+from pydantic import ConfigDict
+from pydantic.dataclasses import dataclass
+
+from services.events.catalog import EventType
+from services.models import Event
+
+STRICT = ConfigDict(extra="forbid", strict=True)
+
+
+@dataclass(frozen=True, config=STRICT)
+class PolicyChanged:
+    require_two_factor: bool
+    version: int
+    changed_by: int  # the admin's teammate id
+
+
+@dataclass(frozen=True, config=STRICT)
+class EnrollmentInvited:
+    teammate_id: int
+    email: str
+    policy_version: int
+
+
+@dataclass(frozen=True, config=STRICT)
+class Enabled:
+    teammate_id: int
+
+
+@dataclass(frozen=True, config=STRICT)
+class Disabled:
+    teammate_id: int
+    by: Literal["self", "admin", "operator"]  # operator: `twofa teammate reset-2fa`
+    actor_id: int | None  # None for the operator
+
+
+@dataclass(frozen=True, config=STRICT)
+class VerificationFailed:
+    teammate_id: int
+    reason: str
+
+
+@dataclass(frozen=True, config=STRICT)
+class TeammateLocked:
+    teammate_id: int
+    until: str  # RFC 3339, UTC
+
+
+@dataclass(frozen=True, config=STRICT)
+class RecoveryCodeUsed:
+    teammate_id: int
+    remaining: int
+
+
+@dataclass(frozen=True, config=STRICT)
+class TeammateAdded:
+    teammate_id: int
+    actor_id: int | None  # None when added from the command line
+
+
+@dataclass(frozen=True, config=STRICT)
+class TeammateRemoved:
+    teammate_id: int
+    actor_id: int
+
+
+@dataclass(frozen=True, config=STRICT)
+class TeammateRoleChanged:
+    teammate_id: int
+    actor_id: int
+    role: Literal["admin", "member"]
+
+
+@dataclass(frozen=True, config=STRICT)
+class BypassCodeIssued:
+    teammate_id: int
+    actor_id: int
+    expires_at: str  # RFC 3339, UTC
+
+
+@dataclass(frozen=True, config=STRICT)
+class BypassCodeUsed:
+    teammate_id: int
+
+
+Payload = (PolicyChanged | EnrollmentInvited | Enabled | Disabled | VerificationFailed
+           | TeammateLocked | RecoveryCodeUsed | TeammateAdded | TeammateRemoved
+           | TeammateRoleChanged | BypassCodeIssued | BypassCodeUsed)
+
+PAYLOADS: dict[EventType, type[Payload]] = {
+    EventType.POLICY_CHANGED: PolicyChanged,
+    EventType.ENROLLMENT_INVITED: EnrollmentInvited,
+    EventType.ENABLED: Enabled,
+    EventType.DISABLED: Disabled,
+    EventType.VERIFICATION_FAILED: VerificationFailed,
+    EventType.TEAMMATE_LOCKED: TeammateLocked,
+    EventType.RECOVERY_CODE_USED: RecoveryCodeUsed,
+    EventType.TEAMMATE_ADDED: TeammateAdded,
+    EventType.TEAMMATE_REMOVED: TeammateRemoved,
+    EventType.TEAMMATE_ROLE_CHANGED: TeammateRoleChanged,
+    EventType.BYPASS_CODE_ISSUED: BypassCodeIssued,
+    EventType.BYPASS_CODE_USED: BypassCodeUsed,
+}
+
+
+P = TypeVar("P", bound=Payload)
+
+
+def checked(type_: EventType, data: Payload | Mapping[str, Any]) -> dict[str, Any]:
+    """`data` as stored, once it fits its type's dataclass (a dict is checked field by field:
+    pydantic's ValidationError names what is missing, extra or of the wrong type)."""
+    cls = PAYLOADS[type_]
+    if isinstance(data, Mapping):
+        data = cls(**data)
+    if not isinstance(data, cls):
+        raise TypeError(f"{type_} carries {cls.__name__}, not {type(data).__name__}")
+    return asdict(data)
+
+
+def of(event: Event, cls: type[P]) -> P:
+    """A recorded event's data as its dataclass."""
+    if PAYLOADS[EventType(event.type)] is not cls:
+        raise TypeError(f"{event.type} carries {PAYLOADS[EventType(event.type)].__name__}")
+    return cls(**event.data)

@@ -1,0 +1,71 @@
+"""What each recorded event sets in motion: the whole event flow in one map.
+
+This module sits above the domain packages it calls (enrollment, email, webhooks), as
+cosmicpython's `handlers` does; `services/events/` below it only names and records events.
+A handler gets the events of its types from one dispatched batch, in order, and turns them
+into outbox work in the dispatching transaction. Dispatch is at least once (the relay
+republishes), so every handler is idempotent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from services import outbox
+from services.enrollment import fanout
+from services.events import payloads
+from services.events.catalog import EventType
+from services.models import Event
+from services.topics import Topic
+from services.webhooks import fanout as webhook_fanout
+
+Handler = Callable[[Session, Sequence[Event]], None]
+
+
+def start_enrollment_rollout(session: Session, events: Sequence[Event]) -> None:
+    for event in events:
+        policy = payloads.of(event, payloads.PolicyChanged)
+        if policy.require_two_factor:
+            fanout.plan(session, event.workspace_id, policy.version)
+
+
+def send_notification_email(session: Session, events: Sequence[Event]) -> None:
+    for event in events:
+        outbox.enqueue(session, Topic.SEND_NOTIFICATION_EMAIL, event_seq=event.seq)
+
+
+def deliver_webhooks(session: Session, events: Sequence[Event]) -> None:
+    """One delivery per subscribed endpoint and event; one task per endpoint for the batch."""
+    webhook_fanout.create_deliveries(session, events)
+
+
+HANDLERS: dict[str, list[Handler]] = {
+    EventType.POLICY_CHANGED: [start_enrollment_rollout, deliver_webhooks],
+    EventType.ENROLLMENT_INVITED: [deliver_webhooks],
+    EventType.ENABLED: [send_notification_email, deliver_webhooks],
+    EventType.DISABLED: [send_notification_email, deliver_webhooks],
+    EventType.VERIFICATION_FAILED: [deliver_webhooks],
+    EventType.TEAMMATE_LOCKED: [send_notification_email, deliver_webhooks],
+    EventType.RECOVERY_CODE_USED: [send_notification_email, deliver_webhooks],
+    EventType.TEAMMATE_ADDED: [deliver_webhooks],  # the join email goes out from teammates.add
+    EventType.TEAMMATE_REMOVED: [deliver_webhooks],
+    EventType.TEAMMATE_ROLE_CHANGED: [deliver_webhooks],
+    EventType.BYPASS_CODE_ISSUED: [deliver_webhooks],
+    EventType.BYPASS_CODE_USED: [deliver_webhooks],
+}
+
+
+def dispatch(session: Session, event_seqs: Sequence[int]) -> None:
+    """Run every handler once over the events of its types in this batch (in seq order)."""
+    events = session.scalars(
+        select(Event).where(Event.seq.in_(list(event_seqs))).order_by(Event.seq)
+    ).all()
+    batches: dict[Handler, list[Event]] = {}
+    for event in events:
+        for handler in HANDLERS.get(event.type, []):
+            batches.setdefault(handler, []).append(event)
+    for handler, handled in batches.items():
+        handler(session, handled)
