@@ -22,7 +22,8 @@ from tests.private_services import PrivatePostgres, PrivateRedis, available, pau
 from tests.stack import Stack, free_port, wait_until
 from tests.test_fault_rollout import _require_2fa, _rollout, _workspace_with_team
 
-pytestmark = pytest.mark.skipif(not available(), reason="redis-server, initdb and pg_ctl needed")
+pytestmark = [pytest.mark.uses_backend,
+              pytest.mark.skipif(not available(), reason="redis-server, initdb and pg_ctl needed")]
 FAST = {"TWOFA_OUTBOX_REDELIVER_SECONDS": "3"}
 
 
