@@ -279,11 +279,12 @@ def api(
     """Run the HTTP API (uvicorn, uvloop + httptools)."""
     import uvicorn
 
-    from workers import logs
+    from workers import logs, structured_logs
 
     _settings_checked()
+    log_config = structured_logs.uvicorn_config(get_settings().log_format) or logs.uvicorn_log_config()
     uvicorn.run("services.api.app:app", host=host, port=port, loop="uvloop", http="httptools",
-                log_level="info", access_log=access_log, log_config=logs.uvicorn_log_config())
+                log_level="info", access_log=access_log, log_config=log_config)
 
 
 class WorkerQueues(enum.StrEnum):

@@ -85,13 +85,8 @@ def _database_unreachable(_: Request, exc: Exception) -> JSONResponse:
 
 def install(app: FastAPI) -> None:
     event_metrics.install()
-    structured = get_settings().log_format == "json"
-    if structured:
-        jsonlog.configure()
-        # The twofa.request line is the access log here (route template, ids, no query).
-        logging.getLogger("uvicorn.access").disabled = True
     app.add_middleware(RequestMetrics)
-    app.add_middleware(RequestLog, structured=structured)  # outermost: ids every answer
+    app.add_middleware(RequestLog, configure=_configure_logging)  # outermost: ids every answer
     app.add_exception_handler(OperationalError, _database_unreachable)
     app.add_exception_handler(InterfaceError, _database_unreachable)
     _document_errors(app)
@@ -116,6 +111,16 @@ def install(app: FastAPI) -> None:
         """This process's series, then the installation-wide ones read from the database."""
         body = generate_latest(PROCESS_REGISTRY) + generate_latest(scrape)
         return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+
+def _configure_logging() -> bool:
+    """JSON lines when TWOFA_LOG_FORMAT=json; run when the server starts, not on import."""
+    if get_settings().log_format != "json":
+        return False
+    jsonlog.configure()
+    # The twofa.request line is the access log here (route template, ids, no query).
+    logging.getLogger("uvicorn.access").disabled = True
+    return True
 
 
 def _document_errors(app: FastAPI) -> None:

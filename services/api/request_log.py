@@ -10,6 +10,7 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Callable
 
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -23,11 +24,14 @@ log = logging.getLogger("twofa.request")
 
 
 class RequestLog:
-    def __init__(self, app: ASGIApp, structured: bool) -> None:
+    def __init__(self, app: ASGIApp, configure: Callable[[], bool]) -> None:
         self.app = app
-        self.structured = structured
+        self.configure = configure  # sets up logging; True when lines are structured
+        self.structured: bool | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.structured is None:  # the first scope: lifespan start-up under a server
+            self.structured = self.configure()
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
