@@ -66,6 +66,10 @@ class Settings(BaseSettings):
     password_hash_wait_seconds: float = Field(default=2.0, ge=0)
     challenge_ttl_seconds: int = 300
     mailcatcher_port: int = 1025
+    # Observability (docs/operations.md): JSON log lines, and the port on which a `twofa
+    # worker` serves its pool's task durations (unset: none).
+    log_format: Literal["text", "json"] = "text"
+    worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
     worker_concurrency: int = 2
 
     @field_validator("email_retry_schedule", "webhook_retry_schedule", mode="before")

@@ -14,6 +14,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from services.config import get_settings, write_private
 
+CONNECT_TIMEOUT_SECONDS = 5
+
 
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
@@ -26,7 +28,9 @@ def make_engine(url: str) -> Engine:
         # transaction that will write starts as a write transaction (no upgrade deadlocks).
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    # A bounded connect: an unreachable database is a quick 503, not a request that hangs.
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20,
+                         connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS})
 
 
 # Execution options of a connection that only reads, one statement at a time (db_read).

@@ -53,6 +53,10 @@ def _settings_checked() -> None:
 
 
 def _logging() -> None:
+    from workers import structured_logs
+
+    if structured_logs.configured(get_settings().log_format):
+        return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
@@ -275,11 +279,12 @@ def api(
     """Run the HTTP API (uvicorn, uvloop + httptools)."""
     import uvicorn
 
-    from workers import logs
+    from workers import logs, structured_logs
 
     _settings_checked()
+    log_config = structured_logs.uvicorn_config(get_settings().log_format) or logs.uvicorn_log_config()
     uvicorn.run("services.asgi:app", host=host, port=port, loop="uvloop", http="httptools",
-                log_level="info", access_log=access_log, log_config=logs.uvicorn_log_config())
+                log_level="info", access_log=access_log, log_config=log_config)
 
 
 class WorkerQueues(enum.StrEnum):
@@ -296,7 +301,11 @@ def worker(
 ) -> None:
     """Run a Celery worker (by default on both queues; production runs webhook workers apart)."""
     _settings_checked()
-    from workers import logs
+    from workers import logs, structured_logs
+    from workers import metrics as worker_metrics
+
+    worker_metrics.prepare(get_settings().worker_metrics_port)  # before prometheus_client loads
+    structured_logs.prepare_worker(get_settings().log_format)
     from workers.celery_app import app
     from workers.celery_app import queues as worker_queues
 

@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from services import db_read
-from services.api import docs, errors
+from services.api import docs, errors, observability
 from services.api.body_limit import BodyLimit
 from services.api.request_context import RequestContext
 from services.api.routes import admin, auth, checks, me, teammates, two_factor, webhooks
@@ -36,6 +36,7 @@ def create_app() -> FastAPI:
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
     app.add_middleware(RequestContext)  # events a request records carry its ip and user agent
     errors.install(app)
+    observability.install(app)  # /metrics, /readyz, request series, 503 when the database is down
     docs.install(app)
     for module in (auth, me, two_factor, admin, teammates, webhooks, checks):
         app.include_router(module.router)

@@ -9,6 +9,7 @@ from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
+from services import jsonlog
 from services.accounts import sessions
 from services.db import unit_of_work
 from services.errors import Forbidden, NotFound, Unauthenticated
@@ -72,7 +73,9 @@ def client_ip(request: Request) -> str:
 
 def any_session(session: DB, token: Annotated[str, Depends(bearer)]) -> sessions.Authenticated:
     """A session at any level: for /v1/me… and /v1/logout."""
-    return sessions.authenticate(session, token)
+    caller = sessions.authenticate(session, token)
+    jsonlog.bind(workspace_id=caller.workspace.id, teammate_id=caller.teammate.id)  # log lines
+    return caller
 
 
 def full_session(
@@ -112,7 +115,9 @@ AdminWorkspace = Annotated[Workspace, Depends(admin_workspace)]
 
 def key_workspace(session: DB, request: Request, _: BearerDeclared) -> Workspace:
     """The workspace of the API key in `Authorization: Bearer twofa_sk_…`."""
-    return api_keys.authenticate(session, bearer_token(request, "invalid_api_key", "twofa_sk_…"))
+    workspace = api_keys.authenticate(session, bearer_token(request, "invalid_api_key", "twofa_sk_…"))
+    jsonlog.bind(workspace_id=workspace.id)  # log lines
+    return workspace
 
 
 KeyWorkspace = Annotated[Workspace, Depends(key_workspace)]

@@ -81,7 +81,7 @@ def endpoint_dict(endpoint: WebhookEndpoint) -> dict[str, Any]:
         "event_types": endpoint.event_types,
         "enabled": endpoint.enabled,
         "disabled_reason": endpoint.disabled_reason,
-        "created_at": _iso(endpoint.created_at),
+        "created_at": iso(endpoint.created_at),
     }
 
 
@@ -114,10 +114,11 @@ def deliveries(
             "event_id": e.id,
             "event_type": e.type,
             "status": d.status,
-            "attempt_count": d.attempts,
-            "next_attempt_at": _iso(d.next_attempt_at) if d.status == "pending" else None,
-            "created_at": _iso(d.created_at),
-            "finished_at": _iso(d.finished_at),
+            # The attempts listed, not the retry counter (a redelivery restarts that one).
+            "attempt_count": len(attempts.get(d.id, [])),
+            "next_attempt_at": iso(d.next_attempt_at) if d.status == "pending" else None,
+            "created_at": iso(d.created_at),
+            "finished_at": iso(d.finished_at),
             "attempts": attempts.get(d.id, []),
         }
         for d, e in page
@@ -130,7 +131,7 @@ def redeliver(session: Session, workspace: Workspace, endpoint_id: int, delivery
     endpoint = get(session, workspace, endpoint_id)
     if not endpoint.enabled:
         raise Conflict(
-            f"The endpoint is disabled ({endpoint.disabled_reason}); subscribe it again.",
+            f"The endpoint is disabled ({endpoint.disabled_reason}); enable it again first.",
             "webhook_disabled",
         )
     delivery = session.get(WebhookDelivery, delivery_id)
@@ -148,7 +149,7 @@ def redeliver(session: Session, workspace: Workspace, endpoint_id: int, delivery
 
 def _attempt_dict(attempt: WebhookAttempt) -> dict[str, Any]:
     return {
-        "attempted_at": _iso(attempt.attempted_at),
+        "attempted_at": iso(attempt.attempted_at),
         "response_status": attempt.response_status,
         "duration_ms": attempt.duration_ms,
         "error": attempt.error,
@@ -156,5 +157,5 @@ def _attempt_dict(attempt: WebhookAttempt) -> dict[str, Any]:
     }
 
 
-def _iso(value: Any) -> str | None:
+def iso(value: Any) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value is not None else None
