@@ -15,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests import stack as stack_module
-from tests.stack import Stack, backend, check_services, free_port, wait_until
+from tests.stack import Stack, answers, backend, check_services, free_port, wait_until
 from tests.twofactor import Enrolled, bearer, enroll
 
 ADMIN_PASSWORD = "admin-password-123"
@@ -153,15 +153,8 @@ def start_api(stack: Stack, **env: str) -> Iterator[httpx.Client]:
     port, name = free_port(), f"api-{uuid.uuid4().hex[:6]}"
     stack.start(name, "api", "--port", str(port), env=env)
     http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
-
-    def up() -> bool:
-        try:
-            return http.get("/healthz").status_code == 200
-        except httpx.HTTPError:
-            return False
-
     try:
-        wait_until(up, 30, message=f"the API on port {port}\n{stack.log(name)}")
+        wait_until(lambda: answers(http), 30, message=f"the API on port {port}\n{stack.log(name)}")
         yield http
     finally:
         http.close()

@@ -23,6 +23,7 @@ from email.message import Message
 from pathlib import Path
 from typing import Any
 
+import httpx
 from aiosmtpd.controller import Controller
 from cryptography.fernet import Fernet
 
@@ -59,6 +60,14 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 60, interval: floa
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {message}")
         time.sleep(interval)
+
+
+def answers(http: httpx.Client) -> bool:
+    """Whether the twofa server behind `http` is up (/healthz answers 200): for wait_until."""
+    try:
+        return http.get("/healthz").status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 @dataclass

@@ -19,8 +19,8 @@ from services import errors as domain
 from services.api import errors
 from services.api.deps import DB
 from services.models import LoginThrottle, utcnow
-from tests.conftest import ADMIN_PASSWORD, WorkspaceHandle
-from tests.stack import Stack, free_port, wait_until
+from tests.conftest import ADMIN_PASSWORD, WorkspaceHandle, start_api
+from tests.stack import Stack
 
 NUL = "a\u0000b"
 SURROGATE = "a\ud800b"
@@ -52,22 +52,11 @@ def _reset_ip_throttle() -> None:
 @pytest.fixture
 def real_api(stack: Stack) -> Iterator[str]:
     """`twofa api` as production runs it (uvicorn, uvloop, httptools) in its own process."""
-    port = free_port()
-    name = f"api-{uuid.uuid4().hex[:6]}"
-    stack.start(name, "api", "--port", str(port))
-    url = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        try:
-            return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
+    api = start_api(stack)
     try:
-        wait_until(up, 30, message=f"the API on port {port}\n{stack.log(name)}")
-        yield url
+        yield str(next(api).base_url).rstrip("/")
     finally:
-        stack.kill(name)
+        api.close()
 
 
 def test_a_login_answered_is_a_login_committed(real_api: str, workspace: WorkspaceHandle) -> None:

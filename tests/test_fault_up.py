@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.stack import free_port, wait_until
+from tests.stack import answers, free_port, wait_until
 from tests.twofactor import code
 
 
@@ -35,13 +35,7 @@ def test_up_runs_the_whole_flow_on_the_embedded_default(tmp_path: Path) -> None:
     try:
         http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
 
-        def healthy() -> bool:
-            try:
-                return http.get("/healthz").status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_until(healthy, 60, 0.3, message="twofa up to answer")
+        wait_until(lambda: answers(http), 60, 0.3, message="twofa up to answer")
         login = http.post("/v1/login", json={"workspace": "demo", "email": "admin@demo.test",
                                               "password": "correct-horse-battery"}).json()
         headers = {"Authorization": f"Bearer {login['token']}"}

@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.stack import backend, free_port, wait_until
+from tests.stack import answers, backend, free_port, wait_until
 from tests.twofactor import rfc6238
 
 REPO = Path(__file__).resolve().parents[1]
@@ -129,13 +129,7 @@ def test_installed_twofa_up_sends_invitations_that_link_to_its_port(
     try:
         http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
 
-        def healthy() -> bool:
-            try:
-                return http.get("/healthz").status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_until(healthy, 90, 0.3, message="the installed twofa up to answer")
+        wait_until(lambda: answers(http), 90, 0.3, message="the installed twofa up to answer")
         _enroll_admin_and_require_2fa(http)
         wait_until(lambda: len(_invitations(mail)) == 25, 120, 0.3,
                    message="25 invitations in the caught mail")

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.conftest import ADMIN_PASSWORD
-from tests.stack import Stack, free_port, wait_until
+from tests.stack import Stack, answers, free_port, wait_until
 from tests.twofactor import code, steady, wrong_codes
 from tests.webhook_receiver import Receiver
 
@@ -23,16 +23,9 @@ def json_api(stack: Stack) -> Iterator[httpx.Client]:
     stack.start("api-json", "api", "--host", "127.0.0.1", "--port", str(port),
                 env={"TWOFA_LOG_FORMAT": "json"})
     with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
-        wait_until(lambda: _up(http), 60, message="json api up")
+        wait_until(lambda: answers(http), 60, message="json api up")
         yield http
     stack.kill("api-json")
-
-
-def _up(http: httpx.Client) -> bool:
-    try:
-        return http.get("/healthz").status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def test_json_logs_carry_ids_and_no_secrets(
