@@ -32,7 +32,8 @@ _RECOVERY_LEFT = (select(func.count()).where(RecoveryCode.teammate_id == Teammat
                   .scalar_subquery())
 
 ME = (select(Teammate.id, Teammate.email, Teammate.name, Teammate.role, Teammate.totp_enabled_at,
-             AuthSession.origin, Workspace.slug, Workspace.require_two_factor, _RECOVERY_LEFT)
+             AuthSession.origin, Workspace.id, Workspace.slug, Workspace.require_two_factor,
+             _RECOVERY_LEFT)
       .select_from(AuthSession)
       .join(Teammate, Teammate.id == AuthSession.teammate_id)
       .join(Workspace, Workspace.id == Teammate.workspace_id)
@@ -46,6 +47,7 @@ class Me:
     role: str
     enrolled_at: datetime | None
     origin: str
+    workspace_id: int
     workspace: str
     require_two_factor: bool
     recovery_codes_left: int
@@ -61,8 +63,8 @@ async def me(token: str) -> Me:
         if token else None
     if row is None:
         raise Unauthenticated("The session is unknown, expired or ended.", "invalid_token")
-    tid, email, name, role, enrolled, origin, slug, required, left = row
-    return Me(tid, email, name, role, utc(enrolled), origin, slug, bool(required), int(left))
+    tid, email, name, role, enrolled, origin, wid, slug, required, left = row
+    return Me(tid, email, name, role, utc(enrolled), origin, wid, slug, bool(required), int(left))
 
 
 def utc(value: datetime | None) -> datetime | None:

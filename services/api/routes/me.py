@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from services import jsonlog
 from services.accounts import session_lookup
 from services.api.deps import SessionToken
 
@@ -14,6 +15,7 @@ router = APIRouter(prefix="/v1", tags=["me"])
 async def me(token: SessionToken) -> dict[str, object]:
     """Async and one SELECT (session, teammate, workspace, recovery codes left)."""
     m = await session_lookup.me(token)
+    jsonlog.bind(workspace_id=m.workspace_id, teammate_id=m.teammate_id)  # log lines
     return {
         "id": m.teammate_id,
         "email": m.email,
