@@ -25,7 +25,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.sql import ClauseElement
 
 from services.config import get_settings
-from services.db import READ_ONLY, get_engine
+from services.db import CONNECT_TIMEOUT_SECONDS, READ_ONLY, get_engine
+from services.errors import Unavailable
 
 POOL_SIZE = 10  # connections per API process; more would only queue inside PostgreSQL
 
@@ -84,6 +85,10 @@ def _sqlite_execute(stmt: Executable, params: dict[str, Any]) -> int:
         return int(conn.execute(stmt, params).rowcount)
 
 
+def _unreachable() -> Unavailable:
+    return Unavailable("The database is unreachable; try again shortly.", 5)
+
+
 def _pool(url: str) -> _Pool:
     key = (url, asyncio.get_running_loop())
     pool = _pools.get(key)
@@ -116,20 +121,28 @@ class _Pool:
     async def _run(self, sql: str, args: list[Any], one: bool) -> object:
         for attempt in (1, 2):
             reused = bool(self.idle)
-            conn = self.idle.pop() if reused else await asyncpg.connect(self.dsn)
+            conn = self.idle.pop() if reused else await self._connect()
             try:
                 result = await (conn.fetchrow(sql, *args) if one else conn.execute(sql, *args))
-            except _BROKEN:
+            except _BROKEN as exc:
                 conn.terminate()
                 if reused and attempt == 1:
                     continue
-                raise
+                raise _unreachable() from exc
             except BaseException:
                 conn.terminate()  # cancelled mid-statement: its state is unknown
                 raise
             self.idle.append(conn)
             return result
         raise AssertionError("unreachable")
+
+    async def _connect(self) -> asyncpg.Connection:
+        # Bounded like the sync engine's connect_timeout: a database that is down or
+        # restarting is a 503 to retry, never a hang or a 500.
+        try:
+            return await asyncpg.connect(self.dsn, timeout=CONNECT_TIMEOUT_SECONDS)
+        except (TimeoutError, *_BROKEN, asyncpg.CannotConnectNowError) as exc:
+            raise _unreachable() from exc
 
     async def close(self) -> None:
         while self.idle:
