@@ -130,8 +130,9 @@ def qr_text(page: Page) -> str:
     wait_until(lambda: img.evaluate("i => i.complete && i.naturalWidth > 0"), 10,
                message="the QR code image to load")
     png = page.request.get(str(img.evaluate("i => i.currentSrc"))).body()
-    [qr] = zxingcpp.read_barcodes(Image.open(io.BytesIO(png)))
-    return str(qr.text)
+    # One distinct text: zxing may report the same symbol more than once.
+    [text] = {str(qr.text) for qr in zxingcpp.read_barcodes(Image.open(io.BytesIO(png)))}
+    return text
 
 
 def code_for(secret: str, steps_ahead: int = 0) -> str:
