@@ -28,7 +28,7 @@ from typing import Any
 
 import httpx
 
-from bench.common import drop_database, fresh_env, spawn, wait_for
+from bench.common import api_up, drop_database, fresh_env, spawn, wait_for
 from bench.tools import SmtpSink, ensure_tools, free_port, load_average
 
 TEXT = "Hello {i},\n\nYour workspace now requires two-factor authentication.\n" * 3
@@ -128,7 +128,7 @@ def run(teammates: int = 10_000, workers: int = 2) -> dict[str, Any]:
         make_workspace("large", n - 1)
         procs.append(spawn(["api", "--port", str(api_port)], env, logs / "api.log"))
         http = httpx.Client(base_url=f"http://127.0.0.1:{api_port}", timeout=30)
-        wait_for(lambda: _up(http), 30, "the API")
+        wait_for(lambda: api_up(http), 30, "the API")
         lat_small = flip_latency(http, "small", admin_token("small"), 9)
         large_token = admin_token("large")
         lat_large = flip_latency(http, "large", large_token, 8)  # ends off
@@ -172,13 +172,6 @@ def run(teammates: int = 10_000, workers: int = 2) -> dict[str, Any]:
             "ratio_vs_mime_multipart": round(rate / mime_rate, 3),
             "flip_p50_ms_small": round(small * 1000, 2), "flip_p50_ms_large": round(large * 1000, 2),
             "flip_ratio_large_vs_small": round(large / small, 3)}
-
-
-def _up(http: httpx.Client) -> bool:
-    try:
-        return http.get("/healthz").status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def main() -> None:

@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 import pyotp
 
-from bench.common import drop_database, fresh_env, spawn, wait_for
+from bench.common import api_up, drop_database, fresh_env, spawn, wait_for
 from bench.tools import WrkResult, ensure_tools, free_port, load_average
 from bench.tools import wrk as run_wrk
 
@@ -117,7 +117,7 @@ def run(seconds: float = 8, teammates: int = 1000, embedded: bool = False) -> di
         data = prepare(teammates)
         server = spawn(["api", "--port", str(port)], env, home / "api.log")
         http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5)
-        wait_for(lambda: _up(http), 30, f"the API (see {home / 'api.log'})")
+        wait_for(lambda: api_up(http), 30, f"the API (see {home / 'api.log'})")
         load = load_average()
         results = scenarios(data, seconds, f"http://127.0.0.1:{port}", server.pid)
     finally:
@@ -146,13 +146,6 @@ def report(results: list[tuple[WrkResult, float]], load: float, backend: str,
           f"{teammates} teammates)")
     return {"backend": backend, "load_average_at_start": round(load, 2),
             "baseline_healthz_req_per_s": round(baseline, 1), "requests": rows}
-
-
-def _up(http: httpx.Client) -> bool:
-    try:
-        return http.get("/healthz").status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def main() -> None:

@@ -10,6 +10,8 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -20,6 +22,14 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str,
         if time.monotonic() > deadline:
             raise SystemExit(f"timed out waiting for {what}")
         time.sleep(interval)
+
+
+def api_up(http: httpx.Client) -> bool:
+    """Whether the API behind `http` answers /healthz (for wait_for)."""
+    try:
+        return http.get("/healthz").status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def fresh_env(extra: dict[str, str] | None = None, embedded: bool = False) -> dict[str, str]:

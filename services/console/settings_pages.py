@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import io
 from urllib.parse import parse_qs, urlsplit
 
-import segno
 from fastapi import APIRouter, Request, Response
 
 from services.accounts import sessions
 from services.api.deps import DB
 from services.api.schemas import CodeIn
 from services.console import web
-from services.verification import recovery
+from services.verification import qr, recovery
 from services.verification import service as verification
 
 router = APIRouter(prefix="/settings/two-factor", include_in_schema=False)
@@ -29,9 +27,7 @@ def two_factor_page(request: Request, caller: web.AnyCaller, session: DB,
 def qr_code(caller: web.AnyCaller) -> Response:
     """The QR code of the setup in progress, for this browser's session only."""
     uri = verification.pending_uri(caller.teammate, caller.workspace)
-    png = io.BytesIO()
-    segno.make(uri, error="m").save(png, kind="png", scale=6, border=4)
-    return Response(png.getvalue(), media_type="image/png", headers=web.HEADERS)
+    return Response(qr.png(uri), media_type="image/png", headers=web.HEADERS)
 
 
 @router.post("/confirm")

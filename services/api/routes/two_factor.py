@@ -3,15 +3,14 @@
 
 from __future__ import annotations
 
-import io
 from typing import Annotated
 
-import segno
 from fastapi import APIRouter, Path, Response
 
 from services.accounts import teammates
 from services.api.deps import DB, AdminWorkspace, AnySession, FullSession
 from services.api.schemas import MAX_ID, CodeIn, ReplaceIn, TwoFactorIn
+from services.verification import qr
 from services.verification import service as verification
 
 router = APIRouter(prefix="/v1", tags=["two-factor"])
@@ -31,9 +30,7 @@ def setup(caller: AnySession, session: DB, response: Response) -> dict[str, str]
             responses={200: {"content": {"image/png": {}}}})
 def qr_code(caller: AnySession) -> Response:
     uri = verification.pending_uri(caller.teammate, caller.workspace)
-    png = io.BytesIO()
-    segno.make(uri, error="m").save(png, kind="png", scale=6, border=4)
-    return Response(png.getvalue(), media_type="image/png", headers=NO_STORE)
+    return Response(qr.png(uri), media_type="image/png", headers=NO_STORE)
 
 
 @router.post("/me/two-factor/confirm")
