@@ -17,7 +17,8 @@ class SaveToFolder:
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
         name = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}.eml"
-        tmp = self.folder / f".{name}"
+        # Not *.eml until complete: readers glob "*.eml" (pathlib's glob matches dot-files).
+        tmp = self.folder / f".{name}.part"
         tmp.write_bytes(envelope.original_content or envelope.content)
         tmp.rename(self.folder / name)  # readers never see half a message
         return "250 Message accepted for delivery"
