@@ -161,11 +161,18 @@ def start_api(stack: Stack, **env: str) -> Iterator[httpx.Client]:
         stack.kill(name)
 
 
-def over_http(http: httpx.Client, make_workspace: Any) -> Any:
-    """make_workspace, with the handle talking to a real server over HTTP."""
+@pytest.fixture(scope="module")
+def api(stack: Stack) -> Iterator[httpx.Client]:
+    """One real `twofa api` per test module (a module may override it with its own settings)."""
+    yield from start_api(stack)
+
+
+@pytest.fixture
+def make_ws(api: httpx.Client, make_workspace: Any) -> Any:
+    """make_workspace, with the handle talking to the module's real server over HTTP."""
     def make(teammates: int = 0, password: str = "member-password") -> WorkspaceHandle:
         ws: WorkspaceHandle = make_workspace(teammates=teammates, password=password)
-        ws.client = http  # type: ignore[assignment]  # httpx.Client: the same API as TestClient
+        ws.client = api  # type: ignore[assignment]  # httpx.Client: the same API as TestClient
         return ws
     return make
 

@@ -3,25 +3,12 @@ over real HTTP to `twofa api`."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
-import pytest
 
-from tests.conftest import WorkspaceHandle, over_http, start_api
-from tests.stack import Stack
+from tests.conftest import WorkspaceHandle
 from tests.twofactor import bearer, code, enroll, steady
-
-
-@pytest.fixture(scope="module")
-def api(stack: Stack) -> Iterator[httpx.Client]:
-    yield from start_api(stack)
-
-
-@pytest.fixture
-def make_ws(api: httpx.Client, make_workspace: Callable[..., WorkspaceHandle]) -> Any:
-    return over_http(api, make_workspace)
 
 
 def member(ws: WorkspaceHandle) -> str:

@@ -17,7 +17,7 @@ import sys
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import ADMIN_PASSWORD, WorkspaceHandle, over_http, start_api
+from tests.conftest import ADMIN_PASSWORD, WorkspaceHandle, start_api
 from tests.stack import ROOT, Stack, wait_until
 from tests.twofactor import bearer, code, enroll, steady, wrong_codes
 
@@ -39,12 +39,6 @@ def api(stack: Stack) -> Iterator[httpx.Client]:
     """`twofa api` as production runs it. Hash slots are waited for long here, so that the
     per-IP limit, not the hashing bound, decides the bursts below."""
     yield from start_api(stack, TWOFA_PASSWORD_HASH_WAIT_SECONDS="120")
-
-
-@pytest.fixture
-def make_ws(api: httpx.Client, make_workspace: Callable[..., WorkspaceHandle]
-            ) -> Callable[..., WorkspaceHandle]:
-    return over_http(api, make_workspace)
 
 
 def member(ws: WorkspaceHandle, n: int = 1) -> str:

@@ -9,28 +9,16 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
-import pytest
 
-from tests.conftest import WorkspaceHandle, over_http, start_api
+from tests.conftest import WorkspaceHandle
 from tests.stack import ROOT, Stack, wait_until
 from tests.twofactor import bearer, enroll
 
 # Events caused by a request carry its client address and user agent.
 BY_HTTPX = {"ip": "127.0.0.1", "user_agent": f"python-httpx/{httpx.__version__}"}
-
-
-@pytest.fixture(scope="module")
-def api(stack: Stack) -> Iterator[httpx.Client]:
-    yield from start_api(stack)
-
-
-@pytest.fixture
-def make_ws(api: httpx.Client, make_workspace: Callable[..., WorkspaceHandle]) -> Any:
-    return over_http(api, make_workspace)
 
 
 def member(ws: WorkspaceHandle, n: int) -> str:
