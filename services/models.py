@@ -61,6 +61,11 @@ class Workspace(Base):
     name: Mapped[str] = mapped_column(String(200))
     require_two_factor: Mapped[bool] = mapped_column(Boolean, default=False)
     policy_version: Mapped[int] = mapped_column(Integer, default=0)
+    # The grace period applies the next time the requirement is turned on (kept while off);
+    # `required_at` is when it was, and `enforce_at` = required_at + grace (None: at once).
+    grace_period_hours: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    required_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    enforce_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -96,6 +101,12 @@ class Teammate(Base):
     # An admin-issued single-use code for a lost device (SHA-256), valid until it expires.
     bypass_code_hash: Mapped[str | None] = mapped_column(String(64))
     bypass_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # An exemption is live while exempt_until is in the future; the sweep clears it after.
+    exempt_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    exempt_reason: Mapped[str | None] = mapped_column(String(500))
+    # When the current join link's email was handed to SMTP (while 2FA is required, the join
+    # email is the teammate's invitation).
+    join_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     @property
     def two_factor_enabled(self) -> bool:
@@ -151,6 +162,22 @@ class EnrollmentInvitation(Base):
     message_id: Mapped[str | None] = mapped_column(String(255))
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class EnrollmentReminder(Base):
+    """A reminder due before `enforce_at`, for everyone of one policy version still without
+    2FA. The sweep sends it when due (never a broker countdown, which a restart could lose);
+    each teammate's copy is sent once (`SentEmail` key `reminder:{id}:{teammate_id}`)."""
+
+    __tablename__ = "enrollment_reminders"
+    __table_args__ = (Index("ix_reminders_status_due", "status", "due_at"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id"), index=True)
+    policy_version: Mapped[int] = mapped_column(Integer)
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending|sent|cancelled
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

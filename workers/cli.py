@@ -254,7 +254,8 @@ def _parse_filters(pairs: list[str]) -> teammate_service.Filters:
                       f"enrollment={'|'.join(STATES)} or q=TEXT")
             raise typer.Exit(2)
         given[key] = value
-    return teammate_service.Filters(**given)
+    return teammate_service.Filters(two_factor=given.get("two_factor"),
+                                    enrollment=given.get("enrollment"), q=given.get("q"))
 
 
 def _print_table(ws: workspaces.Workspace, views: list[teammate_service.TeammateView]) -> None:

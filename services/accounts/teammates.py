@@ -10,7 +10,7 @@ from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from services import outbox
+from services import clock, outbox
 from services.accounts import sessions
 from services.accounts.email_address import matches, normalize_email
 from services.accounts.passwords import hash_password
@@ -57,8 +57,7 @@ def view(session: Session, workspace: Workspace, teammate: Teammate) -> Teammate
     status = session.scalar(select(EnrollmentInvitation.status).where(
         EnrollmentInvitation.teammate_id == teammate.id,
         EnrollmentInvitation.policy_version == workspace.policy_version))
-    return TeammateView(teammate, state.enrollment_state(workspace, teammate.two_factor_enabled,
-                                                         status))
+    return TeammateView(teammate, state.enrollment_state(workspace, teammate, status))
 
 
 def change_role(session: Session, workspace: Workspace, teammate: Teammate, role: str,
@@ -148,6 +147,7 @@ def add(session: Session, workspace: Workspace, email: str, name: str, role: str
 def issue_join_link(session: Session, teammate: Teammate) -> None:
     """A new join token (the previous one stops working) and the email that carries it."""
     teammate.join_nonce = secrets.token_hex(16)
+    teammate.join_sent_at = None  # until this link's email is out
     teammate.join_token_hash = hash_token(join_token(teammate))
     teammate.join_expires_at = utcnow() + timedelta(seconds=get_settings().join_token_ttl)
     session.flush()
@@ -193,6 +193,8 @@ def accept(session: Session, token: str, password: str, name: str | None) -> ses
     assert teammate is not None
     workspace = session.get(Workspace, teammate.workspace_id)
     assert workspace is not None
+    if workspace.require_two_factor:
+        fanout.join_was_invitation(session, workspace, teammate)
     return sessions.after_first_factor(session, teammate, workspace, origin="password")
 
 
@@ -214,6 +216,7 @@ class Filters:
     two_factor: str | None = None
     enrollment: str | None = None
     q: str | None = None
+    would_be_held: bool = False  # no 2FA and no live exemption (the policy preview)
 
 
 def page(
@@ -233,8 +236,9 @@ def page(
     if after_id is not None:
         query = query.where(Teammate.id > after_id)
     rows = session.execute(query).all()
+    now = clock.now()
     views = [
-        TeammateView(t, state.enrollment_state(workspace, t.two_factor_enabled, status))
+        TeammateView(t, state.enrollment_state(workspace, t, status, now))
         for t, status in rows[:limit]
     ]
     next_id = views[-1].teammate.id if len(rows) > limit else None
@@ -246,6 +250,8 @@ def _conditions(workspace: Workspace, filters: Filters) -> list[ColumnElement[bo
     conditions: list[ColumnElement[bool]] = []
     if filters.two_factor is not None:
         conditions.append(enabled if filters.two_factor == "enabled" else ~enabled)
+    if filters.would_be_held:
+        conditions.append(state.would_be_held())
     if filters.enrollment is not None:
         conditions.append(state.is_in_state(workspace, filters.enrollment))
     if filters.q:

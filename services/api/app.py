@@ -12,7 +12,16 @@ from services import db_read
 from services.api import docs, errors, observability
 from services.api.body_limit import BodyLimit
 from services.api.request_context import RequestContext
-from services.api.routes import admin, auth, checks, me, teammates, two_factor, webhooks
+from services.api.routes import (
+    admin,
+    auth,
+    checks,
+    exemptions,
+    me,
+    teammates,
+    two_factor,
+    webhooks,
+)
 
 MAX_BODY_BYTES = 64 * 1024
 
@@ -38,7 +47,7 @@ def create_app() -> FastAPI:
     errors.install(app)
     observability.install(app)  # /metrics, /readyz, request series, 503 when the database is down
     docs.install(app)
-    for module in (auth, me, two_factor, admin, teammates, webhooks, checks):
+    for module in (auth, me, two_factor, admin, teammates, exemptions, webhooks, checks):
         app.include_router(module.router)
 
     @app.get("/healthz", tags=["health"])

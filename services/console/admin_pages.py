@@ -45,12 +45,12 @@ def authentication_save(request: Request, form: web.Form, caller: web.AdminCalle
 @router.get("/authentication/rollout.json")
 def rollout_json(caller: web.AdminCaller, session: DB) -> dict[str, object]:
     """What the page's script polls: the same body as GET /v1/…/two-factor-policy."""
-    return policy.as_dict(caller.workspace, policy.rollout(session, caller.workspace))
+    return policy.as_dict(session, caller.workspace, policy.rollout(session, caller.workspace))
 
 
 def _authentication(request: Request, caller: web.AdminCaller, session: DB,
                     error: str | None = None, notice: str | None = None) -> Response:
-    state = policy.as_dict(caller.workspace, policy.rollout(session, caller.workspace))
+    state = policy.as_dict(session, caller.workspace, policy.rollout(session, caller.workspace))
     return web.render(request, "authentication.html", {
         "title": "Authentication", "policy": state, "error": error, "notice": notice,
     }, status_code=400 if error else 200, caller=caller)

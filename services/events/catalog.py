@@ -21,6 +21,8 @@ class EventType(StrEnum):
     TEAMMATE_ROLE_CHANGED = "twofa.teammate.role_changed"
     BYPASS_CODE_ISSUED = "twofa.bypass_code.issued"
     BYPASS_CODE_USED = "twofa.bypass_code.used"
+    EXEMPTION_GRANTED = "twofa.exemption.granted"
+    EXEMPTION_ENDED = "twofa.exemption.ended"
 
 
 ALL_TYPES: frozenset[str] = frozenset(t.value for t in EventType)

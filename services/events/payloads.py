@@ -26,6 +26,10 @@ class PolicyChanged:
     require_two_factor: bool
     version: int
     changed_by: int  # the admin's teammate id
+    # The grace period in force and when the requirement is enforced (None: at once or off).
+    # Recorded since migration 0005: older events lack them.
+    grace_period_hours: int = 0
+    enforce_at: str | None = None  # RFC 3339, UTC
 
 
 @dataclass(frozen=True, config=STRICT)
@@ -96,9 +100,25 @@ class BypassCodeUsed:
     teammate_id: int
 
 
+@dataclass(frozen=True, config=STRICT)
+class ExemptionGranted:
+    teammate_id: int
+    until: str  # RFC 3339, UTC
+    actor_id: int
+    reason: str
+
+
+@dataclass(frozen=True, config=STRICT)
+class ExemptionEnded:
+    teammate_id: int
+    by: Literal["admin", "expiry"]
+    actor_id: int | None  # None when it expired
+
+
 Payload = (PolicyChanged | EnrollmentInvited | Enabled | Disabled | VerificationFailed
            | TeammateLocked | RecoveryCodeUsed | TeammateAdded | TeammateRemoved
-           | TeammateRoleChanged | BypassCodeIssued | BypassCodeUsed)
+           | TeammateRoleChanged | BypassCodeIssued | BypassCodeUsed | ExemptionGranted
+           | ExemptionEnded)
 
 PAYLOADS: dict[EventType, type[Payload]] = {
     EventType.POLICY_CHANGED: PolicyChanged,
@@ -113,6 +133,8 @@ PAYLOADS: dict[EventType, type[Payload]] = {
     EventType.TEAMMATE_ROLE_CHANGED: TeammateRoleChanged,
     EventType.BYPASS_CODE_ISSUED: BypassCodeIssued,
     EventType.BYPASS_CODE_USED: BypassCodeUsed,
+    EventType.EXEMPTION_GRANTED: ExemptionGranted,
+    EventType.EXEMPTION_ENDED: ExemptionEnded,
 }
 
 

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from services import crypto
 from services.accounts import sessions
+from services.enforcement import is_exempt
 from services.enrollment import fanout
 from services.errors import (
     Conflict,
@@ -250,7 +251,7 @@ def _reset(session: Session, workspace: Workspace, teammate: Teammate, by: str,
                         {"teammate_id": teammate.id, "by": by, "actor_id": actor_id},
                         teammate_id=teammate.id)
     session.flush()
-    if workspace.require_two_factor:
+    if workspace.require_two_factor and not is_exempt(teammate.exempt_until):
         fanout.resend(session, workspace, teammate)
     return was_enabled
 

@@ -19,7 +19,7 @@ router = APIRouter(prefix="/v1/workspaces/{slug}", tags=["admin"])
 
 @router.get("/two-factor-policy")
 def get_policy(workspace: AdminWorkspace, session: DB) -> dict[str, object]:
-    return policy.as_dict(workspace, policy.rollout(session, workspace))
+    return policy.as_dict(session, workspace, policy.rollout(session, workspace))
 
 
 @router.get("/two-factor-policy/preview")
@@ -33,7 +33,7 @@ def preview_policy(
     2FA, and (paged) who they are."""
     impact = policy.preview(session, workspace)
     views, next_id = teammates.page(session, workspace, limit, cursor,
-                                    teammates.Filters(two_factor="disabled"))
+                                    teammates.Filters(would_be_held=True))
     return {
         "would_block": impact.would_block,
         "admins_without_two_factor": [{"id": t.id, "email": t.email, "name": t.name}
@@ -49,8 +49,9 @@ def put_policy(
 ) -> dict[str, object]:
     # set_policy's locked get (populate_existing) refreshes and updates this very object:
     # the session's identity map holds one Workspace per row.
-    policy.set_policy(session, workspace, body.require_two_factor, caller.teammate.id)
-    return policy.as_dict(workspace, policy.rollout(session, workspace))
+    policy.set_policy(session, workspace, body.require_two_factor, caller.teammate.id,
+                      grace_period_hours=body.grace_period_hours)
+    return policy.as_dict(session, workspace, policy.rollout(session, workspace))
 
 
 @router.get("/events")

@@ -26,9 +26,8 @@ async def me(token: SessionToken) -> dict[str, object]:
         "two_factor": {
             "enabled": m.enrolled_at is not None,
             "required": m.require_two_factor,
-            # Enforced = required, with no grace period (not built yet) and no exemption.
-            "enforced": m.require_two_factor,
-            "enforce_at": None,
+            "enforced": m.enforced,
+            "enforce_at": m.enforce_at.isoformat() if m.enforce_at else None,
             "enrolled_at": m.enrolled_at.isoformat() if m.enrolled_at else None,
             "recovery_codes_left": m.recovery_codes_left,
         },

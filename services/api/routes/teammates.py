@@ -98,9 +98,9 @@ def add_teammate(body: TeammateIn, workspace: AdminWorkspace, caller: FullSessio
                  session: DB) -> dict[str, object]:
     teammate = teammates.add(session, workspace, body.email, body.name, body.role,
                              actor_id=caller.teammate.id)
-    # Brand new, so no invitation of the current policy version yet: while 2FA is required
-    # the teammate is `pending`, otherwise `not_required`.
-    enrollment = state.enrollment_state(workspace, teammate.two_factor_enabled, None)
+    # Brand new, so their join email is not out yet: while 2FA is required the teammate is
+    # `pending`, otherwise `not_required`.
+    enrollment = state.enrollment_state(workspace, teammate, None)
     return teammates.TeammateView(teammate, enrollment).as_dict()
 
 

@@ -1,0 +1,53 @@
+"""Exemptions that expire: an admin exempts a teammate from 2FA until a date (30 days at
+most), or ends an exemption now."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Response
+from pydantic import AwareDatetime, BaseModel, Field
+
+from services.accounts import teammates
+from services.api.deps import DB, AdminWorkspace, FullSession
+from services.api.schemas import MAX_ID, Body, Text
+from services.enrollment import exemptions
+
+router = APIRouter(prefix="/v1/workspaces/{slug}/teammates/{teammate_id}/exemption",
+                   tags=["teammates"])
+TeammateId = Annotated[int, Path(ge=1, le=MAX_ID)]
+
+
+class ExemptionIn(Body):
+    until: AwareDatetime = Field(description="RFC 3339 with an offset; future, 30 days at most")
+    reason: Annotated[str, Field(min_length=1, max_length=500), Text]
+
+
+class ExemptionOut(BaseModel):
+    until: str = Field(description="RFC 3339, UTC")
+    reason: str
+
+
+@router.put("")
+def exempt(teammate_id: TeammateId, body: ExemptionIn, workspace: AdminWorkspace,
+           caller: FullSession, session: DB) -> ExemptionOut:
+    """Not held to enrollment until `until`; then it ends by itself, and while 2FA is
+    required the teammate gets their invitation unless one already went out for this
+    version. Granting again replaces the date and reason."""
+    target = teammates.get(session, workspace, teammate_id)
+    exemptions.grant(session, workspace, target, body.until, body.reason, caller.teammate)
+    return ExemptionOut(until=_z(body.until), reason=body.reason)
+
+
+@router.delete("", status_code=204)
+def end_exemption(teammate_id: TeammateId, workspace: AdminWorkspace, caller: FullSession,
+                  session: DB) -> Response:
+    """Ends it now (204 also when there is none)."""
+    target = teammates.get(session, workspace, teammate_id)
+    exemptions.end(session, workspace, target, caller.teammate)
+    return Response(status_code=204)
+
+
+def _z(when: datetime) -> str:
+    return when.astimezone(UTC).isoformat().replace("+00:00", "Z")
