@@ -15,7 +15,7 @@ from pathlib import Path
 
 from services.config import get_settings
 
-_cache: tuple[Path | None, int, timedelta] = (None, -1, timedelta(0))
+_cache: tuple[Path | None, tuple[int, int, int], timedelta] = (None, (0, 0, 0), timedelta(0))
 
 
 def now() -> datetime:
@@ -29,9 +29,10 @@ def _offset(path: Path) -> timedelta:
     """The file's offset, re-read only when the file changed (a stat per call)."""
     global _cache
     try:
-        stamp = os.stat(path).st_mtime_ns
+        info = os.stat(path)
     except FileNotFoundError:
         return timedelta(0)
+    stamp = (info.st_ino, info.st_mtime_ns, info.st_size)  # set_offset makes a new file
     cached_path, cached_stamp, offset = _cache
     if cached_path != path or cached_stamp != stamp:
         text = path.read_text().strip()

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Response
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, Field
 
 from services.accounts import teammates
 from services.api.deps import DB, AdminWorkspace, FullSession
@@ -19,8 +19,17 @@ router = APIRouter(prefix="/v1/workspaces/{slug}/teammates/{teammate_id}/exempti
 TeammateId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
+def _rfc3339_text(value: object) -> object:
+    # JSON has no datetime type: the RFC 3339 string is what arrives (a number is refused,
+    # not read as a Unix time).
+    if not isinstance(value, str):
+        raise ValueError("an RFC 3339 date-time string with an offset")
+    return value
+
+
 class ExemptionIn(Body):
-    until: AwareDatetime = Field(description="RFC 3339 with an offset; future, 30 days at most")
+    until: Annotated[AwareDatetime, BeforeValidator(_rfc3339_text)] = Field(
+        strict=False, description="RFC 3339 with an offset; future, 30 days at most")
     reason: Annotated[str, Field(min_length=1, max_length=500), Text]
 
 

@@ -27,7 +27,7 @@ async def me(token: SessionToken) -> dict[str, object]:
             "enabled": m.enrolled_at is not None,
             "required": m.require_two_factor,
             "enforced": m.enforced,
-            "enforce_at": m.enforce_at.isoformat() if m.enforce_at else None,
+            "enforce_at": m.enforce_at.isoformat().replace("+00:00", "Z") if m.enforce_at else None,
             "enrolled_at": m.enrolled_at.isoformat() if m.enrolled_at else None,
             "recovery_codes_left": m.recovery_codes_left,
         },
