@@ -322,3 +322,51 @@ def test_exemptions_are_for_admins_of_the_workspace(make_ws: Any) -> None:
     r = ws.client.put(f"/v1/workspaces/{ws.slug}/teammates/999999999/exemption",
                       headers=ws.admin_headers(), json=body)
     assert r.status_code == 404
+
+
+def test_the_audit_log_records_who_changed_access(stack: Stack, make_ws: Any) -> None:
+    ws = make_ws()
+    admin = ws.admin_headers()
+    base = f"/v1/workspaces/{ws.slug}"
+    # A loopback port nothing listens on: the deliveries fail and stay on this machine.
+    key = ws.client.post(f"{base}/api-keys", headers=admin, json={"name": "SSO"}).json()
+    assert ws.client.delete(f"{base}/api-keys/{key['id']}", headers=admin).status_code == 204
+    hook = ws.client.post(f"{base}/webhooks", headers=admin, json={
+        "url": "http://127.0.0.1:1024/hook", "event_types": ["twofa.enabled"]}).json()
+    r = ws.client.patch(f"{base}/webhooks/{hook['id']}", headers=admin,
+                        json={"event_types": ["twofa.disabled"], "enabled": False})
+    assert r.status_code == 200, r.text
+    assert ws.client.post(f"{base}/webhooks/{hook['id']}/rotate-secret", headers=admin,
+                          json={}).status_code == 200
+    assert ws.client.delete(f"{base}/webhooks/{hook['id']}", headers=admin).status_code == 204
+    added = ws.client.post(f"{base}/teammates", headers=admin,
+                           json={"email": f"joiner@{ws.slug}.test", "name": "Joiner"}).json()
+    [join] = wait_until(lambda: stack.smtp.to(f"joiner@{ws.slug}.test"), 60, message="join")
+    link = next(word for word in join.part("plain").split() if "/join?token=" in word)
+    r = ws.client.post("/v1/invitations/accept", json={
+        "token": parse_qs(urlsplit(link).query)["token"][0], "password": "joiner-pass-123"})
+    assert r.status_code == 200, r.text
+
+    events = ws.client.get(f"{base}/events?limit=500", headers=admin).json()["items"]
+    seen = [(e["type"], e["data"]) for e in events]
+    expected = [
+        ("twofa.api_key.created", {"api_key_id": key["id"], "name": "SSO"}),
+        ("twofa.api_key.revoked", {"api_key_id": key["id"]}),
+        ("twofa.webhook.created", {"webhook_id": hook["id"], "url": "http://127.0.0.1:1024/hook",
+                                   "event_types": ["twofa.enabled"]}),
+        ("twofa.webhook.changed", {"webhook_id": hook["id"],
+                                   "changed": ["event_types", "enabled"]}),
+        ("twofa.webhook.changed", {"webhook_id": hook["id"], "changed": ["secret"]}),
+        ("twofa.webhook.deleted", {"webhook_id": hook["id"]}),
+        ("twofa.teammate.added", {"teammate_id": added["id"]}),
+        ("twofa.invitation.accepted", {"teammate_id": added["id"]}),
+    ]
+    assert [t for t, _ in seen] == [t for t, _ in expected]
+    for (_, data), (_, wanted) in zip(seen, expected, strict=True):
+        assert data == {**data, **wanted}
+        assert data["ip"] == "127.0.0.1" and data["user_agent"].startswith("python-httpx/")
+    assert all(d["actor_id"] == ws.admin_id for t, d in seen if t != "twofa.invitation.accepted")
+
+    for bad in ("type=twofa.nonsense", "after=-1", "after=abc", "limit=0"):
+        r = ws.client.get(f"{base}/events?{bad}", headers=admin)
+        assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_request", bad

@@ -193,6 +193,8 @@ def accept(session: Session, token: str, password: str, name: str | None) -> ses
     assert teammate is not None
     workspace = session.get(Workspace, teammate.workspace_id)
     assert workspace is not None
+    recorder.record(session, workspace.id, EventType.INVITATION_ACCEPTED,
+                    {"teammate_id": teammate.id}, teammate_id=teammate.id)
     if workspace.require_two_factor:
         fanout.join_was_invitation(session, workspace, teammate)
     return sessions.after_first_factor(session, teammate, workspace, origin="password")

@@ -59,8 +59,7 @@ def _whole_hours(text: str) -> int:
     try:
         return int(text.strip() or "0")
     except ValueError:
-        raise InvalidInput("The grace period is a whole number of hours, 0 to 2160.",
-                           "validation_error") from None
+        raise InvalidInput("The grace period is a whole number of hours, 0 to 2160.") from None
 
 
 @router.get("/authentication/rollout.json")
@@ -214,7 +213,7 @@ def exempt(request: Request, teammate_id: TeammateId, form: web.Form, caller: we
         until = _end_of_day(form.get("until", ""))
         reason = form.get("reason", "").strip()
         if not reason:
-            raise InvalidInput("Give a reason: it goes into the audit log.", "validation_error")
+            raise InvalidInput("Give a reason: it goes into the audit log.")
         exemptions.grant(session, caller.workspace, target, until, reason[:500], caller.teammate)
         return web.redirect(f"/admin/teammates?notice=exempted&teammate={teammate_id}")
     return _exemption(request, caller, target, error=problem.message, form=form)
@@ -225,7 +224,7 @@ def _end_of_day(text: str) -> datetime:
     try:
         day = date.fromisoformat(text.strip())
     except ValueError:
-        raise InvalidInput("Pick the last day of the exemption.", "validation_error") from None
+        raise InvalidInput("Pick the last day of the exemption.") from None
     return datetime.combine(day + timedelta(days=1), time.min, tzinfo=UTC)
 
 

@@ -46,7 +46,8 @@ def webhook_add(request: Request, form: web.Form, caller: web.AdminCaller, sessi
                          error="Choose at least one event type, or All events.")
     with web.form_errors(session) as problem:
         body = WebhookIn.model_validate({"url": form.get("url", ""), "event_types": types})
-        endpoint, secret = webhooks.create(session, caller.workspace, body.url, body.event_types)
+        endpoint, secret = webhooks.create(session, caller.workspace, body.url, body.event_types,
+                                           actor_id=caller.teammate.id)
         return _webhooks(request, caller, session, created=(endpoint.url, secret))
     return _webhooks(request, caller, session, error=problem.message, url=form.get("url", ""))
 
@@ -55,7 +56,7 @@ def webhook_add(request: Request, form: web.Form, caller: web.AdminCaller, sessi
 def webhook_delete(request: Request, endpoint_id: Id, form: web.Form, caller: web.AdminCaller,
                    session: DB) -> Response:
     with web.form_errors(session) as problem:
-        webhooks.delete(session, caller.workspace, endpoint_id)
+        webhooks.delete(session, caller.workspace, endpoint_id, actor_id=caller.teammate.id)
         return web.redirect("/admin/webhooks")
     return _webhooks(request, caller, session, error=problem.message)
 
@@ -86,7 +87,7 @@ def api_key_create(request: Request, form: web.Form, caller: web.AdminCaller,
                    session: DB) -> Response:
     with web.form_errors(session) as problem:
         body = ApiKeyIn.model_validate(form)
-        _, key = api_keys.create(session, caller.workspace, body.name)
+        _, key = api_keys.create(session, caller.workspace, body.name, actor_id=caller.teammate.id)
         return _api_keys(request, caller, session, created=key)
     return _api_keys(request, caller, session, error=problem.message)
 
@@ -95,7 +96,7 @@ def api_key_create(request: Request, form: web.Form, caller: web.AdminCaller,
 def api_key_revoke(request: Request, key_id: Id, form: web.Form, caller: web.AdminCaller,
                    session: DB) -> Response:
     with web.form_errors(session) as problem:
-        api_keys.revoke(session, caller.workspace, key_id)
+        api_keys.revoke(session, caller.workspace, key_id, actor_id=caller.teammate.id)
         return web.redirect("/admin/api-keys")
     return _api_keys(request, caller, session, error=problem.message)
 

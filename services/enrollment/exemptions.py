@@ -29,11 +29,11 @@ def grant(session: Session, workspace: Workspace, teammate: Teammate, until: dat
           reason: str, actor: Teammate) -> None:
     now = clock.now()
     if until.tzinfo is None:
-        raise InvalidInput("until needs a UTC offset (RFC 3339).", "validation_error")
+        raise InvalidInput("until needs a UTC offset (RFC 3339).")
     if until <= now:
-        raise InvalidInput("until must be in the future.", "validation_error")
+        raise InvalidInput("until must be in the future.")
     if until > now + timedelta(days=MAX_DAYS):
-        raise InvalidInput(f"An exemption lasts {MAX_DAYS} days at most.", "validation_error")
+        raise InvalidInput(f"An exemption lasts {MAX_DAYS} days at most.")
     teammate.exempt_until, teammate.exempt_reason = until, reason
     # A not yet sent invitation of this version waits: the sending task skips it too.
     session.execute(update(EnrollmentInvitation)

@@ -7,13 +7,18 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from services.events.catalog import to_cloudevent
+from services.errors import InvalidInput
+from services.events.catalog import ALL_TYPES, TEST_TYPE, to_cloudevent
 from services.models import Event, Workspace
 
 
 def page(
     session: Session, workspace: Workspace, type_: str | None, after: int | None, limit: int
 ) -> tuple[list[dict[str, Any]], int | None]:
+    if type_ and type_ not in ALL_TYPES | {TEST_TYPE}:
+        # A typo must not answer an empty log as if nothing had happened.
+        raise InvalidInput(f"type: unknown event type {type_!r} (docs/events.md lists them).",
+                           "invalid_request")
     query = select(Event).where(Event.workspace_id == workspace.id).order_by(Event.seq)
     if type_:
         query = query.where(Event.type == type_)

@@ -23,9 +23,18 @@ class EventType(StrEnum):
     BYPASS_CODE_USED = "twofa.bypass_code.used"
     EXEMPTION_GRANTED = "twofa.exemption.granted"
     EXEMPTION_ENDED = "twofa.exemption.ended"
+    INVITATION_ACCEPTED = "twofa.invitation.accepted"
+    API_KEY_CREATED = "twofa.api_key.created"
+    API_KEY_REVOKED = "twofa.api_key.revoked"
+    WEBHOOK_CREATED = "twofa.webhook.created"
+    WEBHOOK_CHANGED = "twofa.webhook.changed"
+    WEBHOOK_DELETED = "twofa.webhook.deleted"
 
 
 ALL_TYPES: frozenset[str] = frozenset(t.value for t in EventType)
+# An admin's webhook test (POST …/webhooks/{id}/test): kept in the log, delivered to that
+# endpoint only, never dispatched.
+TEST_TYPE = "twofa.test"
 
 
 def to_cloudevent(event: Event, workspace_slug: str) -> dict[str, Any]:

@@ -115,10 +115,50 @@ class ExemptionEnded:
     actor_id: int | None  # None when it expired
 
 
+@dataclass(frozen=True, config=STRICT)
+class InvitationAccepted:
+    teammate_id: int  # joined: set their password through the join link
+
+
+@dataclass(frozen=True, config=STRICT)
+class ApiKeyCreated:
+    api_key_id: int
+    name: str
+    actor_id: int | None  # None when made from the command line
+
+
+@dataclass(frozen=True, config=STRICT)
+class ApiKeyRevoked:
+    api_key_id: int
+    actor_id: int | None
+
+
+@dataclass(frozen=True, config=STRICT)
+class WebhookCreated:
+    webhook_id: int
+    url: str
+    event_types: list[str]
+    actor_id: int | None
+
+
+@dataclass(frozen=True, config=STRICT)
+class WebhookChanged:
+    webhook_id: int
+    changed: list[str]  # which of url, event_types, enabled, secret
+    actor_id: int | None
+
+
+@dataclass(frozen=True, config=STRICT)
+class WebhookDeleted:
+    webhook_id: int
+    actor_id: int | None
+
+
 Payload = (PolicyChanged | EnrollmentInvited | Enabled | Disabled | VerificationFailed
            | TeammateLocked | RecoveryCodeUsed | TeammateAdded | TeammateRemoved
            | TeammateRoleChanged | BypassCodeIssued | BypassCodeUsed | ExemptionGranted
-           | ExemptionEnded)
+           | ExemptionEnded | InvitationAccepted | ApiKeyCreated | ApiKeyRevoked | WebhookCreated
+           | WebhookChanged | WebhookDeleted)
 
 PAYLOADS: dict[EventType, type[Payload]] = {
     EventType.POLICY_CHANGED: PolicyChanged,
@@ -135,6 +175,12 @@ PAYLOADS: dict[EventType, type[Payload]] = {
     EventType.BYPASS_CODE_USED: BypassCodeUsed,
     EventType.EXEMPTION_GRANTED: ExemptionGranted,
     EventType.EXEMPTION_ENDED: ExemptionEnded,
+    EventType.INVITATION_ACCEPTED: InvitationAccepted,
+    EventType.API_KEY_CREATED: ApiKeyCreated,
+    EventType.API_KEY_REVOKED: ApiKeyRevoked,
+    EventType.WEBHOOK_CREATED: WebhookCreated,
+    EventType.WEBHOOK_CHANGED: WebhookChanged,
+    EventType.WEBHOOK_DELETED: WebhookDeleted,
 }
 
 

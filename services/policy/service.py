@@ -41,10 +41,9 @@ def set_policy(session: Session, workspace: Workspace, require: bool | None, act
     An admin without 2FA cannot turn the requirement on (409 `admin_needs_two_factor`).
     """
     if require is None and grace_period_hours is None:
-        raise InvalidInput("Give require_two_factor, grace_period_hours or both.",
-                           "validation_error")
+        raise InvalidInput("Give require_two_factor, grace_period_hours or both.")
     if grace_period_hours is not None and not 0 <= grace_period_hours <= MAX_GRACE_HOURS:
-        raise InvalidInput(f"grace_period_hours is 0 to {MAX_GRACE_HOURS}.", "validation_error")
+        raise InvalidInput(f"grace_period_hours is 0 to {MAX_GRACE_HOURS}.")
     locked = session.get(Workspace, workspace.id, with_for_update=True, populate_existing=True)
     assert locked is not None
     turning_on = require is True and not locked.require_two_factor

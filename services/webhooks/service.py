@@ -10,7 +10,8 @@ from sqlalchemy.orm import Session
 
 from services import crypto, outbox
 from services.errors import Conflict, InvalidInput, NotFound
-from services.events.catalog import ALL_TYPES
+from services.events import recorder
+from services.events.catalog import ALL_TYPES, EventType
 from services.models import Event, WebhookAttempt, WebhookDelivery, WebhookEndpoint, Workspace, utcnow
 from services.topics import Topic
 from services.webhooks import signing, ssrf
@@ -36,7 +37,8 @@ def validate_event_types(event_types: Sequence[str]) -> list[str]:
 
 
 def create(
-    session: Session, workspace: Workspace, url: str, event_types: Sequence[str]
+    session: Session, workspace: Workspace, url: str, event_types: Sequence[str],
+    actor_id: int | None = None,
 ) -> tuple[WebhookEndpoint, str]:
     """Subscribe `url`; returns the endpoint and its secret (shown this once)."""
     parts = ssrf.parse_url(url)
@@ -48,6 +50,9 @@ def create(
     )
     session.add(endpoint)
     session.flush()
+    recorder.record(session, workspace.id, EventType.WEBHOOK_CREATED,
+                    {"webhook_id": endpoint.id, "url": endpoint.url, "event_types": types,
+                     "actor_id": actor_id})
     return endpoint, secret
 
 
@@ -66,12 +71,15 @@ def list_endpoints(session: Session, workspace: Workspace) -> Sequence[WebhookEn
     ).all()
 
 
-def delete(session: Session, workspace: Workspace, endpoint_id: int) -> None:
+def delete(session: Session, workspace: Workspace, endpoint_id: int,
+           actor_id: int | None = None) -> None:
     """Soft delete: the delivery log stays readable in the database; nothing more is sent."""
     endpoint = get(session, workspace, endpoint_id)
     endpoint.deleted_at = utcnow()
     endpoint.enabled = False
     endpoint.disabled_reason = "deleted"
+    recorder.record(session, workspace.id, EventType.WEBHOOK_DELETED,
+                    {"webhook_id": endpoint.id, "actor_id": actor_id})
 
 
 def endpoint_dict(endpoint: WebhookEndpoint) -> dict[str, Any]:

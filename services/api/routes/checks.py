@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Response
 from pydantic import Field
 
-from services.api.deps import DB, AdminWorkspace, KeyWorkspace
+from services.api.deps import DB, AdminWorkspace, FullSession, KeyWorkspace
 from services.api.schemas import MAX_ID, Body, Short, Text
 from services.host_checks import api_keys, login_check
 
@@ -29,10 +29,10 @@ def check_login(body: CheckLoginIn, session: DB, workspace: KeyWorkspace) -> dic
 
 
 @router.post("/workspaces/{slug}/api-keys", status_code=201, tags=["admin"])
-def create_api_key(body: ApiKeyIn, workspace: AdminWorkspace, session: DB,
+def create_api_key(body: ApiKeyIn, workspace: AdminWorkspace, caller: FullSession, session: DB,
                    response: Response) -> dict[str, object]:
     response.headers["Cache-Control"] = "no-store"
-    row, key = api_keys.create(session, workspace, body.name)
+    row, key = api_keys.create(session, workspace, body.name, actor_id=caller.teammate.id)
     return {**api_keys.as_dict(row), "key": key}
 
 
@@ -42,6 +42,7 @@ def list_api_keys(workspace: AdminWorkspace, session: DB) -> dict[str, object]:
 
 
 @router.delete("/workspaces/{slug}/api-keys/{key_id}", status_code=204, tags=["admin"])
-def revoke_api_key(key_id: KeyId, workspace: AdminWorkspace, session: DB) -> Response:
-    api_keys.revoke(session, workspace, key_id)
+def revoke_api_key(key_id: KeyId, workspace: AdminWorkspace, caller: FullSession,
+                   session: DB) -> Response:
+    api_keys.revoke(session, workspace, key_id, actor_id=caller.teammate.id)
     return Response(status_code=204)

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Response
 from pydantic import Field
 
-from services.api.deps import DB, AdminWorkspace
+from services.api.deps import DB, AdminWorkspace, FullSession
 from services.api.schemas import MAX_ID, Body, WebhookEventType, WebhookIn, WebhookUrl
 from services.webhooks import manage
 from services.webhooks import service as webhooks
@@ -36,9 +36,11 @@ router = APIRouter(prefix="/v1/workspaces/{slug}/webhooks", tags=["webhooks"])
 
 
 @router.post("", status_code=201)
-def create_webhook(body: WebhookIn, workspace: AdminWorkspace, session: DB) -> dict[str, object]:
+def create_webhook(body: WebhookIn, workspace: AdminWorkspace, caller: FullSession,
+                   session: DB) -> dict[str, object]:
     """Subscribe a URL; the `whsec_` secret is in this answer only."""
-    endpoint, secret = webhooks.create(session, workspace, body.url, body.event_types)
+    endpoint, secret = webhooks.create(session, workspace, body.url, body.event_types,
+                                       actor_id=caller.teammate.id)
     return {**webhooks.endpoint_dict(endpoint), "secret": secret}
 
 
@@ -48,29 +50,34 @@ def list_webhooks(workspace: AdminWorkspace, session: DB) -> dict[str, object]:
 
 
 @router.delete("/{endpoint_id}", status_code=204)
-def delete_webhook(endpoint_id: Id, workspace: AdminWorkspace, session: DB) -> Response:
-    webhooks.delete(session, workspace, endpoint_id)
+def delete_webhook(endpoint_id: Id, workspace: AdminWorkspace, caller: FullSession,
+                   session: DB) -> Response:
+    webhooks.delete(session, workspace, endpoint_id, actor_id=caller.teammate.id)
     return Response(status_code=204)
 
 
 @router.patch("/{endpoint_id}")
 def update_webhook(
-    endpoint_id: Id, body: WebhookPatchIn, workspace: AdminWorkspace, session: DB
+    endpoint_id: Id, body: WebhookPatchIn, workspace: AdminWorkspace, caller: FullSession,
+    session: DB,
 ) -> dict[str, object]:
     """Change `url`, `event_types` or `enabled`. Enabling again resumes from now: deliveries
     left pending while disabled end as `skipped`; the delivery history stays."""
     changes = manage.Changes(url=body.url, event_types=body.event_types, enabled=body.enabled)
-    return webhooks.endpoint_dict(manage.update_endpoint(session, workspace, endpoint_id, changes))
+    return webhooks.endpoint_dict(manage.update_endpoint(session, workspace, endpoint_id, changes,
+                                                         actor_id=caller.teammate.id))
 
 
 @router.post("/{endpoint_id}/rotate-secret")
 def rotate_secret(
-    endpoint_id: Id, workspace: AdminWorkspace, session: DB, body: RotateSecretIn | None = None
+    endpoint_id: Id, workspace: AdminWorkspace, caller: FullSession, session: DB,
+    body: RotateSecretIn | None = None,
 ) -> dict[str, object]:
     """A new `whsec_` secret (in this answer only). Until `previous_secret_expires_at` each
     delivery carries both signatures in its `webhook-signature` header."""
     overlap = timedelta(seconds=(body or RotateSecretIn()).overlap_seconds)
-    secret, until = manage.rotate_secret(session, workspace, endpoint_id, overlap)
+    secret, until = manage.rotate_secret(session, workspace, endpoint_id, overlap,
+                                         actor_id=caller.teammate.id)
     return {"id": endpoint_id, "secret": secret,
             "previous_secret_expires_at": webhooks.iso(until)}
 
