@@ -59,13 +59,13 @@ HANDLERS: dict[str, list[Handler]] = {
     # An ended exemption sends the invitation the exemption held back (exemptions.end does
     # that in the ending transaction, so that the rollout counts never lag behind).
     EventType.EXEMPTION_ENDED: [deliver_webhooks],
-    # The audit trail of who changed access: kept, and delivered to subscribers.
     EventType.INVITATION_ACCEPTED: [deliver_webhooks],
-    EventType.API_KEY_CREATED: [deliver_webhooks],
-    EventType.API_KEY_REVOKED: [deliver_webhooks],
-    EventType.WEBHOOK_CREATED: [deliver_webhooks],
-    EventType.WEBHOOK_CHANGED: [deliver_webhooks],
-    EventType.WEBHOOK_DELETED: [deliver_webhooks],
+    # Audit only (catalog.AUDIT_ONLY): the log keeps them, nothing else follows.
+    EventType.API_KEY_CREATED: [],
+    EventType.API_KEY_REVOKED: [],
+    EventType.WEBHOOK_CREATED: [],
+    EventType.WEBHOOK_CHANGED: [],
+    EventType.WEBHOOK_DELETED: [],
 }
 
 

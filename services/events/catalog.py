@@ -32,6 +32,13 @@ class EventType(StrEnum):
 
 
 ALL_TYPES: frozenset[str] = frozenset(t.value for t in EventType)
+# Changes to the workspace's own integrations are kept in the audit log but not delivered to
+# webhooks: an endpoint's first delivery would be its own creation, and a receiver has no use
+# for news of the keys and endpoints it is configured by.
+AUDIT_ONLY: frozenset[str] = frozenset({
+    EventType.API_KEY_CREATED, EventType.API_KEY_REVOKED, EventType.WEBHOOK_CREATED,
+    EventType.WEBHOOK_CHANGED, EventType.WEBHOOK_DELETED})
+DELIVERABLE: frozenset[str] = ALL_TYPES - AUDIT_ONLY
 # An admin's webhook test (POST …/webhooks/{id}/test): kept in the log, delivered to that
 # endpoint only, never dispatched.
 TEST_TYPE = "twofa.test"

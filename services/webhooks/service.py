@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from services import crypto, outbox
 from services.errors import Conflict, InvalidInput, NotFound
 from services.events import recorder
-from services.events.catalog import ALL_TYPES, EventType
+from services.events.catalog import DELIVERABLE, EventType
 from services.models import Event, WebhookAttempt, WebhookDelivery, WebhookEndpoint, Workspace, utcnow
 from services.topics import Topic
 from services.webhooks import signing, ssrf
@@ -27,10 +27,10 @@ def validate_event_types(event_types: Sequence[str]) -> list[str]:
         if len(set(event_types)) != 1:
             raise InvalidInput('"*" stands alone: it already means every type.', "invalid_event_types")
         return [WILDCARD]
-    unknown = sorted(set(event_types) - ALL_TYPES)
+    unknown = sorted(set(event_types) - DELIVERABLE)
     if unknown:
         raise InvalidInput(
-            f"Unknown event types: {', '.join(unknown)}; see GET /openapi.json or docs/events.md.",
+            f"Unknown or audit-only event types: {', '.join(unknown)}; see docs/events.md.",
             "invalid_event_types",
         )
     return list(dict.fromkeys(event_types))
