@@ -90,7 +90,7 @@ def test_services_never_import_workers_and_packages_have_no_cycles() -> None:
 def test_the_event_packages_stay_at_the_ground() -> None:
     """services/events names and records events; what they set in motion lives above it."""
     deps = set(_imports().get("services.events", {}))
-    assert deps <= {"services.models", "services.outbox", "services.topics"}, deps
+    assert deps <= {"services.models", "services.outbox", "services.topics", "services.timestamps"}, deps
 
 
 def test_event_data_is_checked_against_its_dataclass_when_recorded() -> None:
