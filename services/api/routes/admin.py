@@ -1,4 +1,5 @@
-"""Workspace administration: the 2FA policy and the audit log (teammates: routes/teammates.py)."""
+"""Workspace administration: the 2FA policy (teammates: routes/teammates.py, the audit log:
+routes/events.py)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,7 @@ from fastapi import APIRouter, Query
 
 from services.accounts import teammates
 from services.api.deps import DB, AdminWorkspace, FullSession
-from services.api.schemas import MAX_ID, PolicyIn, Text
-from services.events import audit
+from services.api.schemas import MAX_ID, PolicyIn
 from services.policy import service as policy
 
 Cursor = Annotated[int | None, Query(ge=0, le=MAX_ID)]
@@ -52,14 +52,3 @@ def put_policy(
     policy.set_policy(session, workspace, body.require_two_factor, caller.teammate.id)
     return policy.as_dict(workspace, policy.rollout(session, workspace))
 
-
-@router.get("/events")
-def list_events(
-    workspace: AdminWorkspace,
-    session: DB,
-    type: Annotated[Annotated[str, Text] | None, Query(max_length=64)] = None,
-    after: Cursor = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
-) -> dict[str, object]:
-    items, next_seq = audit.page(session, workspace, type, after, limit)
-    return {"items": items, "next_cursor": str(next_seq) if next_seq is not None else None}
