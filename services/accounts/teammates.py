@@ -32,6 +32,8 @@ class TeammateView:
     enrollment: str
 
     def as_dict(self) -> dict[str, object]:
+        # Left for GET …/two-factor-policy/preview alone, which is being reshaped (issue 13):
+        # once it returns Page[TeammateOut] (services/api/routes/teammates.py), this goes.
         t = self.teammate
         return {
             "id": t.id,
