@@ -224,7 +224,7 @@ def test_an_exemption_holds_back_enrollment_until_it_expires(
                       json={"until": until.astimezone(timezone(timedelta(hours=2))).isoformat(),
                             "reason": "service account being migrated"})
     assert r.status_code == 200, r.text
-    assert r.json() == {"until": until.isoformat().replace("+00:00", "Z"),
+    assert r.json() == {"until": f"{until:%Y-%m-%dT%H:%M:%S}.000000Z",
                         "reason": "service account being migrated"}
 
     preview = ws.client.get(f"/v1/workspaces/{ws.slug}/two-factor-policy/preview",
@@ -255,7 +255,7 @@ def test_an_exemption_holds_back_enrollment_until_it_expires(
     assert [(e["data"]["teammate_id"], e["data"]["by"]) for e in ended] == [(exempt, "expiry")]
     granted = ws.client.get(f"/v1/workspaces/{ws.slug}/events?type=twofa.exemption.granted",
                             headers=ws.admin_headers()).json()["items"]
-    assert granted[0]["data"]["until"] == until.isoformat().replace("+00:00", "Z")
+    assert granted[0]["data"]["until"] == f"{until:%Y-%m-%dT%H:%M:%S}.000000Z"
     assert granted[0]["data"]["actor_id"] == ws.admin_id
 
 

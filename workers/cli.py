@@ -233,7 +233,9 @@ def list_teammates(
     except TwofaError as exc:
         err.print(f"[red]error:[/] {exc.message}")
         raise typer.Exit(1) from exc
-    rows = [v.as_dict() for v in views]
+    from services.api.routes.teammates import TeammateOut  # here: fastapi is slow to import
+
+    rows = [TeammateOut.of(v).model_dump(mode="json") for v in views]  # as the API lists them
     if output is OutputFormat.json:
         print(json.dumps(rows, indent=2))
     elif output is OutputFormat.csv:

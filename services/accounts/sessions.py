@@ -43,19 +43,11 @@ class Authenticated:
 
 @dataclass(frozen=True)
 class SignIn:
-    """What a passed first factor leads to: the body of /v1/login's 200 answer."""
+    """What a passed first factor leads to (services/api/routes/auth.py writes it out)."""
 
     status: Status
     token: str | None = None
     challenge: str | None = None
-
-    def as_dict(self) -> dict[str, str]:
-        body: dict[str, str] = {"status": self.status}
-        if self.token:
-            body["token"] = self.token
-        if self.challenge:
-            body["challenge"] = self.challenge
-        return body
 
 
 def is_enforced_for(teammate: Teammate, workspace: Workspace) -> bool:

@@ -31,18 +31,6 @@ class TeammateView:
     teammate: Teammate
     enrollment: str
 
-    def as_dict(self) -> dict[str, object]:
-        t = self.teammate
-        return {
-            "id": t.id,
-            "email": t.email,
-            "name": t.name,
-            "role": t.role,
-            "status": t.status,
-            "two_factor_enabled": t.two_factor_enabled,
-            "enrollment": self.enrollment,
-        }
-
 
 def get(session: Session, workspace: Workspace, teammate_id: int) -> Teammate:
     """A teammate of this workspace who has not been removed; 404 otherwise."""

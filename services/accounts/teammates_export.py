@@ -9,6 +9,7 @@ from collections.abc import Iterable, Iterator
 from services.accounts import teammates
 from services.db import unit_of_work
 from services.models import Workspace
+from services.timestamps import rfc3339
 
 COLUMNS = ("id", "email", "name", "role", "two_factor_enabled", "enrollment", "exempt_until")
 CHUNK = 1000
@@ -31,10 +32,9 @@ def rows(workspace_id: int, filters: teammates.Filters) -> Iterator[str]:
 
 def _cells(view: teammates.TeammateView) -> list[str]:
     t = view.teammate
-    until = t.exempt_until.isoformat().replace("+00:00", "Z") if view.enrollment == "exempt" \
-        and t.exempt_until else ""
-    return [str(t.id), t.email, t.name, t.role, str(t.two_factor_enabled).lower(),
-            view.enrollment, until]
+    until = rfc3339(t.exempt_until) if view.enrollment == "exempt" and t.exempt_until else ""
+    return [str(t.id), t.email, t.name, t.role, str(t.two_factor_enabled), view.enrollment,
+            until]
 
 
 def line(values: Iterable[str]) -> str:

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Literal
 
 from fastapi import FastAPI
+from pydantic import BaseModel
 
 from services import db_read
 from services.api import docs, errors, observability
@@ -16,6 +18,7 @@ from services.api.routes import (
     admin,
     auth,
     checks,
+    events,
     exemptions,
     me,
     teammates,
@@ -24,6 +27,10 @@ from services.api.routes import (
 )
 
 MAX_BODY_BYTES = 64 * 1024
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
 
 
 @asynccontextmanager
@@ -47,12 +54,12 @@ def create_app() -> FastAPI:
     errors.install(app)
     observability.install(app)  # /metrics, /readyz, request series, 503 when the database is down
     docs.install(app)
-    for module in (auth, me, two_factor, admin, teammates, exemptions, webhooks, checks):
+    for module in (auth, me, two_factor, admin, events, teammates, exemptions, webhooks, checks):
         app.include_router(module.router)
 
     @app.get("/healthz", tags=["health"])
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    async def healthz() -> Health:
+        return Health(status="ok")
 
     return app
 

@@ -13,6 +13,7 @@ from fastapi.responses import StreamingResponse
 from services import clock
 from services.accounts import teammates, teammates_export
 from services.api.deps import DB
+from services.api.routes.admin import PolicyOut
 from services.api.schemas import MAX_ID, PolicyIn, TeammateIn
 from services.console import web
 from services.enrollment import exemptions, reminders, state
@@ -63,15 +64,15 @@ def _whole_hours(text: str) -> int:
 
 
 @router.get("/authentication/rollout.json")
-def rollout_json(caller: web.AdminCaller, session: DB) -> dict[str, object]:
+def rollout_json(caller: web.AdminCaller, session: DB) -> PolicyOut:
     """What the page's script polls: the same body as GET /v1/…/two-factor-policy."""
-    return policy.as_dict(session, caller.workspace, policy.rollout(session, caller.workspace))
+    return PolicyOut.of(session, caller.workspace)
 
 
 def _authentication(request: Request, caller: web.AdminCaller, session: DB,
                     error: str | None = None, notice: str | None = None) -> Response:
     workspace = caller.workspace
-    state = policy.as_dict(session, workspace, policy.rollout(session, workspace))
+    state = PolicyOut.of(session, workspace).model_dump(mode="json")
     impact = policy.preview(session, workspace)
     held, _ = teammates.page(session, workspace, PREVIEW_NAMES, None,
                              teammates.Filters(would_be_held=True))

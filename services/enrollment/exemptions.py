@@ -9,7 +9,7 @@ went out for the current version.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -21,6 +21,7 @@ from services.errors import InvalidInput
 from services.events import recorder
 from services.events.catalog import EventType
 from services.models import EnrollmentInvitation, Teammate, Workspace
+from services.timestamps import rfc3339
 
 MAX_DAYS = 30
 
@@ -43,7 +44,7 @@ def grant(session: Session, workspace: Workspace, teammate: Teammate, until: dat
                     .values(status="skipped", lease_owner=None, lease_until=None)
                     .execution_options(synchronize_session=False))
     recorder.record(session, workspace.id, EventType.EXEMPTION_GRANTED,
-                    {"teammate_id": teammate.id, "until": _iso(until), "actor_id": actor.id,
+                    {"teammate_id": teammate.id, "until": rfc3339(until), "actor_id": actor.id,
                      "reason": reason}, teammate_id=teammate.id)
 
 
@@ -90,6 +91,3 @@ def expire(session: Session) -> int:
         end(session, workspace, teammate, actor=None)
     return len(lapsed)
 
-
-def _iso(when: datetime) -> str:
-    return when.astimezone(UTC).isoformat().replace("+00:00", "Z")

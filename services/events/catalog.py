@@ -6,6 +6,7 @@ from enum import StrEnum
 from typing import Any
 
 from services.models import Event
+from services.timestamps import rfc3339
 
 
 class EventType(StrEnum):
@@ -51,7 +52,7 @@ def to_cloudevent(event: Event, workspace_slug: str) -> dict[str, Any]:
         "id": event.id,
         "source": f"/workspaces/{workspace_slug}",
         "type": event.type,
-        "time": event.time.isoformat().replace("+00:00", "Z"),
+        "time": rfc3339(event.time),
         "datacontenttype": "application/json",
         "data": event.data,
     }

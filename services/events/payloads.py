@@ -60,7 +60,7 @@ class VerificationFailed:
 @dataclass(frozen=True, config=STRICT)
 class TeammateLocked:
     teammate_id: int
-    until: str  # RFC 3339, UTC
+    until: str  # RFC 3339, UTC, `Z` (services/timestamps.py)
 
 
 @dataclass(frozen=True, config=STRICT)
@@ -92,7 +92,7 @@ class TeammateRoleChanged:
 class BypassCodeIssued:
     teammate_id: int
     actor_id: int
-    expires_at: str  # RFC 3339, UTC
+    expires_at: str  # RFC 3339, UTC, `Z` (services/timestamps.py)
 
 
 @dataclass(frozen=True, config=STRICT)

@@ -80,13 +80,3 @@ def authenticate(session: Session, key: str) -> Workspace:
     assert workspace is not None
     return workspace
 
-
-def as_dict(row: ApiKey) -> dict[str, object]:
-    return {
-        "id": row.id,
-        "name": row.name,
-        "prefix": row.prefix,
-        "created_at": row.created_at.isoformat(),
-        "last_used_at": row.last_used_at.isoformat() if row.last_used_at else None,
-        "revoked_at": row.revoked_at.isoformat() if row.revoked_at else None,
-    }

@@ -50,12 +50,6 @@ class Introspection:
     email: str | None = None
     level: Level | None = None
 
-    def as_dict(self) -> dict[str, object]:
-        if self.teammate_id is None:
-            return {"active": False}
-        return {"active": True, "teammate_id": self.teammate_id, "email": self.email,
-                "workspace": self.workspace, "level": self.level}
-
 
 async def introspect(key: str, token: str) -> Introspection:
     """`token`'s session as `key`'s workspace sees it; 401 invalid_api_key for a bad key."""

@@ -19,6 +19,7 @@ from services.errors import Conflict, InvalidInput
 from services.events import recorder
 from services.events.catalog import EventType
 from services.models import EnrollmentInvitation, Teammate, Workspace
+from services.timestamps import rfc3339_or_none
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,7 @@ def set_policy(session: Session, workspace: Workspace, require: bool | None, act
     recorder.record(session, locked.id, EventType.POLICY_CHANGED, {
         "require_two_factor": locked.require_two_factor, "version": locked.policy_version,
         "changed_by": actor_id, "grace_period_hours": locked.grace_period_hours,
-        "enforce_at": _iso(locked.enforce_at)})
+        "enforce_at": rfc3339_or_none(locked.enforce_at)})
 
 
 def _check_actor_enrolled(session: Session, actor_id: int) -> None:
@@ -102,8 +103,7 @@ def _deadline(workspace: Workspace, now: datetime) -> datetime | None:
     return max(start + timedelta(hours=workspace.grace_period_hours), now)
 
 
-def _iso(when: datetime | None) -> str | None:
-    return when.isoformat().replace("+00:00", "Z") if when else None
+
 
 
 def rollout(session: Session, workspace: Workspace) -> Rollout:
@@ -123,17 +123,6 @@ def rollout(session: Session, workspace: Workspace) -> Rollout:
         return Rollout(total, enrolled, exempt, 0, 0, 0)
     pending = total - enrolled - exempt - invited - failed
     return Rollout(total, enrolled, exempt, invited, pending, failed)
-
-
-def as_dict(session: Session, workspace: Workspace, counts: Rollout) -> dict[str, object]:
-    return {
-        "require_two_factor": workspace.require_two_factor,
-        "version": workspace.policy_version,
-        "grace_period_hours": workspace.grace_period_hours,
-        "enforce_at": _iso(workspace.enforce_at) if workspace.require_two_factor else None,
-        "reminders_at": [_iso(due) for due in reminders.due_times(session, workspace)],
-        "rollout": counts.__dict__,
-    }
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from services.errors import (
 from services.events import recorder
 from services.events.catalog import EventType
 from services.models import AuthSession, Teammate, Workspace, utcnow
+from services.timestamps import rfc3339
 from services.verification import bypass, recovery, throttle, totp
 
 Method = Literal["totp", "recovery_code", "bypass"]
@@ -132,7 +133,7 @@ def issue_bypass_code(session: Session, workspace: Workspace, teammate: Teammate
     code, expires_at = bypass.issue(teammate)
     recorder.record(session, workspace.id, EventType.BYPASS_CODE_ISSUED,
                     {"teammate_id": teammate.id, "actor_id": actor.id,
-                     "expires_at": expires_at.isoformat()}, teammate_id=teammate.id)
+                     "expires_at": rfc3339(expires_at)}, teammate_id=teammate.id)
     return code, expires_at
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -82,20 +82,18 @@ def delete(session: Session, workspace: Workspace, endpoint_id: int,
                     {"webhook_id": endpoint.id, "actor_id": actor_id})
 
 
-def endpoint_dict(endpoint: WebhookEndpoint) -> dict[str, Any]:
-    return {
-        "id": endpoint.id,
-        "url": endpoint.url,
-        "event_types": endpoint.event_types,
-        "enabled": endpoint.enabled,
-        "disabled_reason": endpoint.disabled_reason,
-        "created_at": iso(endpoint.created_at),
-    }
+@dataclass(frozen=True)
+class DeliveryRecord:
+    """A delivery with its event and its attempts (oldest first)."""
+
+    delivery: WebhookDelivery
+    event: Event
+    attempts: list[WebhookAttempt]
 
 
 def deliveries(
     session: Session, workspace: Workspace, endpoint_id: int, limit: int, cursor: int | None
-) -> tuple[list[dict[str, Any]], int | None]:
+) -> tuple[list[DeliveryRecord], int | None]:
     """The endpoint's deliveries, newest first, each with its attempts (oldest first)."""
     endpoint = get(session, workspace, endpoint_id)
     query = (
@@ -108,29 +106,15 @@ def deliveries(
         query = query.where(WebhookDelivery.id < cursor)
     rows = session.execute(query.limit(limit + 1)).all()
     page = rows[:limit]
-    attempts: dict[int, list[dict[str, Any]]] = {}
+    attempts: dict[int, list[WebhookAttempt]] = {}
     if page:
         for attempt in session.scalars(
             select(WebhookAttempt)
             .where(WebhookAttempt.delivery_id.in_([d.id for d, _ in page]))
             .order_by(WebhookAttempt.id)
         ):
-            attempts.setdefault(attempt.delivery_id, []).append(_attempt_dict(attempt))
-    items = [
-        {
-            "id": d.id,
-            "event_id": e.id,
-            "event_type": e.type,
-            "status": d.status,
-            # The attempts listed, not the retry counter (a redelivery restarts that one).
-            "attempt_count": len(attempts.get(d.id, [])),
-            "next_attempt_at": iso(d.next_attempt_at) if d.status == "pending" else None,
-            "created_at": iso(d.created_at),
-            "finished_at": iso(d.finished_at),
-            "attempts": attempts.get(d.id, []),
-        }
-        for d, e in page
-    ]
+            attempts.setdefault(attempt.delivery_id, []).append(attempt)
+    items = [DeliveryRecord(d, e, attempts.get(d.id, [])) for d, e in page]
     return items, page[-1][0].id if len(rows) > limit else None
 
 
@@ -154,16 +138,3 @@ def redeliver(session: Session, workspace: Workspace, endpoint_id: int, delivery
     session.refresh(delivery)
     return delivery
 
-
-def _attempt_dict(attempt: WebhookAttempt) -> dict[str, Any]:
-    return {
-        "attempted_at": iso(attempt.attempted_at),
-        "response_status": attempt.response_status,
-        "duration_ms": attempt.duration_ms,
-        "error": attempt.error,
-        "response_body": attempt.response_body,
-    }
-
-
-def iso(value: Any) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value is not None else None

@@ -3,20 +3,19 @@ most), or ends an exemption now."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Response
+from fastapi import APIRouter, Response
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, Field
 
 from services.accounts import teammates
 from services.api.deps import DB, AdminWorkspace, FullSession
-from services.api.schemas import MAX_ID, Body, Text
+from services.api.schemas import Body, Text
+from services.api.types import Id, Timestamp
 from services.enrollment import exemptions
 
 router = APIRouter(prefix="/v1/workspaces/{slug}/teammates/{teammate_id}/exemption",
                    tags=["teammates"])
-TeammateId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
 def _rfc3339_text(value: object) -> object:
@@ -34,29 +33,26 @@ class ExemptionIn(Body):
 
 
 class ExemptionOut(BaseModel):
-    until: str = Field(description="RFC 3339, UTC")
+    until: Timestamp
     reason: str
 
 
 @router.put("")
-def exempt(teammate_id: TeammateId, body: ExemptionIn, workspace: AdminWorkspace,
+def exempt(teammate_id: Id, body: ExemptionIn, workspace: AdminWorkspace,
            caller: FullSession, session: DB) -> ExemptionOut:
     """Not held to enrollment until `until`; then it ends by itself, and while 2FA is
     required the teammate gets their invitation unless one already went out for this
     version. Granting again replaces the date and reason."""
     target = teammates.get(session, workspace, teammate_id)
     exemptions.grant(session, workspace, target, body.until, body.reason, caller.teammate)
-    return ExemptionOut(until=_z(body.until), reason=body.reason)
+    return ExemptionOut(until=body.until, reason=body.reason)
 
 
 @router.delete("", status_code=204)
-def end_exemption(teammate_id: TeammateId, workspace: AdminWorkspace, caller: FullSession,
+def end_exemption(teammate_id: Id, workspace: AdminWorkspace, caller: FullSession,
                   session: DB) -> Response:
     """Ends it now (204 also when there is none)."""
     target = teammates.get(session, workspace, teammate_id)
     exemptions.end(session, workspace, target, caller.teammate)
     return Response(status_code=204)
 
-
-def _z(when: datetime) -> str:
-    return when.astimezone(UTC).isoformat().replace("+00:00", "Z")
