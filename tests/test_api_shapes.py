@@ -106,6 +106,7 @@ def test_every_timestamp_field_is_documented_with_the_one_format(spec: dict[str,
             continue
         for field, prop in schema.get("properties", {}).items():
             options = prop.get("anyOf", [prop])
+            options = [o.get("items", o) if o.get("type") == "array" else o for o in options]
             if field.endswith("_at") or field in ("time", "until"):
                 seen.append(f"{name}.{field}")
                 assert any(o.get("format") == "date-time" and o.get("pattern") == PATTERN
