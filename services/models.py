@@ -69,9 +69,25 @@ class Workspace(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class WorkspaceCounts(Base):
+    """Teammates not removed, and how many of them have 2FA (services/team_counts.py)."""
+
+    __tablename__ = "workspace_counts"
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id"), primary_key=True)
+    teammates: Mapped[int] = mapped_column(Integer, default=0)
+    enrolled: Mapped[int] = mapped_column(Integer, default=0)
+
+
 class Teammate(Base):
     __tablename__ = "teammates"
     __table_args__ = (
+        # The few teammates the rollout counts one by one: those not joined yet, and those
+        # with an exemption (services/policy/service.py).
+        Index("ix_teammates_unjoined", "workspace_id",
+              postgresql_where=text("status = 'invited'"), sqlite_where=text("status = 'invited'")),
+        Index("ix_teammates_exempt", "workspace_id",
+              postgresql_where=text("exempt_until IS NOT NULL"),
+              sqlite_where=text("exempt_until IS NOT NULL")),
         # Addresses are compared case-insensitively: one teammate per lower(email) among those
         # not removed (sign-in and host checks look up through this index too).
         Index("ux_teammates_workspace_lower_email", "workspace_id", func.lower(text("email")),

@@ -373,3 +373,45 @@ def test_the_audit_log_records_who_changed_access(stack: Stack, make_ws: Any) ->
     for bad in ("type=twofa.nonsense", "after=-1", "after=abc", "limit=0"):
         r = ws.client.get(f"{base}/events?{bad}", headers=admin)
         assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_request", bad
+
+
+def test_the_kept_counts_match_the_rows_after_every_kind_of_change(
+        stack: Stack, make_ws: Any, clock: Clock) -> None:
+    """The totals the policy answers from (team_counts) follow adds, joins, removals, 2FA on
+    and off by every path, and agree with a recount of the rows and with the listed states."""
+    from services.db import unit_of_work
+    from services.team_counts import exact, get
+
+    ws = make_ws(teammates=5)
+    ws.require_two_factor()  # the admin enrolls first
+    base = f"/v1/workspaces/{ws.slug}"
+    admin = ws.admin_headers()
+    enrolled = enroll(ws.client, sign_in(ws, member(ws, 1))["token"])
+    member_2 = sign_in(ws, member(ws, 2))["token"]
+    enroll(ws.client, member_2)
+    ids = {t["email"]: t["id"] for t in ws.client.get(
+        f"{base}/teammates?limit=500", headers=admin).json()["items"]}
+    assert ws.client.delete(f"{base}/teammates/{ids[member(ws, 1)]}/two-factor",
+                            headers=admin).status_code == 204  # admin reset
+    assert ws.client.delete(f"{base}/teammates/{ids[member(ws, 2)]}",
+                            headers=admin).status_code == 204  # enrolled, then removed
+    assert ws.client.delete(f"{base}/teammates/{ids[member(ws, 3)]}",
+                            headers=admin).status_code == 204
+    ws.client.post(f"{base}/teammates", headers=admin,
+                   json={"email": f"new@{ws.slug}.test", "name": "New"})
+    ws.client.put(f"{base}/teammates/{ids[member(ws, 4)]}/exemption", headers=admin,
+                  json={"until": iso(clock.now() + timedelta(days=2)), "reason": "trip"})
+    del enrolled
+
+    with unit_of_work() as session:
+        from services.accounts import workspaces
+
+        workspace_id = workspaces.get_by_slug(session, ws.slug).id
+        kept, rows = get(session, workspace_id), exact(session, workspace_id)
+    assert kept == rows
+    assert (rows.teammates, rows.enrolled) == (5, 1)  # admin, members 1, 4, 5, new; admin has 2FA
+    counts = get_policy(ws)["rollout"]
+    listed = Counter(states(ws).values())
+    assert counts["teammates"] == sum(listed.values()) == 5
+    for bucket in ("enrolled", "exempt", "invited", "pending", "failed"):
+        assert counts[bucket] == listed.get(bucket, 0), (bucket, counts, listed)

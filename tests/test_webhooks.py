@@ -16,6 +16,7 @@ from standardwebhooks import Webhook
 from services.events.catalog import AUDIT_ONLY
 from tests.conftest import WorkspaceHandle
 from tests.stack import Stack, wait_until
+from tests.twofactor import enroll_in_session
 from tests.webhook_receiver import Receiver
 
 # The Standard Webhooks signature example, copied into tests/data/ (the file names its source).
@@ -315,10 +316,10 @@ def _full_token(ws: WorkspaceHandle) -> str:
     """A full session for the admin, marked as having 2FA, once the workspace requires it."""
     from services.accounts import sessions
     from services.db import unit_of_work
-    from services.models import Teammate, utcnow
+    from services.models import Teammate
 
     with unit_of_work() as session:
+        enroll_in_session(session, ws.admin_id)
         admin = session.get(Teammate, ws.admin_id)
         assert admin is not None
-        admin.totp_enabled_at = utcnow()
         return sessions.open_session(session, admin)

@@ -10,7 +10,7 @@ from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from services import clock, outbox
+from services import clock, outbox, team_counts
 from services.accounts import sessions
 from services.accounts.email_address import matches, normalize_email
 from services.accounts.passwords import hash_password
@@ -69,6 +69,8 @@ def remove(session: Session, workspace: Workspace, teammate: Teammate, actor: Te
     if teammate.role == "admin":
         _keep_an_admin(session, workspace, teammate, "remove")
     teammate.status = "removed"
+    team_counts.adjust(session, workspace.id, teammates=-1,
+                       enrolled=-1 if teammate.two_factor_enabled else 0)
     teammate.join_token_hash = teammate.join_expires_at = None
     sessions.end_all(session, teammate.id)
     session.execute(
@@ -126,6 +128,7 @@ def add(session: Session, workspace: Workspace, email: str, name: str, role: str
             session.add(teammate)
     except IntegrityError:
         raise Conflict(f"{email} is already a teammate.", "teammate_exists") from None
+    team_counts.adjust(session, workspace.id, teammates=1)
     issue_join_link(session, teammate)
     recorder.record(session, workspace.id, EventType.TEAMMATE_ADDED,
                     {"teammate_id": teammate.id, "actor_id": actor_id}, teammate_id=teammate.id)

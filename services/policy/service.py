@@ -9,10 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import case, func, select
+from sqlalchemy import Subquery, case, func, literal_column, select, union
 from sqlalchemy.orm import Session
 
-from services import clock
+from services import clock, team_counts
 from services.enforcement import MAX_GRACE_HOURS
 from services.enrollment import reminders, state
 from services.errors import Conflict, InvalidInput
@@ -108,21 +108,43 @@ def _deadline(workspace: Workspace, now: datetime) -> datetime | None:
 
 def rollout(session: Session, workspace: Workspace) -> Rollout:
     """Every teammate not removed counted once, in the first bucket that fits (enrolled,
-    exempt, then their invitation's state): while required the buckets sum to `teammates`."""
+    exempt, then their invitation's state): while required the buckets sum to `teammates`.
+
+    It reads no more rows than it must, so that a PUT answers as fast for 100,000 teammates
+    as for 10: the totals come from `team_counts`, and only the teammates whose bucket
+    depends on their own row are looked at one by one (an invitation of this version, not
+    joined yet, an exemption). Everyone else is enrolled or, while required, pending.
+    """
+    counts = team_counts.get(session, workspace.id)
     buckets = state.conditions(workspace)
-    names = (state.ENROLLED, state.EXEMPT, state.INVITED, state.FAILED)
+    names = (state.EXEMPT, state.INVITED, state.FAILED)
     row = session.execute(
-        select(func.count(Teammate.id),
-               *(func.sum(case((buckets[name], 1), else_=0)) for name in names))
+        select(*(func.coalesce(func.sum(case((buckets[name], 1), else_=0)), 0) for name in names))
         .select_from(Teammate)
+        .join(_looked_at(workspace), literal_column("looked_at.id") == Teammate.id)
         .outerjoin(EnrollmentInvitation, state.current_invitation(workspace))
-        .where(Teammate.workspace_id == workspace.id, Teammate.status != "removed")
+        .where(Teammate.status != "removed")
     ).one()
-    total, enrolled, exempt, invited, failed = (int(v or 0) for v in row)
+    exempt, invited, failed = (int(v) for v in row)
+    total, enrolled = counts.teammates, counts.enrolled
     if not workspace.require_two_factor:  # nobody waits for an invitation
         return Rollout(total, enrolled, exempt, 0, 0, 0)
     pending = total - enrolled - exempt - invited - failed
     return Rollout(total, enrolled, exempt, invited, pending, failed)
+
+
+def _looked_at(workspace: Workspace) -> Subquery:
+    """Ids of the teammates whose bucket their own row decides, each once (three index
+    lookups: invitations by version, the partial indexes of unjoined and exempt teammates)."""
+    inv = EnrollmentInvitation
+    return union(
+        select(inv.teammate_id.label("id"))
+        .where(inv.workspace_id == workspace.id, inv.policy_version == workspace.policy_version),
+        select(Teammate.id).where(Teammate.workspace_id == workspace.id,
+                                  Teammate.status == "invited"),
+        select(Teammate.id).where(Teammate.workspace_id == workspace.id,
+                                  Teammate.exempt_until.is_not(None)),
+    ).subquery("looked_at")
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from typing import Literal, cast
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from services import crypto
+from services import crypto, team_counts
 from services.accounts import sessions
 from services.enforcement import is_exempt
 from services.enrollment import fanout
@@ -96,6 +96,8 @@ def confirm(session: Session, teammate: Teammate, code: str, at: float | None = 
         raise Conflict("Two-factor authentication was turned on meanwhile, or its setup was "
                        "restarted.", "two_factor_already_enabled")
     session.refresh(teammate)
+    if not replacing:
+        team_counts.adjust(session, teammate.workspace_id, enrolled=1)
     sessions.end_all(session, teammate.id, keep=current)
     codes = recovery.replace_all(session, teammate.id)
     if not replacing:
@@ -267,6 +269,8 @@ def regenerate_recovery_codes(session: Session, teammate: Teammate, code: str,
 
 
 def _clear(session: Session, teammate: Teammate) -> None:
+    if teammate.totp_enabled_at is not None:
+        team_counts.adjust(session, teammate.workspace_id, enrolled=-1)
     teammate.totp_secret_enc = teammate.totp_pending_secret_enc = None
     teammate.totp_enabled_at = None
     teammate.totp_last_step = None
