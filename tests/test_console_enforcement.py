@@ -139,3 +139,26 @@ def test_a_bypass_code_is_shown_once_and_signs_the_teammate_in(
     done = ws.client.post("/v1/login/two-factor", json={"challenge": challenge["challenge"],
                                                         "code": code.group(1).strip()})
     assert done.status_code == 200 and done.json()["status"] == "authenticated"
+
+
+def test_the_console_redirects_to_setup_only_once_2fa_is_enforced(
+        browser: TestClient, make_workspace: object, clock: Clock) -> None:
+    ws: WorkspaceHandle = make_workspace(teammates=1)  # type: ignore[operator]
+    admin = TestClient(browser.app, base_url="https://testserver", follow_redirects=False)
+    sign_in(admin, ws)
+    enroll(admin)
+    assert save_policy(admin, True, "24").status_code == 303
+
+    # During the grace period a teammate without 2FA signs in and works as before.
+    assert sign_in(browser, ws, member(ws, 1), "member-password") == "/"
+    home = browser.get("/")
+    assert home.status_code == 200
+    deadline = re.search(r"Set it up by (.+?) in Two-factor authentication", text_of(home.text))
+    assert deadline and deadline.group(1).endswith("UTC"), text_of(home.text)
+    page = text_of(browser.get("/settings/two-factor").text)
+    assert f"Set it up by {deadline.group(1)}" in page
+
+    clock.advance(hours=24, minutes=1)  # enforced: the same session may only enroll
+    for path in ("/", "/admin/teammates"):
+        r = browser.get(path)
+        assert r.status_code == 303 and r.headers["location"] == "/settings/two-factor", path
