@@ -33,6 +33,10 @@ class Settings(BaseSettings):
     env: Literal["development", "test", "production"] = "development"
     home: Path = Field(default=Path("var"), description="state of the embedded default")
     database_url: str | None = None
+    # PostgreSQL cancels any statement running longer than this (waiting on a lock included):
+    # a request answers 503 `unavailable` instead of hanging. 0 turns it off. Migrations run
+    # without it (an index build on a large table may take longer).
+    database_statement_timeout_ms: int = Field(default=30_000, ge=0)
     broker_url: str | None = None
     smtp_url: str | None = None
     public_url: str = "http://127.0.0.1:8000"

@@ -17,7 +17,8 @@ from services.config import get_settings, write_private
 CONNECT_TIMEOUT_SECONDS = 5
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, statement_timeout_ms: int = 0) -> Engine:
+    """An engine for `url`; on PostgreSQL every connection gets `statement_timeout` (0: none)."""
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
@@ -29,8 +30,13 @@ def make_engine(url: str) -> Engine:
         event.listen(engine, "begin", _sqlite_begin)
         return engine
     # A bounded connect: an unreachable database is a quick 503, not a request that hangs.
+    # A bounded statement: one stuck behind a lock or a slow plan is cancelled by the server
+    # (QueryCanceled, an OperationalError: the API's 503), never a request that hangs.
+    connect_args: dict[str, Any] = {"connect_timeout": CONNECT_TIMEOUT_SECONDS}
+    if statement_timeout_ms:
+        connect_args["options"] = f"-c statement_timeout={int(statement_timeout_ms)}"
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20,
-                         connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS})
+                         connect_args=connect_args)
 
 
 # Execution options of a connection that only reads, one statement at a time (db_read).
@@ -63,12 +69,13 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 
 @lru_cache(maxsize=4)
-def engine_for(url: str) -> Engine:
-    return make_engine(url)
+def engine_for(url: str, statement_timeout_ms: int = 0) -> Engine:
+    return make_engine(url, statement_timeout_ms)
 
 
 def get_engine() -> Engine:
-    return engine_for(get_settings().resolved_database_url)
+    settings = get_settings()
+    return engine_for(settings.resolved_database_url, settings.database_statement_timeout_ms)
 
 
 def session_factory() -> sessionmaker[Session]:

@@ -33,6 +33,9 @@ POOL_SIZE = 10  # connections per API process; more would only queue inside Post
 _DIALECT = asyncpg_dialect()
 # The connection broke (a restarted server leaves idle connections dead): try a new one.
 _BROKEN = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError)
+# The server cancelled the statement (statement_timeout, e.g. stuck behind a lock): the
+# connection stays usable, the request answers 503.
+_CANCELLED = asyncpg.QueryCanceledError
 _compiled: dict[int, tuple[str, tuple[str, ...], dict[str, Any]]] = {}
 _pools: dict[tuple[str, asyncio.AbstractEventLoop], _Pool] = {}
 
@@ -89,12 +92,17 @@ def _unreachable() -> Unavailable:
     return Unavailable("The database is unreachable; try again shortly.", 5)
 
 
+def _too_slow() -> Unavailable:
+    return Unavailable("The database did not answer in time; try again shortly.", 5)
+
+
 def _pool(url: str) -> _Pool:
     key = (url, asyncio.get_running_loop())
     pool = _pools.get(key)
     if pool is None:
         dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-        pool = _pools[key] = _Pool(dsn, POOL_SIZE)
+        timeout = get_settings().database_statement_timeout_ms
+        pool = _pools[key] = _Pool(dsn, POOL_SIZE, timeout)
     return pool
 
 
@@ -103,8 +111,11 @@ class _Pool:
     and no reset query on release (asyncpg's own pool adds a round trip per use): a
     connection that fails is dropped, and the statement is tried once more on a new one."""
 
-    def __init__(self, dsn: str, size: int) -> None:
+    def __init__(self, dsn: str, size: int, statement_timeout_ms: int = 0) -> None:
         self.dsn = dsn
+        # The same server-side bound as the sync engine's (TWOFA_DATABASE_STATEMENT_TIMEOUT_MS).
+        self.server_settings = ({"statement_timeout": str(statement_timeout_ms)}
+                                if statement_timeout_ms else {})
         self.idle: list[asyncpg.Connection] = []
         self.slots = asyncio.Semaphore(size)
 
@@ -129,6 +140,9 @@ class _Pool:
                 if reused and attempt == 1:
                     continue
                 raise _unreachable() from exc
+            except _CANCELLED as exc:
+                self.idle.append(conn)  # the server ended the statement, not the connection
+                raise _too_slow() from exc
             except BaseException:
                 conn.terminate()  # cancelled mid-statement: its state is unknown
                 raise
@@ -140,7 +154,8 @@ class _Pool:
         # Bounded like the sync engine's connect_timeout: a database that is down or
         # restarting is a 503 to retry, never a hang or a 500.
         try:
-            return await asyncpg.connect(self.dsn, timeout=CONNECT_TIMEOUT_SECONDS)
+            return await asyncpg.connect(self.dsn, timeout=CONNECT_TIMEOUT_SECONDS,
+                                         server_settings=self.server_settings)
         except (TimeoutError, *_BROKEN, asyncpg.CannotConnectNowError) as exc:
             raise _unreachable() from exc
 

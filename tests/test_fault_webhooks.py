@@ -225,11 +225,22 @@ def test_a_window_stops_at_the_first_failure_and_releases_the_rest(quiet_stack: 
 
 
 def test_a_window_stops_before_a_lease_could_lapse(quiet_stack: Stack) -> None:
-    """An attempt starts only while a whole deadline (plus the record margin) is left on the lease."""
+    """An attempt starts only while a whole deadline plus the record margin is left on the lease.
+
+    The lease leaves room to start attempts for LEASE - DEADLINE - MARGIN = 1.5 s, and each
+    answer takes at least ANSWER = 1 s: the first attempt starts, the second starts only if it
+    comes within the 1.5 s, the third (after at least 2 s) never; were the margin ignored it
+    would (2.5 s). The timing slack is wide on the side that could make the test fail on a
+    slow machine: an answer may be 3 s late before the 4 s deadline fails it, and the clock
+    starts after the sender is built, so only a stall of 1.5 s before the first POST leaves
+    the window unsent. (It used to be 0.5 s of room and 0.2 s of slack, with the sender's
+    TLS context built inside the room: too tight for a loaded machine.)
+    """
+    answer, deadline, lease_seconds, margin = 1.0, 4.0, 6.5, 1.0
     receiver = Receiver().start()
 
     def slow(_path: str, _n: int) -> int:
-        time.sleep(0.3)
+        time.sleep(answer)
         return 204
 
     receiver.behaviours["/l"] = slow
@@ -241,20 +252,21 @@ def test_a_window_stops_before_a_lease_could_lapse(quiet_stack: Stack) -> None:
             from services.webhooks import delivery, signing
             from services.webhooks.transport import Sender
 
-            lease = delivery.Lease(seconds=1.0, record_margin=0.0)
+            lease = delivery.Lease(seconds=lease_seconds, record_margin=margin)
             with unit_of_work() as session:
                 jobs = delivery.claim_window(session, endpoint_id, 10, lease=lease)
-            leased_at = time.monotonic()  # after the claim: this tests send_window's arithmetic
             assert [job.event_id for job in jobs] == ids
             signer = signing.Signer(crypto.decrypt(jobs[0].secret_enc))
-            with Sender(timeout=0.5) as sender:
+            with Sender(timeout=deadline) as sender:
+                # After the claim and the sender: this tests send_window's arithmetic.
+                leased_at = time.monotonic()
                 sent = delivery.send_window(sender, signer, jobs, leased_at, lease)
-            # Every attempt that started could end (deadline 0.5 s) within the 1 s lease.
             assert 1 <= len(sent.done) <= 2 and sent.unsent
             assert [job.event_id for job, _, _ in sent.done] + [job.event_id for job in sent.unsent] == ids
-            assert all(outcome.ok for _, outcome, _ in sent.done)
+            assert all(outcome.ok for _, outcome, _ in sent.done), [o for _, o, _ in sent.done]
             with unit_of_work() as session:
                 delivery.record_window(session, sent)
+        assert receiver.ids("/l") == ids[:len(sent.done)]  # nothing unsent was posted
         rows = _deliveries(quiet_stack, endpoint_id)
         assert [r[0] for r in rows] == ["succeeded"] * len(sent.done) + ["pending"] * len(sent.unsent)
         assert all(r[2] is None for r in rows)  # the unsent are released, not left leased

@@ -76,3 +76,6 @@ def run(app: Celery, stop: threading.Event | None = None) -> None:
             stop.wait(1.0)
         if not published:
             stop.wait(settings.relay_poll_interval)
+    # SIGTERM/SIGINT set `stop`; the iteration under way finished first, so a claimed row is
+    # either published and marked, or released unpublished for the next relay.
+    log.info("relay stopped")

@@ -16,6 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client import REGISTRY as PROCESS_REGISTRY
 from pydantic import BaseModel
 from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -77,9 +78,15 @@ def _count_verification(method: str, route: str, status: int) -> None:
 
 
 def _database_unreachable(_: Request, exc: Exception) -> JSONResponse:
-    """The database is down or restarting: a 503 to retry, never a 500."""
+    """The database is down or restarting, or a statement ran past
+    TWOFA_DATABASE_STATEMENT_TIMEOUT_MS, or every pooled connection stayed busy: a 503 to
+    retry, never a 500 or a hang."""
+    cancelled = type(getattr(exc, "orig", None)).__name__ == "QueryCanceled"
+    message = ("The database did not answer in time; try again shortly."
+               if cancelled or isinstance(exc, PoolTimeout)
+               else "The database is unreachable; try again shortly.")
     return JSONResponse(
-        error_body("unavailable", "The database is unreachable; try again shortly."),
+        error_body("unavailable", message),
         status_code=503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
     )
 
@@ -90,6 +97,7 @@ def install(app: FastAPI) -> None:
     app.add_middleware(RequestLog, configure=_configure_logging)  # outermost: ids every answer
     app.add_exception_handler(OperationalError, _database_unreachable)
     app.add_exception_handler(InterfaceError, _database_unreachable)
+    app.add_exception_handler(PoolTimeout, _database_unreachable)
     _document_errors(app)
     scrape = CollectorRegistry(auto_describe=False)
     scrape.register(DatabaseCollector())
