@@ -200,6 +200,8 @@ class Stack:
             "TWOFA_SWEEP_INTERVAL": "1",
             "TWOFA_RELAY_POLL_INTERVAL": "0.05",
             "TWOFA_FANOUT_BATCH_SIZE": "50",
+            # Several connections per batch, as in production (default 8), fewer to count.
+            "TWOFA_SMTP_CONNECTIONS": "3",
             "TWOFA_WEBHOOK_ALLOW_PRIVATE": "true",
             "TWOFA_WEBHOOK_RETRY_SCHEDULE": "0.5,1,1",
             "TWOFA_WEBHOOK_FAILURE_THRESHOLD": "3",  # endpoints disabled sooner: a shorter test

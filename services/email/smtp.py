@@ -61,11 +61,15 @@ class SmtpMailer:
         return conn
 
     def send(self, email: OutgoingEmail) -> None:
+        self.send_bytes(email.to, _wire(email))
+
+    def send_bytes(self, to: str, data: bytes) -> None:
+        """Send a message already serialised with CRLF line ends (services/email/template.py)."""
         for attempt in (1, 2):
             if self._conn is None:
                 self._conn = self._connect()
             try:
-                self._conn.sendmail(self.envelope_from, [email.to], _wire(email))
+                self._conn.sendmail(self.envelope_from, [to], data)
                 return
             except smtplib.SMTPServerDisconnected as exc:
                 self._conn = None  # a reused connection the server dropped: reconnect once

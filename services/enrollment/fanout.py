@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from services import outbox
 from services.config import get_settings
-from services.db import dialect_insert
+from services.db import dialect_insert, hash_joins_only
 from services.errors import Conflict
 from services.models import EnrollmentInvitation, Teammate, Workspace, utcnow
 from services.topics import Topic
@@ -38,19 +38,21 @@ def _insert_missing(session: Session, workspace: Workspace, version: int) -> Non
         EnrollmentInvitation.teammate_id == Teammate.id,
         EnrollmentInvitation.policy_version == version,
     )
-    source = select(
-        literal(workspace.id), Teammate.id, literal(version), literal("pending"),
-        literal(0), literal(0), literal(utcnow()),
-    ).where(
+    # Who gets an invitation for this version: keep this WHERE the one place that decides.
+    eligible = (
         Teammate.workspace_id == workspace.id,
         Teammate.totp_enabled_at.is_(None),
         Teammate.status != "removed",
-        ~already,
     )
+    source = select(
+        literal(workspace.id), Teammate.id, literal(version), literal("pending"),
+        literal(0), literal(0), literal(utcnow()),
+    ).where(*eligible, ~already)
     columns = ["workspace_id", "teammate_id", "policy_version", "status", "resends",
                "attempts", "created_at"]
     stmt = dialect_insert(session, EnrollmentInvitation)
-    session.execute(stmt.from_select(columns, source).on_conflict_do_nothing())
+    with hash_joins_only(session):
+        session.execute(stmt.from_select(columns, source).on_conflict_do_nothing())
 
 
 def enqueue_due(session: Session, workspace: Workspace, version: int, now: datetime | None = None) -> int:
