@@ -107,8 +107,15 @@ class _Handler:
         return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
-        if self.sink.delay:
-            await asyncio.sleep(self.sink.delay)  # a slow server: sends take a while
+        with self.sink.lock:
+            self.sink.in_flight += 1
+            self.sink.most_in_flight = max(self.sink.most_in_flight, self.sink.in_flight)
+        try:
+            if self.sink.delay:
+                await asyncio.sleep(self.sink.delay)  # a slow server: sends take a while
+        finally:
+            with self.sink.lock:
+                self.sink.in_flight -= 1
         msg = email.message_from_bytes(envelope.original_content or envelope.content)
         with self.sink.lock:
             self.sink.messages.append(Caught(envelope.mail_from, list(envelope.rcpt_tos), msg))
@@ -124,6 +131,8 @@ class SmtpSink:
     refuse: set[str] = field(default_factory=set)
     defer: set[str] = field(default_factory=set)
     delay: float = 0.0
+    in_flight: int = 0  # messages between DATA and the server's answer, now and at most
+    most_in_flight: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
     controller: Controller | None = None
 
