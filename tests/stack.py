@@ -97,6 +97,13 @@ class _Handler:
     def __init__(self, sink: SmtpSink) -> None:
         self.sink = sink
 
+    async def handle_EHLO(self, server: Any, session: Any, envelope: Any, hostname: str,  # noqa: N802
+                          responses: list[str]) -> list[str]:
+        session.host_name = hostname
+        if self.sink.pipelining:  # as Postfix, SES and most relays do (RFC 2920)
+            responses.insert(-1, "250-PIPELINING")
+        return responses
+
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,  # noqa: N802
                           options: Any) -> str:
         if address in self.sink.refuse:
@@ -131,6 +138,7 @@ class SmtpSink:
     refuse: set[str] = field(default_factory=set)
     defer: set[str] = field(default_factory=set)
     delay: float = 0.0
+    pipelining: bool = True  # offered in EHLO (twofa's mail catcher does not offer it)
     in_flight: int = 0  # messages between DATA and the server's answer, now and at most
     most_in_flight: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
