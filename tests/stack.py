@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -114,15 +115,17 @@ class _Handler:
         return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        domain = envelope.rcpt_tos[0].rpartition("@")[2] if envelope.rcpt_tos else ""
         with self.sink.lock:
-            self.sink.in_flight += 1
-            self.sink.most_in_flight = max(self.sink.most_in_flight, self.sink.in_flight)
+            self.sink.in_flight[domain] += 1
+            self.sink.most_in_flight[domain] = max(self.sink.most_in_flight[domain],
+                                                   self.sink.in_flight[domain])
         try:
             if self.sink.delay:
                 await asyncio.sleep(self.sink.delay)  # a slow server: sends take a while
         finally:
             with self.sink.lock:
-                self.sink.in_flight -= 1
+                self.sink.in_flight[domain] -= 1
         msg = email.message_from_bytes(envelope.original_content or envelope.content)
         with self.sink.lock:
             self.sink.messages.append(Caught(envelope.mail_from, list(envelope.rcpt_tos), msg))
@@ -139,8 +142,10 @@ class SmtpSink:
     defer: set[str] = field(default_factory=set)
     delay: float = 0.0
     pipelining: bool = True  # offered in EHLO (twofa's mail catcher does not offer it)
-    in_flight: int = 0  # messages between DATA and the server's answer, now and at most
-    most_in_flight: int = 0
+    # Messages between DATA and the server's answer, now and at most, by recipient domain
+    # (a workspace's teammates share one: member-00001@SLUG.test).
+    in_flight: Counter[str] = field(default_factory=Counter)
+    most_in_flight: Counter[str] = field(default_factory=Counter)
     lock: threading.Lock = field(default_factory=threading.Lock)
     controller: Controller | None = None
 

@@ -19,6 +19,8 @@ from services.errors import Conflict
 from services.models import EnrollmentInvitation, Teammate, Workspace, utcnow
 from services.topics import Topic
 
+BATCHES_PER_CHUNK = 10  # invitation batches enqueued per statement while planning
+
 
 def is_current(workspace: Workspace | None, version: int) -> bool:
     return bool(workspace and workspace.require_two_factor and workspace.policy_version == version)
@@ -56,28 +58,39 @@ def _insert_missing(session: Session, workspace: Workspace, version: int) -> Non
 
 
 def enqueue_due(session: Session, workspace: Workspace, version: int, now: datetime | None = None) -> int:
-    """Enqueue batches for pending rows with no live lease and no recent batch."""
+    """Enqueue batches for pending rows with no live lease and no recent batch.
+
+    A chunk of rows at a time (mark and fetch in one statement each), so that however large
+    the team, the worker never holds all its ids or outbox rows at once.
+    """
     settings = get_settings()
     now = now or utcnow()
     stale = now - timedelta(seconds=settings.send_lease_seconds)
     inv = EnrollmentInvitation
-    ids = sorted(session.scalars(  # mark and fetch in one statement
-        update(inv)
-        .where(
-            inv.workspace_id == workspace.id,
-            inv.policy_version == version,
-            inv.status == "pending",
-            or_(inv.lease_until.is_(None), inv.lease_until < now),
-            or_(inv.enqueued_at.is_(None), inv.enqueued_at < stale),
-            or_(inv.next_attempt_at.is_(None), inv.next_attempt_at <= now),
-        )
-        .values(enqueued_at=now)
-        .returning(inv.id)
-    ).all())
+    due = (
+        inv.workspace_id == workspace.id,
+        inv.policy_version == version,
+        inv.status == "pending",
+        or_(inv.lease_until.is_(None), inv.lease_until < now),
+        or_(inv.enqueued_at.is_(None), inv.enqueued_at < stale),
+        or_(inv.next_attempt_at.is_(None), inv.next_attempt_at <= now),
+    )
     size = settings.fanout_batch_size
-    for start in range(0, len(ids), size):
-        outbox.enqueue(session, Topic.SEND_INVITATION_BATCH, invitation_ids=ids[start : start + size])
-    return (len(ids) + size - 1) // size
+    chunk = size * BATCHES_PER_CHUNK
+    batches = 0
+    while True:  # a marked row is no longer due (enqueued_at = now), so this ends
+        ids = sorted(session.scalars(
+            update(inv)
+            .where(inv.id.in_(select(inv.id).where(*due).order_by(inv.id).limit(chunk)))
+            .values(enqueued_at=now)
+            .returning(inv.id)
+        ).all())
+        outbox.enqueue_many(session, Topic.SEND_INVITATION_BATCH,
+                            [{"invitation_ids": ids[start : start + size]}
+                             for start in range(0, len(ids), size)])
+        batches += (len(ids) + size - 1) // size
+        if len(ids) < chunk:
+            return batches
 
 
 def sweep(session: Session) -> int:
