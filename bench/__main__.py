@@ -1,11 +1,13 @@
 """All benchmarks in one command; each figure beside a baseline measured in the same run.
 
-    .venv/bin/python -m bench                              # verification and rollout
+    .venv/bin/python -m bench                              # all but webhooks (~15 min)
     .venv/bin/python -m bench --only verification          # a subset (comma-separated)
     .venv/bin/python -m bench --only rollout --teammates 5000
 
 Parts: verification (introspect, /v1/me, /v1/login/two-factor vs an async /healthz, wrk),
-rollout (flip → last email accepted by smtp-sink vs bare smtplib loops), webhooks
+rollout (flip → last email accepted by smtp-sink vs bare smtplib loops), remote (the same
+through a relay that answers DATA after 50 ms), memory (peak RSS of workers and relay,
+1,000 vs 100,000 teammates), scale (1, 2, 4 worker processes and two groups), webhooks
 (deliveries vs a bare httpx loop). Installs wrk and Postfix's smtp-sink with apt-get when
 missing; needs PostgreSQL and Redis on 127.0.0.1 (scripts/services.sh). Every byte stays on
 loopback. Writes bench/results/latest.json.
@@ -24,7 +26,8 @@ from typing import Any
 
 from bench import bench_rollout, bench_verification, bench_webhooks
 
-PARTS = ("verification", "rollout", "webhooks")
+PARTS = ("verification", "rollout", "remote", "memory", "scale", "webhooks")
+DEFAULT = "verification,rollout,remote,memory,scale"
 RESULTS = Path(__file__).with_name("results") / "latest.json"
 
 
@@ -37,11 +40,15 @@ def machine() -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default="verification,rollout",
+    parser.add_argument("--only", default=DEFAULT,
                         help=f"comma-separated parts of: {', '.join(PARTS)}")
     parser.add_argument("--seconds", type=float, default=8, help="wrk duration per request")
     parser.add_argument("--teammates", type=int, default=10_000, help="rollout and webhooks size")
     parser.add_argument("--workers", type=int, default=2, help="rollout worker processes")
+    parser.add_argument("--remote-teammates", type=int, default=3000,
+                        help="rollout through the relay that waits 50 ms before answering DATA")
+    parser.add_argument("--memory-sizes", default="1000,100000",
+                        help="the two rollout sizes whose peak RSS is compared")
     parser.add_argument("--embedded", action="store_true",
                         help="verification on SQLite (the embedded default) instead of PostgreSQL")
     args = parser.parse_args()
@@ -55,6 +62,13 @@ def main() -> None:
         out["verification"] = bench_verification.run(args.seconds, 1000, args.embedded)
     if "rollout" in parts:
         out["rollout"] = bench_rollout.run(args.teammates, args.workers)
+    if "remote" in parts:
+        out["rollout_remote"] = bench_rollout.remote(args.remote_teammates, args.workers)
+    if "memory" in parts:
+        small, large = (int(x) for x in args.memory_sizes.split(","))
+        out["rollout_memory"] = bench_rollout.memory((small, large), args.workers)
+    if "scale" in parts:
+        out["rollout_scale"] = bench_rollout.scale(args.teammates)
     if "webhooks" in parts:
         out["webhooks"] = bench_webhooks.run(args.teammates)
     RESULTS.parent.mkdir(exist_ok=True)

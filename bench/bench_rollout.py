@@ -1,14 +1,19 @@
-"""Rollout of N teammates end to end (flip → last invitation accepted by SMTP on loopback).
+"""Rollouts end to end (flip → last invitation accepted by SMTP on loopback).
 
-Baselines, in the same run and to the same server (Postfix's `smtp-sink`): bare smtplib
-loops over one reused connection sending messages of the same shape (text + HTML
-alternative), built with the stdlib `EmailMessage` and with `MIMEMultipart`. Also the flip's
-latency (PUT …/two-factor-policy over real HTTP) at 10 and at N teammates.
+Parts (`python -m bench --only …`):
+* `rollout`: N teammates to Postfix's `smtp-sink`, against bare smtplib loops over one
+  reused connection sending messages of the same shape (text + HTML alternative), built with
+  the stdlib `EmailMessage` and with `MIMEMultipart`, in the same run and to the same server.
+  Also the flip's latency (PUT …/two-factor-policy over real HTTP) at 10 and at N teammates,
+  and the CPU each kind of process spent per email.
+* `remote`: the same through an SMTP server that waits 50 ms before answering DATA (a remote
+  relay), against the bare `EmailMessage` loop to that server.
+* `memory`: peak RSS of the worker and relay processes for rollouts of 1,000 and 100,000.
+* `scale`: 1, 2 and 4 worker processes, and two groups (relay + 2 workers each, as two
+  machines would run) on the same broker and database.
 
-    .venv/bin/python -m bench --only rollout [--teammates 10000] [--workers 2]
-
-Needs PostgreSQL and Redis on 127.0.0.1. The end is the newest `sent_at` once every
-invitation is `sent` (each is recorded right after SMTP accepted it).
+Needs PostgreSQL and Redis on 127.0.0.1. The end of a rollout is the newest `sent_at` once
+every invitation is `sent` (each is recorded right after SMTP accepted it).
 """
 
 from __future__ import annotations
@@ -18,8 +23,10 @@ import os
 import signal
 import smtplib
 import statistics
+import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from email.message import EmailMessage
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
@@ -29,7 +36,16 @@ from typing import Any
 import httpx
 
 from bench.common import api_up, drop_database, fresh_env, spawn, wait_for
-from bench.tools import SmtpSink, ensure_tools, free_port, load_average
+from bench.tools import (
+    SlowSmtp,
+    SmtpSink,
+    cpu_seconds,
+    ensure_tools,
+    free_port,
+    group_cpu_seconds,
+    load_average,
+    peak_rss_mib,
+)
 
 TEXT = "Hello {i},\n\nYour workspace now requires two-factor authentication.\n" * 3
 HTML = "<p>Hello {i},</p><p>Your workspace now requires two-factor authentication.</p>\n" * 3
@@ -51,7 +67,7 @@ def mime_multipart(i: int) -> MIMEMultipart:
     return msg
 
 
-def bare_loop(port: int, n: int, build: Any) -> float:
+def bare_loop(port: int, n: int, build: Callable[[int], Any]) -> float:
     """Messages/s of build → send_message → repeat, over one connection."""
     start = time.perf_counter()
     with smtplib.SMTP("127.0.0.1", port) as conn:
@@ -60,7 +76,7 @@ def bare_loop(port: int, n: int, build: Any) -> float:
     return n / (time.perf_counter() - start)
 
 
-def make_workspace(slug: str, teammates: int) -> None:
+def make_workspace(slug: str, teammates: int) -> int:
     from services.accounts import workspaces
     from services.db import unit_of_work
 
@@ -68,9 +84,11 @@ def make_workspace(slug: str, teammates: int) -> None:
         ws, _ = workspaces.create(session, slug, slug.title(), f"admin@{slug}.test",
                                   "admin-password-1")
         workspaces.seed(session, ws, teammates, "member-password")
+        return ws.id
 
 
 def admin_token(slug: str) -> str:
+    from services import team_counts
     from services.accounts import sessions
     from services.db import unit_of_work
     from services.models import Teammate, utcnow
@@ -78,6 +96,7 @@ def admin_token(slug: str) -> str:
     with unit_of_work() as session:  # the admin has 2FA, as requiring it needs
         admin = session.query(Teammate).filter_by(email=f"admin@{slug}.test").one()
         admin.totp_enabled_at = utcnow()
+        team_counts.recount(session, admin.workspace_id)  # set directly, so counted again
         return sessions.open_session(session, admin)
 
 
@@ -92,6 +111,21 @@ def flip_latency(http: httpx.Client, slug: str, token: str, rounds: int) -> list
         times.append(time.perf_counter() - start)
         r.raise_for_status()
     return times
+
+
+def flip_in_process(slug: str) -> None:
+    """The PUT's commit (policy, version, event, outbox) without an API process."""
+    from sqlalchemy import select
+
+    from services.db import unit_of_work
+    from services.models import Teammate, Workspace
+    from services.policy import service as policy
+
+    with unit_of_work() as session:
+        ws = session.scalars(select(Workspace).where(Workspace.slug == slug)).one()
+        admin = session.scalars(select(Teammate).where(Teammate.workspace_id == ws.id,
+                                                       Teammate.role == "admin")).one()
+        policy.set_policy(session, ws, True, admin.id)
 
 
 def sent_progress(slug: str) -> tuple[int, float | None]:
@@ -111,67 +145,203 @@ def sent_progress(slug: str) -> tuple[int, float | None]:
     return count, (last.timestamp() if last else None)
 
 
+def postgres_cpu(env: dict[str, str]) -> float:
+    """CPU seconds so far of the PostgreSQL backends serving this run's database."""
+    import psycopg
+
+    name = env["TWOFA_DATABASE_URL"].rsplit("/", 1)[1]
+    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as c:
+        pids = [row[0] for row in c.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s", (name,))]
+    total = 0.0
+    for pid in pids:
+        try:
+            total += cpu_seconds(pid)
+        except OSError:  # a backend that ended meanwhile
+            continue
+    return total
+
+
+def rollout_once(n: int, smtp_url: str, workers: int = 2, groups: int = 1,
+                 smtp_pid: int | None = None, api: bool = False,
+                 env_extra: dict[str, str] | None = None) -> dict[str, Any]:
+    """One rollout of `n` teammates (n - 1 invitations: the admin has 2FA) on a fresh database:
+    `groups` × (a relay and `workers` worker processes, `-c 1` each)."""
+    env = fresh_env({"TWOFA_SMTP_URL": smtp_url, "TWOFA_SWEEP_INTERVAL": "5",
+                     **(env_extra or {})})
+    logs = Path(tempfile.mkdtemp(prefix="twofa-bench-"))
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    out: dict[str, Any] = {"teammates": n, "invitations": n - 1, "worker_processes": workers * groups,
+                           "groups": groups, "load_average_at_start": round(load_average(), 2)}
+    try:
+        if api:
+            make_workspace("small", 9)
+        make_workspace("large", n - 1)
+        token = admin_token("large")
+        if api:
+            api_port = free_port()
+            procs["api"] = spawn(["api", "--port", str(api_port)], env, logs / "api.log")
+            http = httpx.Client(base_url=f"http://127.0.0.1:{api_port}", timeout=30)
+            wait_for(lambda: api_up(http), 30, "the API")
+            small = statistics.median(flip_latency(http, "small", admin_token("small"), 9))
+            large = statistics.median(flip_latency(http, "large", token, 8))  # ends off
+            out.update(flip_p50_ms_small=round(small * 1000, 2),
+                       flip_p50_ms_large=round(large * 1000, 2),
+                       flip_ratio_large_vs_small=round(large / small, 3))
+        for g in range(groups):
+            procs[f"relay{g}"] = spawn(["relay"], env, logs / f"relay{g}.log")
+            for i in range(workers):
+                procs[f"worker{g}.{i}"] = spawn(["worker", "-c", "1"], env,
+                                                logs / f"worker{g}.{i}.log")
+        time.sleep(4)  # workers connect and settle before the clock starts
+
+        def cpu() -> dict[str, float]:
+            kinds: dict[str, float] = {"worker": 0.0, "relay": 0.0, "postgres": postgres_cpu(env)}
+            for name, p in procs.items():
+                kind = name.rstrip("0123456789.")
+                if kind in kinds:
+                    kinds[kind] += group_cpu_seconds(p.pid)
+            if smtp_pid:
+                kinds["smtp server"] = cpu_seconds(smtp_pid)
+            return kinds
+
+        before = cpu()
+        start = time.time()
+        if api:
+            http.put("/v1/workspaces/large/two-factor-policy", json={"require_two_factor": True},
+                     headers={"Authorization": f"Bearer {token}"}).raise_for_status()
+        else:
+            flip_in_process("large")
+        wait_for(lambda: sent_progress("large")[0] >= n - 1, 3600, "every invitation",
+                 interval=0.5)
+        elapsed = (sent_progress("large")[1] or start) - start
+        after = cpu()
+        out.update(
+            seconds=round(elapsed, 2), invitations_per_s=round((n - 1) / elapsed, 1),
+            cpu_us_per_email={k: round((after[k] - before[k]) / (n - 1) * 1e6)
+                              for k in after},
+            worker_peak_rss_mib=round(max(peak_rss_mib(p.pid) for k, p in procs.items()
+                                          if k.startswith("worker")), 1),
+            relay_peak_rss_mib=round(max(peak_rss_mib(p.pid) for k, p in procs.items()
+                                         if k.startswith("relay")), 1),
+        )
+    finally:
+        for p in procs.values():
+            os.killpg(p.pid, signal.SIGTERM)
+        for p in procs.values():
+            p.wait(30)
+        drop_database(env)
+    return out
+
+
+def _table(rows: list[tuple[str, str, str, float | None]]) -> None:
+    print(f"{'what':<44}{'figure':>22}  {'baseline, same run':<30}{'ratio':>6}")
+    for what, figure, base, ratio in rows:
+        print(f"{what:<44}{figure:>22}  {base:<30}{'' if ratio is None else f'{ratio:6.2f}'}")
+
+
 def run(teammates: int = 10_000, workers: int = 2) -> dict[str, Any]:
+    """The local rollout against the bare loops, with the flip latency and CPU per email."""
     ensure_tools()
     n = teammates
-    smtp_port, api_port = free_port(), free_port()
+    smtp_port = free_port()
     sink = SmtpSink(smtp_port)
-    env = fresh_env({"TWOFA_SMTP_URL": f"smtp://127.0.0.1:{smtp_port}",
-                     "TWOFA_SWEEP_INTERVAL": "5"})
-    logs = Path(tempfile.mkdtemp(prefix="twofa-bench-"))
-    procs = []
     try:
         load = load_average()
         email_rate = bare_loop(smtp_port, min(n, 5000), email_message)
         mime_rate = bare_loop(smtp_port, min(n, 5000), mime_multipart)
-        make_workspace("small", 9)
-        make_workspace("large", n - 1)
-        procs.append(spawn(["api", "--port", str(api_port)], env, logs / "api.log"))
-        http = httpx.Client(base_url=f"http://127.0.0.1:{api_port}", timeout=30)
-        wait_for(lambda: api_up(http), 30, "the API")
-        lat_small = flip_latency(http, "small", admin_token("small"), 9)
-        large_token = admin_token("large")
-        lat_large = flip_latency(http, "large", large_token, 8)  # ends off
-
-        procs.append(spawn(["relay"], env, logs / "relay.log"))
-        for i in range(workers):
-            procs.append(spawn(["worker", "-c", "1"], env, logs / f"worker{i}.log"))
-        time.sleep(4)  # workers connect and settle before the clock starts
-        start = time.time()
-        http.put("/v1/workspaces/large/two-factor-policy", json={"require_two_factor": True},
-                 headers={"Authorization": f"Bearer {large_token}"}).raise_for_status()
-        invitations = n - 1  # the admin has 2FA already
-        wait_for(lambda: sent_progress("large")[0] >= invitations, 1800, "every invitation",
-                 interval=0.5)
-        elapsed = (sent_progress("large")[1] or start) - start
+        result = rollout_once(n, f"smtp://127.0.0.1:{smtp_port}", workers, api=True,
+                              smtp_pid=sink.proc.pid)
     finally:
-        for p in procs:
-            os.killpg(p.pid, signal.SIGTERM)
-        for p in procs:
-            p.wait(30)
         sink.stop()
-        drop_database(env)
-    rate = invitations / elapsed
-    small, large = statistics.median(lat_small), statistics.median(lat_large)
-    print(f"\nrollout: {n} teammates ({invitations} invitations), {workers} worker processes, "
+    rate = result["invitations_per_s"]
+    print(f"\nrollout: {n} teammates ({n - 1} invitations), {workers} worker processes, "
           f"smtp-sink, load average {load:.2f} at start\n")
-    rows = [("rollout, flip → last accepted", f"{rate:.0f}/s", f"EmailMessage loop {email_rate:.0f}/s",
+    _table([("rollout, flip → last accepted", f"{rate:.0f}/s", f"EmailMessage loop {email_rate:.0f}/s",
              rate / email_rate),
             ("", "", f"MIMEMultipart loop {mime_rate:.0f}/s", rate / mime_rate),
-            (f"flip p50, 10 / {n} teammates", f"{small * 1000:.1f} / {large * 1000:.1f} ms", "",
-             large / small)]
-    print(f"{'what':<36}{'figure':>20}  {'baseline, same run':<28}{'ratio':>6}")
-    for what, figure, base, ratio in rows:
-        print(f"{what:<36}{figure:>20}  {base:<28}{ratio:>6.2f}")
-    return {"teammates": n, "invitations": invitations, "workers": workers,
-            "load_average_at_start": round(load, 2), "seconds": round(elapsed, 2),
-            "invitations_per_s": round(rate, 1),
+            (f"flip p50, 10 / {n} teammates",
+             f"{result['flip_p50_ms_small']:.1f} / {result['flip_p50_ms_large']:.1f} ms", "",
+             result["flip_ratio_large_vs_small"])])
+    print("CPU per email (µs): " + ", ".join(f"{k} {v}" for k, v in result["cpu_us_per_email"].items()))
+    return {**result, "load_average_at_start": round(load, 2),
             "bare_email_message_per_s": round(email_rate, 1),
             "bare_mime_multipart_per_s": round(mime_rate, 1),
             "ratio_vs_email_message": round(rate / email_rate, 3),
-            "ratio_vs_mime_multipart": round(rate / mime_rate, 3),
-            "flip_p50_ms_small": round(small * 1000, 2), "flip_p50_ms_large": round(large * 1000, 2),
-            "flip_ratio_large_vs_small": round(large / small, 3)}
+            "ratio_vs_mime_multipart": round(rate / mime_rate, 3)}
+
+
+def remote(teammates: int = 3000, workers: int = 2, delay: float = 0.05) -> dict[str, Any]:
+    """Through a server that answers DATA after `delay` s, against the bare loop to it."""
+    port = free_port()
+    server = SlowSmtp(port, delay)
+    try:
+        load = load_average()
+        bare = bare_loop(port, 200, email_message)
+        result = rollout_once(teammates, f"smtp://127.0.0.1:{port}", workers,
+                              smtp_pid=server.proc.pid)
+    finally:
+        server.stop()
+    rate = result["invitations_per_s"]
+    connections = int(os.environ.get("TWOFA_SMTP_CONNECTIONS", "8"))
+    print(f"\nrollout through a relay answering DATA after {delay * 1000:.0f} ms: {teammates} "
+          f"teammates, {workers} worker processes × {connections} SMTP connections, "
+          f"load average {load:.2f}\n")
+    _table([("rollout, flip → last accepted", f"{rate:.0f}/s", f"EmailMessage loop {bare:.1f}/s",
+             rate / bare)])
+    return {**result, "delay_ms": delay * 1000, "smtp_connections": connections,
+            "load_average_at_start": round(load, 2), "bare_email_message_per_s": round(bare, 1),
+            "ratio_vs_email_message": round(rate / bare, 3)}
+
+
+def memory(sizes: tuple[int, int] = (1_000, 100_000), workers: int = 2) -> dict[str, Any]:
+    """Peak RSS of worker and relay processes, a small rollout against a large one."""
+    ensure_tools()
+    port = free_port()
+    sink = SmtpSink(port)
+    try:
+        small, large = (rollout_once(n, f"smtp://127.0.0.1:{port}", workers) for n in sizes)
+        results = [small, large]
+    finally:
+        sink.stop()
+    small, large = results
+    print(f"\npeak RSS, rollouts of {sizes[0]} and {sizes[1]} teammates ({workers} workers)\n")
+    rows = []
+    out: dict[str, Any] = {"small": small, "large": large}
+    for kind in ("worker", "relay"):
+        a, b = small[f"{kind}_peak_rss_mib"], large[f"{kind}_peak_rss_mib"]
+        rows.append((f"{kind} peak RSS at {sizes[1]}", f"{b:.1f} MiB", f"at {sizes[0]}: {a:.1f} MiB",
+                     b / a))
+        out[f"{kind}_rss_ratio"] = round(b / a, 3)
+    rows.append((f"rollout of {sizes[1]}", f"{large['invitations_per_s']:.0f}/s",
+                 f"of {sizes[0]}: {small['invitations_per_s']:.0f}/s", None))
+    _table(rows)
+    return out
+
+
+def scale(teammates: int = 10_000) -> dict[str, Any]:
+    """1, 2 and 4 worker processes, and two groups of a relay and 2 workers each."""
+    ensure_tools()
+    port = free_port()
+    sink = SmtpSink(port)
+    runs: dict[str, dict[str, Any]] = {}
+    try:
+        for label, workers, groups in (("1 worker", 1, 1), ("2 workers", 2, 1),
+                                       ("4 workers", 4, 1), ("2 groups × 2 workers", 2, 2)):
+            runs[label] = rollout_once(teammates, f"smtp://127.0.0.1:{port}", workers, groups,
+                                       smtp_pid=sink.proc.pid)
+    finally:
+        sink.stop()
+    one = runs["1 worker"]["invitations_per_s"]
+    print(f"\nscale-out, rollout of {teammates} to smtp-sink, same broker and database "
+          f"({os.cpu_count()} cores)\n")
+    _table([(label, f"{r['invitations_per_s']:.0f}/s", "1 worker process", r["invitations_per_s"] / one)
+            for label, r in runs.items()])
+    for label, r in runs.items():
+        print(f"  {label}: CPU per email (µs) " + ", ".join(
+            f"{k} {v}" for k, v in r["cpu_us_per_email"].items()))
+    return {label: {**r, "factor_vs_1": round(r["invitations_per_s"] / one, 3)}
+            for label, r in runs.items()}
 
 
 def main() -> None:

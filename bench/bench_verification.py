@@ -35,7 +35,7 @@ def prepare(teammates: int) -> dict[str, Any]:
     """Enrolled teammates with two open challenges and one full-level session each."""
     from sqlalchemy import select
 
-    from services import crypto
+    from services import crypto, team_counts
     from services.accounts import sessions, workspaces
     from services.db import unit_of_work
     from services.host_checks import api_keys
@@ -56,6 +56,7 @@ def prepare(teammates: int) -> dict[str, Any]:
                 out[kind].append((sign_in.challenge, secret))
             if len(out["tokens"]) < SESSIONS:
                 out["tokens"].append(sessions.open_session(session, teammate))
+        team_counts.recount(session, ws.id)  # 2FA set directly above, so counted again
         _, out["api_key"] = api_keys.create(session, ws, "bench")
     return out
 

@@ -102,6 +102,7 @@ def prepare(st: Stack, receiver: Receiver, teammates: int) -> tuple[int, int]:
 
 
 def turn_on(st: Stack) -> None:
+    from services import team_counts
     from services.accounts import workspaces
     from services.db import unit_of_work
     from services.models import Teammate, utcnow
@@ -111,6 +112,7 @@ def turn_on(st: Stack) -> None:
         ws = workspaces.get_by_slug(session, "bench-hooks")
         admin = session.query(Teammate).filter_by(workspace_id=ws.id, role="admin").one()
         admin.totp_enabled_at = utcnow()  # an admin has 2FA before requiring it
+        team_counts.recount(session, ws.id)  # set directly, so counted again
         policy.set_policy(session, ws, True, admin.id)
 
 

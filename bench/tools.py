@@ -136,3 +136,65 @@ class SmtpSink:
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait(10)
+
+
+def group_pids(pgid: int) -> list[int]:
+    """The processes of a process group (one of ours: started with start_new_session)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == pgid:
+                pids.append(int(entry.name))
+    return pids
+
+
+def group_cpu_seconds(pgid: int) -> float:
+    """User + system CPU of the live processes of a group (a worker and its pool)."""
+    total = 0.0
+    for pid in group_pids(pgid):
+        try:
+            total += cpu_seconds(pid)
+        except OSError:
+            continue
+    return total
+
+
+def peak_rss_mib(pgid: int) -> float:
+    """The largest peak resident set (VmHWM) among a group's processes, in MiB."""
+    peak = 0
+    for pid in group_pids(pgid):
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peak = max(peak, int(line.split()[1]))
+        except OSError:
+            continue
+    return peak / 1024
+
+
+class SlowSmtp:
+    """bench/slow_smtp.py on a loopback port: answers DATA after `delay` seconds."""
+
+    def __init__(self, port: int, delay: float) -> None:
+        import sys
+
+        self.port = port
+        self.proc = subprocess.Popen([sys.executable, "-m", "bench.slow_smtp", str(port), str(delay)],
+                                     cwd=Path(__file__).resolve().parents[1],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise SystemExit("the slow SMTP server did not start")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)

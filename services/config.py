@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     fanout_batch_size: int = Field(default=100, ge=1)
     # A batch's claim on its invitations; after it lapses the sweep hands them to another task.
     send_lease_seconds: int = Field(default=120, ge=1)
+    # SMTP connections one batch keeps in flight at once (each send is recorded before its
+    # connection sends again), so a SIGKILLed pool process repeats at most this many sends.
+    smtp_connections: int = Field(default=8, ge=1, le=64)
     sweep_interval: float = Field(default=15.0, gt=0)
     relay_poll_interval: float = Field(default=0.2, gt=0)
     relay_heartbeat_file: Path | None = None

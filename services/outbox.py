@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from services.models import OutboxMessage, utcnow
@@ -38,6 +38,16 @@ def enqueue(session: Session, topic: Topic, **payload: Any) -> None:
     """Record work for after commit. An unknown topic fails here, in the caller's transaction,
     not later as a message no worker knows."""
     session.add(OutboxMessage(topic=Topic(topic).value, payload=payload))
+
+
+def enqueue_many(session: Session, topic: Topic, payloads: Sequence[dict[str, Any]]) -> None:
+    """Several messages of one topic as one INSERT, keeping no ORM objects in the session
+    (planning a rollout of 100,000 enqueues 1,000)."""
+    if payloads:
+        now = utcnow()
+        session.execute(insert(OutboxMessage), [
+            {"topic": Topic(topic).value, "payload": payload, "created_at": now,
+             "publish_count": 0} for payload in payloads])
 
 
 def claim_unpublished(session: Session, limit: int) -> Sequence[OutboxMessage]:

@@ -74,8 +74,10 @@ def test_a_grace_period_keeps_full_sessions_until_enforce_at(
     # 72 h before the deadline is now: the reminders still ahead are 24 h and 1 h before it.
     assert [at(t) for t in body["reminders_at"]] == [enforce_at - timedelta(hours=24),
                                                      enforce_at - timedelta(hours=1)]
-    # Invitations go out at once, as without a grace period.
-    wait_until(lambda: stack.smtp.to(member(ws, 1)), 60, message="the invitation")
+    # Invitations go out at once, as without a grace period, and say the deadline.
+    [invitation] = wait_until(lambda: stack.smtp.to(member(ws, 1)), 60, message="the invitation")
+    words = f"{enforce_at:%A} {enforce_at.day} {enforce_at:%B}, {enforce_at:%H:%M} UTC"
+    assert f"by {words}" in " ".join(invitation.part("plain").split())
 
     # Until enforce_at a teammate without 2FA keeps full sessions and signs in fully.
     assert me(ws, before["token"])["level"] == "full"

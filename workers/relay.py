@@ -24,6 +24,7 @@ from services.topics import Topic
 
 log = logging.getLogger(__name__)
 KEEP_COMPLETED = timedelta(days=7)
+CLAIM_LIMIT = 500  # outbox rows per loop
 
 
 def _publish(app: Celery, messages: Sequence[OutboxMessage]) -> None:
@@ -31,7 +32,7 @@ def _publish(app: Celery, messages: Sequence[OutboxMessage]) -> None:
         app.send_task(pub.task, kwargs=pub.kwargs, headers={"outbox_ids": pub.outbox_ids})
 
 
-def relay_once(app: Celery, limit: int = 500) -> int:
+def relay_once(app: Celery, limit: int = CLAIM_LIMIT) -> int:
     with unit_of_work() as session:
         messages = outbox.claim_unpublished(session, limit)
         if not messages:
@@ -74,7 +75,10 @@ def run(app: Celery, stop: threading.Event | None = None) -> None:
             log.exception("relay iteration failed; retrying")
             published = 0
             stop.wait(1.0)
-        if not published:
+        if published < CLAIM_LIMIT:
+            # Caught up: wait a poll interval even after publishing, so that the events a
+            # rollout records meanwhile go out merged into a few dispatch tasks, not one
+            # task per loop of a few rows each. Only a backlog loops at once.
             stop.wait(settings.relay_poll_interval)
     # SIGTERM/SIGINT set `stop`; the iteration under way finished first, so a claimed row is
     # either published and marked, or released unpublished for the next relay.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import smtplib
 import ssl
 from email.utils import parseaddr
@@ -61,11 +62,15 @@ class SmtpMailer:
         return conn
 
     def send(self, email: OutgoingEmail) -> None:
+        self.send_bytes(email.to, _wire(email))
+
+    def send_bytes(self, to: str, data: bytes) -> None:
+        """Send a message already serialised with CRLF line ends (services/email/template.py)."""
         for attempt in (1, 2):
             if self._conn is None:
                 self._conn = self._connect()
             try:
-                self._conn.sendmail(self.envelope_from, [email.to], _wire(email))
+                _sendmail(self._conn, self.envelope_from, to, data)
                 return
             except smtplib.SMTPServerDisconnected as exc:
                 self._conn = None  # a reused connection the server dropped: reconnect once
@@ -101,6 +106,39 @@ class SmtpMailer:
             except (OSError, smtplib.SMTPException):
                 self._conn.close()
             self._conn = None
+
+
+def _sendmail(conn: smtplib.SMTP, sender: str, to: str, data: bytes) -> None:
+    """`conn.sendmail(sender, [to], data)`, pipelined (RFC 2920) where the server offers it:
+    MAIL, RCPT and DATA in one write, then the message, so two round trips instead of four
+    (a relay 10 ms away: 20 ms saved per message). Failures raise what sendmail raises."""
+    conn.ehlo_or_helo_if_needed()
+    if not conn.has_extn("pipelining"):
+        conn.sendmail(sender, [to], data)
+        return
+    conn.send(f"MAIL FROM:{smtplib.quoteaddr(sender)}\r\nRCPT TO:{smtplib.quoteaddr(to)}\r\n"
+              "DATA\r\n")
+    (mail_code, mail_reply), (rcpt_code, rcpt_reply), (data_code, data_reply) = (
+        conn.getreply(), conn.getreply(), conn.getreply())
+    refused = mail_code != 250 or rcpt_code not in (250, 251)
+    if data_code == 354 and refused:  # a server that should have refused DATA: end it empty
+        conn.send(b".\r\n")
+        conn.getreply()
+    if mail_code != 250:
+        raise smtplib.SMTPSenderRefused(mail_code, mail_reply, sender)
+    if rcpt_code not in (250, 251):
+        conn.rset()  # as sendmail does: the next message starts clean
+        raise smtplib.SMTPRecipientsRefused({to: (rcpt_code, rcpt_reply)})
+    if data_code != 354:
+        raise smtplib.SMTPDataError(data_code, data_reply)
+    quoted = _LEADING_DOT.sub(b"..", data)  # dot-stuffing, as smtplib's data() does
+    conn.send(quoted + (b".\r\n" if quoted.endswith(b"\r\n") else b"\r\n.\r\n"))
+    code, reply = conn.getreply()
+    if code != 250:
+        raise smtplib.SMTPDataError(code, reply)
+
+
+_LEADING_DOT = re.compile(rb"(?m)^\.")
 
 
 def _wire(email: OutgoingEmail) -> bytes:

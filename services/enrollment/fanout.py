@@ -14,11 +14,13 @@ from sqlalchemy.orm import Session
 
 from services import clock, outbox
 from services.config import get_settings
-from services.db import dialect_insert
+from services.db import dialect_insert, hash_joins_only
 from services.enforcement import is_exempt
 from services.errors import Conflict
 from services.models import EnrollmentInvitation, Teammate, Workspace, utcnow
 from services.topics import Topic
+
+BATCHES_PER_CHUNK = 10  # invitation batches enqueued per statement while planning
 
 
 def is_current(workspace: Workspace | None, version: int) -> bool:
@@ -56,32 +58,44 @@ def _insert_missing(session: Session, workspace: Workspace, version: int) -> Non
     columns = ["workspace_id", "teammate_id", "policy_version", "status", "resends",
                "attempts", "created_at"]
     stmt = dialect_insert(session, EnrollmentInvitation)
-    session.execute(stmt.from_select(columns, source).on_conflict_do_nothing())
+    with hash_joins_only(session):
+        session.execute(stmt.from_select(columns, source).on_conflict_do_nothing())
 
 
 def enqueue_due(session: Session, workspace: Workspace, version: int, now: datetime | None = None) -> int:
-    """Enqueue batches for pending rows with no live lease and no recent batch."""
+    """Enqueue batches for pending rows with no live lease and no recent batch.
+
+    A chunk of rows at a time (mark and fetch in one statement each), so that however large
+    the team, the worker never holds all its ids or outbox rows at once.
+    """
     settings = get_settings()
     now = now or utcnow()
     stale = now - timedelta(seconds=settings.send_lease_seconds)
     inv = EnrollmentInvitation
-    ids = sorted(session.scalars(  # mark and fetch in one statement
-        update(inv)
-        .where(
-            inv.workspace_id == workspace.id,
-            inv.policy_version == version,
-            inv.status == "pending",
-            or_(inv.lease_until.is_(None), inv.lease_until < now),
-            or_(inv.enqueued_at.is_(None), inv.enqueued_at < stale),
-            or_(inv.next_attempt_at.is_(None), inv.next_attempt_at <= now),
-        )
-        .values(enqueued_at=now)
-        .returning(inv.id)
-    ).all())
+    due = (
+        inv.workspace_id == workspace.id,
+        inv.policy_version == version,
+        inv.status == "pending",
+        or_(inv.lease_until.is_(None), inv.lease_until < now),
+        or_(inv.enqueued_at.is_(None), inv.enqueued_at < stale),
+        or_(inv.next_attempt_at.is_(None), inv.next_attempt_at <= now),
+    )
     size = settings.fanout_batch_size
-    for start in range(0, len(ids), size):
-        outbox.enqueue(session, Topic.SEND_INVITATION_BATCH, invitation_ids=ids[start : start + size])
-    return (len(ids) + size - 1) // size
+    chunk = size * BATCHES_PER_CHUNK
+    batches = 0
+    while True:  # a marked row is no longer due (enqueued_at = now), so this ends
+        ids = sorted(session.scalars(
+            update(inv)
+            .where(inv.id.in_(select(inv.id).where(*due).order_by(inv.id).limit(chunk)))
+            .values(enqueued_at=now)
+            .returning(inv.id)
+        ).all())
+        outbox.enqueue_many(session, Topic.SEND_INVITATION_BATCH,
+                            [{"invitation_ids": ids[start : start + size]}
+                             for start in range(0, len(ids), size)])
+        batches += (len(ids) + size - 1) // size
+        if len(ids) < chunk:
+            return batches
 
 
 def sweep(session: Session) -> int:

@@ -1,8 +1,11 @@
-"""Sending a batch of enrollment invitations: claim, send over one connection, record each.
+"""Sending a batch of enrollment invitations: claim, send over a few connections, record each.
 
-Each send is recorded in its own short transaction right after SMTP accepts it, so a worker
-killed mid-batch repeats at most the one send the kill cut short, and that repeat carries
-the same Message-ID (teammate, policy version, resend count).
+The batch is split over up to TWOFA_SMTP_CONNECTIONS SMTP connections at once
+(services/email/parallel.py). Each accepted send is recorded (services/enrollment/recording.py)
+before its connection sends again, so a pool process killed mid-batch repeats at most
+TWOFA_SMTP_CONNECTIONS sends, those in flight or accepted but not yet recorded, and each
+repeat carries the same Message-ID (teammate, policy version, resend count). The message is
+rendered and built once per workspace (services/email/template.py), not once per teammate.
 """
 
 from __future__ import annotations
@@ -10,26 +13,21 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
-from urllib.parse import urlencode
+from datetime import datetime, timedelta
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from services.config import get_settings
 from services.db import unit_of_work
+from services.email import links, parallel
 from services.email import message as mail
 from services.email.render import render
-from services.email.smtp import (
-    PermanentSendError,
-    RecipientDeferred,
-    SmtpMailer,
-    TransientSendError,
-)
+from services.email.smtp import PermanentSendError, SmtpMailer
+from services.email.template import MessageTemplate
 from services.enforcement import is_exempt
-from services.enrollment.fanout import is_current
-from services.events import recorder
-from services.events.catalog import EventType
+from services.enrollment import recording
+from services.enrollment.reminders import deadline_words
 from services.models import EnrollmentInvitation, Teammate, Workspace, utcnow
 
 Inv = EnrollmentInvitation
@@ -46,6 +44,7 @@ class Outgoing:
     workspace_slug: str
     version: int
     resends: int
+    enforce_at: datetime | None = None  # the end of a grace period, said in the email
 
 
 @dataclass
@@ -66,50 +65,87 @@ def send_batch(
     mailer_factory: Callable[[], SmtpMailer] = SmtpMailer,
 ) -> BatchResult:
     with unit_of_work() as session:
-        remaining = _claim(session, invitation_ids, claim)
+        batch = _claim(session, invitation_ids, claim)
     result = BatchResult()
-    lease = _Lease(claim)
-    try:
-        with mailer_factory() as mailer:
-            while remaining:
-                current = _send_one(mailer, remaining[0], claim, result)
-                remaining.pop(0)  # only once recorded: an unreachable server defers it too
-                if not current and remaining:  # the policy flipped meanwhile: stop sending
-                    with unit_of_work() as session:
-                        _skip(session, remaining, claim)
-                    remaining.clear()
-                lease.keep_alive()
-    except TransientSendError as exc:  # the server is unreachable: defer the whole rest
+    if not batch:
+        return result
+    run = _Run(claim, batch, result)
+    with run.recorder:
+        left = parallel.send_all(batch, run.messages.send, run.record, mailer_factory,
+                                 get_settings().smtp_connections)
+    if left:
         with unit_of_work() as session:
-            result.defer(*_defer(session, remaining, claim, str(exc)))
+            if not run.current:  # the policy flipped meanwhile: the rest is not sent
+                _skip(session, left, claim)
+            else:  # every connection failed: the server is unreachable, defer the rest
+                result.defer(*_defer(session, left, claim, run.last_error))
     return result
 
 
-def _send_one(mailer: SmtpMailer, item: Outgoing, claim: str, result: BatchResult) -> bool:
-    """Send one invitation and record the outcome; True while its policy version is current.
+class _Run:
+    """One batch under way: records outcomes as they arrive (in the task's thread)."""
 
-    The version is read in the recording transaction, so checking costs no extra one.
-    """
-    email = invitation_email(item)
-    try:
-        mailer.send(email)
-    except RecipientDeferred as exc:  # only this recipient: the others go on
-        with unit_of_work() as session:
-            result.defer(*_defer(session, [item], claim, str(exc)))
-            return _is_current(session, item)
-    except PermanentSendError as exc:
-        with unit_of_work() as session:
-            _finish(session, item, claim, "failed", error=str(exc))
-            result.failed += 1
-            return _is_current(session, item)
-    with unit_of_work() as session:
-        _finish(session, item, claim, "sent", message_id=email.message_id)
-        result.sent += 1
-        return _is_current(session, item)
+    def __init__(self, claim: str, batch: list[Outgoing], result: BatchResult) -> None:
+        self.claim, self.result = claim, result
+        self.messages = _Messages(batch)
+        self.recorder = recording.SentRecorder(claim)
+        self.lease = _Lease(claim)
+        self.current = True
+        self.last_error = ""
+
+    def record(self, outcomes: list[parallel.Outcome[Outgoing]]) -> bool:
+        """Record what the connections reported; False once the policy version is stale."""
+        sent: dict[tuple[int, int], list[tuple[Outgoing, str]]] = {}
+        for o in outcomes:
+            if o.error is None and o.message_id is not None:
+                sent.setdefault((o.item.workspace_id, o.item.version), []).append(
+                    (o.item, o.message_id))
+        for (workspace_id, version), pairs in sent.items():
+            recorded, current = self.recorder.sent(workspace_id, version, pairs)
+            self.result.sent += recorded
+            self.current = self.current and current
+        failures = [o for o in outcomes if o.error is not None]
+        if failures:
+            with unit_of_work() as session:
+                for o in failures:
+                    if isinstance(o.error, PermanentSendError):
+                        _finish_failed(session, o.item, self.claim, str(o.error))
+                        self.result.failed += 1
+                    else:  # a transient error: this recipient or this connection, retried later
+                        self.last_error = str(o.error)
+                        self.result.defer(*_defer(session, [o.item], self.claim, str(o.error)))
+                if not sent:  # no recording statement said whether the version is live
+                    self.current = self.current and _is_current(session, failures[0].item)
+        self.lease.keep_alive()
+        return self.current
+
+
+class _Messages:
+    """The batch's messages: one template per workspace, copies per teammate."""
+
+    def __init__(self, batch: list[Outgoing]) -> None:
+        self.templates: dict[int, MessageTemplate | None] = {}
+        for item in batch:
+            if item.workspace_id not in self.templates:
+                template = MessageTemplate(INVITATION, _context(item))
+                # A template that does more with the name than print it: render each in full.
+                self.templates[item.workspace_id] = (
+                    template if template.first_copy_matches(item.name) else None)
+
+    def send(self, mailer: SmtpMailer, item: Outgoing) -> str:
+        """Send one invitation (in a connection's thread); returns its Message-ID."""
+        message_id = _message_id(item)
+        template = self.templates[item.workspace_id]
+        copy = template.copy(item.email, item.name, message_id) if template else None
+        if copy is None:
+            email = invitation_email(item)
+            mailer.send(email)
+            return email.message_id
+        mailer.send_bytes(copy.to, copy.data)
+        return message_id
 
 
 def _is_current(session: Session, item: Outgoing) -> bool:
-    # A plain row read, not an ORM load: this runs once per email on the hot path.
     required, version = session.execute(
         select(Workspace.require_two_factor, Workspace.policy_version)
         .where(Workspace.id == item.workspace_id)
@@ -147,21 +183,27 @@ class _Lease:
         self.renewed = time.monotonic()
 
 
+INVITATION = "enrollment-invitation"
+
+
+def _context(item: Outgoing) -> dict[str, str]:
+    """Everything the invitation shows but the teammate's name: the same for a workspace."""
+    return {
+        "workspace_name": item.workspace_name,
+        "workspace_slug": item.workspace_slug,
+        "enroll_url": links.enroll_url(item.workspace_slug),
+        "deadline": deadline_words(item.enforce_at) if item.enforce_at else "",
+    }
+
+
+def _message_id(item: Outgoing) -> str:
+    return mail.message_id(f"enroll.{item.teammate_id}.v{item.version}.r{item.resends}")
+
+
 def invitation_email(item: Outgoing) -> mail.OutgoingEmail:
-    settings = get_settings()
-    rendered = render(
-        "enrollment-invitation",
-        {
-            "name": item.name,
-            "workspace_name": item.workspace_name,
-            "workspace_slug": item.workspace_slug,
-            # The console's sign-in needs the slug; the link fills it in.
-            "enroll_url": f"{settings.public_url.rstrip('/')}/enroll?"
-                          + urlencode({"workspace": item.workspace_slug}),
-        },
-    )
-    msg_id = mail.message_id(f"enroll.{item.teammate_id}.v{item.version}.r{item.resends}")
-    return mail.build(item.email, rendered, msg_id)
+    """The invitation rendered and built in full (a copy of the template does the same)."""
+    rendered = render(INVITATION, {**_context(item), "name": item.name})
+    return mail.build(item.email, rendered, _message_id(item))
 
 
 def _claim(session: Session, ids: Sequence[int], claim: str) -> list[Outgoing]:
@@ -181,49 +223,45 @@ def _claim(session: Session, ids: Sequence[int], claim: str) -> list[Outgoing]:
     ).all()
     if not claimed:
         return []
-    rows = session.execute(
-        select(Inv, Teammate, Workspace)
+    rows = session.execute(  # plain rows, not ORM objects: this runs once per 100 emails
+        select(Inv.id, Inv.teammate_id, Inv.workspace_id, Inv.policy_version, Inv.resends,
+               Teammate.email, Teammate.name, Teammate.totp_enabled_at, Teammate.status,
+               Teammate.exempt_until,
+               Workspace.name.label("workspace_name"), Workspace.slug,
+               Workspace.require_two_factor, Workspace.policy_version.label("live_version"),
+               Workspace.enforce_at)
         .join(Teammate, Teammate.id == Inv.teammate_id)
         .join(Workspace, Workspace.id == Inv.workspace_id)
         .where(Inv.id.in_(claimed))
         .order_by(Inv.id)
     ).all()
     batch: list[Outgoing] = []
-    for inv, teammate, workspace in rows:
-        if not still_needed(teammate) or not is_current(workspace, inv.policy_version):
-            inv.status, inv.lease_owner, inv.lease_until = "skipped", None, None
+    stale: list[int] = []
+    for row in rows:
+        if not still_needed(row.status, row.totp_enabled_at, row.exempt_until) or not (
+                row.require_two_factor and row.live_version == row.policy_version):
+            stale.append(row.id)  # enrolled, exempted or removed meanwhile, or a new policy
             continue
-        batch.append(
-            Outgoing(inv.id, teammate.id, workspace.id, teammate.email, teammate.name,
-                     workspace.name, workspace.slug, inv.policy_version, inv.resends)
-        )
+        batch.append(Outgoing(row.id, row.teammate_id, row.workspace_id, row.email, row.name,
+                              row.workspace_name, row.slug, row.policy_version, row.resends,
+                              row.enforce_at))
+    if stale:
+        session.execute(update(Inv).where(Inv.id.in_(stale))
+                        .values(status="skipped", lease_owner=None, lease_until=None))
     return batch
 
 
-def still_needed(teammate: Teammate) -> bool:
+def still_needed(status: str, enabled_at: datetime | None, exempt_until: datetime | None) -> bool:
     """Enrolled, exempted or removed since the invitation was planned: skip it."""
-    return (teammate.status == "active" and not teammate.two_factor_enabled
-            and not is_exempt(teammate.exempt_until))
+    return status == "active" and enabled_at is None and not is_exempt(exempt_until)
 
 
-def _finish(
-    session: Session, item: Outgoing, claim: str, status: str,
-    message_id: str | None = None, error: str | None = None,
-) -> None:
-    changed = session.execute(  # type: ignore[attr-defined]  # CursorResult
+def _finish_failed(session: Session, item: Outgoing, claim: str, error: str) -> None:
+    session.execute(
         update(Inv)
         .where(Inv.id == item.invitation_id, Inv.status == "pending", Inv.lease_owner == claim)
-        .values(status=status, message_id=message_id, last_error=error,
-                sent_at=utcnow() if status == "sent" else None,
-                lease_owner=None, lease_until=None)
-    ).rowcount
-    if changed and status == "sent":
-        recorder.record(
-            session, item.workspace_id, EventType.ENROLLMENT_INVITED,
-            {"teammate_id": item.teammate_id, "email": item.email,
-             "policy_version": item.version},
-            teammate_id=item.teammate_id,
-        )
+        .values(status="failed", last_error=error, lease_owner=None, lease_until=None)
+    )
 
 
 def _defer(

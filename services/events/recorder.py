@@ -8,7 +8,7 @@ request is served also carries that request's `ip` and `user_agent`.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -38,3 +38,25 @@ def record(
     session.flush()  # assigns seq
     outbox.enqueue(session, Topic.DISPATCH_EVENTS, event_seqs=[event.seq])
     return event
+
+
+def record_many(
+    session: Session,
+    workspace_id: int,
+    type_: EventType,
+    items: Sequence[tuple[payloads.Payload | Mapping[str, Any], int | None]],
+) -> list[Event]:
+    """Several events of one type, (data, teammate_id) each, dispatched by one outbox message:
+    a fan-out records thousands, and one message per event would be one task per event."""
+    events = [
+        Event(id=str(uuid.uuid4()), workspace_id=workspace_id, type=type_.value,
+              subject=f"teammates/{teammate_id}" if teammate_id is not None else None,
+              data=request_context.with_request(payloads.checked(type_, data)))
+        for data, teammate_id in items
+    ]
+    if not events:
+        return []
+    session.add_all(events)
+    session.flush()  # assigns seqs
+    outbox.enqueue(session, Topic.DISPATCH_EVENTS, event_seqs=[e.seq for e in events])
+    return events
