@@ -75,6 +75,8 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = "text"
     worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
     worker_concurrency: int = 2
+    # Tests move the clock that enforcement reads (services/clock.py); production refuses it.
+    test_clock_file: Path | None = None
 
     @field_validator("email_retry_schedule", "webhook_retry_schedule", mode="before")
     @classmethod
@@ -173,6 +175,10 @@ class Settings(BaseSettings):
             )
         if self.public_url.startswith("http://127.0.0.1"):
             raise ConfigurationError("TWOFA_PUBLIC_URL is still the development default")
+        if self.test_clock_file is not None:
+            raise ConfigurationError(
+                "TWOFA_ENV=production refuses TWOFA_TEST_CLOCK_FILE (a test setting)"
+            )
         if self.argon2_profile == "cheapest":
             raise ConfigurationError(
                 "TWOFA_ENV=production refuses TWOFA_ARGON2_PROFILE=cheapest (a test setting)"

@@ -55,6 +55,17 @@ HANDLERS: dict[str, list[Handler]] = {
     EventType.TEAMMATE_ROLE_CHANGED: [deliver_webhooks],
     EventType.BYPASS_CODE_ISSUED: [deliver_webhooks],
     EventType.BYPASS_CODE_USED: [deliver_webhooks],
+    EventType.EXEMPTION_GRANTED: [deliver_webhooks],
+    # An ended exemption sends the invitation the exemption held back (exemptions.end does
+    # that in the ending transaction, so that the rollout counts never lag behind).
+    EventType.EXEMPTION_ENDED: [deliver_webhooks],
+    EventType.INVITATION_ACCEPTED: [deliver_webhooks],
+    # Audit only (catalog.AUDIT_ONLY): the log keeps them, nothing else follows.
+    EventType.API_KEY_CREATED: [],
+    EventType.API_KEY_REVOKED: [],
+    EventType.WEBHOOK_CREATED: [],
+    EventType.WEBHOOK_CHANGED: [],
+    EventType.WEBHOOK_DELETED: [],
 }
 
 

@@ -61,12 +61,33 @@ class Workspace(Base):
     name: Mapped[str] = mapped_column(String(200))
     require_two_factor: Mapped[bool] = mapped_column(Boolean, default=False)
     policy_version: Mapped[int] = mapped_column(Integer, default=0)
+    # The grace period applies the next time the requirement is turned on (kept while off);
+    # `required_at` is when it was, and `enforce_at` = required_at + grace (None: at once).
+    grace_period_hours: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    required_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    enforce_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class WorkspaceCounts(Base):
+    """Teammates not removed, and how many of them have 2FA (services/team_counts.py)."""
+
+    __tablename__ = "workspace_counts"
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id"), primary_key=True)
+    teammates: Mapped[int] = mapped_column(Integer, default=0)
+    enrolled: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class Teammate(Base):
     __tablename__ = "teammates"
     __table_args__ = (
+        # The few teammates the rollout counts one by one: those not joined yet, and those
+        # with an exemption (services/policy/service.py).
+        Index("ix_teammates_unjoined", "workspace_id",
+              postgresql_where=text("status = 'invited'"), sqlite_where=text("status = 'invited'")),
+        Index("ix_teammates_exempt", "workspace_id",
+              postgresql_where=text("exempt_until IS NOT NULL"),
+              sqlite_where=text("exempt_until IS NOT NULL")),
         # Addresses are compared case-insensitively: one teammate per lower(email) among those
         # not removed (sign-in and host checks look up through this index too).
         Index("ux_teammates_workspace_lower_email", "workspace_id", func.lower(text("email")),
@@ -96,6 +117,12 @@ class Teammate(Base):
     # An admin-issued single-use code for a lost device (SHA-256), valid until it expires.
     bypass_code_hash: Mapped[str | None] = mapped_column(String(64))
     bypass_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # An exemption is live while exempt_until is in the future; the sweep clears it after.
+    exempt_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    exempt_reason: Mapped[str | None] = mapped_column(String(500))
+    # When the current join link's email was handed to SMTP (while 2FA is required, the join
+    # email is the teammate's invitation).
+    join_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     @property
     def two_factor_enabled(self) -> bool:
@@ -151,6 +178,22 @@ class EnrollmentInvitation(Base):
     message_id: Mapped[str | None] = mapped_column(String(255))
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class EnrollmentReminder(Base):
+    """A reminder due before `enforce_at`, for everyone of one policy version still without
+    2FA. The sweep sends it when due (never a broker countdown, which a restart could lose);
+    each teammate's copy is sent once (`SentEmail` key `reminder:{id}:{teammate_id}`)."""
+
+    __tablename__ = "enrollment_reminders"
+    __table_args__ = (Index("ix_reminders_status_due", "status", "due_at"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id"), index=True)
+    policy_version: Mapped[int] = mapped_column(Integer)
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending|sent|cancelled
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

@@ -15,6 +15,7 @@ class Topic(StrEnum):
     DISPATCH_EVENTS = "events.dispatch"
     SEND_INVITATION_BATCH = "enrollment.send_batch"
     SWEEP_ROLLOUTS = "enrollment.sweep"
+    SEND_REMINDER_BATCH = "enrollment.send_reminders"
     SEND_JOIN_EMAIL = "email.send_join"
     SEND_NOTIFICATION_EMAIL = "email.send_notification"
     DELIVER_WEBHOOKS = "webhooks.deliver"

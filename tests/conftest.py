@@ -7,6 +7,7 @@ import signal
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,33 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     main.start_relay()
     yield main
     main.teardown()
+
+
+class Clock:
+    """Moves the clock that enforcement reads (grace periods, reminders, exemptions) in every
+    process of a stack at once, instead of sleeping through hours."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.path = Path(stack.env["TWOFA_TEST_CLOCK_FILE"])
+        self.offset = timedelta(0)
+
+    def advance(self, **delta: float) -> None:
+        from services import clock
+
+        self.offset += timedelta(**delta)
+        clock.set_offset(self.path, self.offset)
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+
+@pytest.fixture
+def clock(stack: Stack) -> Iterator[Clock]:
+    moved = Clock(stack)
+    yield moved
+    from services import clock as service_clock
+
+    service_clock.set_offset(moved.path, timedelta(0))  # the next test starts on time
 
 
 @pytest.fixture(scope="session")

@@ -207,6 +207,8 @@ class Stack:
             "TWOFA_WEBHOOK_LEASE_SECONDS": "10",
             "TWOFA_ARGON2_PROFILE": "cheapest",  # argon2's cheapest profile: tests only
             "TWOFA_PUBLIC_URL": "https://twofa.example.test",
+            # Every process of the stack reads this offset: tests/conftest.py's `clock`.
+            "TWOFA_TEST_CLOCK_FILE": str(self.home / "clock"),
         }
         if backend() == "postgres":
             self.database_url = create_database()

@@ -147,7 +147,7 @@ def test_admin_enrolls_requires_2fa_and_watches_the_rollout(admin: Page, up: UpS
 
     nav(admin, "Authentication")
     admin.get_by_label("Require all teammates to authenticate via 2FA").check()
-    expect(admin.get_by_label("Grace period (hours)")).to_be_disabled()
+    expect(admin.get_by_label("Grace period (hours)")).to_have_value("0")  # enforced at once
     admin.get_by_role("button", name="Save").click()
     expect(admin.get_by_role("status")).to_have_text("Saved.")
     admin.evaluate("window.sameDocument = true")  # gone if the page reloads
@@ -156,7 +156,7 @@ def test_admin_enrolls_requires_2fa_and_watches_the_rollout(admin: Page, up: UpS
     expect(admin.locator('[data-count="pending"]')).to_have_text("0")
     expect(admin.locator('[data-count="enrolled"]')).to_have_text("1")
     expect(admin.locator("#rollout-status")).to_have_text(
-        "Every teammate is enrolled or has their invitation.")
+        "Every teammate is enrolled, exempt or has their invitation.")
     assert admin.evaluate("window.sameDocument") is True, "the page reloaded"
     assert counts.count() >= 5
     check(admin, "authentication")
@@ -320,6 +320,36 @@ def test_deliveries_redeliver_and_the_audit_log(admin: Page, up: UpStack,
     expect(rows).to_have_count(1)
     expect(rows).to_contain_text("by=admin")
     check(admin, "audit-log")
+
+
+def test_admin_sets_a_grace_period_and_exempts_a_teammate(admin: Page, up: UpStack) -> None:
+    nav(admin, "Authentication")
+    admin.get_by_label("Grace period (hours)").fill("48")
+    admin.get_by_role("button", name="Save").click()
+    expect(admin.get_by_role("status")).to_have_text("Saved.")
+    expect(admin.locator("#deadline")).to_contain_text("Enforced from")
+    expect(admin.locator("#reminders li")).to_have_count(2)  # 24 h and 1 h before
+    check(admin, "authentication-grace")
+
+    nav(admin, "Teammates")
+    admin.get_by_label("Enrollment").select_option("invited")
+    admin.get_by_role("button", name="Filter").click()
+    row = admin.get_by_role("row", name=re.compile("member-00003@demo.test"))
+    row.get_by_role("button", name=re.compile("^Exempt")).click()
+    last_day = admin.get_by_label("Exempt through (UTC)").get_attribute("max")
+    assert last_day
+    admin.get_by_label("Exempt through (UTC)").fill(last_day)
+    admin.get_by_label("Reason").fill("Travelling without a phone")
+    check(admin, "exemption")
+    admin.keyboard.press("Enter")  # submits from the keyboard, as a form should
+    expect(admin.get_by_role("status")).to_contain_text("member-00003@demo.test is exempt")
+    admin.get_by_label("Enrollment").select_option("exempt")
+    admin.get_by_role("button", name="Filter").click()
+    row = admin.get_by_role("row", name=re.compile("member-00003@demo.test"))
+    expect(row).to_contain_text("exempt until")
+    check(admin, "teammates-exempt")
+    row.get_by_role("button", name=re.compile("^End exemption")).click()
+    expect(admin.get_by_role("status")).to_contain_text("no longer exempt")
 
 
 def test_a_cross_site_form_post_is_refused(admin: Page, up: UpStack) -> None:

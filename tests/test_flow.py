@@ -37,7 +37,12 @@ def test_the_handler_map_covers_every_event() -> None:
     from services.events.catalog import EventType
 
     assert set(handlers.HANDLERS) == set(EventType)
-    assert all(handlers.deliver_webhooks in hs for hs in handlers.HANDLERS.values())
+    from services.events.catalog import AUDIT_ONLY
+
+    # Every event reaches webhooks, but for the audit-only ones, which nothing follows.
+    assert all((handlers.deliver_webhooks in hs) == (t not in AUDIT_ONLY)
+               for t, hs in handlers.HANDLERS.items())
+    assert all(hs == [] for t, hs in handlers.HANDLERS.items() if t in AUDIT_ONLY)
     emailed = {t for t, hs in handlers.HANDLERS.items() if handlers.send_notification_email in hs}
     assert emailed == set(TEMPLATE_FOR_EVENT)  # every notification template is sent, no other
 
@@ -90,7 +95,8 @@ def test_services_never_import_workers_and_packages_have_no_cycles() -> None:
 def test_the_event_packages_stay_at_the_ground() -> None:
     """services/events names and records events; what they set in motion lives above it."""
     deps = set(_imports().get("services.events", {}))
-    assert deps <= {"services.models", "services.outbox", "services.topics"}, deps
+    assert deps <= {"services.errors", "services.models", "services.outbox", "services.topics",
+                    "services.timestamps"}, deps
 
 
 def test_event_data_is_checked_against_its_dataclass_when_recorded() -> None:

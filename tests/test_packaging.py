@@ -41,3 +41,15 @@ def test_every_requirement_is_pinned_within_its_range(lock: str, extra: str | No
 def test_the_runtime_lock_has_no_test_tools() -> None:
     pins = _pins("requirements.lock")
     assert not {"pytest", "ruff", "mypy"} & set(pins)
+
+
+def test_the_build_lock_pins_what_the_build_system_requires() -> None:
+    """infra/Dockerfile builds the wheel without build isolation, with the backend pinned in
+    requirements-build.lock: it must be one pyproject's [build-system] accepts."""
+    pins = _pins("requirements-build.lock")
+    build = tomllib.loads((REPO / "pyproject.toml").read_text())["build-system"]["requires"]
+    for req in map(Requirement, build):
+        name = canonicalize_name(req.name)
+        assert name in pins and req.specifier.contains(pins[name]), (req, pins)
+    dockerfile = (REPO / "infra" / "Dockerfile").read_text()
+    assert "-r requirements-build.lock" in dockerfile and "--no-build-isolation ." in dockerfile

@@ -6,6 +6,7 @@ from typing import Any
 
 from tests.conftest import WorkspaceHandle
 from tests.stack import Stack, wait_until
+from tests.twofactor import enroll_in_session
 
 
 def policy(ws: WorkspaceHandle, headers: dict[str, str]) -> dict[str, Any]:
@@ -48,11 +49,9 @@ def test_rollout_counts_and_states_follow_the_sends(stack: Stack, make_workspace
     with unit_of_work() as session:  # two teammates already have 2FA
         from sqlalchemy import select
 
-        from services.models import utcnow
-
         for t in session.scalars(select(Teammate).where(Teammate.email.in_(
-                [f"member-00001@{ws.slug}.test", ws.admin_email]))):
-            t.totp_enabled_at = utcnow()
+                [f"member-00001@{ws.slug}.test", ws.admin_email]))).all():
+            enroll_in_session(session, t.id)
     headers = {"Authorization": f"Bearer {_challenge_bypass_token(ws)}"}
     flip(ws, headers, True)
 
@@ -63,7 +62,8 @@ def test_rollout_counts_and_states_follow_the_sends(stack: Stack, make_workspace
     counts = wait_until(done, 60, message="rollout to finish")
     assert counts == {"teammates": 31, "enrolled": 2, "invited": 29, "pending": 0, "failed": 0,
                       "exempt": 0}
-    assert not stack.smtp.to(f"member-00001@{ws.slug}.test")  # enrolled: no invitation
+    # Enrolled: their only email says 2FA is on, no invitation.
+    assert all("now requires" not in m.subject for m in stack.smtp.to(f"member-00001@{ws.slug}.test"))
 
     items = ws.client.get(f"/v1/workspaces/{ws.slug}/teammates?limit=500",
                           headers=headers).json()["items"]
@@ -95,8 +95,8 @@ def test_flip_off_then_on_makes_a_new_version_and_old_tasks_do_nothing(
     stack: Stack, make_workspace: Any
 ) -> None:
     ws = make_workspace(teammates=40)
+    _give_admin_2fa(ws)  # first: turning 2FA on ends the teammate's other sessions
     headers = {"Authorization": f"Bearer {_challenge_bypass_token(ws)}"}
-    _give_admin_2fa(ws)
     assert flip(ws, headers, True)["version"] == 1
     assert flip(ws, headers, False)["version"] == 2
     off = policy(ws, headers)
@@ -155,9 +155,5 @@ def test_undeliverable_invitations_end_as_failed(stack: Stack, make_workspace: A
 
 def _give_admin_2fa(ws: WorkspaceHandle) -> None:
     from services.db import unit_of_work
-    from services.models import Teammate, utcnow
-
     with unit_of_work() as session:
-        admin = session.get(Teammate, ws.admin_id)
-        assert admin is not None
-        admin.totp_enabled_at = utcnow()
+        enroll_in_session(session, ws.admin_id)

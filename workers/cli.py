@@ -233,7 +233,9 @@ def list_teammates(
     except TwofaError as exc:
         err.print(f"[red]error:[/] {exc.message}")
         raise typer.Exit(1) from exc
-    rows = [v.as_dict() for v in views]
+    from services.api.routes.teammates import TeammateOut  # here: fastapi is slow to import
+
+    rows = [TeammateOut.of(v).model_dump(mode="json") for v in views]  # as the API lists them
     if output is OutputFormat.json:
         print(json.dumps(rows, indent=2))
     elif output is OutputFormat.csv:
@@ -254,7 +256,8 @@ def _parse_filters(pairs: list[str]) -> teammate_service.Filters:
                       f"enrollment={'|'.join(STATES)} or q=TEXT")
             raise typer.Exit(2)
         given[key] = value
-    return teammate_service.Filters(**given)
+    return teammate_service.Filters(two_factor=given.get("two_factor"),
+                                    enrollment=given.get("enrollment"), q=given.get("q"))
 
 
 def _print_table(ws: workspaces.Workspace, views: list[teammate_service.TeammateView]) -> None:

@@ -19,7 +19,7 @@ from services.db import unit_of_work
 from services.email import notifications
 from services.email.message import OutgoingEmail
 from services.email.smtp import SmtpMailer, TransientSendError
-from services.enrollment import fanout, sending
+from services.enrollment import exemptions, fanout, reminders, sending
 from services.topics import Topic
 
 log = logging.getLogger(__name__)
@@ -42,15 +42,31 @@ def send_invitation_batch(self: Task, invitation_ids: list[int]) -> None:
 
 @shared_task(name=Topic.SWEEP_ROLLOUTS)
 def sweep_rollouts() -> None:
+    """Finish rollouts, send due reminders, end lapsed exemptions: each its own transaction,
+    so one failing never holds back the others."""
+    with unit_of_work() as session:
+        exemptions.expire(session)
+    with unit_of_work() as session:
+        reminders.sweep(session)
     with unit_of_work() as session:
         fanout.sweep(session)
+
+
+@shared_task(name=Topic.SEND_REMINDER_BATCH, bind=True)
+def send_reminder_batch(self: Task, reminder_id: int, teammate_ids: list[int]) -> None:
+    with unit_of_work() as session:
+        built = reminders.emails(session, reminder_id, teammate_ids)
+    send_emails_once(self, built)
 
 
 @shared_task(name=Topic.SEND_JOIN_EMAIL, bind=True)
 def send_join_email(self: Task, teammate_id: int) -> None:
     with unit_of_work() as session:
         built = notifications.join_email(session, teammate_id)
-    send_emails_once(self, [built] if built else [])
+    if built:
+        send_emails_once(self, [built])
+        with unit_of_work() as session:  # a crash before this: the redelivery records it
+            notifications.record_join_sent(session, teammate_id, built[0])
 
 
 @shared_task(name=Topic.SEND_NOTIFICATION_EMAIL, bind=True)

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import ColumnElement, and_, bindparam, func, select
 
-from services import db_read
+from services import db_read, enforcement
 from services.accounts.sessions import Level, level_for
 from services.crypto import hash_token
 from services.errors import Unauthenticated
@@ -33,7 +33,7 @@ _RECOVERY_LEFT = (select(func.count()).where(RecoveryCode.teammate_id == Teammat
 
 ME = (select(Teammate.id, Teammate.email, Teammate.name, Teammate.role, Teammate.totp_enabled_at,
              AuthSession.origin, Workspace.id, Workspace.slug, Workspace.require_two_factor,
-             _RECOVERY_LEFT)
+             Workspace.enforce_at, Teammate.exempt_until, _RECOVERY_LEFT)
       .select_from(AuthSession)
       .join(Teammate, Teammate.id == AuthSession.teammate_id)
       .join(Workspace, Workspace.id == Teammate.workspace_id)
@@ -50,11 +50,13 @@ class Me:
     workspace_id: int
     workspace: str
     require_two_factor: bool
+    enforce_at: datetime | None
+    enforced: bool
     recovery_codes_left: int
 
     @property
     def level(self) -> Level:
-        return level_for(self.require_two_factor, self.enrolled_at is not None)
+        return level_for(self.enforced, self.enrolled_at is not None)
 
 
 async def me(token: str) -> Me:
@@ -63,8 +65,11 @@ async def me(token: str) -> Me:
         if token else None
     if row is None:
         raise Unauthenticated("The session is unknown, expired or ended.", "invalid_token")
-    tid, email, name, role, enrolled, origin, wid, slug, required, left = row
-    return Me(tid, email, name, role, utc(enrolled), origin, wid, slug, bool(required), int(left))
+    tid, email, name, role, enrolled, origin, wid, slug, required, enforce_at, exempt, left = row
+    enforce_at, exempt = utc(enforce_at), utc(exempt)
+    enforced = enforcement.is_enforced(bool(required), enforce_at, exempt)
+    return Me(tid, email, name, role, utc(enrolled), origin, wid, slug, bool(required),
+              enforce_at if required else None, enforced, int(left))
 
 
 def utc(value: datetime | None) -> datetime | None:

@@ -1,7 +1,8 @@
 """Bearer sessions and login challenges. Tokens are random; only their SHA-256 is stored.
 
-A session's level is decided at every request, never stored: once the workspace requires
-2FA, a teammate without it is at `enrollment` level whenever the session was opened.
+A session's level is decided at every request, never stored: once 2FA is *enforced* for a
+teammate (services/policy/enforcement.py) and they have none, every session of theirs is at
+`enrollment` level, whenever it was opened.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from sqlalchemy import ColumnElement, and_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
+from services import enforcement
 from services.config import get_settings
 from services.crypto import hash_token, new_token
 from services.errors import Unauthenticated
@@ -41,28 +43,25 @@ class Authenticated:
 
 @dataclass(frozen=True)
 class SignIn:
-    """What a passed first factor leads to: the body of /v1/login's 200 answer."""
+    """What a passed first factor leads to (services/api/routes/auth.py writes it out)."""
 
     status: Status
     token: str | None = None
     challenge: str | None = None
 
-    def as_dict(self) -> dict[str, str]:
-        body: dict[str, str] = {"status": self.status}
-        if self.token:
-            body["token"] = self.token
-        if self.challenge:
-            body["challenge"] = self.challenge
-        return body
+
+def is_enforced_for(teammate: Teammate, workspace: Workspace) -> bool:
+    return enforcement.is_enforced(workspace.require_two_factor, workspace.enforce_at,
+                                   teammate.exempt_until)
 
 
 def level_of(teammate: Teammate, workspace: Workspace) -> Level:
-    return level_for(workspace.require_two_factor, teammate.two_factor_enabled)
+    return level_for(is_enforced_for(teammate, workspace), teammate.two_factor_enabled)
 
 
-def level_for(require_two_factor: bool, two_factor_enabled: bool) -> Level:
+def level_for(enforced: bool, two_factor_enabled: bool) -> Level:
     """The level rule, on plain values (the read models of session_lookup use it too)."""
-    if require_two_factor and not two_factor_enabled:
+    if enforced and not two_factor_enabled:
         return "enrollment"
     return "full"
 
@@ -78,7 +77,7 @@ def after_first_factor(session: Session, teammate: Teammate, workspace: Workspac
         return SignIn("two_factor_required",
                       challenge=_open(session, teammate, "challenge", origin))
     token = _open(session, teammate, "session", origin)
-    if workspace.require_two_factor:
+    if is_enforced_for(teammate, workspace):
         return SignIn("enrollment_required", token=token)
     return SignIn("authenticated", token=token)
 

@@ -10,7 +10,7 @@ from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from services import outbox
+from services import clock, outbox, team_counts
 from services.accounts import sessions
 from services.accounts.email_address import matches, normalize_email
 from services.accounts.passwords import hash_password
@@ -31,18 +31,6 @@ class TeammateView:
     teammate: Teammate
     enrollment: str
 
-    def as_dict(self) -> dict[str, object]:
-        t = self.teammate
-        return {
-            "id": t.id,
-            "email": t.email,
-            "name": t.name,
-            "role": t.role,
-            "status": t.status,
-            "two_factor_enabled": t.two_factor_enabled,
-            "enrollment": self.enrollment,
-        }
-
 
 def get(session: Session, workspace: Workspace, teammate_id: int) -> Teammate:
     """A teammate of this workspace who has not been removed; 404 otherwise."""
@@ -57,8 +45,7 @@ def view(session: Session, workspace: Workspace, teammate: Teammate) -> Teammate
     status = session.scalar(select(EnrollmentInvitation.status).where(
         EnrollmentInvitation.teammate_id == teammate.id,
         EnrollmentInvitation.policy_version == workspace.policy_version))
-    return TeammateView(teammate, state.enrollment_state(workspace, teammate.two_factor_enabled,
-                                                         status))
+    return TeammateView(teammate, state.enrollment_state(workspace, teammate, status))
 
 
 def change_role(session: Session, workspace: Workspace, teammate: Teammate, role: str,
@@ -82,6 +69,8 @@ def remove(session: Session, workspace: Workspace, teammate: Teammate, actor: Te
     if teammate.role == "admin":
         _keep_an_admin(session, workspace, teammate, "remove")
     teammate.status = "removed"
+    team_counts.adjust(session, workspace.id, teammates=-1,
+                       enrolled=-1 if teammate.two_factor_enabled else 0)
     teammate.join_token_hash = teammate.join_expires_at = None
     sessions.end_all(session, teammate.id)
     session.execute(
@@ -139,6 +128,7 @@ def add(session: Session, workspace: Workspace, email: str, name: str, role: str
             session.add(teammate)
     except IntegrityError:
         raise Conflict(f"{email} is already a teammate.", "teammate_exists") from None
+    team_counts.adjust(session, workspace.id, teammates=1)
     issue_join_link(session, teammate)
     recorder.record(session, workspace.id, EventType.TEAMMATE_ADDED,
                     {"teammate_id": teammate.id, "actor_id": actor_id}, teammate_id=teammate.id)
@@ -148,6 +138,7 @@ def add(session: Session, workspace: Workspace, email: str, name: str, role: str
 def issue_join_link(session: Session, teammate: Teammate) -> None:
     """A new join token (the previous one stops working) and the email that carries it."""
     teammate.join_nonce = secrets.token_hex(16)
+    teammate.join_sent_at = None  # until this link's email is out
     teammate.join_token_hash = hash_token(join_token(teammate))
     teammate.join_expires_at = utcnow() + timedelta(seconds=get_settings().join_token_ttl)
     session.flush()
@@ -193,6 +184,10 @@ def accept(session: Session, token: str, password: str, name: str | None) -> ses
     assert teammate is not None
     workspace = session.get(Workspace, teammate.workspace_id)
     assert workspace is not None
+    recorder.record(session, workspace.id, EventType.INVITATION_ACCEPTED,
+                    {"teammate_id": teammate.id}, teammate_id=teammate.id)
+    if workspace.require_two_factor:
+        fanout.join_was_invitation(session, workspace, teammate)
     return sessions.after_first_factor(session, teammate, workspace, origin="password")
 
 
@@ -214,6 +209,7 @@ class Filters:
     two_factor: str | None = None
     enrollment: str | None = None
     q: str | None = None
+    would_be_held: bool = False  # no 2FA and no live exemption (the policy preview)
 
 
 def page(
@@ -233,8 +229,9 @@ def page(
     if after_id is not None:
         query = query.where(Teammate.id > after_id)
     rows = session.execute(query).all()
+    now = clock.now()
     views = [
-        TeammateView(t, state.enrollment_state(workspace, t.two_factor_enabled, status))
+        TeammateView(t, state.enrollment_state(workspace, t, status, now))
         for t, status in rows[:limit]
     ]
     next_id = views[-1].teammate.id if len(rows) > limit else None
@@ -246,6 +243,8 @@ def _conditions(workspace: Workspace, filters: Filters) -> list[ColumnElement[bo
     conditions: list[ColumnElement[bool]] = []
     if filters.two_factor is not None:
         conditions.append(enabled if filters.two_factor == "enabled" else ~enabled)
+    if filters.would_be_held:
+        conditions.append(state.would_be_held())
     if filters.enrollment is not None:
         conditions.append(state.is_in_state(workspace, filters.enrollment))
     if filters.q:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
+from services import team_counts
 from services.accounts.email_address import normalize_email
 from services.accounts.passwords import hash_password
 from services.errors import Conflict, InvalidInput, NotFound
@@ -33,6 +34,7 @@ def create(
     workspace = Workspace(slug=slug, name=name.strip() or slug)
     session.add(workspace)
     session.flush()
+    team_counts.start(session, workspace.id)
     admin = Teammate(
         workspace_id=workspace.id,
         email=normalize_email(admin_email),
@@ -43,6 +45,7 @@ def create(
     )
     session.add(admin)
     session.flush()
+    team_counts.adjust(session, workspace.id, teammates=1)
     return workspace, admin
 
 
@@ -82,6 +85,7 @@ def seed(
             for i in range(offset, min(offset + chunk, count))
         ]
         session.execute(insert(Teammate), rows)
+        team_counts.adjust(session, workspace.id, teammates=len(rows))
         if progress:
             progress(len(rows))
     return count

@@ -5,16 +5,32 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Literal
 
 from fastapi import FastAPI
+from pydantic import BaseModel
 
 from services import db_read
 from services.api import docs, errors, observability
 from services.api.body_limit import BodyLimit
 from services.api.request_context import RequestContext
-from services.api.routes import admin, auth, checks, me, teammates, two_factor, webhooks
+from services.api.routes import (
+    admin,
+    auth,
+    checks,
+    events,
+    exemptions,
+    me,
+    teammates,
+    two_factor,
+    webhooks,
+)
 
 MAX_BODY_BYTES = 64 * 1024
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
 
 
 @asynccontextmanager
@@ -38,12 +54,12 @@ def create_app() -> FastAPI:
     errors.install(app)
     observability.install(app)  # /metrics, /readyz, request series, 503 when the database is down
     docs.install(app)
-    for module in (auth, me, two_factor, admin, teammates, webhooks, checks):
+    for module in (auth, me, two_factor, admin, events, teammates, exemptions, webhooks, checks):
         app.include_router(module.router)
 
     @app.get("/healthz", tags=["health"])
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    async def healthz() -> Health:
+        return Health(status="ok")
 
     return app
 

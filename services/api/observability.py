@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client import REGISTRY as PROCESS_REGISTRY
+from pydantic import BaseModel
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.responses import Response
@@ -101,7 +102,7 @@ def install(app: FastAPI) -> None:
     scrape = CollectorRegistry(auto_describe=False)
     scrape.register(DatabaseCollector())
 
-    @app.get("/readyz", tags=["health"], responses=READY_RESPONSES)
+    @app.get("/readyz", tags=["health"], responses=READY_RESPONSES, response_model=Ready)
     def readyz() -> Any:
         """200 when the database and the broker answer; 503 `unavailable` otherwise."""
         problems = readiness.problems()
@@ -110,7 +111,7 @@ def install(app: FastAPI) -> None:
                 error_body("unavailable", "Not ready: " + "; ".join(problems) + "."),
                 status_code=503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
             )
-        return {"status": "ready"}
+        return Ready(status="ready")
 
     @app.get("/metrics", tags=["health"], response_class=Response,
              responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}},
@@ -142,6 +143,10 @@ def _document_errors(app: FastAPI) -> None:
         return build()
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+class Ready(BaseModel):
+    status: Literal["ready"]
 
 
 READY_RESPONSES: dict[int | str, dict[str, Any]] = {

@@ -7,7 +7,9 @@ from __future__ import annotations
 import unicodedata
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from services.enforcement import MAX_GRACE_HOURS
 
 # Path and query integers are bounded by BIGINT, so 2**64 is a 422, not an overflow.
 MAX_ID = 2**63 - 1
@@ -66,7 +68,16 @@ class ReplaceIn(Body):
 
 
 class PolicyIn(Body):
-    require_two_factor: bool
+    """A field left out is unchanged; a body with neither is a 422."""
+
+    require_two_factor: bool | None = None
+    grace_period_hours: Annotated[int, Field(ge=0, le=MAX_GRACE_HOURS)] | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> PolicyIn:
+        if self.require_two_factor is None and self.grace_period_hours is None:
+            raise ValueError("give require_two_factor, grace_period_hours or both")
+        return self
 
 
 class TeammateIn(Body):

@@ -2,20 +2,30 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi.responses import StreamingResponse
 
-from services.accounts import teammates
+from services import clock
+from services.accounts import teammates, teammates_export
 from services.api.deps import DB
+from services.api.routes.admin import PolicyOut
 from services.api.schemas import MAX_ID, PolicyIn, TeammateIn
 from services.console import web
+from services.enrollment import exemptions, reminders, state
+from services.errors import InvalidInput
+from services.models import Teammate
 from services.policy import service as policy
 from services.verification import service as verification
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
 TeammateId = Annotated[int, Path(ge=1, le=MAX_ID)]
 PAGE_SIZE = 50
+PREVIEW_NAMES = 10  # the first names of who would be held; the Teammates page lists them all
 
 NOTICES = {
     "saved": "Saved.",
@@ -23,6 +33,8 @@ NOTICES = {
     "resent": "Invitation sent again to {email}.",
     "disabled": "Two-factor authentication is off for {email}; they will set it up again "
     "when they next sign in.",
+    "exempted": "{email} is exempt from two-factor authentication until the date you chose.",
+    "exemption_ended": "{email} is no longer exempt from two-factor authentication.",
 }
 
 
@@ -36,23 +48,39 @@ def authentication_page(request: Request, caller: web.AdminCaller, session: DB,
 def authentication_save(request: Request, form: web.Form, caller: web.AdminCaller,
                         session: DB) -> Response:
     with web.form_errors(session) as problem:
-        body = PolicyIn(require_two_factor=form.get("require_two_factor") == "on")
-        policy.set_policy(session, caller.workspace, body.require_two_factor, caller.teammate.id)
+        body = PolicyIn(require_two_factor=form.get("require_two_factor") == "on",
+                        grace_period_hours=_whole_hours(form.get("grace_period_hours", "0")))
+        policy.set_policy(session, caller.workspace, body.require_two_factor, caller.teammate.id,
+                          grace_period_hours=body.grace_period_hours)
         return web.redirect("/admin/authentication?saved=1")
     return _authentication(request, caller, session, error=problem.message)
 
 
+def _whole_hours(text: str) -> int:
+    try:
+        return int(text.strip() or "0")
+    except ValueError:
+        raise InvalidInput("The grace period is a whole number of hours, 0 to 2160.") from None
+
+
 @router.get("/authentication/rollout.json")
-def rollout_json(caller: web.AdminCaller, session: DB) -> dict[str, object]:
+def rollout_json(caller: web.AdminCaller, session: DB) -> PolicyOut:
     """What the page's script polls: the same body as GET /v1/…/two-factor-policy."""
-    return policy.as_dict(caller.workspace, policy.rollout(session, caller.workspace))
+    return PolicyOut.of(session, caller.workspace)
 
 
 def _authentication(request: Request, caller: web.AdminCaller, session: DB,
                     error: str | None = None, notice: str | None = None) -> Response:
-    state = policy.as_dict(caller.workspace, policy.rollout(session, caller.workspace))
+    workspace = caller.workspace
+    state = PolicyOut.of(session, workspace).model_dump(mode="json")
+    impact = policy.preview(session, workspace)
+    held, _ = teammates.page(session, workspace, PREVIEW_NAMES, None,
+                             teammates.Filters(would_be_held=True))
     return web.render(request, "authentication.html", {
         "title": "Authentication", "policy": state, "error": error, "notice": notice,
+        "enforce_at": workspace.enforce_at if workspace.require_two_factor else None,
+        "reminders": reminders.due_times(session, workspace), "words": reminders.deadline_words,
+        "impact": impact, "held": held,
     }, status_code=400 if error else 200, caller=caller)
 
 
@@ -60,13 +88,39 @@ def _authentication(request: Request, caller: web.AdminCaller, session: DB,
 def teammates_page(request: Request, caller: web.AdminCaller, session: DB,
                    after: Annotated[int | None, Query(ge=0, le=MAX_ID)] = None,
                    notice: str = "", teammate: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
-                   ) -> Response:
+                   two_factor: str = "", enrollment: str = "",
+                   q: Annotated[str, Query(max_length=200)] = "") -> Response:
     message = None
     if notice in NOTICES and teammate:
         with web.or_not_found():
             email = teammates.get(session, caller.workspace, teammate).email
         message = NOTICES[notice].format(email=email)
-    return _teammates(request, caller, session, after, notice=message)
+    shown = Shown(two_factor if two_factor in TWO_FACTOR_CHOICES else "",
+                  enrollment if enrollment in state.STATES else "", q.strip())
+    if (shown.two_factor, shown.enrollment) != (two_factor, enrollment):
+        message = "Unknown filter value: that filter is not applied."
+    return _teammates(request, caller, session, after, notice=message, shown=shown)
+
+
+TWO_FACTOR_CHOICES = ("enabled", "disabled")
+
+
+@dataclass(frozen=True)
+class Shown:
+    """The Teammates table's filters, as the page's form and links carry them."""
+
+    two_factor: str = ""
+    enrollment: str = ""
+    q: str = ""
+
+    def filters(self) -> teammates.Filters:
+        return teammates.Filters(two_factor=self.two_factor or None,
+                                 enrollment=self.enrollment or None, q=self.q or None)
+
+    def query(self, **extra: object) -> str:
+        given = {"two_factor": self.two_factor, "enrollment": self.enrollment, "q": self.q,
+                 **extra}
+        return urlencode({k: v for k, v in given.items() if v})
 
 
 @router.post("/teammates")
@@ -111,9 +165,90 @@ def resend(request: Request, teammate_id: TeammateId, form: web.Form,
 
 def _teammates(request: Request, caller: web.AdminCaller, session: DB, after: int | None,
                error: str | None = None, notice: str | None = None,
-               invite: dict[str, str] | None = None) -> Response:
-    views, next_id = teammates.page(session, caller.workspace, PAGE_SIZE, after)
+               invite: dict[str, str] | None = None, shown: Shown | None = None) -> Response:
+    shown = shown or Shown()
+    views, next_id = teammates.page(session, caller.workspace, PAGE_SIZE, after, shown.filters())
     return web.render(request, "teammates.html", {
         "title": "Teammates", "views": views, "next_id": next_id, "after": after,
-        "error": error, "notice": notice, "invite": invite or {},
+        "error": error, "notice": notice, "invite": invite or {}, "shown": shown,
+        "states": state.STATES, "words": reminders.deadline_words,
     }, status_code=400 if error else 200, caller=caller)
+
+
+@router.get("/teammates/export.csv")
+def export_csv(caller: web.AdminCaller, two_factor: str = "", enrollment: str = "",
+               q: Annotated[str, Query(max_length=200)] = "") -> StreamingResponse:
+    """The table as CSV, with the filters it shows (unknown values are not applied)."""
+    shown = Shown(two_factor if two_factor in TWO_FACTOR_CHOICES else "",
+                  enrollment if enrollment in state.STATES else "", q.strip())
+    workspace = caller.workspace
+    return StreamingResponse(
+        teammates_export.rows(workspace.id, shown.filters()), media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{teammates_export.filename(workspace)}"'})
+
+
+@router.get("/teammates/{teammate_id}/exemption")
+def exemption_page(request: Request, teammate_id: TeammateId, caller: web.AdminCaller,
+                   session: DB) -> Response:
+    with web.or_not_found():
+        target = teammates.get(session, caller.workspace, teammate_id)
+    return _exemption(request, caller, target)
+
+
+def _exemption(request: Request, caller: web.AdminCaller, target: Teammate,
+               error: str | None = None, form: dict[str, str] | None = None) -> Response:
+    today = clock.now().date()
+    return web.render(request, "exemption.html", {
+        "title": "Exempt from 2FA", "target": target, "error": error, "form": form or {},
+        "first_day": today.isoformat(),
+        "last_day": (today + timedelta(days=exemptions.MAX_DAYS - 1)).isoformat(),
+    }, status_code=400 if error else 200, caller=caller)
+
+
+@router.post("/teammates/{teammate_id}/exemption")
+def exempt(request: Request, teammate_id: TeammateId, form: web.Form, caller: web.AdminCaller,
+           session: DB) -> Response:
+    with web.or_not_found():
+        target = teammates.get(session, caller.workspace, teammate_id)
+    with web.form_errors(session) as problem:
+        until = _end_of_day(form.get("until", ""))
+        reason = form.get("reason", "").strip()
+        if not reason:
+            raise InvalidInput("Give a reason: it goes into the audit log.")
+        exemptions.grant(session, caller.workspace, target, until, reason[:500], caller.teammate)
+        return web.redirect(f"/admin/teammates?notice=exempted&teammate={teammate_id}")
+    return _exemption(request, caller, target, error=problem.message, form=form)
+
+
+def _end_of_day(text: str) -> datetime:
+    """A date picked on the page means "through that day" (UTC)."""
+    try:
+        day = date.fromisoformat(text.strip())
+    except ValueError:
+        raise InvalidInput("Pick the last day of the exemption.") from None
+    return datetime.combine(day + timedelta(days=1), time.min, tzinfo=UTC)
+
+
+@router.post("/teammates/{teammate_id}/end-exemption")
+def end_exemption(request: Request, teammate_id: TeammateId, form: web.Form,
+                  caller: web.AdminCaller, session: DB) -> Response:
+    with web.or_not_found():
+        target = teammates.get(session, caller.workspace, teammate_id)
+    exemptions.end(session, caller.workspace, target, caller.teammate)
+    return web.redirect(f"/admin/teammates?notice=exemption_ended&teammate={teammate_id}")
+
+
+@router.post("/teammates/{teammate_id}/bypass-code")
+def bypass_code(request: Request, teammate_id: TeammateId, form: web.Form,
+                caller: web.AdminCaller, session: DB) -> Response:
+    with web.or_not_found():
+        target = teammates.get(session, caller.workspace, teammate_id)
+    with web.form_errors(session) as problem:
+        code, expires_at = verification.issue_bypass_code(session, caller.workspace, target,
+                                                          caller.teammate)
+        response = web.render(request, "bypass_code.html", {
+            "title": "Bypass code", "target": target, "code": code,
+            "expires": f"{expires_at:%H:%M} UTC"}, caller=caller)
+        response.headers["Cache-Control"] = "no-store"  # shown once, never kept by a cache
+        return response
+    return _teammates(request, caller, session, None, error=problem.message)

@@ -19,6 +19,8 @@ from sqlalchemy.orm import Session
 from services.accounts import sessions
 from services.api.deps import DB
 from services.config import get_settings
+from services.enforcement import is_exempt
+from services.enrollment.reminders import deadline_words
 from services.errors import NotFound, RateLimited, TwofaError, Unauthenticated
 
 SESSION_COOKIE = "twofa_session"
@@ -86,11 +88,24 @@ def render(request: Request, template: str, context: dict[str, Any] | None = Non
     token = csrf_token(request)
     response = templates.TemplateResponse(
         request, template, {"csrf": token, "csrf_field": CSRF_FIELD, "caller": caller,
+                            "setup_by": setup_deadline(caller) if caller else None,
                             **(context or {})}, status_code=status_code)
     if request.cookies.get(CSRF_COOKIE) != token:
         set_cookie(response, CSRF_COOKIE, token)
     response.headers.update(HEADERS)
     return response
+
+
+def setup_deadline(caller: sessions.Authenticated) -> str | None:
+    """For a teammate without 2FA in a workspace that requires it but does not enforce it on
+    them yet (a grace period, an exemption): until when, in words."""
+    workspace, teammate = caller.workspace, caller.teammate
+    if (not workspace.require_two_factor or teammate.two_factor_enabled
+            or sessions.is_enforced_for(teammate, workspace)):
+        return None
+    if teammate.exempt_until is not None and is_exempt(teammate.exempt_until):
+        return deadline_words(teammate.exempt_until)
+    return deadline_words(workspace.enforce_at) if workspace.enforce_at else None
 
 
 def redirect(location: str) -> RedirectResponse:

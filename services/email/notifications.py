@@ -65,6 +65,15 @@ def join_email(session: Session, teammate_id: int) -> tuple[str, mail.OutgoingEm
     return mail.keyed(key, teammate.email, rendered)
 
 
+def record_join_sent(session: Session, teammate_id: int, key: str) -> None:
+    """The join email with this key is out: while 2FA is required it is the teammate's
+    invitation (state `invited`). A newer link (another nonce) waits for its own email."""
+    teammate = session.get(Teammate, teammate_id)
+    if teammate is not None and key == f"join:{teammate.id}:{teammate.join_nonce}" \
+            and teammate.join_sent_at is None:
+        teammate.join_sent_at = utcnow()
+
+
 def event_email(session: Session, event_seq: int) -> tuple[str, mail.OutgoingEmail] | None:
     event = session.get(Event, event_seq)
     if event is None or event.type not in TEMPLATE_FOR_EVENT:

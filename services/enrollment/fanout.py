@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, exists, literal, or_, select, update
+from sqlalchemy import ColumnElement, and_, exists, literal, or_, select, update
 from sqlalchemy.orm import Session
 
-from services import outbox
+from services import clock, outbox
 from services.config import get_settings
 from services.db import dialect_insert
+from services.enforcement import is_exempt
 from services.errors import Conflict
 from services.models import EnrollmentInvitation, Teammate, Workspace, utcnow
 from services.topics import Topic
@@ -33,6 +34,16 @@ def plan(session: Session, workspace_id: int, version: int) -> int:
     return enqueue_due(session, workspace, version)
 
 
+def needs_invitation(workspace_id: int) -> tuple[ColumnElement[bool], ...]:
+    """Who gets an enrollment invitation: joined teammates without 2FA and without a live
+    exemption. Who has not joined yet is left out: their join email is their invitation."""
+    now = clock.now()
+    return (Teammate.workspace_id == workspace_id,
+            Teammate.status == "active",
+            Teammate.totp_enabled_at.is_(None),
+            or_(Teammate.exempt_until.is_(None), Teammate.exempt_until <= now))
+
+
 def _insert_missing(session: Session, workspace: Workspace, version: int) -> None:
     already = exists().where(
         EnrollmentInvitation.teammate_id == Teammate.id,
@@ -41,12 +52,7 @@ def _insert_missing(session: Session, workspace: Workspace, version: int) -> Non
     source = select(
         literal(workspace.id), Teammate.id, literal(version), literal("pending"),
         literal(0), literal(0), literal(utcnow()),
-    ).where(
-        Teammate.workspace_id == workspace.id,
-        Teammate.totp_enabled_at.is_(None),
-        Teammate.status != "removed",
-        ~already,
-    )
+    ).where(*needs_invitation(workspace.id), ~already)
     columns = ["workspace_id", "teammate_id", "policy_version", "status", "resends",
                "attempts", "created_at"]
     stmt = dialect_insert(session, EnrollmentInvitation)
@@ -86,6 +92,18 @@ def sweep(session: Session) -> int:
     return batches
 
 
+def join_was_invitation(session: Session, workspace: Workspace, teammate: Teammate) -> None:
+    """A teammate joins while 2FA is required: their join link led them through the password
+    straight to setup, so it stands as this version's invitation and no second email follows
+    (the row is the planner's record that they were invited)."""
+    session.execute(
+        dialect_insert(session, EnrollmentInvitation)
+        .values(workspace_id=workspace.id, teammate_id=teammate.id,
+                policy_version=workspace.policy_version, status="sent", resends=0, attempts=0,
+                sent_at=teammate.join_sent_at or utcnow(), created_at=utcnow())
+        .on_conflict_do_nothing())
+
+
 def resend(session: Session, workspace: Workspace, teammate: Teammate) -> None:
     """An admin's resend: a new message (new Message-ID) for the current version."""
     if teammate.two_factor_enabled:
@@ -93,6 +111,9 @@ def resend(session: Session, workspace: Workspace, teammate: Teammate) -> None:
     if not workspace.require_two_factor:
         raise Conflict("The workspace does not require two-factor authentication.",
                        "two_factor_not_required")
+    if is_exempt(teammate.exempt_until):
+        raise Conflict("This teammate is exempt from two-factor authentication; end the "
+                       "exemption first.", "teammate_exempt")
     row = session.scalar(
         select(EnrollmentInvitation).where(
             and_(EnrollmentInvitation.teammate_id == teammate.id,

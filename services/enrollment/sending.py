@@ -26,6 +26,7 @@ from services.email.smtp import (
     SmtpMailer,
     TransientSendError,
 )
+from services.enforcement import is_exempt
 from services.enrollment.fanout import is_current
 from services.events import recorder
 from services.events.catalog import EventType
@@ -189,7 +190,7 @@ def _claim(session: Session, ids: Sequence[int], claim: str) -> list[Outgoing]:
     ).all()
     batch: list[Outgoing] = []
     for inv, teammate, workspace in rows:
-        if teammate.two_factor_enabled or not is_current(workspace, inv.policy_version):
+        if not still_needed(teammate) or not is_current(workspace, inv.policy_version):
             inv.status, inv.lease_owner, inv.lease_until = "skipped", None, None
             continue
         batch.append(
@@ -197,6 +198,12 @@ def _claim(session: Session, ids: Sequence[int], claim: str) -> list[Outgoing]:
                      workspace.name, workspace.slug, inv.policy_version, inv.resends)
         )
     return batch
+
+
+def still_needed(teammate: Teammate) -> bool:
+    """Enrolled, exempted or removed since the invitation was planned: skip it."""
+    return (teammate.status == "active" and not teammate.two_factor_enabled
+            and not is_exempt(teammate.exempt_until))
 
 
 def _finish(

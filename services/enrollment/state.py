@@ -1,9 +1,22 @@
-"""A teammate's enrollment state, derived (never stored) from 2FA, policy and invitation."""
+"""A teammate's enrollment state, derived (never stored) from 2FA, exemption, policy, whether
+they joined, and their invitation for the live policy version.
+
+The states, in the order the rollout counts them (each teammate in the first that fits):
+`enrolled` (has 2FA, whatever the policy), `exempt` (a live exemption), `not_required` (policy
+off), then while 2FA is required `invited`, `failed` or `pending`. A teammate who has not
+joined yet is `invited` once their join email is out: while 2FA is required the join email is
+their invitation. `enrollment_state` (Python, one row) and `conditions` (SQL, whole lists and
+counts) are the same rule twice; tests/test_enforcement.py checks they agree.
+"""
 
 from __future__ import annotations
 
-from sqlalchemy import ColumnElement, false
+from datetime import datetime
 
+from sqlalchemy import ColumnElement, and_, false, or_
+
+from services import clock
+from services.enforcement import is_exempt
 from services.models import EnrollmentInvitation, Teammate, Workspace
 
 ENROLLED, NOT_REQUIRED, EXEMPT, PENDING, INVITED, FAILED = (
@@ -13,13 +26,16 @@ STATES = (ENROLLED, NOT_REQUIRED, EXEMPT, PENDING, INVITED, FAILED)
 _BY_INVITATION = {"sent": INVITED, "failed": FAILED}
 
 
-def enrollment_state(
-    workspace: Workspace, two_factor_enabled: bool, invitation_status: str | None
-) -> str:
-    if two_factor_enabled:
+def enrollment_state(workspace: Workspace, teammate: Teammate, invitation_status: str | None,
+                     now: datetime | None = None) -> str:
+    if teammate.two_factor_enabled:
         return ENROLLED
+    if is_exempt(teammate.exempt_until, now):
+        return EXEMPT
     if not workspace.require_two_factor:
         return NOT_REQUIRED
+    if teammate.status == "invited":  # not joined: the join email is the invitation
+        return INVITED if teammate.join_sent_at is not None else PENDING
     return _BY_INVITATION.get(invitation_status or "", PENDING)
 
 
@@ -30,17 +46,37 @@ def current_invitation(workspace: Workspace) -> ColumnElement[bool]:
     )
 
 
-def is_in_state(workspace: Workspace, wanted: str) -> ColumnElement[bool]:
-    """SQL for "the teammate's enrollment state is `wanted`", the same rule as
-    `enrollment_state`, over a query that outer-joins `current_invitation`."""
+def conditions(workspace: Workspace, now: datetime | None = None) -> dict[str, ColumnElement[bool]]:
+    """SQL for "the teammate is in this state", the same rule as `enrollment_state`, over a
+    query of Teammate that outer-joins `current_invitation`; exactly one holds per row."""
+    now = now or clock.now()
     enabled = Teammate.totp_enabled_at.is_not(None)
-    status = EnrollmentInvitation.status
-    if wanted == ENROLLED:
-        return enabled
-    if wanted == NOT_REQUIRED:
-        return ~enabled if not workspace.require_two_factor else false()
-    if wanted == EXEMPT or not workspace.require_two_factor:
-        return false()  # exemptions are not built yet
-    if wanted in (INVITED, FAILED):
-        return ~enabled & (status == ("sent" if wanted == INVITED else "failed"))
-    return ~enabled & (status.is_(None) | status.not_in(("sent", "failed")))
+    exempt = and_(~enabled, Teammate.exempt_until.is_not(None), Teammate.exempt_until > now)
+    rest = and_(~enabled, or_(Teammate.exempt_until.is_(None), Teammate.exempt_until <= now))
+    if not workspace.require_two_factor:
+        return {ENROLLED: enabled, EXEMPT: exempt, NOT_REQUIRED: rest,
+                INVITED: false(), FAILED: false(), PENDING: false()}
+    unjoined, status = Teammate.status == "invited", EnrollmentInvitation.status
+    joined = ~unjoined
+    return {
+        ENROLLED: enabled,
+        EXEMPT: exempt,
+        NOT_REQUIRED: false(),
+        INVITED: and_(rest, or_(and_(unjoined, Teammate.join_sent_at.is_not(None)),
+                                and_(joined, status == "sent"))),
+        FAILED: and_(rest, joined, status == "failed"),
+        PENDING: and_(rest, or_(and_(unjoined, Teammate.join_sent_at.is_(None)),
+                                and_(joined, or_(status.is_(None),
+                                                 status.not_in(("sent", "failed")))))),
+    }
+
+
+def would_be_held(now: datetime | None = None) -> ColumnElement[bool]:
+    """No 2FA and no live exemption: held to enrollment once the requirement is enforced."""
+    now = now or clock.now()
+    return and_(Teammate.totp_enabled_at.is_(None),
+                or_(Teammate.exempt_until.is_(None), Teammate.exempt_until <= now))
+
+
+def is_in_state(workspace: Workspace, wanted: str) -> ColumnElement[bool]:
+    return conditions(workspace)[wanted]

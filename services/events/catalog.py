@@ -6,6 +6,7 @@ from enum import StrEnum
 from typing import Any
 
 from services.models import Event
+from services.timestamps import rfc3339
 
 
 class EventType(StrEnum):
@@ -21,9 +22,27 @@ class EventType(StrEnum):
     TEAMMATE_ROLE_CHANGED = "twofa.teammate.role_changed"
     BYPASS_CODE_ISSUED = "twofa.bypass_code.issued"
     BYPASS_CODE_USED = "twofa.bypass_code.used"
+    EXEMPTION_GRANTED = "twofa.exemption.granted"
+    EXEMPTION_ENDED = "twofa.exemption.ended"
+    INVITATION_ACCEPTED = "twofa.invitation.accepted"
+    API_KEY_CREATED = "twofa.api_key.created"
+    API_KEY_REVOKED = "twofa.api_key.revoked"
+    WEBHOOK_CREATED = "twofa.webhook.created"
+    WEBHOOK_CHANGED = "twofa.webhook.changed"
+    WEBHOOK_DELETED = "twofa.webhook.deleted"
 
 
 ALL_TYPES: frozenset[str] = frozenset(t.value for t in EventType)
+# Changes to the workspace's own integrations are kept in the audit log but not delivered to
+# webhooks: an endpoint's first delivery would be its own creation, and a receiver has no use
+# for news of the keys and endpoints it is configured by.
+AUDIT_ONLY: frozenset[str] = frozenset({
+    EventType.API_KEY_CREATED, EventType.API_KEY_REVOKED, EventType.WEBHOOK_CREATED,
+    EventType.WEBHOOK_CHANGED, EventType.WEBHOOK_DELETED})
+DELIVERABLE: frozenset[str] = ALL_TYPES - AUDIT_ONLY
+# An admin's webhook test (POST …/webhooks/{id}/test): kept in the log, delivered to that
+# endpoint only, never dispatched.
+TEST_TYPE = "twofa.test"
 
 
 def to_cloudevent(event: Event, workspace_slug: str) -> dict[str, Any]:
@@ -33,7 +52,7 @@ def to_cloudevent(event: Event, workspace_slug: str) -> dict[str, Any]:
         "id": event.id,
         "source": f"/workspaces/{workspace_slug}",
         "type": event.type,
-        "time": event.time.isoformat().replace("+00:00", "Z"),
+        "time": rfc3339(event.time),
         "datacontenttype": "application/json",
         "data": event.data,
     }

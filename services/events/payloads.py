@@ -26,6 +26,10 @@ class PolicyChanged:
     require_two_factor: bool
     version: int
     changed_by: int  # the admin's teammate id
+    # The grace period in force and when the requirement is enforced (None: at once or off).
+    # Recorded since migration 0005: older events lack them.
+    grace_period_hours: int = 0
+    enforce_at: str | None = None  # RFC 3339, UTC
 
 
 @dataclass(frozen=True, config=STRICT)
@@ -56,7 +60,7 @@ class VerificationFailed:
 @dataclass(frozen=True, config=STRICT)
 class TeammateLocked:
     teammate_id: int
-    until: str  # RFC 3339, UTC
+    until: str  # RFC 3339, UTC, `Z` (services/timestamps.py)
 
 
 @dataclass(frozen=True, config=STRICT)
@@ -88,7 +92,7 @@ class TeammateRoleChanged:
 class BypassCodeIssued:
     teammate_id: int
     actor_id: int
-    expires_at: str  # RFC 3339, UTC
+    expires_at: str  # RFC 3339, UTC, `Z` (services/timestamps.py)
 
 
 @dataclass(frozen=True, config=STRICT)
@@ -96,9 +100,65 @@ class BypassCodeUsed:
     teammate_id: int
 
 
+@dataclass(frozen=True, config=STRICT)
+class ExemptionGranted:
+    teammate_id: int
+    until: str  # RFC 3339, UTC
+    actor_id: int
+    reason: str
+
+
+@dataclass(frozen=True, config=STRICT)
+class ExemptionEnded:
+    teammate_id: int
+    by: Literal["admin", "expiry"]
+    actor_id: int | None  # None when it expired
+
+
+@dataclass(frozen=True, config=STRICT)
+class InvitationAccepted:
+    teammate_id: int  # joined: set their password through the join link
+
+
+@dataclass(frozen=True, config=STRICT)
+class ApiKeyCreated:
+    api_key_id: int
+    name: str
+    actor_id: int | None  # None when made from the command line
+
+
+@dataclass(frozen=True, config=STRICT)
+class ApiKeyRevoked:
+    api_key_id: int
+    actor_id: int | None
+
+
+@dataclass(frozen=True, config=STRICT)
+class WebhookCreated:
+    webhook_id: int
+    url: str
+    event_types: list[str]
+    actor_id: int | None
+
+
+@dataclass(frozen=True, config=STRICT)
+class WebhookChanged:
+    webhook_id: int
+    changed: list[str]  # which of url, event_types, enabled, secret
+    actor_id: int | None
+
+
+@dataclass(frozen=True, config=STRICT)
+class WebhookDeleted:
+    webhook_id: int
+    actor_id: int | None
+
+
 Payload = (PolicyChanged | EnrollmentInvited | Enabled | Disabled | VerificationFailed
            | TeammateLocked | RecoveryCodeUsed | TeammateAdded | TeammateRemoved
-           | TeammateRoleChanged | BypassCodeIssued | BypassCodeUsed)
+           | TeammateRoleChanged | BypassCodeIssued | BypassCodeUsed | ExemptionGranted
+           | ExemptionEnded | InvitationAccepted | ApiKeyCreated | ApiKeyRevoked | WebhookCreated
+           | WebhookChanged | WebhookDeleted)
 
 PAYLOADS: dict[EventType, type[Payload]] = {
     EventType.POLICY_CHANGED: PolicyChanged,
@@ -113,6 +173,14 @@ PAYLOADS: dict[EventType, type[Payload]] = {
     EventType.TEAMMATE_ROLE_CHANGED: TeammateRoleChanged,
     EventType.BYPASS_CODE_ISSUED: BypassCodeIssued,
     EventType.BYPASS_CODE_USED: BypassCodeUsed,
+    EventType.EXEMPTION_GRANTED: ExemptionGranted,
+    EventType.EXEMPTION_ENDED: ExemptionEnded,
+    EventType.INVITATION_ACCEPTED: InvitationAccepted,
+    EventType.API_KEY_CREATED: ApiKeyCreated,
+    EventType.API_KEY_REVOKED: ApiKeyRevoked,
+    EventType.WEBHOOK_CREATED: WebhookCreated,
+    EventType.WEBHOOK_CHANGED: WebhookChanged,
+    EventType.WEBHOOK_DELETED: WebhookDeleted,
 }
 
 

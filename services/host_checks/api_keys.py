@@ -14,6 +14,8 @@ from sqlalchemy.orm import Session
 
 from services.crypto import hash_token
 from services.errors import NotFound, Unauthenticated
+from services.events import recorder
+from services.events.catalog import EventType
 from services.models import ApiKey, Workspace, utcnow
 
 PREFIX = "twofa_sk_"
@@ -21,13 +23,16 @@ SHOWN_PREFIX = len(PREFIX) + 6  # enough to tell keys apart in a list, far too l
 LAST_USE_PRECISION = timedelta(seconds=60)  # last_used_at is rewritten at most this often
 
 
-def create(session: Session, workspace: Workspace, name: str) -> tuple[ApiKey, str]:
+def create(session: Session, workspace: Workspace, name: str,
+           actor_id: int | None = None) -> tuple[ApiKey, str]:
     """A new key; the plaintext is returned once and never stored."""
     key = PREFIX + secrets.token_urlsafe(32)
     row = ApiKey(workspace_id=workspace.id, name=name.strip() or "API key",
                  key_hash=hash_token(key), prefix=key[:SHOWN_PREFIX])
     session.add(row)
     session.flush()
+    recorder.record(session, workspace.id, EventType.API_KEY_CREATED,
+                    {"api_key_id": row.id, "name": row.name, "actor_id": actor_id})
     return row, key
 
 
@@ -36,13 +41,16 @@ def list_keys(session: Session, workspace: Workspace) -> list[ApiKey]:
         select(ApiKey).where(ApiKey.workspace_id == workspace.id).order_by(ApiKey.id)))
 
 
-def revoke(session: Session, workspace: Workspace, key_id: int) -> None:
+def revoke(session: Session, workspace: Workspace, key_id: int,
+           actor_id: int | None = None) -> None:
     """Revoke a key of this workspace (idempotent; another workspace's key is not found)."""
     row = session.get(ApiKey, key_id)
     if row is None or row.workspace_id != workspace.id:
         raise NotFound("No such API key in this workspace.", "api_key_not_found")
     if row.revoked_at is None:
         row.revoked_at = utcnow()
+        recorder.record(session, workspace.id, EventType.API_KEY_REVOKED,
+                        {"api_key_id": row.id, "actor_id": actor_id})
 
 
 def authenticate(session: Session, key: str) -> Workspace:
@@ -72,13 +80,3 @@ def authenticate(session: Session, key: str) -> Workspace:
     assert workspace is not None
     return workspace
 
-
-def as_dict(row: ApiKey) -> dict[str, object]:
-    return {
-        "id": row.id,
-        "name": row.name,
-        "prefix": row.prefix,
-        "created_at": row.created_at.isoformat(),
-        "last_used_at": row.last_used_at.isoformat() if row.last_used_at else None,
-        "revoked_at": row.revoked_at.isoformat() if row.revoked_at else None,
-    }

@@ -15,7 +15,7 @@ from datetime import datetime
 
 from sqlalchemy import and_, bindparam, or_, select, update
 
-from services import db_read
+from services import db_read, enforcement
 from services.accounts.session_lookup import live_session, utc
 from services.accounts.sessions import Level, level_for
 from services.crypto import hash_token
@@ -26,8 +26,8 @@ from services.models import ApiKey, AuthSession, Teammate, Workspace, utcnow
 # Left joins: a known key with an unknown token, or with another workspace's, still gives
 # its row (the key is good, the session is not active for it).
 INTROSPECT = (select(ApiKey.id, ApiKey.revoked_at, ApiKey.last_used_at, Workspace.slug,
-                     Workspace.require_two_factor, Teammate.id, Teammate.email,
-                     Teammate.totp_enabled_at)
+                     Workspace.require_two_factor, Workspace.enforce_at, Teammate.id,
+                     Teammate.email, Teammate.totp_enabled_at, Teammate.exempt_until)
               .select_from(ApiKey)
               .join(Workspace, Workspace.id == ApiKey.workspace_id)
               .outerjoin(AuthSession, live_session())
@@ -50,12 +50,6 @@ class Introspection:
     email: str | None = None
     level: Level | None = None
 
-    def as_dict(self) -> dict[str, object]:
-        if self.teammate_id is None:
-            return {"active": False}
-        return {"active": True, "teammate_id": self.teammate_id, "email": self.email,
-                "workspace": self.workspace, "level": self.level}
-
 
 async def introspect(key: str, token: str) -> Introspection:
     """`token`'s session as `key`'s workspace sees it; 401 invalid_api_key for a bad key."""
@@ -66,11 +60,12 @@ async def introspect(key: str, token: str) -> Introspection:
                                                "token_hash": hash_token(token), "now": now})
     if row is None or row[1] is not None:
         raise Unauthenticated("The API key is unknown or revoked.", "invalid_api_key")
-    key_id, _, last_used, slug, required, tid, email, enrolled = row
+    key_id, _, last_used, slug, required, enforce_at, tid, email, enrolled, exempt = row
     await _record_use(key_id, utc(last_used), now)
     if tid is None:
         return Introspection(slug)
-    return Introspection(slug, tid, email, level_for(bool(required), enrolled is not None))
+    enforced = enforcement.is_enforced(bool(required), utc(enforce_at), utc(exempt))
+    return Introspection(slug, tid, email, level_for(enforced, enrolled is not None))
 
 
 async def _record_use(key_id: int, last_used: datetime | None, now: datetime) -> None:

@@ -1,85 +1,150 @@
-"""The workspace 2FA policy: flipping it commits the new version and its event together."""
+"""The workspace 2FA policy: flipping it commits the new version and its event together.
+
+With a grace period the requirement is on at once (invitations go out as usual) but enforced
+only from `enforce_at`; reminders are planned before it (services/enrollment/reminders.py).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-from sqlalchemy import case, func, select
+from sqlalchemy import Subquery, case, func, literal_column, select, union
 from sqlalchemy.orm import Session
 
-from services.enrollment import state
-from services.errors import Conflict
+from services import clock, team_counts
+from services.enforcement import MAX_GRACE_HOURS
+from services.enrollment import reminders, state
+from services.errors import Conflict, InvalidInput
 from services.events import recorder
 from services.events.catalog import EventType
 from services.models import EnrollmentInvitation, Teammate, Workspace
+from services.timestamps import rfc3339_or_none
 
 
 @dataclass(frozen=True)
 class Rollout:
     teammates: int
     enrolled: int
+    exempt: int
     invited: int
     pending: int
     failed: int
-    exempt: int = 0  # exemptions are not built yet: nobody is exempt
 
 
-def set_policy(session: Session, workspace: Workspace, require: bool, actor_id: int) -> None:
+def set_policy(session: Session, workspace: Workspace, require: bool | None, actor_id: int,
+               grace_period_hours: int | None = None) -> None:
     """Commits nothing and sends nothing itself: the event drives the fan-out after commit.
 
-    Setting the policy it already has is a no-op, so a retried PUT makes no new version. An
-    admin without 2FA cannot turn the requirement on (409 `admin_needs_two_factor`).
+    A field left out (None) is unchanged. Setting what is already set is a no-op, so a
+    retried PUT makes no new version. Changing only the grace period keeps the version and
+    sends no invitations: it moves `enforce_at` (never into the past) and re-plans reminders.
+    An admin without 2FA cannot turn the requirement on (409 `admin_needs_two_factor`).
     """
+    if require is None and grace_period_hours is None:
+        raise InvalidInput("Give require_two_factor, grace_period_hours or both.")
+    if grace_period_hours is not None and not 0 <= grace_period_hours <= MAX_GRACE_HOURS:
+        raise InvalidInput(f"grace_period_hours is 0 to {MAX_GRACE_HOURS}.")
     locked = session.get(Workspace, workspace.id, with_for_update=True, populate_existing=True)
     assert locked is not None
-    if locked.require_two_factor == require:
-        return
+    turning_on = require is True and not locked.require_two_factor
+    if turning_on:
+        _check_actor_enrolled(session, actor_id)
+    grace_changed = grace_period_hours is not None and grace_period_hours != locked.grace_period_hours
+    if grace_period_hours is not None:
+        locked.grace_period_hours = grace_period_hours
+    if require is not None and require != locked.require_two_factor:
+        _flip(session, locked, require)
+    elif grace_changed and locked.require_two_factor:
+        _move_deadline(session, locked)
+    else:
+        return  # nothing the workers or the audit log need to know
+    recorder.record(session, locked.id, EventType.POLICY_CHANGED, {
+        "require_two_factor": locked.require_two_factor, "version": locked.policy_version,
+        "changed_by": actor_id, "grace_period_hours": locked.grace_period_hours,
+        "enforce_at": rfc3339_or_none(locked.enforce_at)})
+
+
+def _check_actor_enrolled(session: Session, actor_id: int) -> None:
     actor = session.get(Teammate, actor_id)
-    if require and (actor is None or not actor.two_factor_enabled):
+    if actor is None or not actor.two_factor_enabled:
         # Requiring it would lock this very admin out of the setting at once (as GitHub
         # refuses too): they turn on their own 2FA first.
         raise Conflict("Turn on two-factor authentication for your own account before you "
                        "require it for everyone.", "admin_needs_two_factor")
-    locked.require_two_factor = require
-    locked.policy_version += 1
-    recorder.record(
-        session,
-        locked.id,
-        EventType.POLICY_CHANGED,
-        {"require_two_factor": require, "version": locked.policy_version, "changed_by": actor_id},
-    )
+
+
+def _flip(session: Session, workspace: Workspace, require: bool) -> None:
+    workspace.require_two_factor = require
+    workspace.policy_version += 1
+    if require:
+        now = clock.now()
+        workspace.required_at = now
+        workspace.enforce_at = _deadline(workspace, now)
+        reminders.plan(session, workspace, now)
+    else:
+        workspace.required_at = workspace.enforce_at = None
+        reminders.cancel(session, workspace.id)
+
+
+def _move_deadline(session: Session, workspace: Workspace) -> None:
+    now = clock.now()
+    workspace.enforce_at = _deadline(workspace, now)
+    reminders.cancel(session, workspace.id)
+    reminders.plan(session, workspace, now)
+
+
+def _deadline(workspace: Workspace, now: datetime) -> datetime | None:
+    """required_at + grace, at the earliest now (a shortened period enforces at once, not in
+    the past); None when there is no grace period: enforced at once."""
+    if not workspace.grace_period_hours:
+        return None
+    start = workspace.required_at or now
+    return max(start + timedelta(hours=workspace.grace_period_hours), now)
+
+
+
 
 
 def rollout(session: Session, workspace: Workspace) -> Rollout:
-    """Every teammate counted once: enrolled + invited + pending + failed = teammates."""
-    enabled = Teammate.totp_enabled_at.is_not(None)
-    status = EnrollmentInvitation.status
+    """Every teammate not removed counted once, in the first bucket that fits (enrolled,
+    exempt, then their invitation's state): while required the buckets sum to `teammates`.
+
+    It reads no more rows than it must, so that a PUT answers as fast for 100,000 teammates
+    as for 10: the totals come from `team_counts`, and only the teammates whose bucket
+    depends on their own row are looked at one by one (an invitation of this version, not
+    joined yet, an exemption). Everyone else is enrolled or, while required, pending.
+    """
+    counts = team_counts.get(session, workspace.id)
+    buckets = state.conditions(workspace)
+    names = (state.EXEMPT, state.INVITED, state.FAILED)
     row = session.execute(
-        select(
-            func.count(Teammate.id),
-            func.sum(case((enabled, 1), else_=0)),
-            func.sum(case((~enabled & (status == "sent"), 1), else_=0)),
-            func.sum(case((~enabled & (status == "failed"), 1), else_=0)),
-        )
+        select(*(func.coalesce(func.sum(case((buckets[name], 1), else_=0)), 0) for name in names))
         .select_from(Teammate)
+        .join(_looked_at(workspace), literal_column("looked_at.id") == Teammate.id)
         .outerjoin(EnrollmentInvitation, state.current_invitation(workspace))
-        .where(Teammate.workspace_id == workspace.id, Teammate.status != "removed")
+        .where(Teammate.status != "removed")
     ).one()
-    total, enrolled, invited, failed = (int(v or 0) for v in row)
+    exempt, invited, failed = (int(v) for v in row)
+    total, enrolled = counts.teammates, counts.enrolled
     if not workspace.require_two_factor:  # nobody waits for an invitation
-        return Rollout(total, enrolled, 0, 0, 0)
-    return Rollout(total, enrolled, invited, total - enrolled - invited - failed, failed)
+        return Rollout(total, enrolled, exempt, 0, 0, 0)
+    pending = total - enrolled - exempt - invited - failed
+    return Rollout(total, enrolled, exempt, invited, pending, failed)
 
 
-def as_dict(workspace: Workspace, counts: Rollout) -> dict[str, object]:
-    return {
-        "require_two_factor": workspace.require_two_factor,
-        "version": workspace.policy_version,
-        # No grace period yet: a requirement is enforced the moment it is on.
-        "enforce_at": None,
-        "reminders_at": [],
-        "rollout": counts.__dict__,
-    }
+def _looked_at(workspace: Workspace) -> Subquery:
+    """Ids of the teammates whose bucket their own row decides, each once (three index
+    lookups: invitations by version, the partial indexes of unjoined and exempt teammates)."""
+    inv = EnrollmentInvitation
+    return union(
+        select(inv.teammate_id.label("id"))
+        .where(inv.workspace_id == workspace.id, inv.policy_version == workspace.policy_version),
+        select(Teammate.id).where(Teammate.workspace_id == workspace.id,
+                                  Teammate.status == "invited"),
+        select(Teammate.id).where(Teammate.workspace_id == workspace.id,
+                                  Teammate.exempt_until.is_not(None)),
+    ).subquery("looked_at")
 
 
 @dataclass(frozen=True)
@@ -91,11 +156,11 @@ class Preview:
 
 
 def preview(session: Session, workspace: Workspace) -> Preview:
-    """Teammates (not removed) without 2FA, and which of them are admins (exemptions are not
-    built yet, so nobody is excluded as exempt)."""
-    without = (Teammate.workspace_id == workspace.id, Teammate.status != "removed",
-               Teammate.totp_enabled_at.is_(None))
-    count = session.scalar(select(func.count()).select_from(Teammate).where(*without)) or 0
+    """Teammates (not removed) without 2FA and without a live exemption, and which of them
+    are admins."""
+    held = (Teammate.workspace_id == workspace.id, Teammate.status != "removed",
+            state.would_be_held())
+    count = session.scalar(select(func.count()).select_from(Teammate).where(*held)) or 0
     admins = list(session.scalars(
-        select(Teammate).where(*without, Teammate.role == "admin").order_by(Teammate.id)))
+        select(Teammate).where(*held, Teammate.role == "admin").order_by(Teammate.id)))
     return Preview(int(count), admins)

@@ -13,8 +13,9 @@ from typing import Literal, cast
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from services import crypto
+from services import crypto, team_counts
 from services.accounts import sessions
+from services.enforcement import is_exempt
 from services.enrollment import fanout
 from services.errors import (
     Conflict,
@@ -28,6 +29,7 @@ from services.errors import (
 from services.events import recorder
 from services.events.catalog import EventType
 from services.models import AuthSession, Teammate, Workspace, utcnow
+from services.timestamps import rfc3339
 from services.verification import bypass, recovery, throttle, totp
 
 Method = Literal["totp", "recovery_code", "bypass"]
@@ -94,6 +96,8 @@ def confirm(session: Session, teammate: Teammate, code: str, at: float | None = 
         raise Conflict("Two-factor authentication was turned on meanwhile, or its setup was "
                        "restarted.", "two_factor_already_enabled")
     session.refresh(teammate)
+    if not replacing:
+        team_counts.adjust(session, teammate.workspace_id, enrolled=1)
     sessions.end_all(session, teammate.id, keep=current)
     codes = recovery.replace_all(session, teammate.id)
     if not replacing:
@@ -131,7 +135,7 @@ def issue_bypass_code(session: Session, workspace: Workspace, teammate: Teammate
     code, expires_at = bypass.issue(teammate)
     recorder.record(session, workspace.id, EventType.BYPASS_CODE_ISSUED,
                     {"teammate_id": teammate.id, "actor_id": actor.id,
-                     "expires_at": expires_at.isoformat()}, teammate_id=teammate.id)
+                     "expires_at": rfc3339(expires_at)}, teammate_id=teammate.id)
     return code, expires_at
 
 
@@ -250,7 +254,7 @@ def _reset(session: Session, workspace: Workspace, teammate: Teammate, by: str,
                         {"teammate_id": teammate.id, "by": by, "actor_id": actor_id},
                         teammate_id=teammate.id)
     session.flush()
-    if workspace.require_two_factor:
+    if workspace.require_two_factor and not is_exempt(teammate.exempt_until):
         fanout.resend(session, workspace, teammate)
     return was_enabled
 
@@ -265,6 +269,8 @@ def regenerate_recovery_codes(session: Session, teammate: Teammate, code: str,
 
 
 def _clear(session: Session, teammate: Teammate) -> None:
+    if teammate.totp_enabled_at is not None:
+        team_counts.adjust(session, teammate.workspace_id, enrolled=-1)
     teammate.totp_secret_enc = teammate.totp_pending_secret_enc = None
     teammate.totp_enabled_at = None
     teammate.totp_last_step = None

@@ -17,6 +17,7 @@ from services.errors import InvalidCode, RateLimited, Throttled
 from services.events import recorder
 from services.events.catalog import EventType
 from services.models import Teammate, utcnow
+from services.timestamps import rfc3339
 
 MAX_FAILURES = 10
 BASE_LOCK = timedelta(seconds=30)
@@ -95,7 +96,7 @@ def fail(session: Session, teammate: Teammate, reason: str) -> InvalidCode | Thr
             .execution_options(**_NO_SYNC)
         )
         recorder.record(session, teammate.workspace_id, EventType.TEAMMATE_LOCKED,
-                        {"teammate_id": teammate.id, "until": until.isoformat()},
+                        {"teammate_id": teammate.id, "until": rfc3339(until)},
                         teammate_id=teammate.id)
     return InvalidCode("That code is not valid.")
 

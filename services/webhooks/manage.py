@@ -12,12 +12,14 @@ from sqlalchemy.orm import Session
 
 from services import crypto, outbox
 from services.errors import Conflict
+from services.events import recorder
+from services.events.catalog import TEST_TYPE, EventType
 from services.models import Event, WebhookDelivery, WebhookEndpoint, Workspace, utcnow
 from services.topics import Topic
 from services.webhooks import signing, ssrf
 from services.webhooks.service import get, validate_event_types
 
-TEST_EVENT_TYPE = "twofa.test"
+TEST_EVENT_TYPE = TEST_TYPE
 DISABLED_BY_ADMIN = "disabled by an admin"
 # Deliveries left pending while an endpoint was disabled end with this status when it is
 # enabled again: the endpoint resumes from now instead of receiving a backlog of stale events.
@@ -34,23 +36,36 @@ class Changes:
 
 
 def update_endpoint(session: Session, workspace: Workspace, endpoint_id: int,
-                    changes: Changes) -> WebhookEndpoint:
+                    changes: Changes, actor_id: int | None = None) -> WebhookEndpoint:
     """Apply the changes; the URL passes the same SSRF and port checks as at subscription."""
     # Input first: a bad URL is a 422 whether or not the endpoint exists.
     url = ssrf.parse_url(changes.url).geturl() if changes.url is not None else None
     types = validate_event_types(changes.event_types) if changes.event_types is not None else None
     endpoint = get(session, workspace, endpoint_id)
-    if url is not None:
+    changed = []
+    if url is not None and url != endpoint.url:
         endpoint.url = url
-    if types is not None:
+        changed.append("url")
+    if types is not None and types != endpoint.event_types:
         endpoint.event_types = types
+        changed.append("event_types")
     if changes.enabled is True and not endpoint.enabled:
         _enable(session, endpoint)
+        changed.append("enabled")
     elif changes.enabled is False and endpoint.enabled:
         endpoint.enabled = False
         endpoint.disabled_reason = DISABLED_BY_ADMIN
+        changed.append("enabled")
     session.flush()
+    if changed:
+        _record_change(session, workspace, endpoint, changed, actor_id)
     return endpoint
+
+
+def _record_change(session: Session, workspace: Workspace, endpoint: WebhookEndpoint,
+                   changed: list[str], actor_id: int | None) -> None:
+    recorder.record(session, workspace.id, EventType.WEBHOOK_CHANGED,
+                    {"webhook_id": endpoint.id, "changed": changed, "actor_id": actor_id})
 
 
 def _enable(session: Session, endpoint: WebhookEndpoint) -> None:
@@ -68,7 +83,7 @@ def _enable(session: Session, endpoint: WebhookEndpoint) -> None:
 
 
 def rotate_secret(session: Session, workspace: Workspace, endpoint_id: int,
-                  overlap: timedelta) -> tuple[str, datetime | None]:
+                  overlap: timedelta, actor_id: int | None = None) -> tuple[str, datetime | None]:
     """A new `whsec_` secret signs from now on; the old one also signs until the overlap ends.
 
     Returns the new secret (shown this once) and when the old one stops signing.
@@ -80,6 +95,7 @@ def rotate_secret(session: Session, workspace: Workspace, endpoint_id: int,
     rotated = ring.rotated(secret, now, now + overlap)
     endpoint.secret_enc = crypto.encrypt(rotated.dumps())
     session.flush()
+    _record_change(session, workspace, endpoint, ["secret"], actor_id)
     return secret, rotated.previous_until
 
 

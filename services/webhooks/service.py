@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from services import crypto, outbox
 from services.errors import Conflict, InvalidInput, NotFound
-from services.events.catalog import ALL_TYPES
+from services.events import recorder
+from services.events.catalog import DELIVERABLE, EventType
 from services.models import Event, WebhookAttempt, WebhookDelivery, WebhookEndpoint, Workspace, utcnow
 from services.topics import Topic
 from services.webhooks import signing, ssrf
@@ -26,17 +27,18 @@ def validate_event_types(event_types: Sequence[str]) -> list[str]:
         if len(set(event_types)) != 1:
             raise InvalidInput('"*" stands alone: it already means every type.', "invalid_event_types")
         return [WILDCARD]
-    unknown = sorted(set(event_types) - ALL_TYPES)
+    unknown = sorted(set(event_types) - DELIVERABLE)
     if unknown:
         raise InvalidInput(
-            f"Unknown event types: {', '.join(unknown)}; see GET /openapi.json or docs/events.md.",
+            f"Unknown or audit-only event types: {', '.join(unknown)}; see docs/events.md.",
             "invalid_event_types",
         )
     return list(dict.fromkeys(event_types))
 
 
 def create(
-    session: Session, workspace: Workspace, url: str, event_types: Sequence[str]
+    session: Session, workspace: Workspace, url: str, event_types: Sequence[str],
+    actor_id: int | None = None,
 ) -> tuple[WebhookEndpoint, str]:
     """Subscribe `url`; returns the endpoint and its secret (shown this once)."""
     parts = ssrf.parse_url(url)
@@ -48,6 +50,9 @@ def create(
     )
     session.add(endpoint)
     session.flush()
+    recorder.record(session, workspace.id, EventType.WEBHOOK_CREATED,
+                    {"webhook_id": endpoint.id, "url": endpoint.url, "event_types": types,
+                     "actor_id": actor_id})
     return endpoint, secret
 
 
@@ -66,28 +71,29 @@ def list_endpoints(session: Session, workspace: Workspace) -> Sequence[WebhookEn
     ).all()
 
 
-def delete(session: Session, workspace: Workspace, endpoint_id: int) -> None:
+def delete(session: Session, workspace: Workspace, endpoint_id: int,
+           actor_id: int | None = None) -> None:
     """Soft delete: the delivery log stays readable in the database; nothing more is sent."""
     endpoint = get(session, workspace, endpoint_id)
     endpoint.deleted_at = utcnow()
     endpoint.enabled = False
     endpoint.disabled_reason = "deleted"
+    recorder.record(session, workspace.id, EventType.WEBHOOK_DELETED,
+                    {"webhook_id": endpoint.id, "actor_id": actor_id})
 
 
-def endpoint_dict(endpoint: WebhookEndpoint) -> dict[str, Any]:
-    return {
-        "id": endpoint.id,
-        "url": endpoint.url,
-        "event_types": endpoint.event_types,
-        "enabled": endpoint.enabled,
-        "disabled_reason": endpoint.disabled_reason,
-        "created_at": iso(endpoint.created_at),
-    }
+@dataclass(frozen=True)
+class DeliveryRecord:
+    """A delivery with its event and its attempts (oldest first)."""
+
+    delivery: WebhookDelivery
+    event: Event
+    attempts: list[WebhookAttempt]
 
 
 def deliveries(
     session: Session, workspace: Workspace, endpoint_id: int, limit: int, cursor: int | None
-) -> tuple[list[dict[str, Any]], int | None]:
+) -> tuple[list[DeliveryRecord], int | None]:
     """The endpoint's deliveries, newest first, each with its attempts (oldest first)."""
     endpoint = get(session, workspace, endpoint_id)
     query = (
@@ -100,29 +106,15 @@ def deliveries(
         query = query.where(WebhookDelivery.id < cursor)
     rows = session.execute(query.limit(limit + 1)).all()
     page = rows[:limit]
-    attempts: dict[int, list[dict[str, Any]]] = {}
+    attempts: dict[int, list[WebhookAttempt]] = {}
     if page:
         for attempt in session.scalars(
             select(WebhookAttempt)
             .where(WebhookAttempt.delivery_id.in_([d.id for d, _ in page]))
             .order_by(WebhookAttempt.id)
         ):
-            attempts.setdefault(attempt.delivery_id, []).append(_attempt_dict(attempt))
-    items = [
-        {
-            "id": d.id,
-            "event_id": e.id,
-            "event_type": e.type,
-            "status": d.status,
-            # The attempts listed, not the retry counter (a redelivery restarts that one).
-            "attempt_count": len(attempts.get(d.id, [])),
-            "next_attempt_at": iso(d.next_attempt_at) if d.status == "pending" else None,
-            "created_at": iso(d.created_at),
-            "finished_at": iso(d.finished_at),
-            "attempts": attempts.get(d.id, []),
-        }
-        for d, e in page
-    ]
+            attempts.setdefault(attempt.delivery_id, []).append(attempt)
+    items = [DeliveryRecord(d, e, attempts.get(d.id, [])) for d, e in page]
     return items, page[-1][0].id if len(rows) > limit else None
 
 
@@ -146,16 +138,3 @@ def redeliver(session: Session, workspace: Workspace, endpoint_id: int, delivery
     session.refresh(delivery)
     return delivery
 
-
-def _attempt_dict(attempt: WebhookAttempt) -> dict[str, Any]:
-    return {
-        "attempted_at": iso(attempt.attempted_at),
-        "response_status": attempt.response_status,
-        "duration_ms": attempt.duration_ms,
-        "error": attempt.error,
-        "response_body": attempt.response_body,
-    }
-
-
-def iso(value: Any) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value is not None else None

@@ -1,25 +1,78 @@
-"""Workspace administration: the 2FA policy and the audit log (teammates: routes/teammates.py)."""
+"""Workspace administration: the 2FA policy, its grace period and its impact preview
+(teammates: routes/teammates.py, exemptions: routes/exemptions.py, the audit log:
+routes/events.py)."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from pydantic import BaseModel, Field
+from sqlalchemy.orm import Session
 
 from services.accounts import teammates
 from services.api.deps import DB, AdminWorkspace, FullSession
-from services.api.schemas import MAX_ID, PolicyIn, Text
-from services.events import audit
+from services.api.paging import Cursor, Page
+from services.api.routes.teammates import TeammateOut
+from services.api.schemas import PolicyIn
+from services.api.types import Timestamp
+from services.enrollment import reminders
+from services.models import Teammate, Workspace
 from services.policy import service as policy
-
-Cursor = Annotated[int | None, Query(ge=0, le=MAX_ID)]
 
 router = APIRouter(prefix="/v1/workspaces/{slug}", tags=["admin"])
 
 
+class RolloutOut(BaseModel):
+    """Every teammate not removed, once, in the first bucket that fits; while 2FA is required
+    the buckets add up to `teammates`."""
+
+    teammates: int
+    enrolled: int
+    exempt: int
+    invited: int
+    pending: int
+    failed: int
+
+
+class PolicyOut(BaseModel):
+    require_two_factor: bool
+    version: int
+    grace_period_hours: int = Field(description="kept while off, for the next time it is on")
+    enforce_at: Timestamp | None = Field(
+        description="when the requirement is enforced; null when off or enforced at once")
+    reminders_at: list[Timestamp] = Field(description="this version's reminder emails")
+    rollout: RolloutOut
+
+    @classmethod
+    def of(cls, session: Session, workspace: Workspace) -> PolicyOut:
+        required = workspace.require_two_factor
+        due: list[datetime] = reminders.due_times(session, workspace)
+        return cls(require_two_factor=required, version=workspace.policy_version,
+                   grace_period_hours=workspace.grace_period_hours,
+                   enforce_at=workspace.enforce_at if required else None, reminders_at=due,
+                   rollout=RolloutOut(**policy.rollout(session, workspace).__dict__))
+
+
+class AdminOut(BaseModel):
+    id: int
+    email: str
+    name: str
+
+    @classmethod
+    def of(cls, teammate: Teammate) -> AdminOut:
+        return cls(id=teammate.id, email=teammate.email, name=teammate.name)
+
+
+class PreviewOut(Page[TeammateOut]):
+    would_block: int = Field(description="teammates who would be held to enrollment now")
+    admins_without_two_factor: list[AdminOut]
+
+
 @router.get("/two-factor-policy")
-def get_policy(workspace: AdminWorkspace, session: DB) -> dict[str, object]:
-    return policy.as_dict(workspace, policy.rollout(session, workspace))
+def get_policy(workspace: AdminWorkspace, session: DB) -> PolicyOut:
+    return PolicyOut.of(session, workspace)
 
 
 @router.get("/two-factor-policy/preview")
@@ -28,38 +81,27 @@ def preview_policy(
     session: DB,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Cursor = None,
-) -> dict[str, object]:
-    """Before the flip: how many teammates would be held to enrollment, which admins have no
-    2FA, and (paged) who they are."""
+) -> PreviewOut:
+    """Before the flip: how many teammates would be held to enrollment if it were enforced
+    now (exempt teammates are not), which admins have no 2FA, and (paged) who they are."""
     impact = policy.preview(session, workspace)
     views, next_id = teammates.page(session, workspace, limit, cursor,
-                                    teammates.Filters(two_factor="disabled"))
-    return {
-        "would_block": impact.would_block,
-        "admins_without_two_factor": [{"id": t.id, "email": t.email, "name": t.name}
-                                      for t in impact.admins_without_two_factor],
-        "items": [v.as_dict() for v in views],
-        "next_cursor": str(next_id) if next_id is not None else None,
-    }
+                                    teammates.Filters(would_be_held=True))
+    page = Page[TeammateOut].of([TeammateOut.of(v) for v in views], next_id)
+    return PreviewOut(items=page.items, next_cursor=page.next_cursor,
+                      would_block=impact.would_block,
+                      admins_without_two_factor=[AdminOut.of(t)
+                                                 for t in impact.admins_without_two_factor])
 
 
 @router.put("/two-factor-policy")
 def put_policy(
     body: PolicyIn, workspace: AdminWorkspace, caller: FullSession, session: DB
-) -> dict[str, object]:
+) -> PolicyOut:
+    """Turn the requirement on or off, set its grace period, or both; a field left out is
+    unchanged. Answers at once, whatever the team's size: the invitations go out afterwards."""
     # set_policy's locked get (populate_existing) refreshes and updates this very object:
     # the session's identity map holds one Workspace per row.
-    policy.set_policy(session, workspace, body.require_two_factor, caller.teammate.id)
-    return policy.as_dict(workspace, policy.rollout(session, workspace))
-
-
-@router.get("/events")
-def list_events(
-    workspace: AdminWorkspace,
-    session: DB,
-    type: Annotated[Annotated[str, Text] | None, Query(max_length=64)] = None,
-    after: Cursor = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
-) -> dict[str, object]:
-    items, next_seq = audit.page(session, workspace, type, after, limit)
-    return {"items": items, "next_cursor": str(next_seq) if next_seq is not None else None}
+    policy.set_policy(session, workspace, body.require_two_factor, caller.teammate.id,
+                      grace_period_hours=body.grace_period_hours)
+    return PolicyOut.of(session, workspace)

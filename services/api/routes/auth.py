@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Response
+from pydantic import BaseModel, Field
 
 from services.accounts import login as login_service
 from services.accounts import sessions, teammates
+from services.accounts.sessions import Level
 from services.api.deps import DB, AnySession, ApiKeyToken, client_ip
 from services.api.schemas import AcceptIn, LoginIn, TokenIn
 from services.host_checks import introspection
@@ -15,25 +17,78 @@ from services.host_checks import introspection
 router = APIRouter(prefix="/v1", tags=["sign-in"])
 
 
+# What a passed first factor leads to (/v1/login, /v1/invitations/accept, /v1/checks/login)
+# and a passed second one (/v1/login/two-factor): one shape per `status`.
+class Authenticated(BaseModel):
+    status: Literal["authenticated"]
+    token: str = Field(description="A session token at `full` level.")
+
+
+class TwoFactorRequired(BaseModel):
+    status: Literal["two_factor_required"]
+    challenge: str = Field(description="Send it with a code to /v1/login/two-factor.")
+
+
+class EnrollmentRequired(BaseModel):
+    status: Literal["enrollment_required"]
+    token: str = Field(description="A session token at `enrollment` level: /v1/me… only.")
+
+
+SignIn = Annotated[Authenticated | TwoFactorRequired | EnrollmentRequired,
+                   Field(discriminator="status")]
+
+
+def sign_in(signed: sessions.SignIn) -> Authenticated | TwoFactorRequired | EnrollmentRequired:
+    if signed.status == "two_factor_required":
+        assert signed.challenge is not None
+        return TwoFactorRequired(status=signed.status, challenge=signed.challenge)
+    assert signed.token is not None
+    if signed.status == "enrollment_required":
+        return EnrollmentRequired(status=signed.status, token=signed.token)
+    return Authenticated(status=signed.status, token=signed.token)
+
+
+class ActiveSession(BaseModel):
+    active: Literal[True]
+    teammate_id: int
+    email: str
+    workspace: str
+    level: Level
+
+
+class InactiveSession(BaseModel):
+    """Unknown, ended, expired, or another workspace's: nothing more is told."""
+
+    active: Literal[False]
+
+
+Introspection = Annotated[ActiveSession | InactiveSession, Field(discriminator="active")]
+
+
 @router.post("/login")
-def login(body: LoginIn, session: DB, ip: Annotated[str, Depends(client_ip)]) -> dict[str, str]:
-    return login_service.login(session, body.workspace, body.email, body.password, ip).as_dict()
+def login(body: LoginIn, session: DB, ip: Annotated[str, Depends(client_ip)]) -> SignIn:
+    return sign_in(login_service.login(session, body.workspace, body.email, body.password, ip))
 
 
 @router.post("/invitations/accept")
-def accept_invitation(body: AcceptIn, session: DB) -> dict[str, str]:
+def accept_invitation(body: AcceptIn, session: DB) -> SignIn:
     """Set a password with the join email's token; then, while 2FA is required, enroll."""
-    return teammates.accept(session, body.token, body.password, body.name).as_dict()
+    return sign_in(teammates.accept(session, body.token, body.password, body.name))
 
 
 @router.post("/sessions/introspect")
-async def introspect(body: TokenIn, key: ApiKeyToken) -> dict[str, object]:
+async def introspect(body: TokenIn, key: ApiKeyToken) -> Introspection:
     """"May this session in?", asked by a host application with its workspace's API key.
 
     A token of another workspace answers exactly like an unknown one: a key tells nothing
     about other workspaces' sessions. Async and one SELECT: hosts call it on every request.
     """
-    return (await introspection.introspect(key, body.token)).as_dict()
+    found = await introspection.introspect(key, body.token)
+    if found.teammate_id is None:
+        return InactiveSession(active=False)
+    assert found.email is not None and found.level is not None
+    return ActiveSession(active=True, teammate_id=found.teammate_id, email=found.email,
+                         workspace=found.workspace, level=found.level)
 
 
 @router.post("/logout", status_code=204)

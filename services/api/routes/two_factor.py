@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Path, Response
+from fastapi import APIRouter, Response
+from pydantic import BaseModel, Field
 
 from services.accounts import teammates
 from services.api.deps import DB, AdminWorkspace, AnySession, FullSession
-from services.api.schemas import MAX_ID, CodeIn, ReplaceIn, TwoFactorIn
+from services.api.routes.auth import Authenticated
+from services.api.schemas import CodeIn, ReplaceIn, TwoFactorIn
+from services.api.types import Id, Timestamp
 from services.verification import qr
 from services.verification import service as verification
 
@@ -19,11 +20,25 @@ router = APIRouter(prefix="/v1", tags=["two-factor"])
 NO_STORE = {"Cache-Control": "no-store"}
 
 
+class SecretOut(BaseModel):
+    secret: str = Field(description="Base32, for typing into an authenticator app.")
+    otpauth_uri: str = Field(description="The same as an `otpauth://totp/…` URI (the QR code).")
+
+
+class RecoveryCodesOut(BaseModel):
+    recovery_codes: list[str] = Field(description="10 single-use codes, shown this once.")
+
+
+class BypassCodeOut(BaseModel):
+    code: str = Field(description="Accepted once as `code` at /v1/login/two-factor.")
+    expires_at: Timestamp
+
+
 @router.post("/me/two-factor/setup")
-def setup(caller: AnySession, session: DB, response: Response) -> dict[str, str]:
+def setup(caller: AnySession, session: DB, response: Response) -> SecretOut:
     response.headers.update(NO_STORE)
     started = verification.setup(session, caller.teammate, caller.workspace)
-    return {"secret": started.secret, "otpauth_uri": started.otpauth_uri}
+    return SecretOut(secret=started.secret, otpauth_uri=started.otpauth_uri)
 
 
 @router.get("/me/two-factor/qr.png", response_class=Response,
@@ -34,20 +49,20 @@ def qr_code(caller: AnySession) -> Response:
 
 
 @router.post("/me/two-factor/confirm")
-def confirm(body: CodeIn, caller: AnySession, session: DB, response: Response) -> dict[str, list[str]]:
+def confirm(body: CodeIn, caller: AnySession, session: DB, response: Response) -> RecoveryCodesOut:
     response.headers.update(NO_STORE)
-    return {"recovery_codes": verification.confirm(session, caller.teammate, body.code,
-                                                   current=caller.auth)}
+    return RecoveryCodesOut(recovery_codes=verification.confirm(
+        session, caller.teammate, body.code, current=caller.auth))
 
 
 @router.post("/me/two-factor/replace")
-def replace(body: ReplaceIn, caller: AnySession, session: DB, response: Response) -> dict[str, str]:
+def replace(body: ReplaceIn, caller: AnySession, session: DB, response: Response) -> SecretOut:
     """A new phone: a new pending secret after a current code; confirm with the new app's code
     to switch (the old app works until then)."""
     response.headers.update(NO_STORE)
     started = verification.replace(session, caller.teammate, caller.workspace, body.code,
                                     caller.auth)
-    return {"secret": started.secret, "otpauth_uri": started.otpauth_uri}
+    return SecretOut(secret=started.secret, otpauth_uri=started.otpauth_uri)
 
 
 @router.delete("/me/two-factor", status_code=204)
@@ -59,33 +74,32 @@ def disable(body: CodeIn, caller: AnySession, session: DB) -> Response:
 
 @router.post("/me/two-factor/recovery-codes")
 def regenerate(body: CodeIn, caller: AnySession, session: DB,
-               response: Response) -> dict[str, list[str]]:
+               response: Response) -> RecoveryCodesOut:
     response.headers.update(NO_STORE)
-    return {"recovery_codes": verification.regenerate_recovery_codes(session, caller.teammate,
-                                                                      body.code)}
+    return RecoveryCodesOut(recovery_codes=verification.regenerate_recovery_codes(
+        session, caller.teammate, body.code))
 
 
 @router.post("/login/two-factor")
-def login_two_factor(body: TwoFactorIn, session: DB) -> dict[str, str]:
-    return {"status": "authenticated",
-            "token": verification.verify_challenge(session, body.challenge, body.code)}
+def login_two_factor(body: TwoFactorIn, session: DB) -> Authenticated:
+    return Authenticated(status="authenticated",
+                         token=verification.verify_challenge(session, body.challenge, body.code))
 
 
 @router.post("/workspaces/{slug}/teammates/{teammate_id}/bypass-code", status_code=201)
-def issue_bypass_code(teammate_id: Annotated[int, Path(ge=1, le=MAX_ID)],
-                      workspace: AdminWorkspace, caller: FullSession, session: DB,
-                      response: Response) -> dict[str, str]:
+def issue_bypass_code(teammate_id: Id, workspace: AdminWorkspace, caller: FullSession,
+                      session: DB, response: Response) -> BypassCodeOut:
     """A single-use code (15 minutes) for a teammate who lost their device; issuing another
     voids the first."""
     response.headers.update(NO_STORE)
     target = teammates.get(session, workspace, teammate_id)
     code, expires_at = verification.issue_bypass_code(session, workspace, target, caller.teammate)
-    return {"code": code, "expires_at": expires_at.isoformat().replace("+00:00", "Z")}
+    return BypassCodeOut(code=code, expires_at=expires_at)
 
 
 @router.delete("/workspaces/{slug}/teammates/{teammate_id}/two-factor", status_code=204)
-def admin_reset(teammate_id: Annotated[int, Path(ge=1, le=MAX_ID)], workspace: AdminWorkspace,
-                caller: FullSession, session: DB) -> Response:
+def admin_reset(teammate_id: Id, workspace: AdminWorkspace, caller: FullSession,
+                session: DB) -> Response:
     target = teammates.get(session, workspace, teammate_id)
     verification.admin_reset(session, workspace, target, caller.teammate)
     return Response(status_code=204)

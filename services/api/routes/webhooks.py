@@ -5,16 +5,16 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Response
-from pydantic import Field
+from fastapi import APIRouter, Query, Response
+from pydantic import BaseModel, Field
 
-from services.api.deps import DB, AdminWorkspace
-from services.api.schemas import MAX_ID, Body, WebhookEventType, WebhookIn, WebhookUrl
+from services.api.deps import DB, AdminWorkspace, FullSession
+from services.api.paging import Cursor, Page
+from services.api.schemas import Body, WebhookEventType, WebhookIn, WebhookUrl
+from services.api.types import Id, Timestamp
+from services.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from services.webhooks import manage
 from services.webhooks import service as webhooks
-
-# Bounded so that an id past BIGINT is a 422, not a database error.
-Id = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 DAY = 86400
 
@@ -32,54 +32,131 @@ class RotateSecretIn(Body):
     overlap_seconds: Annotated[int, Field(ge=0, le=7 * DAY)] = DAY
 
 
+class WebhookOut(BaseModel):
+    id: int
+    url: str
+    event_types: list[str] = Field(description='Event types delivered; `["*"]` is all of them.')
+    enabled: bool
+    disabled_reason: str | None
+    created_at: Timestamp
+
+    @classmethod
+    def of(cls, endpoint: WebhookEndpoint) -> WebhookOut:
+        return cls(id=endpoint.id, url=endpoint.url, event_types=endpoint.event_types,
+                   enabled=endpoint.enabled, disabled_reason=endpoint.disabled_reason,
+                   created_at=endpoint.created_at)
+
+
+class NewWebhookOut(WebhookOut):
+    secret: str = Field(description="The `whsec_…` signing secret, in this answer only.")
+
+
+class RotatedSecretOut(BaseModel):
+    id: int
+    secret: str = Field(description="The new `whsec_…` signing secret, in this answer only.")
+    previous_secret_expires_at: Timestamp | None = Field(
+        description="Until then deliveries carry both signatures; null without an overlap.")
+
+
+class DeliveryQueuedOut(BaseModel):
+    id: int
+    status: str
+
+    @classmethod
+    def of(cls, delivery: WebhookDelivery) -> DeliveryQueuedOut:
+        return cls(id=delivery.id, status=delivery.status)
+
+
+class AttemptOut(BaseModel):
+    attempted_at: Timestamp
+    response_status: int | None
+    duration_ms: int | None
+    error: str | None
+    response_body: str | None
+
+    @classmethod
+    def of(cls, attempt: WebhookAttempt) -> AttemptOut:
+        return cls(attempted_at=attempt.attempted_at, response_status=attempt.response_status,
+                   duration_ms=attempt.duration_ms, error=attempt.error,
+                   response_body=attempt.response_body)
+
+
+class DeliveryOut(BaseModel):
+    id: int
+    event_id: str
+    event_type: str
+    status: str = Field(description="`pending`, `succeeded`, `failed` or `skipped`.")
+    attempt_count: int = Field(description="The attempts listed (a redelivery adds to them).")
+    next_attempt_at: Timestamp | None = Field(description="While `pending` only.")
+    created_at: Timestamp
+    finished_at: Timestamp | None
+    attempts: list[AttemptOut] = Field(description="Oldest first.")
+
+    @classmethod
+    def of(cls, record: webhooks.DeliveryRecord) -> DeliveryOut:
+        d = record.delivery
+        return cls(id=d.id, event_id=record.event.id, event_type=record.event.type,
+                   status=d.status, attempt_count=len(record.attempts),
+                   next_attempt_at=d.next_attempt_at if d.status == "pending" else None,
+                   created_at=d.created_at, finished_at=d.finished_at,
+                   attempts=[AttemptOut.of(a) for a in record.attempts])
+
+
 router = APIRouter(prefix="/v1/workspaces/{slug}/webhooks", tags=["webhooks"])
 
 
 @router.post("", status_code=201)
-def create_webhook(body: WebhookIn, workspace: AdminWorkspace, session: DB) -> dict[str, object]:
+def create_webhook(body: WebhookIn, workspace: AdminWorkspace, caller: FullSession,
+                   session: DB) -> NewWebhookOut:
     """Subscribe a URL; the `whsec_` secret is in this answer only."""
-    endpoint, secret = webhooks.create(session, workspace, body.url, body.event_types)
-    return {**webhooks.endpoint_dict(endpoint), "secret": secret}
+    endpoint, secret = webhooks.create(session, workspace, body.url, body.event_types,
+                                       actor_id=caller.teammate.id)
+    return NewWebhookOut(**WebhookOut.of(endpoint).model_dump(), secret=secret)
 
 
 @router.get("")
-def list_webhooks(workspace: AdminWorkspace, session: DB) -> dict[str, object]:
-    return {"items": [webhooks.endpoint_dict(e) for e in webhooks.list_endpoints(session, workspace)]}
+def list_webhooks(workspace: AdminWorkspace, session: DB) -> Page[WebhookOut]:
+    """Every endpoint of the workspace, oldest first (one page)."""
+    endpoints = webhooks.list_endpoints(session, workspace)
+    return Page[WebhookOut].of([WebhookOut.of(e) for e in endpoints])
 
 
 @router.delete("/{endpoint_id}", status_code=204)
-def delete_webhook(endpoint_id: Id, workspace: AdminWorkspace, session: DB) -> Response:
-    webhooks.delete(session, workspace, endpoint_id)
+def delete_webhook(endpoint_id: Id, workspace: AdminWorkspace, caller: FullSession,
+                   session: DB) -> Response:
+    webhooks.delete(session, workspace, endpoint_id, actor_id=caller.teammate.id)
     return Response(status_code=204)
 
 
 @router.patch("/{endpoint_id}")
 def update_webhook(
-    endpoint_id: Id, body: WebhookPatchIn, workspace: AdminWorkspace, session: DB
-) -> dict[str, object]:
+    endpoint_id: Id, body: WebhookPatchIn, workspace: AdminWorkspace, caller: FullSession,
+    session: DB,
+) -> WebhookOut:
     """Change `url`, `event_types` or `enabled`. Enabling again resumes from now: deliveries
     left pending while disabled end as `skipped`; the delivery history stays."""
     changes = manage.Changes(url=body.url, event_types=body.event_types, enabled=body.enabled)
-    return webhooks.endpoint_dict(manage.update_endpoint(session, workspace, endpoint_id, changes))
+    return WebhookOut.of(manage.update_endpoint(session, workspace, endpoint_id, changes,
+                                                actor_id=caller.teammate.id))
 
 
 @router.post("/{endpoint_id}/rotate-secret")
 def rotate_secret(
-    endpoint_id: Id, workspace: AdminWorkspace, session: DB, body: RotateSecretIn | None = None
-) -> dict[str, object]:
+    endpoint_id: Id, workspace: AdminWorkspace, caller: FullSession, session: DB,
+    body: RotateSecretIn | None = None,
+) -> RotatedSecretOut:
     """A new `whsec_` secret (in this answer only). Until `previous_secret_expires_at` each
     delivery carries both signatures in its `webhook-signature` header."""
     overlap = timedelta(seconds=(body or RotateSecretIn()).overlap_seconds)
-    secret, until = manage.rotate_secret(session, workspace, endpoint_id, overlap)
-    return {"id": endpoint_id, "secret": secret,
-            "previous_secret_expires_at": webhooks.iso(until)}
+    secret, until = manage.rotate_secret(session, workspace, endpoint_id, overlap,
+                                         actor_id=caller.teammate.id)
+    return RotatedSecretOut(id=endpoint_id, secret=secret, previous_secret_expires_at=until)
 
 
 @router.post("/{endpoint_id}/test", status_code=202)
-def send_test_event(endpoint_id: Id, workspace: AdminWorkspace, session: DB) -> dict[str, object]:
+def send_test_event(endpoint_id: Id, workspace: AdminWorkspace, session: DB) -> DeliveryQueuedOut:
     """A `twofa.test` event to this endpoint only, through the ordinary delivery path."""
-    delivery = manage.send_test(session, workspace, endpoint_id)
-    return {"id": delivery.id, "status": delivery.status}
+    return DeliveryQueuedOut.of(manage.send_test(session, workspace, endpoint_id))
 
 
 @router.get("/{endpoint_id}/deliveries")
@@ -88,16 +165,15 @@ def list_deliveries(
     workspace: AdminWorkspace,
     session: DB,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    cursor: Annotated[int | None, Query(ge=0, le=MAX_ID)] = None,
-) -> dict[str, object]:
+    cursor: Cursor = None,
+) -> Page[DeliveryOut]:
     """Newest first, each with its attempts; pass `next_cursor` back as `cursor`."""
-    items, next_id = webhooks.deliveries(session, workspace, endpoint_id, limit, cursor)
-    return {"items": items, "next_cursor": str(next_id) if next_id is not None else None}
+    records, next_id = webhooks.deliveries(session, workspace, endpoint_id, limit, cursor)
+    return Page[DeliveryOut].of([DeliveryOut.of(r) for r in records], next_id)
 
 
 @router.post("/{endpoint_id}/deliveries/{delivery_id}/redeliver", status_code=202)
 def redeliver(
     endpoint_id: Id, delivery_id: Id, workspace: AdminWorkspace, session: DB
-) -> dict[str, object]:
-    delivery = webhooks.redeliver(session, workspace, endpoint_id, delivery_id)
-    return {"id": delivery.id, "status": delivery.status}
+) -> DeliveryQueuedOut:
+    return DeliveryQueuedOut.of(webhooks.redeliver(session, workspace, endpoint_id, delivery_id))

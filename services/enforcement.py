@@ -1,0 +1,28 @@
+"""The one rule of *enforced*, shared by the level of a session, sign-in, the console and
+host checks: the workspace requires 2FA, `enforce_at` is unset or past, and the teammate has
+no live exemption. `two_factor.required` and the ban on turning one's own 2FA off follow the
+workspace's `require_two_factor` instead (a grace period does not let anyone opt out).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from services import clock
+
+MAX_GRACE_HOURS = 2160  # 90 days
+
+
+def is_enforced(require_two_factor: bool, enforce_at: datetime | None,
+                exempt_until: datetime | None, now: datetime | None = None) -> bool:
+    if not require_two_factor:
+        return False
+    now = now or clock.now()
+    if enforce_at is not None and enforce_at > now:
+        return False  # still within the grace period
+    return not is_exempt(exempt_until, now)
+
+
+def is_exempt(exempt_until: datetime | None, now: datetime | None = None) -> bool:
+    """An exemption is live until `exempt_until`; the sweep clears it afterwards."""
+    return exempt_until is not None and exempt_until > (now or clock.now())

@@ -1,0 +1,93 @@
+"""Exemptions that expire: a teammate exempted until a date (30 days at most) is not held
+to enrollment until then.
+
+Live means `exempt_until` is in the future, so an exemption stops counting the moment it
+lapses; the periodic sweep then records `twofa.exemption.ended` (`by: expiry`), clears it,
+and, while 2FA is required, sends the invitation the exemption held back, unless one already
+went out for the current version.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from services import clock
+from services.enforcement import is_exempt
+from services.enrollment import fanout
+from services.errors import InvalidInput
+from services.events import recorder
+from services.events.catalog import EventType
+from services.models import EnrollmentInvitation, Teammate, Workspace
+from services.timestamps import rfc3339
+
+MAX_DAYS = 30
+
+
+def grant(session: Session, workspace: Workspace, teammate: Teammate, until: datetime,
+          reason: str, actor: Teammate) -> None:
+    now = clock.now()
+    if until.tzinfo is None:
+        raise InvalidInput("until needs a UTC offset (RFC 3339).")
+    if until <= now:
+        raise InvalidInput("until must be in the future.")
+    if until > now + timedelta(days=MAX_DAYS):
+        raise InvalidInput(f"An exemption lasts {MAX_DAYS} days at most.")
+    teammate.exempt_until, teammate.exempt_reason = until, reason
+    # A not yet sent invitation of this version waits: the sending task skips it too.
+    session.execute(update(EnrollmentInvitation)
+                    .where(EnrollmentInvitation.teammate_id == teammate.id,
+                           EnrollmentInvitation.policy_version == workspace.policy_version,
+                           EnrollmentInvitation.status == "pending")
+                    .values(status="skipped", lease_owner=None, lease_until=None)
+                    .execution_options(synchronize_session=False))
+    recorder.record(session, workspace.id, EventType.EXEMPTION_GRANTED,
+                    {"teammate_id": teammate.id, "until": rfc3339(until), "actor_id": actor.id,
+                     "reason": reason}, teammate_id=teammate.id)
+
+
+def end(session: Session, workspace: Workspace, teammate: Teammate,
+        actor: Teammate | None) -> bool:
+    """End it now (an admin) or record that it lapsed (`actor` None). False if none."""
+    if teammate.exempt_until is None:
+        return False
+    by = "admin" if actor is not None and is_exempt(teammate.exempt_until) else "expiry"
+    teammate.exempt_until = teammate.exempt_reason = None
+    recorder.record(session, workspace.id, EventType.EXEMPTION_ENDED,
+                    {"teammate_id": teammate.id, "by": by,
+                     "actor_id": actor.id if by == "admin" and actor else None},
+                    teammate_id=teammate.id)
+    if workspace.require_two_factor and teammate.status == "active" \
+            and not teammate.two_factor_enabled:
+        _send_held_invitation(session, workspace, teammate)
+    return True
+
+
+def _send_held_invitation(session: Session, workspace: Workspace, teammate: Teammate) -> None:
+    # An invitation skipped while exempt goes out after all; one already sent stays sent.
+    session.execute(update(EnrollmentInvitation)
+                    .where(EnrollmentInvitation.teammate_id == teammate.id,
+                           EnrollmentInvitation.policy_version == workspace.policy_version,
+                           EnrollmentInvitation.status == "skipped")
+                    .values(status="pending", enqueued_at=None)
+                    .execution_options(synchronize_session=False))
+    session.flush()
+    fanout.plan(session, workspace.id, workspace.policy_version)
+
+
+def expire(session: Session) -> int:
+    """The sweep's part: end every lapsed exemption. Returns how many ended."""
+    lapsed = session.scalars(
+        select(Teammate)
+        .where(Teammate.exempt_until.is_not(None), Teammate.exempt_until <= clock.now())
+        .order_by(Teammate.id)
+        .limit(500)
+        .with_for_update(skip_locked=True)).all()
+    for teammate in lapsed:
+        workspace = session.get(Workspace, teammate.workspace_id)
+        assert workspace is not None
+        end(session, workspace, teammate, actor=None)
+    return len(lapsed)
+

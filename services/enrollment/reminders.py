@@ -1,0 +1,142 @@
+"""Reminder emails before a grace period ends.
+
+A reminder is a row with a due time for one policy version, planned when the requirement is
+turned on (or its grace period changes) and cancelled when it is turned off. The periodic
+sweep sends the due ones: never a broker countdown, which a restart loses or a visibility
+timeout duplicates. Each teammate's copy is sent once, keyed by (reminder, teammate): the
+reminder row carries the version, so that is once per (teammate, version, reminder).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import datetime, timedelta
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
+
+from services import clock, outbox
+from services.config import get_settings
+from services.email import links
+from services.email import message as mail
+from services.email.render import render
+from services.models import EnrollmentReminder, Teammate, Workspace
+from services.topics import Topic
+
+# Hours before enforce_at; only those still ahead when planned are kept, so a period of more
+# than 24 hours always gets the 24-hour one.
+HOURS_BEFORE = (72, 24, 1)
+
+
+def schedule(enforce_at: datetime, now: datetime) -> list[datetime]:
+    return sorted(due for hours in HOURS_BEFORE
+                  if (due := enforce_at - timedelta(hours=hours)) > now)
+
+
+def plan(session: Session, workspace: Workspace, now: datetime) -> None:
+    if workspace.enforce_at is None:
+        return
+    for due in schedule(workspace.enforce_at, now):
+        session.add(EnrollmentReminder(workspace_id=workspace.id, due_at=due, status="pending",
+                                       policy_version=workspace.policy_version))
+
+
+def cancel(session: Session, workspace_id: int) -> None:
+    session.execute(update(EnrollmentReminder)
+                    .where(EnrollmentReminder.workspace_id == workspace_id,
+                           EnrollmentReminder.status == "pending")
+                    .values(status="cancelled")
+                    .execution_options(synchronize_session=False))
+
+
+def due_times(session: Session, workspace: Workspace) -> list[datetime]:
+    """The current version's reminders, sent or still to come."""
+    if not workspace.require_two_factor:
+        return []
+    return list(session.scalars(
+        select(EnrollmentReminder.due_at)
+        .where(EnrollmentReminder.workspace_id == workspace.id,
+               EnrollmentReminder.policy_version == workspace.policy_version,
+               EnrollmentReminder.status != "cancelled")
+        .order_by(EnrollmentReminder.due_at)))
+
+
+def sweep(session: Session) -> int:
+    """Fan out every due reminder: batches of teammate ids become outbox messages in the
+    transaction that marks the reminder sent. Returns how many reminders went out."""
+    now = clock.now()
+    due = session.scalars(
+        select(EnrollmentReminder)
+        .where(EnrollmentReminder.status == "pending", EnrollmentReminder.due_at <= now)
+        .order_by(EnrollmentReminder.due_at)
+        .limit(100)
+        .with_for_update(skip_locked=True)).all()
+    for reminder in due:
+        workspace = session.get(Workspace, reminder.workspace_id)
+        if workspace is None or not _is_current(workspace, reminder, now):
+            reminder.status = "cancelled"  # a later version or a deadline already passed
+            continue
+        size = get_settings().fanout_batch_size
+        for ids in _chunks(_still_to_enroll(session, workspace, now), size):
+            outbox.enqueue(session, Topic.SEND_REMINDER_BATCH, reminder_id=reminder.id,
+                           teammate_ids=ids)
+        reminder.status, reminder.sent_at = "sent", now
+    return len(due)
+
+
+def _is_current(workspace: Workspace, reminder: EnrollmentReminder, now: datetime) -> bool:
+    return (workspace.require_two_factor and workspace.policy_version == reminder.policy_version
+            and workspace.enforce_at is not None and workspace.enforce_at > now)
+
+
+def _still_to_enroll(session: Session, workspace: Workspace, now: datetime) -> Iterator[int]:
+    """Joined teammates without 2FA and without a live exemption, streamed (a team of any
+    size never sits in memory). Who has not joined yet gets no reminder: they cannot sign in,
+    and their join link already leads to setup."""
+    return iter(session.scalars(
+        select(Teammate.id)
+        .where(Teammate.workspace_id == workspace.id, Teammate.status == "active",
+               Teammate.totp_enabled_at.is_(None),
+               or_(Teammate.exempt_until.is_(None), Teammate.exempt_until <= now))
+        .order_by(Teammate.id)
+        .execution_options(yield_per=1000)))
+
+
+def _chunks(ids: Iterator[int], size: int) -> Iterator[list[int]]:
+    chunk: list[int] = []
+    for teammate_id in ids:
+        chunk.append(teammate_id)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def emails(session: Session, reminder_id: int,
+           teammate_ids: Sequence[int]) -> list[tuple[str, mail.OutgoingEmail]]:
+    """The batch's reminder emails, for those who still need one when it is sent."""
+    reminder = session.get(EnrollmentReminder, reminder_id)
+    workspace = session.get(Workspace, reminder.workspace_id) if reminder else None
+    now = clock.now()
+    if reminder is None or workspace is None or not _is_current(workspace, reminder, now):
+        return []
+    assert workspace.enforce_at is not None
+    built = []
+    for teammate in session.scalars(select(Teammate).where(Teammate.id.in_(list(teammate_ids)))
+                                    .order_by(Teammate.id)):
+        if (teammate.status != "active" or teammate.two_factor_enabled
+                or (teammate.exempt_until is not None and teammate.exempt_until > now)):
+            continue
+        rendered = render("enrollment-reminder", {
+            "name": teammate.name, "workspace_name": workspace.name,
+            "workspace_slug": workspace.slug, "enroll_url": links.enroll_url(workspace.slug),
+            "deadline": deadline_words(workspace.enforce_at)})
+        built.append(mail.keyed(f"reminder:{reminder.id}:{teammate.id}", teammate.email,
+                                rendered))
+    return built
+
+
+def deadline_words(when: datetime) -> str:
+    """"Tuesday 2 December, 14:00 UTC": a deadline a person reads at a glance."""
+    return f"{when:%A} {when.day} {when:%B}, {when:%H:%M} UTC"

@@ -1,0 +1,59 @@
+"""How many teammates a workspace has, and how many of them have 2FA, kept as they change.
+
+The rollout counts answer every policy PUT, which must not grow with the team: the two
+numbers that would need a pass over the whole team are kept here, moved by the very
+transactions that change them (a teammate added, seeded, removed; 2FA turned on or off).
+Each change is one `UPDATE … SET n = n + :delta`, so concurrent changes add up, never
+overwrite each other. `recount` recomputes them from the rows (migrations, repairs).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from services.models import Teammate, WorkspaceCounts
+
+
+@dataclass(frozen=True)
+class Counts:
+    teammates: int  # not removed
+    enrolled: int  # of them, with 2FA on
+
+
+def start(session: Session, workspace_id: int) -> None:
+    """A new workspace's row, before its first teammate."""
+    session.add(WorkspaceCounts(workspace_id=workspace_id, teammates=0, enrolled=0))
+    session.flush()
+
+
+def adjust(session: Session, workspace_id: int, teammates: int = 0, enrolled: int = 0) -> None:
+    session.execute(update(WorkspaceCounts)
+                    .where(WorkspaceCounts.workspace_id == workspace_id)
+                    .values(teammates=WorkspaceCounts.teammates + teammates,
+                            enrolled=WorkspaceCounts.enrolled + enrolled)
+                    .execution_options(synchronize_session=False))
+
+
+def get(session: Session, workspace_id: int) -> Counts:
+    row = session.execute(select(WorkspaceCounts.teammates, WorkspaceCounts.enrolled)
+                          .where(WorkspaceCounts.workspace_id == workspace_id)).one()
+    return Counts(int(row[0]), int(row[1]))
+
+
+def exact(session: Session, workspace_id: int) -> Counts:
+    """The same two numbers from the rows themselves (a pass over the team)."""
+    row = session.execute(
+        select(func.count(), func.count(Teammate.totp_enabled_at))
+        .where(Teammate.workspace_id == workspace_id, Teammate.status != "removed")).one()
+    return Counts(int(row[0]), int(row[1]))
+
+
+def recount(session: Session, workspace_id: int) -> Counts:
+    counts = exact(session, workspace_id)
+    session.execute(update(WorkspaceCounts)
+                    .where(WorkspaceCounts.workspace_id == workspace_id)
+                    .values(teammates=counts.teammates, enrolled=counts.enrolled))
+    return counts
