@@ -101,6 +101,9 @@ def check(page: Page, name: str, phone: bool = True) -> None:
     """Every screen: no serious or critical axe-core violation, and screenshots of it on a
     desktop and (with `phone`) on a 390 px wide phone, where it must also pass axe."""
     ARTIFACTS.mkdir(exist_ok=True)
+    # A click that navigates returns before the next document exists; on a loaded machine
+    # axe could otherwise run in between (no document yet).
+    page.wait_for_load_state("load")
     _assert_accessible(page, name)
     page.screenshot(path=ARTIFACTS / f"{name}.png", full_page=True)
     if phone:

@@ -91,6 +91,7 @@ def open_caught_mail(page: Page, to: str, subject: str) -> None:
 
     wait_until(arrived, 60, 0.5, message=f"an email to {to}")
     link.click()
+    page.wait_for_url(re.compile(r"/dev/mail/.+"))
 
 
 def nav(page: Page, link: str) -> None:

@@ -227,11 +227,12 @@ def _rollout_and_webhook(top: Topology, smtp: SmtpSink, port: int, slug: str,
     login = http.post("/v1/login", json={"workspace": slug, "email": ADMIN[0], "password": ADMIN[1]})
     assert login.status_code == 200, login.text
     token = login.json()["token"]
-    enroll(http, token)  # type: ignore[arg-type]  # httpx.Client: the TestClient API
+    # Subscribed before the admin enrolls, so that their twofa.enabled is surely delivered.
     hook = http.post(f"/v1/workspaces/{slug}/webhooks", headers=bearer(token), json={
         "url": receiver.url("/hook"), "event_types": ["twofa.policy.changed", "twofa.enabled"]})
     assert hook.status_code == 201, hook.text
     receiver.secrets["/hook"] = hook.json()["secret"]
+    enroll(http, token)  # type: ignore[arg-type]  # httpx.Client: the TestClient API
 
     started = time.monotonic()
     r = http.put(f"/v1/workspaces/{slug}/two-factor-policy", headers=bearer(token),

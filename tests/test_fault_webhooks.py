@@ -57,6 +57,7 @@ def test_worker_killed_mid_delivery_loses_no_event(tmp_path: Path) -> None:
         st.kill("worker")  # SIGKILL, pool included, while the POST is in flight
         release.set()
         st.start_worker("worker-2")
+        back = time.monotonic()
 
         def statuses() -> list[str]:
             with st.active(), unit_of_work() as session:
@@ -68,6 +69,8 @@ def test_worker_killed_mid_delivery_loses_no_event(tmp_path: Path) -> None:
 
         wait_until(lambda: statuses() == ["succeeded"] * EVENTS, 150, interval=0.5,
                    message=f"all {EVENTS} deliveries to succeed after the kill")
+        print(f"worker SIGKILL mid-delivery: all {EVENTS} delivered {time.monotonic() - back:.1f} s "
+              "after a new worker started (the lease, 10 s here, had to lapse)")
         got = receiver.at("/hook")
         assert all(r.verified is not None for r in got), [r.error for r in got]
         first_seen = list(dict.fromkeys(r.webhook_id for r in got))
