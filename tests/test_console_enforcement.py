@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from html import unescape
@@ -162,3 +163,92 @@ def test_the_console_redirects_to_setup_only_once_2fa_is_enforced(
     for path in ("/", "/admin/teammates"):
         r = browser.get(path)
         assert r.status_code == 303 and r.headers["location"] == "/settings/two-factor", path
+
+
+def test_a_new_phone_from_the_settings_page_and_after_a_bypass_code(
+        browser: TestClient, make_workspace: object) -> None:
+    import pyotp
+
+    ws: WorkspaceHandle = make_workspace(teammates=1)  # type: ignore[operator]
+    sign_in(browser, ws, member(ws, 1), "member-password")
+    old, used = enroll(browser)
+    page = browser.get("/settings/two-factor").text
+    assert "A new phone" in page and "Code from your current app or a recovery code" in page
+
+    wrong = browser.post("/settings/two-factor/replace", data={
+        "csrf_token": token_of(browser, "/settings/two-factor"), "code": "000000"})
+    assert wrong.status_code == 400 and 'aria-invalid="true"' in wrong.text
+    started = browser.post("/settings/two-factor/replace", data={
+        "csrf_token": token_of(browser, "/settings/two-factor"), "code": old.at(time.time() + 30)})
+    assert started.status_code == 303, started.text
+    page = browser.get("/settings/two-factor").text
+    secret = re.search(r'id="new-secret" data-secret="([A-Z2-7]+)"', page)
+    assert secret and browser.get("/settings/two-factor/qr.png").status_code == 200
+    new = pyotp.TOTP(secret.group(1))
+    switched = browser.post("/settings/two-factor/confirm", data={
+        "csrf_token": token_of(browser, "/settings/two-factor"), "code": new.now()})
+    assert "Your recovery codes" in switched.text
+
+    # The next sign-in takes the new phone's code, not the old one's.
+    api_challenge = ws.client.post("/v1/login", json={
+        "workspace": ws.slug, "email": member(ws, 1), "password": "member-password"}).json()
+    refused = ws.client.post("/v1/login/two-factor", json={
+        "challenge": api_challenge["challenge"], "code": old.at(time.time() + 60)})
+    assert refused.status_code == 401
+    accepted = ws.client.post("/v1/login/two-factor", json={
+        "challenge": api_challenge["challenge"], "code": new.at(time.time() + 30)})
+    assert accepted.status_code == 200
+
+    # A bypass code from an admin leads straight to setting up a new phone, without a code.
+    del used
+    admin = TestClient(browser.app, base_url="https://testserver", follow_redirects=False)
+    sign_in(admin, ws)
+    enroll(admin)
+    listing = admin.get("/admin/teammates").text
+    action = re.search(r'action="(/admin/teammates/\d+/bypass-code)"', listing)
+    assert action
+    shown = admin.post(action.group(1), data={"csrf_token": token_of(admin, "/admin/teammates")})
+    code = re.search(r'id="bypass-code"[^>]*>([^<]+)<', shown.text)
+    assert code
+    fresh = TestClient(browser.app, base_url="https://testserver", follow_redirects=False)
+    step = fresh.post("/login", data={"csrf_token": token_of(fresh), "workspace": ws.slug,
+                                      "email": member(ws, 1), "password": "member-password"})
+    challenge = re.search(r'name="challenge" value="([^"]+)"', step.text)
+    assert challenge, step.text
+    done = fresh.post("/login/code", data={"csrf_token": token_of(fresh), "challenge":
+                                           challenge.group(1), "code": code.group(1).strip()})
+    assert done.status_code == 303 and done.headers["location"] == "/settings/two-factor"
+    page = fresh.get("/settings/two-factor").text
+    assert "You signed in with a bypass code" in page and 'id="replace-code"' not in page
+    assert fresh.post("/settings/two-factor/replace", data={
+        "csrf_token": token_of(fresh, "/settings/two-factor")}).status_code == 303
+    assert 'id="new-secret"' in fresh.get("/settings/two-factor").text
+
+
+def test_roles_and_removal_from_the_teammates_table(
+        browser: TestClient, make_workspace: object) -> None:
+    ws: WorkspaceHandle = make_workspace(teammates=2)  # type: ignore[operator]
+    sign_in(browser, ws)
+    listing = browser.get("/admin/teammates").text
+    role_forms = dict(re.findall(
+        r'action="/admin/teammates/(\d+)/role">.*?aria-label="(Make \w+): ', listing, re.S))
+    assert len(role_forms) == 2 and set(role_forms.values()) == {"Make admin"}  # not oneself
+    first = min(role_forms, key=int)
+    made = browser.post(f"/admin/teammates/{first}/role", data={
+        "csrf_token": token_of(browser, "/admin/teammates"), "role": "admin"})
+    assert made.status_code == 303
+    assert "has a new role" in browser.get(made.headers["location"]).text
+    roles = {t["id"]: t["role"] for t in ws.client.get(
+        f"/v1/workspaces/{ws.slug}/teammates", headers=ws.admin_headers()).json()["items"]}
+    assert roles[int(first)] == "admin"
+
+    confirm = browser.get(f"/admin/teammates/{first}/remove")
+    assert confirm.status_code == 200 and "Yes, remove" in confirm.text
+    removed = browser.post(f"/admin/teammates/{first}/remove", data={
+        "csrf_token": token_of(browser, f"/admin/teammates/{first}/remove")})
+    assert removed.status_code == 303
+    page = text_of(browser.get(removed.headers["location"]).text)
+    assert "was removed" in page and member(ws, 1) not in page.split("was removed")[1]
+    bad = browser.post(f"/admin/teammates/{first}/role", data={
+        "csrf_token": token_of(browser, "/admin/teammates"), "role": "admin"})
+    assert bad.status_code == 404  # removed: no longer a teammate to change

@@ -35,6 +35,7 @@ NOTICES = {
     "when they next sign in.",
     "exempted": "{email} is exempt from two-factor authentication until the date you chose.",
     "exemption_ended": "{email} is no longer exempt from two-factor authentication.",
+    "role": "{email} has a new role.",
 }
 
 
@@ -91,7 +92,11 @@ def teammates_page(request: Request, caller: web.AdminCaller, session: DB,
                    two_factor: str = "", enrollment: str = "",
                    q: Annotated[str, Query(max_length=200)] = "") -> Response:
     message = None
-    if notice in NOTICES and teammate:
+    if notice == "removed" and teammate:  # no longer listed, but still in the audit trail
+        gone = session.get(Teammate, teammate)
+        if gone is not None and gone.workspace_id == caller.workspace.id:
+            message = f"{gone.email} was removed: signed out everywhere, nothing more is sent."
+    elif notice in NOTICES and teammate:
         with web.or_not_found():
             email = teammates.get(session, caller.workspace, teammate).email
         message = NOTICES[notice].format(email=email)
@@ -185,6 +190,39 @@ def export_csv(caller: web.AdminCaller, two_factor: str = "", enrollment: str = 
     return StreamingResponse(
         teammates_export.rows(workspace.id, shown.filters()), media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{teammates_export.filename(workspace)}"'})
+
+
+@router.post("/teammates/{teammate_id}/role")
+def change_role(request: Request, teammate_id: TeammateId, form: web.Form,
+                caller: web.AdminCaller, session: DB) -> Response:
+    with web.or_not_found():
+        target = teammates.get(session, caller.workspace, teammate_id)
+    with web.form_errors(session) as problem:
+        teammates.change_role(session, caller.workspace, target, form.get("role", ""),
+                              caller.teammate)
+        return web.redirect(f"/admin/teammates?notice=role&teammate={teammate_id}")
+    return _teammates(request, caller, session, None, error=problem.message)
+
+
+@router.get("/teammates/{teammate_id}/remove")
+def remove_confirm(request: Request, teammate_id: TeammateId, caller: web.AdminCaller,
+                   session: DB) -> Response:
+    """The confirm step before an admin removes a teammate."""
+    with web.or_not_found():
+        target = teammates.get(session, caller.workspace, teammate_id)
+    return web.render(request, "remove_confirm.html", {
+        "title": "Remove teammate", "target": target}, caller=caller)
+
+
+@router.post("/teammates/{teammate_id}/remove")
+def remove(request: Request, teammate_id: TeammateId, form: web.Form, caller: web.AdminCaller,
+           session: DB) -> Response:
+    with web.or_not_found():
+        target = teammates.get(session, caller.workspace, teammate_id)
+    with web.form_errors(session) as problem:
+        teammates.remove(session, caller.workspace, target, caller.teammate)
+        return web.redirect(f"/admin/teammates?notice=removed&teammate={teammate_id}")
+    return _teammates(request, caller, session, None, error=problem.message)
 
 
 @router.get("/teammates/{teammate_id}/exemption")

@@ -59,6 +59,8 @@ def code_submit(request: Request, form: web.Form, session: DB) -> Response:
     with web.form_errors(session) as problem:
         body = TwoFactorIn.model_validate(form)
         token = verification.verify_challenge(session, body.challenge, body.code)
+        if sessions.authenticate(session, token).auth.factor == "bypass":
+            after = "/settings/two-factor"  # a lost device: set up the new phone first
         return _signed_in(token, after)
     return _code_step(request, form.get("challenge", ""), after, problem.message)
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request, Response
 
 from services.accounts import sessions
 from services.api.deps import DB
-from services.api.schemas import CodeIn
+from services.api.schemas import CodeIn, ReplaceIn
 from services.console import web
 from services.verification import qr, recovery
 from services.verification import service as verification
@@ -40,6 +40,19 @@ def confirm(request: Request, form: web.Form, caller: web.AnyCaller, session: DB
     return _page(request, caller, session, error=problem.message)
 
 
+@router.post("/replace")
+def replace(request: Request, form: web.Form, caller: web.AnyCaller, session: DB) -> Response:
+    """A new phone: a code of the current app (or a recovery code) starts a new pending
+    secret; the old app keeps working until the new one's code confirms it."""
+    with web.form_errors(session) as problem:
+        code = form.get("code", "").strip() or None
+        body = ReplaceIn.model_validate({"code": code} if code else {})
+        verification.replace(session, caller.teammate, caller.workspace, body.code,
+                             current=caller.auth)
+        return web.redirect("/settings/two-factor#new-phone")
+    return _page(request, caller, session, error=problem.message, failed="replace")
+
+
 @router.post("/recovery-codes")
 def regenerate(request: Request, form: web.Form, caller: web.AnyCaller, session: DB) -> Response:
     with web.form_errors(session) as problem:
@@ -69,6 +82,10 @@ def _page(request: Request, caller: sessions.Authenticated, session: DB,
     }
     if teammate.two_factor_enabled:
         context["codes_left"] = recovery.remaining(session, teammate.id)
+        context["bypassed"] = verification.opened_with_fresh_bypass(caller.auth)
+        if teammate.totp_pending_secret_enc is not None:  # a new phone being set up
+            uri = verification.pending_uri(teammate, workspace)
+            context["new_secret"] = parse_qs(urlsplit(uri).query)["secret"][0]
     else:
         context["secret"] = _pending_secret(session, caller)
     return web.render(request, "two_factor.html", context,

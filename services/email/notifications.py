@@ -86,6 +86,7 @@ def event_email(session: Session, event_seq: int) -> tuple[str, mail.OutgoingEma
         "name": teammate.name,
         "workspace_name": workspace.name,
         "require_two_factor": workspace.require_two_factor,
+        "settings_url": f"{get_settings().public_url.rstrip('/')}/settings/two-factor",
         **event.data,
     }
     if event.type == EventType.DISABLED.value:

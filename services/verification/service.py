@@ -115,12 +115,18 @@ def replace(session: Session, teammate: Teammate, workspace: Workspace, code: st
         raise Conflict("Two-factor authentication is not on.", "two_factor_not_enabled")
     if code is not None:
         verify_code(session, teammate, code, at)
-    elif not (current.factor == "bypass" and current.created_at > utcnow() - bypass.LIFETIME):
+    elif not opened_with_fresh_bypass(current):
         raise InvalidInput("Send a code from your current authenticator app or a recovery code.",
                            "code_required")
     secret = totp.new_secret()
     teammate.totp_pending_secret_enc = crypto.encrypt(secret)
     return Setup(secret, totp.provisioning_uri(secret, teammate.email, workspace.name))
+
+
+def opened_with_fresh_bypass(auth: AuthSession) -> bool:
+    """A session a bypass code opened, still within the code's lifetime: it may start a new
+    phone without a code (the device is what was lost)."""
+    return auth.factor == "bypass" and auth.created_at > utcnow() - bypass.LIFETIME
 
 
 def issue_bypass_code(session: Session, workspace: Workspace, teammate: Teammate,
