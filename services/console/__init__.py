@@ -11,7 +11,15 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from services.console import admin_pages, auth_pages, dev_mail, records_pages, settings_pages, web
+from services.console import (
+    auth_pages,
+    authentication_pages,
+    dev_mail,
+    records_pages,
+    settings_pages,
+    teammates_pages,
+    web,
+)
 
 STATIC = Path(__file__).parent / "static"
 
@@ -22,5 +30,6 @@ def install(app: FastAPI) -> None:
     app.mount("/static", StaticFiles(directory=STATIC), name="console-static")
     # /dev/mail decides per request whether it exists (dev_mail.local_only): importing the
     # app reads no settings.
-    for module in (auth_pages, settings_pages, admin_pages, records_pages, dev_mail):
+    for module in (auth_pages, settings_pages, authentication_pages, teammates_pages,
+                   records_pages, dev_mail):
         app.include_router(module.router)

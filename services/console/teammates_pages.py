@@ -1,4 +1,6 @@
-"""Settings → Team: Authentication (/admin/authentication) and Teammates (/admin/teammates)."""
+"""Settings → Team → Teammates (/admin/teammates): the table, its filters and export, and
+what an admin does to one teammate (invite, resend, disable 2FA, exempt, bypass code, role,
+remove)."""
 
 from __future__ import annotations
 
@@ -13,22 +15,18 @@ from fastapi.responses import StreamingResponse
 from services import clock
 from services.accounts import teammates, teammates_export
 from services.api.deps import DB
-from services.api.routes.admin import PolicyOut
-from services.api.schemas import MAX_ID, PolicyIn, TeammateIn
+from services.api.schemas import MAX_ID, TeammateIn
 from services.console import web
 from services.enrollment import exemptions, reminders, state
 from services.errors import InvalidInput
 from services.models import Teammate
-from services.policy import service as policy
 from services.verification import service as verification
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
 TeammateId = Annotated[int, Path(ge=1, le=MAX_ID)]
 PAGE_SIZE = 50
-PREVIEW_NAMES = 10  # the first names of who would be held; the Teammates page lists them all
 
 NOTICES = {
-    "saved": "Saved.",
     "invited": "Invitation sent to {email}.",
     "resent": "Invitation sent again to {email}.",
     "disabled": "Two-factor authentication is off for {email}; they will set it up again "
@@ -37,52 +35,6 @@ NOTICES = {
     "exemption_ended": "{email} is no longer exempt from two-factor authentication.",
     "role": "{email} has a new role.",
 }
-
-
-@router.get("/authentication")
-def authentication_page(request: Request, caller: web.AdminCaller, session: DB,
-                        saved: str = "") -> Response:
-    return _authentication(request, caller, session, notice=NOTICES["saved"] if saved else None)
-
-
-@router.post("/authentication")
-def authentication_save(request: Request, form: web.Form, caller: web.AdminCaller,
-                        session: DB) -> Response:
-    with web.form_errors(session) as problem:
-        body = PolicyIn(require_two_factor=form.get("require_two_factor") == "on",
-                        grace_period_hours=_whole_hours(form.get("grace_period_hours", "0")))
-        policy.set_policy(session, caller.workspace, body.require_two_factor, caller.teammate.id,
-                          grace_period_hours=body.grace_period_hours)
-        return web.redirect("/admin/authentication?saved=1")
-    return _authentication(request, caller, session, error=problem.message)
-
-
-def _whole_hours(text: str) -> int:
-    try:
-        return int(text.strip() or "0")
-    except ValueError:
-        raise InvalidInput("The grace period is a whole number of hours, 0 to 2160.") from None
-
-
-@router.get("/authentication/rollout.json")
-def rollout_json(caller: web.AdminCaller, session: DB) -> PolicyOut:
-    """What the page's script polls: the same body as GET /v1/…/two-factor-policy."""
-    return PolicyOut.of(session, caller.workspace)
-
-
-def _authentication(request: Request, caller: web.AdminCaller, session: DB,
-                    error: str | None = None, notice: str | None = None) -> Response:
-    workspace = caller.workspace
-    state = PolicyOut.of(session, workspace).model_dump(mode="json")
-    impact = policy.preview(session, workspace)
-    held, _ = teammates.page(session, workspace, PREVIEW_NAMES, None,
-                             teammates.Filters(would_be_held=True))
-    return web.render(request, "authentication.html", {
-        "title": "Authentication", "policy": state, "error": error, "notice": notice,
-        "enforce_at": workspace.enforce_at if workspace.require_two_factor else None,
-        "reminders": reminders.due_times(session, workspace), "words": reminders.deadline_words,
-        "impact": impact, "held": held,
-    }, status_code=400 if error else 200, caller=caller)
 
 
 @router.get("/teammates")
@@ -97,8 +49,7 @@ def teammates_page(request: Request, caller: web.AdminCaller, session: DB,
         if gone is not None and gone.workspace_id == caller.workspace.id:
             message = f"{gone.email} was removed: signed out everywhere, nothing more is sent."
     elif notice in NOTICES and teammate:
-        with web.or_not_found():
-            email = teammates.get(session, caller.workspace, teammate).email
+        email = _teammate(session, caller, teammate).email
         message = NOTICES[notice].format(email=email)
     shown = Shown(two_factor if two_factor in TWO_FACTOR_CHOICES else "",
                   enrollment if enrollment in state.STATES else "", q.strip())
@@ -142,8 +93,7 @@ def invite(request: Request, form: web.Form, caller: web.AdminCaller, session: D
 def disable_confirm(request: Request, teammate_id: TeammateId, caller: web.AdminCaller,
                     session: DB) -> Response:
     """The confirm step before an admin turns a teammate's 2FA off."""
-    with web.or_not_found():
-        target = teammates.get(session, caller.workspace, teammate_id)
+    target = _teammate(session, caller, teammate_id)
     return web.render(request, "disable_confirm.html", {
         "title": "Disable 2FA", "target": target}, caller=caller)
 
@@ -166,6 +116,12 @@ def resend(request: Request, teammate_id: TeammateId, form: web.Form,
         teammates.resend_invitation(session, caller.workspace, target)
         return web.redirect(f"/admin/teammates?notice=resent&teammate={teammate_id}")
     return _teammates(request, caller, session, None, error=problem.message)
+
+
+def _teammate(session: DB, caller: web.AdminCaller, teammate_id: int) -> Teammate:
+    """A teammate of the caller's workspace, or the 404 page."""
+    with web.or_not_found():
+        return teammates.get(session, caller.workspace, teammate_id)
 
 
 def _teammates(request: Request, caller: web.AdminCaller, session: DB, after: int | None,
@@ -195,8 +151,7 @@ def export_csv(caller: web.AdminCaller, two_factor: str = "", enrollment: str = 
 @router.post("/teammates/{teammate_id}/role")
 def change_role(request: Request, teammate_id: TeammateId, form: web.Form,
                 caller: web.AdminCaller, session: DB) -> Response:
-    with web.or_not_found():
-        target = teammates.get(session, caller.workspace, teammate_id)
+    target = _teammate(session, caller, teammate_id)
     with web.form_errors(session) as problem:
         teammates.change_role(session, caller.workspace, target, form.get("role", ""),
                               caller.teammate)
@@ -208,8 +163,7 @@ def change_role(request: Request, teammate_id: TeammateId, form: web.Form,
 def remove_confirm(request: Request, teammate_id: TeammateId, caller: web.AdminCaller,
                    session: DB) -> Response:
     """The confirm step before an admin removes a teammate."""
-    with web.or_not_found():
-        target = teammates.get(session, caller.workspace, teammate_id)
+    target = _teammate(session, caller, teammate_id)
     return web.render(request, "remove_confirm.html", {
         "title": "Remove teammate", "target": target}, caller=caller)
 
@@ -217,8 +171,7 @@ def remove_confirm(request: Request, teammate_id: TeammateId, caller: web.AdminC
 @router.post("/teammates/{teammate_id}/remove")
 def remove(request: Request, teammate_id: TeammateId, form: web.Form, caller: web.AdminCaller,
            session: DB) -> Response:
-    with web.or_not_found():
-        target = teammates.get(session, caller.workspace, teammate_id)
+    target = _teammate(session, caller, teammate_id)
     with web.form_errors(session) as problem:
         teammates.remove(session, caller.workspace, target, caller.teammate)
         return web.redirect(f"/admin/teammates?notice=removed&teammate={teammate_id}")
@@ -228,8 +181,7 @@ def remove(request: Request, teammate_id: TeammateId, form: web.Form, caller: we
 @router.get("/teammates/{teammate_id}/exemption")
 def exemption_page(request: Request, teammate_id: TeammateId, caller: web.AdminCaller,
                    session: DB) -> Response:
-    with web.or_not_found():
-        target = teammates.get(session, caller.workspace, teammate_id)
+    target = _teammate(session, caller, teammate_id)
     return _exemption(request, caller, target)
 
 
@@ -246,8 +198,7 @@ def _exemption(request: Request, caller: web.AdminCaller, target: Teammate,
 @router.post("/teammates/{teammate_id}/exemption")
 def exempt(request: Request, teammate_id: TeammateId, form: web.Form, caller: web.AdminCaller,
            session: DB) -> Response:
-    with web.or_not_found():
-        target = teammates.get(session, caller.workspace, teammate_id)
+    target = _teammate(session, caller, teammate_id)
     with web.form_errors(session) as problem:
         until = _end_of_day(form.get("until", ""))
         reason = form.get("reason", "").strip()
@@ -270,8 +221,7 @@ def _end_of_day(text: str) -> datetime:
 @router.post("/teammates/{teammate_id}/end-exemption")
 def end_exemption(request: Request, teammate_id: TeammateId, form: web.Form,
                   caller: web.AdminCaller, session: DB) -> Response:
-    with web.or_not_found():
-        target = teammates.get(session, caller.workspace, teammate_id)
+    target = _teammate(session, caller, teammate_id)
     exemptions.end(session, caller.workspace, target, caller.teammate)
     return web.redirect(f"/admin/teammates?notice=exemption_ended&teammate={teammate_id}")
 
@@ -279,8 +229,7 @@ def end_exemption(request: Request, teammate_id: TeammateId, form: web.Form,
 @router.post("/teammates/{teammate_id}/bypass-code")
 def bypass_code(request: Request, teammate_id: TeammateId, form: web.Form,
                 caller: web.AdminCaller, session: DB) -> Response:
-    with web.or_not_found():
-        target = teammates.get(session, caller.workspace, teammate_id)
+    target = _teammate(session, caller, teammate_id)
     with web.form_errors(session) as problem:
         code, expires_at = verification.issue_bypass_code(session, caller.workspace, target,
                                                           caller.teammate)
