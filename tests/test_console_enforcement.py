@@ -15,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.conftest import Clock, WorkspaceHandle
-from tests.stack import Stack
+from tests.stack import Stack, wait_until
 from tests.test_console_pages import enroll, sign_in, token_of
 
 
@@ -252,3 +252,25 @@ def test_roles_and_removal_from_the_teammates_table(
     bad = browser.post(f"/admin/teammates/{first}/role", data={
         "csrf_token": token_of(browser, "/admin/teammates"), "role": "admin"})
     assert bad.status_code == 404  # removed: no longer a teammate to change
+
+
+def test_a_new_teammate_joins_straight_into_setup_even_within_a_grace_period(
+        browser: TestClient, stack: Stack, make_workspace: object) -> None:
+    ws: WorkspaceHandle = make_workspace()  # type: ignore[operator]
+    admin = TestClient(browser.app, base_url="https://testserver", follow_redirects=False)
+    sign_in(admin, ws)
+    enroll(admin)
+    assert save_policy(admin, True, "72").status_code == 303
+    invited = admin.post("/admin/teammates", data={
+        "csrf_token": token_of(admin, "/admin/teammates"), "email": f"late@{ws.slug}.test",
+        "name": "Late", "role": "member"})
+    assert invited.status_code == 303
+    [join] = wait_until(lambda: stack.smtp.to(f"late@{ws.slug}.test"), 60, message="join email")
+    link = next(word for word in join.part("plain").split() if "/join?token=" in word)
+    path = link.split("https://twofa.example.test", 1)[1]
+    joined = browser.post("/join", data={
+        "csrf_token": token_of(browser, path), "token": path.split("token=", 1)[1],
+        "name": "Late", "password": "late-password-123"})
+    assert joined.status_code == 303 and joined.headers["location"] == "/settings/two-factor"
+    page = text_of(browser.get("/settings/two-factor").text)
+    assert "Set it up by" in page and "Turn on 2FA" in page  # the deadline, and setup

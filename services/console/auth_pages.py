@@ -75,7 +75,10 @@ def join_submit(request: Request, form: web.Form, session: DB) -> Response:
     with web.form_errors(session) as problem:
         body = AcceptIn.model_validate(form)
         signed = teammates.accept(session, body.token, body.password, body.name)
-        return _after_first_factor(request, signed, "/")
+        after = "/"
+        if signed.token and sessions.authenticate(session, signed.token).workspace.require_two_factor:
+            after = "/settings/two-factor"  # required (even within a grace period): set it up now
+        return _after_first_factor(request, signed, after)
     return web.render(request, "join.html", {
         "title": "Join your team", "token": form.get("token", ""),
         "name": form.get("name", "")[:200], "error": problem.message}, status_code=400)
