@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import func, select, update
+from sqlalchemy import ScalarSelect, func, select, update
 from sqlalchemy.orm import Session
 
+from services.db import dialect_insert
 from services.models import Teammate, WorkspaceCounts
 
 
@@ -37,9 +38,23 @@ def adjust(session: Session, workspace_id: int, teammates: int = 0, enrolled: in
                     .execution_options(synchronize_session=False))
 
 
+def columns(workspace_id: int) -> tuple[ScalarSelect[int], ScalarSelect[int]]:
+    """The two kept numbers as scalar subqueries, to read in another query's snapshot."""
+    kept = WorkspaceCounts.workspace_id == workspace_id
+    return (select(WorkspaceCounts.teammates).where(kept).scalar_subquery(),
+            select(WorkspaceCounts.enrolled).where(kept).scalar_subquery())
+
+
 def get(session: Session, workspace_id: int) -> Counts:
     row = session.execute(select(WorkspaceCounts.teammates, WorkspaceCounts.enrolled)
-                          .where(WorkspaceCounts.workspace_id == workspace_id)).one()
+                          .where(WorkspaceCounts.workspace_id == workspace_id)).one_or_none()
+    if row is None:  # made by a process older than migration 0006: count it once, keep it
+        counts = exact(session, workspace_id)
+        session.execute(dialect_insert(session, WorkspaceCounts)
+                        .values(workspace_id=workspace_id, teammates=counts.teammates,
+                                enrolled=counts.enrolled)
+                        .on_conflict_do_nothing())
+        return counts
     return Counts(int(row[0]), int(row[1]))
 
 

@@ -51,7 +51,7 @@ def test_the_authentication_page_previews_then_shows_the_deadline_and_reminders(
     assert "Before you turn it on" in page
     assert "13 teammates without 2FA are held to enrollment if you require it now" in page
     assert f"Admins without 2FA: Admin ({ws.admin_email})" in page
-    assert member(ws, 1) in page and "All 13 in the Teammates table" in page
+    assert member(ws, 1) in page and "Everyone without 2FA in the Teammates table (13 held" in page
 
     enroll(browser)
     r = save_policy(browser, True, "48")

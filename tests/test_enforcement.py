@@ -130,9 +130,13 @@ def test_changing_only_the_grace_period_keeps_the_version_and_sends_nothing(
     assert at_once["enforce_at"] is None and at_once["version"] == 1
     events = ws.client.get(f"/v1/workspaces/{ws.slug}/events?type=twofa.policy.changed",
                            headers=ws.admin_headers()).json()["items"]
-    assert [e["data"]["version"] for e in events] == [1, 1, 1, 1]
-    assert [e["data"]["grace_period_hours"] for e in events] == [48, 100, 5, 0]
-    assert len(stack.smtp.to(member(ws, 1))) == 1  # one invitation for the one version
+    # The grace period set while off (version 0), the flip, then three changes of the period
+    # alone: the same version, and no more invitations (the audit log's invited events).
+    assert [e["data"]["version"] for e in events] == [0, 1, 1, 1, 1]
+    assert [e["data"]["grace_period_hours"] for e in events] == [48, 48, 100, 5, 0]
+    invited = ws.client.get(f"/v1/workspaces/{ws.slug}/events?type=twofa.enrollment.invited",
+                            headers=ws.admin_headers()).json()["items"]
+    assert [e["data"]["policy_version"] for e in invited] == [1]
 
     for bad in ({}, {"grace_period_hours": 2161}, {"grace_period_hours": -1},
                 {"grace_period_hours": "5"}, {"grace_period_hours": 1.5},
@@ -192,9 +196,30 @@ def test_turning_the_requirement_off_cancels_pending_reminders(
     assert off["reminders_at"] == [] and off["enforce_at"] is None
 
     clock.advance(hours=47, minutes=30)  # both workspaces' 24 h and 1 h reminders are due
-    wait_until(lambda: len(reminders_to(stack, member(control, 1))) == 2, 60,
-               message="the control workspace's reminders")
+    # Both due in one sweep (it was "down" meanwhile): one email, not two at once.
+    wait_until(lambda: reminders_to(stack, member(control, 1)), 60,
+               message="the control workspace's reminder")
+    states = wait_until(lambda: (s := reminder_states(control)) and "pending" not in s and s,
+                        30, message="the reminders settled")
+    assert states == ["cancelled", "sent"]  # the 24-hour one gave way to the 1-hour one
+    assert len(reminders_to(stack, member(control, 1))) == 1
+    assert reminder_states(cancelled) == ["cancelled", "cancelled"]
     assert reminders_to(stack, member(cancelled, 1)) == []
+
+
+def reminder_states(ws: WorkspaceHandle) -> list[str]:
+    """The workspace's reminders, as the operator's query shows them (docs/operations.md)."""
+    from sqlalchemy import select
+
+    from services.db import unit_of_work
+    from services.models import EnrollmentReminder, Workspace
+
+    with unit_of_work() as session:
+        ws_id = session.scalar(select(Workspace.id).where(Workspace.slug == ws.slug))
+        states = list(session.scalars(select(EnrollmentReminder.status)
+                                      .where(EnrollmentReminder.workspace_id == ws_id)
+                                      .order_by(EnrollmentReminder.due_at)))
+    return states
 
 
 def teammate_id(ws: WorkspaceHandle, email: str) -> int:
@@ -280,7 +305,21 @@ def test_an_admin_ends_an_exemption_and_the_invitation_goes_out(
     ended = ws.client.get(f"/v1/workspaces/{ws.slug}/events?type=twofa.exemption.ended",
                           headers=ws.admin_headers()).json()["items"]
     assert ended[0]["data"] == {**ended[0]["data"], "by": "admin", "actor_id": ws.admin_id}
-    assert len(stack.smtp.to(member(ws, 1))) == 1  # already sent for this version: not again
+    # Already sent for this version: not again. The row stays "sent" (a resend would make it
+    # pending), and a new teammate's invitation, planned after this, arrives alone.
+    with_row = ws.client.post(f"/v1/workspaces/{ws.slug}/teammates", headers=ws.admin_headers(),
+                              json={"email": f"later@{ws.slug}.test", "name": "Later"})
+    assert with_row.status_code == 201
+    wait_until(lambda: stack.smtp.to(f"later@{ws.slug}.test"), 60, message="a later email")
+    wait_until(lambda: get_policy(ws)["rollout"]["pending"] == 0, 30, message="a settled rollout")
+    assert len(stack.smtp.to(member(ws, 1))) == 1
+
+    # Nobody exempts themselves (an admin without 2FA could do it again and again).
+    me_id = ws.admin_id
+    r = ws.client.put(f"/v1/workspaces/{ws.slug}/teammates/{me_id}/exemption",
+                      headers=ws.admin_headers(),
+                      json={"until": iso(clock.now() + timedelta(days=1)), "reason": "me"})
+    assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden"
 
 
 def test_a_new_teammate_gets_one_email_and_sets_up_2fa_after_the_password(
@@ -322,6 +361,15 @@ def test_exemptions_are_for_admins_of_the_workspace(make_ws: Any) -> None:
     member_token = sign_in(ws, member(ws, 1))["token"]
     r = ws.client.put(url, headers=bearer(member_token), json=body)
     assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden"
+    # A host session of the admin (an API key's sign-in) never reaches an admin route.
+    host = ws.client.post("/v1/checks/login", headers=bearer(ws.api_key()),
+                          json={"email": ws.admin_email}).json()
+    assert host["status"] == "authenticated", host
+    for method, path in (("put", url), ("delete", url),
+                         ("get", f"/v1/workspaces/{ws.slug}/two-factor-policy/preview")):
+        r = ws.client.request(method, path, headers=bearer(host["token"]),
+                              json=body if method == "put" else None)
+        assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden", (method, path)
     r = ws.client.put(url, headers=other.admin_headers(), json=body)
     assert r.status_code == 404
     r = ws.client.put(f"/v1/workspaces/{ws.slug}/teammates/999999999/exemption",
@@ -399,10 +447,12 @@ def test_the_kept_counts_match_the_rows_after_every_kind_of_change(
                             headers=admin).status_code == 204  # enrolled, then removed
     assert ws.client.delete(f"{base}/teammates/{ids[member(ws, 3)]}",
                             headers=admin).status_code == 204
-    ws.client.post(f"{base}/teammates", headers=admin,
-                   json={"email": f"new@{ws.slug}.test", "name": "New"})
-    ws.client.put(f"{base}/teammates/{ids[member(ws, 4)]}/exemption", headers=admin,
-                  json={"until": iso(clock.now() + timedelta(days=2)), "reason": "trip"})
+    r = ws.client.post(f"{base}/teammates", headers=admin,
+                       json={"email": f"new@{ws.slug}.test", "name": "New"})
+    assert r.status_code == 201
+    r = ws.client.put(f"{base}/teammates/{ids[member(ws, 4)]}/exemption", headers=admin,
+                      json={"until": iso(clock.now() + timedelta(days=2)), "reason": "trip"})
+    assert r.status_code == 200
     del enrolled
 
     with unit_of_work() as session:

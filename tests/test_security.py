@@ -562,3 +562,52 @@ def test_the_operator_resets_a_sole_admins_2fa_from_the_shell(stack: Stack, make
         [sys.executable, "-m", "workers.cli", "teammate", "reset-2fa", ws.slug, "nobody@x.test"],
         env={**os.environ, **stack.env}, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert missing.returncode == 1 and "nobody@x.test" in missing.stderr
+
+
+@pytest.mark.uses_backend
+def test_upgrading_keeps_what_older_versions_knew(tmp_path: Path) -> None:
+    """From 0004 with data: a workspace that required 2FA keeps the time it was turned on (a
+    grace period set later counts from then), an unjoined teammate whose join email went out
+    counts as invited, and the kept counts start from the rows."""
+    from alembic import command
+    from sqlalchemy import create_engine, text
+
+    from services.migrate import alembic_config
+    from tests.stack import backend, create_database, drop_database
+
+    url = create_database() if backend() == "postgres" else f"sqlite:///{tmp_path / 'old.db'}"
+    try:
+        command.upgrade(alembic_config(url), "0004")
+        engine = create_engine(url)
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO workspaces (slug, name, require_two_factor, "
+                              "policy_version, created_at) VALUES ('old', 'Old', true, 1, "
+                              "'2026-01-01 00:00:00')"))
+            conn.execute(text(
+                "INSERT INTO events (id, workspace_id, type, time, data) SELECT 'e1', id, "
+                "'twofa.policy.changed', '2026-03-04 05:06:07', '{}' FROM workspaces"))
+            for email, status, enabled in (("a@old.test", "active", "2026-01-02 00:00:00"),
+                                           ("b@old.test", "invited", None),
+                                           ("c@old.test", "removed", None)):
+                conn.execute(text(
+                    "INSERT INTO teammates (workspace_id, email, name, role, status, join_nonce, "
+                    "totp_enabled_at, created_at, failed_attempts, lockouts) SELECT id, :e, 'x', "
+                    "'member', :s, 'n1', :t, CURRENT_TIMESTAMP, 0, 0 FROM workspaces"),
+                    {"e": email, "s": status, "t": enabled})
+            conn.execute(text(
+                "INSERT INTO sent_emails (key, message_id, sent_at) SELECT 'join:' || "
+                "CAST(id AS VARCHAR) || :nonce, '<m>', '2026-03-05 00:00:00' FROM teammates "
+                "WHERE email = 'b@old.test'"), {"nonce": ":n1"})
+        command.upgrade(alembic_config(url), "head")
+        with engine.begin() as conn:
+            required_at = conn.execute(text("SELECT required_at FROM workspaces")).scalar()
+            assert str(required_at).startswith("2026-03-04 05:06:07")
+            joined = dict(conn.execute(text("SELECT email, join_sent_at FROM teammates")).all())
+            assert str(joined["b@old.test"]).startswith("2026-03-05")
+            assert joined["a@old.test"] is None
+            counts = conn.execute(text("SELECT teammates, enrolled FROM workspace_counts")).one()
+            assert tuple(counts) == (2, 1)  # the removed one is not counted
+        engine.dispose()
+    finally:
+        if backend() == "postgres":
+            drop_database(url)

@@ -1,7 +1,7 @@
 """Bearer sessions and login challenges. Tokens are random; only their SHA-256 is stored.
 
 A session's level is decided at every request, never stored: once 2FA is *enforced* for a
-teammate (services/policy/enforcement.py) and they have none, every session of theirs is at
+teammate (services/enforcement.py) and they have none, every session of theirs is at
 `enrollment` level, whenever it was opened.
 """
 

@@ -68,7 +68,13 @@ def remove(session: Session, workspace: Workspace, teammate: Teammate, actor: Te
     row stays (status `removed`) for the audit trail. The last admin cannot be removed."""
     if teammate.role == "admin":
         _keep_an_admin(session, workspace, teammate, "remove")
+    # The row lock orders concurrent removals (and 2FA changes) of this teammate: the kept
+    # counts move once, from the state this transaction then sees.
+    session.refresh(teammate, with_for_update=True)
+    if teammate.status == "removed":
+        return  # a concurrent removal won
     teammate.status = "removed"
+    teammate.exempt_until = teammate.exempt_reason = None
     team_counts.adjust(session, workspace.id, teammates=-1,
                        enrolled=-1 if teammate.two_factor_enabled else 0)
     teammate.join_token_hash = teammate.join_expires_at = None

@@ -29,16 +29,19 @@ def authentication_save(request: Request, form: web.Form, caller: web.AdminCalle
                         session: DB) -> Response:
     with web.form_errors(session) as problem:
         body = PolicyIn(require_two_factor=form.get("require_two_factor") == "on",
-                        grace_period_hours=_whole_hours(form.get("grace_period_hours", "0")))
+                        grace_period_hours=_whole_hours(form.get("grace_period_hours", "")))
         policy.set_policy(session, caller.workspace, body.require_two_factor, caller.teammate.id,
                           grace_period_hours=body.grace_period_hours)
         return web.redirect("/admin/authentication?saved=1")
     return _authentication(request, caller, session, error=problem.message)
 
 
-def _whole_hours(text: str) -> int:
+def _whole_hours(text: str) -> int | None:
+    """An emptied field leaves the grace period as it is (it never enforces by surprise)."""
+    if not text.strip():
+        return None
     try:
-        return int(text.strip() or "0")
+        return int(text.strip())
     except ValueError:
         raise InvalidInput("The grace period is a whole number of hours, 0 to 2160.") from None
 

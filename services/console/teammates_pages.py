@@ -83,7 +83,8 @@ class Shown:
 def invite(request: Request, form: web.Form, caller: web.AdminCaller, session: DB) -> Response:
     with web.form_errors(session) as problem:
         body = TeammateIn.model_validate(form)
-        added = teammates.add(session, caller.workspace, body.email, body.name, body.role)
+        added = teammates.add(session, caller.workspace, body.email, body.name, body.role,
+                              actor_id=caller.teammate.id)
         session.flush()
         return web.redirect(f"/admin/teammates?notice=invited&teammate={added.id}")
     return _teammates(request, caller, session, None, error=problem.message, invite=form)

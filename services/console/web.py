@@ -103,9 +103,10 @@ def setup_deadline(caller: sessions.Authenticated) -> str | None:
     if (not workspace.require_two_factor or teammate.two_factor_enabled
             or sessions.is_enforced_for(teammate, workspace)):
         return None
-    if teammate.exempt_until is not None and is_exempt(teammate.exempt_until):
-        return deadline_words(teammate.exempt_until)
-    return deadline_words(workspace.enforce_at) if workspace.enforce_at else None
+    # Held to it once both the grace period and their exemption are over.
+    ends = [when for when in (workspace.enforce_at, teammate.exempt_until)
+            if when is not None and is_exempt(when)]
+    return deadline_words(max(ends)) if ends else None
 
 
 def redirect(location: str) -> RedirectResponse:

@@ -11,16 +11,16 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from services import clock
 from services.enforcement import is_exempt
 from services.enrollment import fanout
-from services.errors import InvalidInput
+from services.errors import Forbidden, InvalidInput
 from services.events import recorder
 from services.events.catalog import EventType
-from services.models import EnrollmentInvitation, Teammate, Workspace
+from services.models import EnrollmentInvitation, Teammate, Workspace, utcnow
 from services.timestamps import rfc3339
 
 MAX_DAYS = 30
@@ -28,6 +28,9 @@ MAX_DAYS = 30
 
 def grant(session: Session, workspace: Workspace, teammate: Teammate, until: datetime,
           reason: str, actor: Teammate) -> None:
+    if teammate.id == actor.id:
+        # An admin without 2FA could otherwise exempt themselves again and again.
+        raise Forbidden("Admins cannot exempt themselves.", "forbidden")
     now = clock.now()
     if until.tzinfo is None:
         raise InvalidInput("until needs a UTC offset (RFC 3339).")
@@ -36,11 +39,14 @@ def grant(session: Session, workspace: Workspace, teammate: Teammate, until: dat
     if until > now + timedelta(days=MAX_DAYS):
         raise InvalidInput(f"An exemption lasts {MAX_DAYS} days at most.")
     teammate.exempt_until, teammate.exempt_reason = until, reason
-    # A not yet sent invitation of this version waits: the sending task skips it too.
-    session.execute(update(EnrollmentInvitation)
-                    .where(EnrollmentInvitation.teammate_id == teammate.id,
-                           EnrollmentInvitation.policy_version == workspace.policy_version,
-                           EnrollmentInvitation.status == "pending")
+    # A not yet sent invitation of this version waits. One a batch holds (leased) is left to
+    # it: the batch skips it if it has not sent it yet, and records it if it has.
+    inv = EnrollmentInvitation
+    session.execute(update(inv)
+                    .where(inv.teammate_id == teammate.id,
+                           inv.policy_version == workspace.policy_version,
+                           inv.status == "pending",
+                           or_(inv.lease_until.is_(None), inv.lease_until < utcnow()))
                     .values(status="skipped", lease_owner=None, lease_until=None)
                     .execution_options(synchronize_session=False))
     recorder.record(session, workspace.id, EventType.EXEMPTION_GRANTED,
@@ -49,8 +55,13 @@ def grant(session: Session, workspace: Workspace, teammate: Teammate, until: dat
 
 
 def end(session: Session, workspace: Workspace, teammate: Teammate,
-        actor: Teammate | None) -> bool:
-    """End it now (an admin) or record that it lapsed (`actor` None). False if none."""
+        actor: Teammate | None, plan: bool = True) -> bool:
+    """End it now (an admin) or record that it lapsed (`actor` None). False if none.
+
+    An admin ending one that has lapsed already records `by: expiry`, as the sweep would.
+    """
+    # Locked and read again: of an admin's DELETE and the sweep, one ends it.
+    session.refresh(teammate, with_for_update=True)
     if teammate.exempt_until is None:
         return False
     by = "admin" if actor is not None and is_exempt(teammate.exempt_until) else "expiry"
@@ -61,12 +72,15 @@ def end(session: Session, workspace: Workspace, teammate: Teammate,
                     teammate_id=teammate.id)
     if workspace.require_two_factor and teammate.status == "active" \
             and not teammate.two_factor_enabled:
-        _send_held_invitation(session, workspace, teammate)
+        _release_held_invitation(session, workspace, teammate)
+        if plan:
+            fanout.plan(session, workspace.id, workspace.policy_version)
     return True
 
 
-def _send_held_invitation(session: Session, workspace: Workspace, teammate: Teammate) -> None:
+def _release_held_invitation(session: Session, workspace: Workspace, teammate: Teammate) -> None:
     # An invitation skipped while exempt goes out after all; one already sent stays sent.
+    # (A teammate with no row for this version gets one from the next planning.)
     session.execute(update(EnrollmentInvitation)
                     .where(EnrollmentInvitation.teammate_id == teammate.id,
                            EnrollmentInvitation.policy_version == workspace.policy_version,
@@ -74,20 +88,25 @@ def _send_held_invitation(session: Session, workspace: Workspace, teammate: Team
                     .values(status="pending", enqueued_at=None)
                     .execution_options(synchronize_session=False))
     session.flush()
-    fanout.plan(session, workspace.id, workspace.policy_version)
 
 
 def expire(session: Session) -> int:
     """The sweep's part: end every lapsed exemption. Returns how many ended."""
     lapsed = session.scalars(
         select(Teammate)
-        .where(Teammate.exempt_until.is_not(None), Teammate.exempt_until <= clock.now())
+        .where(Teammate.exempt_until.is_not(None), Teammate.exempt_until <= clock.now(),
+               Teammate.status != "removed")
         .order_by(Teammate.id)
         .limit(500)
         .with_for_update(skip_locked=True)).all()
+    to_plan: dict[int, Workspace] = {}
     for teammate in lapsed:
         workspace = session.get(Workspace, teammate.workspace_id)
         assert workspace is not None
-        end(session, workspace, teammate, actor=None)
+        if end(session, workspace, teammate, actor=None, plan=False):
+            to_plan[workspace.id] = workspace
+    for workspace in to_plan.values():  # once per workspace, not once per teammate
+        if workspace.require_two_factor:
+            fanout.plan(session, workspace.id, workspace.policy_version)
     return len(lapsed)
 

@@ -71,10 +71,15 @@ def sweep(session: Session) -> int:
         .order_by(EnrollmentReminder.due_at)
         .limit(100)
         .with_for_update(skip_locked=True)).all()
+    latest = {(r.workspace_id, r.policy_version): r.id for r in due}  # ordered by due_at
     for reminder in due:
         workspace = session.get(Workspace, reminder.workspace_id)
         if workspace is None or not _is_current(workspace, reminder, now):
             reminder.status = "cancelled"  # a later version or a deadline already passed
+            continue
+        if latest[(reminder.workspace_id, reminder.policy_version)] != reminder.id:
+            # Late (the sweep was down): a later reminder is due too, and one email will do.
+            reminder.status = "cancelled"
             continue
         size = get_settings().fanout_batch_size
         for ids in _chunks(_still_to_enroll(session, workspace, now), size):

@@ -57,8 +57,8 @@ def set_policy(session: Session, workspace: Workspace, require: bool | None, act
         _flip(session, locked, require)
     elif grace_changed and locked.require_two_factor:
         _move_deadline(session, locked)
-    else:
-        return  # nothing the workers or the audit log need to know
+    elif not grace_changed:
+        return  # nothing changed: no event (a retried PUT is a no-op)
     recorder.record(session, locked.id, EventType.POLICY_CHANGED, {
         "require_two_factor": locked.require_two_factor, "version": locked.policy_version,
         "changed_by": actor_id, "grace_period_hours": locked.grace_period_hours,
@@ -115,18 +115,23 @@ def rollout(session: Session, workspace: Workspace) -> Rollout:
     depends on their own row are looked at one by one (an invitation of this version, not
     joined yet, an exemption). Everyone else is enrolled or, while required, pending.
     """
-    counts = team_counts.get(session, workspace.id)
     buckets = state.conditions(workspace)
     names = (state.EXEMPT, state.INVITED, state.FAILED)
-    row = session.execute(
-        select(*(func.coalesce(func.sum(case((buckets[name], 1), else_=0)), 0) for name in names))
+    kept = team_counts.columns(workspace.id)
+    row = session.execute(  # one statement, so the totals and the buckets are one snapshot
+        select(*kept,
+               *(func.coalesce(func.sum(case((buckets[name], 1), else_=0)), 0) for name in names))
         .select_from(Teammate)
         .join(_looked_at(workspace), literal_column("looked_at.id") == Teammate.id)
         .outerjoin(EnrollmentInvitation, state.current_invitation(workspace))
         .where(Teammate.status != "removed")
     ).one()
-    exempt, invited, failed = (int(v) for v in row)
-    total, enrolled = counts.teammates, counts.enrolled
+    total, enrolled, exempt, invited, failed = row
+    if total is None:  # no kept counts yet (a workspace older than them): made now
+        counts = team_counts.get(session, workspace.id)
+        total, enrolled = counts.teammates, counts.enrolled
+    total, enrolled, exempt, invited, failed = (
+        int(v) for v in (total, enrolled, exempt, invited, failed))
     if not workspace.require_two_factor:  # nobody waits for an invitation
         return Rollout(total, enrolled, exempt, 0, 0, 0)
     pending = total - enrolled - exempt - invited - failed

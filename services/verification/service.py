@@ -88,7 +88,8 @@ def confirm(session: Session, teammate: Teammate, code: str, at: float | None = 
         values["totp_enabled_at"] = utcnow()
     won = session.execute(
         update(Teammate)
-        .where(Teammate.id == teammate.id, on, Teammate.totp_pending_secret_enc == pending_enc)
+        .where(Teammate.id == teammate.id, on, Teammate.totp_pending_secret_enc == pending_enc,
+               Teammate.status != "removed")
         .values(**values)
         .execution_options(synchronize_session=False)
     )
@@ -218,6 +219,7 @@ def disable_own(session: Session, teammate: Teammate, workspace: Workspace, code
     if workspace.require_two_factor:
         raise Forbidden(f"{workspace.name} requires two-factor authentication.",
                         "two_factor_mandatory")
+    session.refresh(teammate, with_for_update=True)  # see _reset
     if not teammate.two_factor_enabled:
         raise Conflict("Two-factor authentication is not on.", "two_factor_not_enabled")
     verify_code(session, teammate, code, at)
@@ -250,6 +252,9 @@ def _reset(session: Session, workspace: Workspace, teammate: Teammate, by: str,
            actor_id: int | None) -> bool:
     """Turn 2FA (or a setup in progress) off and end all the teammate's sessions: one that
     survived could enroll an attacker's authenticator in the owner's place."""
+    # Locked and read again: of concurrent resets (admin, operator, the teammate) one turns it
+    # off, records the event and moves the kept count; the others find it off already.
+    session.refresh(teammate, with_for_update=True)
     if not teammate.two_factor_enabled and teammate.totp_pending_secret_enc is None:
         return False
     was_enabled = teammate.two_factor_enabled

@@ -39,6 +39,22 @@ def upgrade() -> None:
         _when("sent_at"),
         sa.Column("created_at", services.models.UTCDateTime(timezone=True), nullable=False),
     )
+    # What older versions knew without these columns. A workspace requiring 2FA was turned on
+    # by its latest policy change (there were no grace periods yet); a teammate who has not
+    # joined has had their join email if its send was recorded for their current link.
+    op.execute("""
+        UPDATE workspaces SET required_at = COALESCE(
+            (SELECT max(e.time) FROM events e
+              WHERE e.workspace_id = workspaces.id AND e.type = 'twofa.policy.changed'),
+            created_at)
+        WHERE require_two_factor
+    """)
+    op.execute("""
+        UPDATE teammates SET join_sent_at = (
+            SELECT s.sent_at FROM sent_emails s
+             WHERE s.key = 'join:' || CAST(teammates.id AS VARCHAR) || ':' || teammates.join_nonce)
+        WHERE status = 'invited' AND join_nonce IS NOT NULL
+    """)
     op.create_index("ix_enrollment_reminders_workspace_id", "enrollment_reminders",
                     ["workspace_id"])
     op.create_index("ix_reminders_status_due", "enrollment_reminders", ["status", "due_at"])
