@@ -160,6 +160,25 @@ def postgres_cpu(env: dict[str, str]) -> float:
     return total
 
 
+def dispatch_tasks() -> tuple[int, int]:
+    """(outbox rows, Celery tasks) that dispatched the run's events: the relay publishes the
+    rows of one loop together (one published_at) merged into tasks of ≤100 events."""
+    from sqlalchemy import select
+
+    from services.db import unit_of_work
+    from services.models import OutboxMessage
+
+    per_loop: dict[object, int] = {}
+    rows = 0
+    with unit_of_work() as session:
+        for published_at, payload in session.execute(
+                select(OutboxMessage.published_at, OutboxMessage.payload)
+                .where(OutboxMessage.topic == "events.dispatch")):
+            rows += 1
+            per_loop[published_at] = per_loop.get(published_at, 0) + len(payload["event_seqs"])
+    return rows, sum((n + 99) // 100 for n in per_loop.values())
+
+
 def rollout_once(n: int, smtp_url: str, workers: int = 2, groups: int = 1,
                  smtp_pid: int | None = None, api: bool = False,
                  env_extra: dict[str, str] | None = None) -> dict[str, Any]:
@@ -214,7 +233,9 @@ def rollout_once(n: int, smtp_url: str, workers: int = 2, groups: int = 1,
                  interval=0.5)
         elapsed = (sent_progress("large")[1] or start) - start
         after = cpu()
+        rows, tasks = dispatch_tasks()
         out.update(
+            dispatch_outbox_rows=rows, dispatch_tasks=tasks,
             seconds=round(elapsed, 2), invitations_per_s=round((n - 1) / elapsed, 1),
             cpu_us_per_email={k: round((after[k] - before[k]) / (n - 1) * 1e6)
                               for k in after},
