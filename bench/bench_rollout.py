@@ -265,14 +265,18 @@ def run(teammates: int = 10_000, workers: int = 2) -> dict[str, Any]:
     n = teammates
     smtp_port = free_port()
     sink = SmtpSink(smtp_port)
+    loops = min(n, 5000)
     try:
         load = load_average()
-        email_rate = bare_loop(smtp_port, min(n, 5000), email_message)
-        mime_rate = bare_loop(smtp_port, min(n, 5000), mime_multipart)
+        # The baselines right before and right after the rollout, and their mean: the
+        # machine is shared, and its load may change while the rollout runs.
+        before = bare_loop(smtp_port, loops, email_message), bare_loop(smtp_port, loops, mime_multipart)
         result = rollout_once(n, f"smtp://127.0.0.1:{smtp_port}", workers, api=True,
                               smtp_pid=sink.proc.pid)
+        after = bare_loop(smtp_port, loops, email_message), bare_loop(smtp_port, loops, mime_multipart)
     finally:
         sink.stop()
+    email_rate, mime_rate = (before[0] + after[0]) / 2, (before[1] + after[1]) / 2
     rate = result["invitations_per_s"]
     print(f"\nrollout: {n} teammates ({n - 1} invitations), {workers} worker processes, "
           f"smtp-sink, load average {load:.2f} at start\n")
@@ -283,9 +287,14 @@ def run(teammates: int = 10_000, workers: int = 2) -> dict[str, Any]:
              f"{result['flip_p50_ms_small']:.1f} / {result['flip_p50_ms_large']:.1f} ms", "",
              result["flip_ratio_large_vs_small"])])
     print("CPU per email (µs): " + ", ".join(f"{k} {v}" for k, v in result["cpu_us_per_email"].items()))
+    print(f"(baselines: mean of the loops right before and right after the rollout: "
+          f"EmailMessage {before[0]:.0f} and {after[0]:.0f}/s, MIMEMultipart {before[1]:.0f} and "
+          f"{after[1]:.0f}/s)")
     return {**result, "load_average_at_start": round(load, 2),
             "bare_email_message_per_s": round(email_rate, 1),
             "bare_mime_multipart_per_s": round(mime_rate, 1),
+            "bare_loops_before_after": {"email_message": [round(before[0], 1), round(after[0], 1)],
+                                        "mime_multipart": [round(before[1], 1), round(after[1], 1)]},
             "ratio_vs_email_message": round(rate / email_rate, 3),
             "ratio_vs_mime_multipart": round(rate / mime_rate, 3)}
 
@@ -296,11 +305,13 @@ def remote(teammates: int = 3000, workers: int = 2, delay: float = 0.05) -> dict
     server = SlowSmtp(port, delay)
     try:
         load = load_average()
-        bare = bare_loop(port, 200, email_message)
+        before = bare_loop(port, 150, email_message)
         result = rollout_once(teammates, f"smtp://127.0.0.1:{port}", workers,
                               smtp_pid=server.proc.pid)
+        after = bare_loop(port, 150, email_message)  # before and after: see run()
     finally:
         server.stop()
+    bare = (before + after) / 2
     rate = result["invitations_per_s"]
     connections = int(os.environ.get("TWOFA_SMTP_CONNECTIONS", "8"))
     print(f"\nrollout through a relay answering DATA after {delay * 1000:.0f} ms: {teammates} "
@@ -310,6 +321,7 @@ def remote(teammates: int = 3000, workers: int = 2, delay: float = 0.05) -> dict
              rate / bare)])
     return {**result, "delay_ms": delay * 1000, "smtp_connections": connections,
             "load_average_at_start": round(load, 2), "bare_email_message_per_s": round(bare, 1),
+            "bare_loop_before_after": [round(before, 1), round(after, 1)],
             "ratio_vs_email_message": round(rate / bare, 3)}
 
 
