@@ -16,7 +16,7 @@ import json
 import uuid
 from collections.abc import Sequence
 from types import TracebackType
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import Connection, select, text, update
 
@@ -79,16 +79,26 @@ class SentRecorder:
     def __init__(self, claim: str) -> None:
         self.claim = claim
         self._conn: Connection | None = None
+        self._driver: Any = None
+        self._prepare_threshold: int | None = None
         engine = get_engine()
         self._one_statement = engine.dialect.name == "postgresql"
 
     def __enter__(self) -> SentRecorder:
         if self._one_statement:  # one checkout (and pre-ping) per batch, not per send
             self._conn = get_engine().connect().execution_options(isolation_level="AUTOCOMMIT")
+            # psycopg prepares a statement run 5 times, and PostgreSQL then settles on a
+            # generic plan for this one that took 3.0–3.5 ms a group instead of 1.6 ms
+            # (measured): plan it with its values each time.
+            self._driver = self._conn.connection.dbapi_connection
+            self._prepare_threshold = getattr(self._driver, "prepare_threshold", None)
+            self._driver.prepare_threshold = None
         return self
 
     def __exit__(self, *exc: object | TracebackType) -> None:
         if self._conn is not None:
+            # The connection goes back to the pool: as it was for everyone else.
+            self._driver.prepare_threshold = self._prepare_threshold
             self._conn.close()
             self._conn = None
 
