@@ -26,8 +26,8 @@ from typing import Any
 
 from bench import bench_rollout, bench_verification, bench_webhooks
 
-PARTS = ("verification", "rollout", "remote", "memory", "scale", "webhooks")
-DEFAULT = "verification,rollout,remote,memory,scale"
+PARTS = ("verification", "rollout", "remote", "memory", "scale", "flip", "webhooks")
+DEFAULT = "verification,rollout,remote,memory,scale,flip"
 RESULTS = Path(__file__).with_name("results") / "latest.json"
 
 
@@ -36,6 +36,16 @@ def machine() -> dict[str, Any]:
                   .splitlines() if line.startswith("model name")), platform.processor())
     return {"cpus": os.cpu_count(), "cpu": model, "python": platform.python_version(),
             "system": platform.platform()}
+
+
+def merged(out: dict[str, Any], parts: list[str]) -> dict[str, Any]:
+    """A run of some parts updates those in latest.json and keeps the others, each part with
+    the time and load it was measured at (`runs`)."""
+    previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    runs = previous.get("runs", {})
+    for part in parts:
+        runs[part] = {"when": out["when"], "load_average_before": out["load_average_before"]}
+    return {**previous, **out, "runs": runs}
 
 
 def main() -> None:
@@ -49,6 +59,8 @@ def main() -> None:
                         help="rollout through the relay that waits 50 ms before answering DATA")
     parser.add_argument("--memory-sizes", default="1000,100000",
                         help="the two rollout sizes whose peak RSS is compared")
+    parser.add_argument("--flip-teammates", type=int, default=100_000,
+                        help="team size whose flip latency is compared with 10 teammates'")
     parser.add_argument("--embedded", action="store_true",
                         help="verification on SQLite (the embedded default) instead of PostgreSQL")
     args = parser.parse_args()
@@ -69,10 +81,12 @@ def main() -> None:
         out["rollout_memory"] = bench_rollout.memory((small, large), args.workers)
     if "scale" in parts:
         out["rollout_scale"] = bench_rollout.scale(args.teammates)
+    if "flip" in parts:
+        out["flip"] = bench_rollout.flip(args.flip_teammates)
     if "webhooks" in parts:
         out["webhooks"] = bench_webhooks.run(args.teammates)
     RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(out, indent=2) + "\n")
+    RESULTS.write_text(json.dumps(merged(out, parts), indent=2) + "\n")
     print(f"\nwritten: {RESULTS.relative_to(Path.cwd()) if RESULTS.is_relative_to(Path.cwd()) else RESULTS}")
 
 

@@ -327,6 +327,37 @@ def remote(teammates: int = 3000, workers: int = 2, delay: float = 0.05) -> dict
             "ratio_vs_email_message": round(rate / bare, 3)}
 
 
+def flip(large: int = 100_000, rounds: int = 15) -> dict[str, Any]:
+    """Median PUT …/two-factor-policy over real HTTP at 10 and at `large` teammates, in one
+    API process on one database (no worker runs: the flip alone is timed, not the rollout)."""
+    env = fresh_env()
+    logs = Path(tempfile.mkdtemp(prefix="twofa-bench-"))
+    api = None
+    try:
+        make_workspace("small", 9)
+        make_workspace("large", large - 1)
+        port = free_port()
+        api = spawn(["api", "--port", str(port)], env, logs / "api.log")
+        http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
+        wait_for(lambda: api_up(http), 30, "the API")
+        small_token, large_token = admin_token("small"), admin_token("large")
+        flip_latency(http, "small", small_token, 4)  # warm up: pools, caches, plans
+        flip_latency(http, "large", large_token, 4)
+        small_ms = statistics.median(flip_latency(http, "small", small_token, rounds)) * 1000
+        large_ms = statistics.median(flip_latency(http, "large", large_token, rounds)) * 1000
+    finally:
+        if api is not None:
+            os.killpg(api.pid, signal.SIGTERM)
+            api.wait(30)
+        drop_database(env)
+    out = {"teammates": large, "rounds": rounds, "flip_p50_ms_10": round(small_ms, 2),
+           f"flip_p50_ms_{large}": round(large_ms, 2),
+           "ratio_large_vs_10": round(large_ms / small_ms, 3)}
+    _table([(f"flip p50, 10 / {large:,} teammates", f"{small_ms:.1f} / {large_ms:.1f} ms",
+             "the same PUT at 10 teammates", out["ratio_large_vs_10"])])
+    return out
+
+
 def memory(sizes: tuple[int, int] = (1_000, 100_000), workers: int = 2) -> dict[str, Any]:
     """Peak RSS of worker and relay processes, a small rollout against a large one."""
     ensure_tools()
