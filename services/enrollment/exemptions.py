@@ -40,7 +40,8 @@ def grant(session: Session, workspace: Workspace, teammate: Teammate, until: dat
         raise InvalidInput(f"An exemption lasts {MAX_DAYS} days at most.")
     teammate.exempt_until, teammate.exempt_reason = until, reason
     # A not yet sent invitation of this version waits. One a batch holds (leased) is left to
-    # it: the batch skips it if it has not sent it yet, and records it if it has.
+    # it: it may be on its way already, and the batch records what it sends (skipping the
+    # row here would leave a sent email unrecorded, and send it again after the exemption).
     inv = EnrollmentInvitation
     session.execute(update(inv)
                     .where(inv.teammate_id == teammate.id,
