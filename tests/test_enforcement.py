@@ -469,3 +469,37 @@ def test_the_kept_counts_match_the_rows_after_every_kind_of_change(
     assert counts["teammates"] == sum(listed.values()) == 5
     for bucket in ("enrolled", "exempt", "invited", "pending", "failed"):
         assert counts[bucket] == listed.get(bucket, 0), (bucket, counts, listed)
+
+
+def test_concurrent_removals_and_resets_move_the_kept_counts_once(make_ws: Any) -> None:
+    """Two admins at once removing the same teammate, or turning off the same teammate's 2FA
+    (an admin and the operator's command): the totals the flip answers from stay true."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from services.accounts import workspaces
+    from services.db import unit_of_work
+    from services.team_counts import exact, get
+
+    ws = make_ws(teammates=4)
+    base = f"/v1/workspaces/{ws.slug}"
+    for n in (1, 2):
+        enroll(ws.client, sign_in(ws, member(ws, n))["token"])
+    ids = {t["email"]: t["id"] for t in ws.client.get(
+        f"{base}/teammates?limit=500", headers=ws.admin_headers()).json()["items"]}
+    admin = ws.admin_headers()
+
+    def twice(method: str, path: str) -> list[int]:
+        with ThreadPoolExecutor(2) as pool:
+            return sorted(pool.map(lambda _: ws.client.request(method, path, headers=admin)
+                                   .status_code, range(2)))
+
+    assert twice("delete", f"{base}/teammates/{ids[member(ws, 1)]}")[0] == 204  # enrolled one
+    assert twice("delete", f"{base}/teammates/{ids[member(ws, 3)]}")[0] == 204
+    assert twice("delete", f"{base}/teammates/{ids[member(ws, 2)]}/two-factor") == [204, 204]
+    with unit_of_work() as session:
+        workspace_id = workspaces.get_by_slug(session, ws.slug).id
+        kept, rows = get(session, workspace_id), exact(session, workspace_id)
+    assert kept == rows
+    assert (rows.teammates, rows.enrolled) == (3, 0)  # admin, members 2 and 4; none with 2FA
+    removed = ws.client.get(f"{base}/events?type=twofa.teammate.removed", headers=admin).json()
+    assert len(removed["items"]) == 2  # one event per removal, not per request
