@@ -103,9 +103,6 @@ def _deadline(workspace: Workspace, now: datetime) -> datetime | None:
     return max(start + timedelta(hours=workspace.grace_period_hours), now)
 
 
-
-
-
 def rollout(session: Session, workspace: Workspace) -> Rollout:
     """Every teammate not removed counted once, in the first bucket that fits (enrolled,
     exempt, then their invitation's state): while required the buckets sum to `teammates`.
