@@ -24,3 +24,9 @@ def rfc3339(value: datetime) -> str:
 
 def rfc3339_or_none(value: datetime | None) -> str | None:
     return rfc3339(value) if value is not None else None
+
+
+def in_words(value: datetime) -> str:
+    """The form people read, in emails and pages: "Tuesday 2 December, 14:00 UTC"."""
+    value = value.astimezone(UTC)
+    return f"{value:%A} {value.day} {value:%B}, {value:%H:%M} UTC"

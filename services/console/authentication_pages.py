@@ -13,6 +13,7 @@ from services.console import web
 from services.enrollment import reminders
 from services.errors import InvalidInput
 from services.policy import service as policy
+from services.timestamps import in_words
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
 PREVIEW_NAMES = 10  # the first names of who would be held; the Teammates page lists them all
@@ -62,7 +63,7 @@ def _authentication(request: Request, caller: web.AdminCaller, session: DB,
     return web.render(request, "authentication.html", {
         "title": "Authentication", "policy": state, "error": error, "notice": notice,
         "enforce_at": workspace.enforce_at if workspace.require_two_factor else None,
-        "reminders": reminders.due_times(session, workspace), "words": reminders.deadline_words,
+        "reminders": reminders.due_times(session, workspace), "words": in_words,
         "impact": impact, "held": held,
     }, status_code=400 if error else 200, caller=caller)
 

@@ -17,9 +17,10 @@ from services.accounts import teammates, teammates_export
 from services.api.deps import DB
 from services.api.schemas import MAX_ID, TeammateIn
 from services.console import web
-from services.enrollment import exemptions, reminders, state
+from services.enrollment import exemptions, state
 from services.errors import InvalidInput
 from services.models import Teammate
+from services.timestamps import in_words
 from services.verification import service as verification
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
@@ -133,7 +134,7 @@ def _teammates(request: Request, caller: web.AdminCaller, session: DB, after: in
     return web.render(request, "teammates.html", {
         "title": "Teammates", "views": views, "next_id": next_id, "after": after,
         "error": error, "notice": notice, "invite": invite or {}, "shown": shown,
-        "states": state.STATES, "words": reminders.deadline_words,
+        "states": state.STATES, "words": in_words,
     }, status_code=400 if error else 200, caller=caller)
 
 

@@ -20,8 +20,8 @@ from services.accounts import sessions
 from services.api.deps import DB
 from services.config import get_settings
 from services.enforcement import is_exempt
-from services.enrollment.reminders import deadline_words
 from services.errors import NotFound, RateLimited, TwofaError, Unauthenticated
+from services.timestamps import in_words
 
 SESSION_COOKIE = "twofa_session"
 CSRF_COOKIE = "twofa_csrf"
@@ -106,7 +106,7 @@ def setup_deadline(caller: sessions.Authenticated) -> str | None:
     # Held to it once both the grace period and their exemption are over.
     ends = [when for when in (workspace.enforce_at, teammate.exempt_until)
             if when is not None and is_exempt(when)]
-    return deadline_words(max(ends)) if ends else None
+    return in_words(max(ends)) if ends else None
 
 
 def redirect(location: str) -> RedirectResponse:

@@ -21,6 +21,7 @@ from services.email import links
 from services.email import message as mail
 from services.email.render import render
 from services.models import EnrollmentReminder, Teammate, Workspace
+from services.timestamps import in_words
 from services.topics import Topic
 
 # Hours before enforce_at; only those still ahead when planned are kept, so a period of more
@@ -136,12 +137,8 @@ def emails(session: Session, reminder_id: int,
         rendered = render("enrollment-reminder", {
             "name": teammate.name, "workspace_name": workspace.name,
             "workspace_slug": workspace.slug, "enroll_url": links.enroll_url(workspace.slug),
-            "deadline": deadline_words(workspace.enforce_at)})
+            "deadline": in_words(workspace.enforce_at)})
         built.append(mail.keyed(f"reminder:{reminder.id}:{teammate.id}", teammate.email,
                                 rendered))
     return built
 
-
-def deadline_words(when: datetime) -> str:
-    """"Tuesday 2 December, 14:00 UTC": a deadline a person reads at a glance."""
-    return f"{when:%A} {when.day} {when:%B}, {when:%H:%M} UTC"

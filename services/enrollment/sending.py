@@ -27,8 +27,8 @@ from services.email.smtp import PermanentSendError, SmtpMailer
 from services.email.template import MessageTemplate
 from services.enforcement import is_exempt
 from services.enrollment import recording
-from services.enrollment.reminders import deadline_words
 from services.models import EnrollmentInvitation, Teammate, Workspace, utcnow
+from services.timestamps import in_words
 
 Inv = EnrollmentInvitation
 
@@ -192,7 +192,7 @@ def _context(item: Outgoing) -> dict[str, str]:
         "workspace_name": item.workspace_name,
         "workspace_slug": item.workspace_slug,
         "enroll_url": links.enroll_url(item.workspace_slug),
-        "deadline": deadline_words(item.enforce_at) if item.enforce_at else "",
+        "deadline": in_words(item.enforce_at) if item.enforce_at else "",
     }
 
 
