@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, and_, exists, literal, or_, select, update
+from sqlalchemy import and_, exists, literal, or_, select, update
 from sqlalchemy.orm import Session
 
-from services import clock, outbox
+from services import outbox
 from services.config import get_settings
 from services.db import dialect_insert, hash_joins_only
 from services.enforcement import is_exempt
+from services.enrollment import state
 from services.errors import Conflict
 from services.models import EnrollmentInvitation, Teammate, Workspace, utcnow
 from services.topics import Topic
@@ -36,16 +37,6 @@ def plan(session: Session, workspace_id: int, version: int) -> int:
     return enqueue_due(session, workspace, version)
 
 
-def needs_invitation(workspace_id: int) -> tuple[ColumnElement[bool], ...]:
-    """Who gets an enrollment invitation: joined teammates without 2FA and without a live
-    exemption. Who has not joined yet is left out: their join email is their invitation."""
-    now = clock.now()
-    return (Teammate.workspace_id == workspace_id,
-            Teammate.status == "active",
-            Teammate.totp_enabled_at.is_(None),
-            or_(Teammate.exempt_until.is_(None), Teammate.exempt_until <= now))
-
-
 def _insert_missing(session: Session, workspace: Workspace, version: int) -> None:
     already = exists().where(
         EnrollmentInvitation.teammate_id == Teammate.id,
@@ -54,7 +45,7 @@ def _insert_missing(session: Session, workspace: Workspace, version: int) -> Non
     source = select(
         literal(workspace.id), Teammate.id, literal(version), literal("pending"),
         literal(0), literal(0), literal(utcnow()),
-    ).where(*needs_invitation(workspace.id), ~already)
+    ).where(state.to_enroll(workspace.id), ~already)
     columns = ["workspace_id", "teammate_id", "policy_version", "status", "resends",
                "attempts", "created_at"]
     stmt = dialect_insert(session, EnrollmentInvitation)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from services import clock, outbox
@@ -20,6 +20,7 @@ from services.config import get_settings
 from services.email import links
 from services.email import message as mail
 from services.email.render import render
+from services.enrollment import state
 from services.models import EnrollmentReminder, Teammate, Workspace
 from services.timestamps import in_words
 from services.topics import Topic
@@ -96,14 +97,10 @@ def _is_current(workspace: Workspace, reminder: EnrollmentReminder, now: datetim
 
 
 def _still_to_enroll(session: Session, workspace: Workspace, now: datetime) -> Iterator[int]:
-    """Joined teammates without 2FA and without a live exemption, streamed (a team of any
-    size never sits in memory). Who has not joined yet gets no reminder: they cannot sign in,
-    and their join link already leads to setup."""
+    """`state.to_enroll`, streamed: a team of any size never sits in memory."""
     return iter(session.scalars(
         select(Teammate.id)
-        .where(Teammate.workspace_id == workspace.id, Teammate.status == "active",
-               Teammate.totp_enabled_at.is_(None),
-               or_(Teammate.exempt_until.is_(None), Teammate.exempt_until <= now))
+        .where(state.to_enroll(workspace.id, now))
         .order_by(Teammate.id)
         .execution_options(yield_per=1000)))
 
@@ -131,8 +128,8 @@ def emails(session: Session, reminder_id: int,
     built = []
     for teammate in session.scalars(select(Teammate).where(Teammate.id.in_(list(teammate_ids)))
                                     .order_by(Teammate.id)):
-        if (teammate.status != "active" or teammate.two_factor_enabled
-                or (teammate.exempt_until is not None and teammate.exempt_until > now)):
+        if not state.still_to_enroll(teammate.status, teammate.totp_enabled_at,
+                                     teammate.exempt_until):
             continue
         rendered = render("enrollment-reminder", {
             "name": teammate.name, "workspace_name": workspace.name,

@@ -25,8 +25,7 @@ from services.email import message as mail
 from services.email.render import render
 from services.email.smtp import PermanentSendError, SmtpMailer
 from services.email.template import MessageTemplate
-from services.enforcement import is_exempt
-from services.enrollment import recording
+from services.enrollment import recording, state
 from services.models import EnrollmentInvitation, Teammate, Workspace, utcnow
 from services.timestamps import in_words
 
@@ -238,7 +237,7 @@ def _claim(session: Session, ids: Sequence[int], claim: str) -> list[Outgoing]:
     batch: list[Outgoing] = []
     stale: list[int] = []
     for row in rows:
-        if not still_needed(row.status, row.totp_enabled_at, row.exempt_until) or not (
+        if not state.still_to_enroll(row.status, row.totp_enabled_at, row.exempt_until) or not (
                 row.require_two_factor and row.live_version == row.policy_version):
             stale.append(row.id)  # enrolled, exempted or removed meanwhile, or a new policy
             continue
@@ -249,11 +248,6 @@ def _claim(session: Session, ids: Sequence[int], claim: str) -> list[Outgoing]:
         session.execute(update(Inv).where(Inv.id.in_(stale))
                         .values(status="skipped", lease_owner=None, lease_until=None))
     return batch
-
-
-def still_needed(status: str, enabled_at: datetime | None, exempt_until: datetime | None) -> bool:
-    """Enrolled, exempted or removed since the invitation was planned: skip it."""
-    return status == "active" and enabled_at is None and not is_exempt(exempt_until)
 
 
 def _finish_failed(session: Session, item: Outgoing, claim: str, error: str) -> None:

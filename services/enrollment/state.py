@@ -52,7 +52,7 @@ def conditions(workspace: Workspace, now: datetime | None = None) -> dict[str, C
     now = now or clock.now()
     enabled = Teammate.totp_enabled_at.is_not(None)
     exempt = and_(~enabled, Teammate.exempt_until.is_not(None), Teammate.exempt_until > now)
-    rest = and_(~enabled, or_(Teammate.exempt_until.is_(None), Teammate.exempt_until <= now))
+    rest = would_be_held(now)
     if not workspace.require_two_factor:
         return {ENROLLED: enabled, EXEMPT: exempt, NOT_REQUIRED: rest,
                 INVITED: false(), FAILED: false(), PENDING: false()}
@@ -76,6 +76,19 @@ def would_be_held(now: datetime | None = None) -> ColumnElement[bool]:
     now = now or clock.now()
     return and_(Teammate.totp_enabled_at.is_(None),
                 or_(Teammate.exempt_until.is_(None), Teammate.exempt_until <= now))
+
+
+def to_enroll(workspace_id: int, now: datetime | None = None) -> ColumnElement[bool]:
+    """Who invitations and reminders are for: joined teammates would be held. Who has not
+    joined yet is left out: their join email is their invitation and leads to setup."""
+    return and_(Teammate.workspace_id == workspace_id, Teammate.status == "active",
+                would_be_held(now))
+
+
+def still_to_enroll(status: str, enabled_at: datetime | None,
+                    exempt_until: datetime | None) -> bool:
+    """`to_enroll` for one row read earlier: enrolled, exempted or removed meanwhile is not."""
+    return status == "active" and enabled_at is None and not is_exempt(exempt_until)
 
 
 def is_in_state(workspace: Workspace, wanted: str) -> ColumnElement[bool]:
