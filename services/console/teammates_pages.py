@@ -52,8 +52,7 @@ def teammates_page(request: Request, caller: web.AdminCaller, session: DB,
     elif notice in NOTICES and teammate:
         email = _teammate(session, caller, teammate).email
         message = NOTICES[notice].format(email=email)
-    shown = Shown(two_factor if two_factor in TWO_FACTOR_CHOICES else "",
-                  enrollment if enrollment in state.STATES else "", q.strip())
+    shown = Shown.of(two_factor, enrollment, q)
     if (shown.two_factor, shown.enrollment) != (two_factor, enrollment):
         message = "Unknown filter value: that filter is not applied."
     return _teammates(request, caller, session, after, notice=message, shown=shown)
@@ -69,6 +68,12 @@ class Shown:
     two_factor: str = ""
     enrollment: str = ""
     q: str = ""
+
+    @classmethod
+    def of(cls, two_factor: str, enrollment: str, q: str) -> Shown:
+        """From the query string; an unknown value is left out (the page says so)."""
+        return cls(two_factor if two_factor in TWO_FACTOR_CHOICES else "",
+                   enrollment if enrollment in state.STATES else "", q.strip())
 
     def filters(self) -> teammates.Filters:
         return teammates.Filters(two_factor=self.two_factor or None,
@@ -142,8 +147,7 @@ def _teammates(request: Request, caller: web.AdminCaller, session: DB, after: in
 def export_csv(caller: web.AdminCaller, two_factor: str = "", enrollment: str = "",
                q: Annotated[str, Query(max_length=200)] = "") -> StreamingResponse:
     """The table as CSV, with the filters it shows (unknown values are not applied)."""
-    shown = Shown(two_factor if two_factor in TWO_FACTOR_CHOICES else "",
-                  enrollment if enrollment in state.STATES else "", q.strip())
+    shown = Shown.of(two_factor, enrollment, q)
     workspace = caller.workspace
     return StreamingResponse(
         teammates_export.rows(workspace.id, shown.filters()), media_type="text/csv; charset=utf-8",
