@@ -115,6 +115,18 @@ def cpu_seconds(pid: int | None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _await_listening(port: int, seconds: float, what: str) -> None:
+    """Until something accepts connections on the loopback port, or stop the benchmark."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"{what} did not start")
+
+
 class SmtpSink:
     """Postfix's smtp-sink on a loopback port: accepts every message, keeps none."""
 
@@ -124,14 +136,7 @@ class SmtpSink:
         if os.geteuid() == 0:
             args[1:1] = ["-u", "nobody"]  # it refuses to run as root
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise SystemExit("smtp-sink did not start")
+        _await_listening(port, 10, "smtp-sink")
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -186,14 +191,7 @@ class SlowSmtp:
         self.proc = subprocess.Popen([sys.executable, "-m", "bench.slow_smtp", str(port), str(delay)],
                                      cwd=Path(__file__).resolve().parents[1],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise SystemExit("the slow SMTP server did not start")
+        _await_listening(port, 20, "the slow SMTP server")
 
     def stop(self) -> None:
         self.proc.terminate()
