@@ -19,6 +19,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -385,17 +386,32 @@ def test_addresses_are_validated_normalized_and_case_insensitive(make_ws: Any) -
     assert special.status_code == 201 and special.json()["email"] == "someone@sub.example.invalid"
 
 
-@pytest.mark.uses_backend
-def test_the_migration_refuses_case_duplicates_and_names_them(tmp_path: Path) -> None:
+@contextmanager
+def _database_at(revision: str, tmp_path: Path) -> Iterator[str]:
+    """A database of this run's backend migrated only up to `revision` (its URL), dropped
+    afterwards: where the upgrade tests put an older version's data."""
     from alembic import command
-    from sqlalchemy import create_engine, text
 
     from services.migrate import alembic_config
     from tests.stack import backend, create_database, drop_database
 
     url = create_database() if backend() == "postgres" else f"sqlite:///{tmp_path / 'old.db'}"
     try:
-        command.upgrade(alembic_config(url), "0001")
+        command.upgrade(alembic_config(url), revision)
+        yield url
+    finally:
+        if backend() == "postgres":
+            drop_database(url)
+
+
+@pytest.mark.uses_backend
+def test_the_migration_refuses_case_duplicates_and_names_them(tmp_path: Path) -> None:
+    from alembic import command
+    from sqlalchemy import create_engine, text
+
+    from services.migrate import alembic_config
+
+    with _database_at("0001", tmp_path) as url:
         engine = create_engine(url)
         with engine.begin() as conn:
             conn.execute(text("INSERT INTO workspaces (slug, name, require_two_factor, "
@@ -414,9 +430,6 @@ def test_the_migration_refuses_case_duplicates_and_names_them(tmp_path: Path) ->
             version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
             assert version == "0001"
         engine.dispose()
-    finally:
-        if backend() == "postgres":
-            drop_database(url)
 
 
 # --- 8. a success forgets earlier lockouts -------------------------------------------------
@@ -573,11 +586,8 @@ def test_upgrading_keeps_what_older_versions_knew(tmp_path: Path) -> None:
     from sqlalchemy import create_engine, text
 
     from services.migrate import alembic_config
-    from tests.stack import backend, create_database, drop_database
 
-    url = create_database() if backend() == "postgres" else f"sqlite:///{tmp_path / 'old.db'}"
-    try:
-        command.upgrade(alembic_config(url), "0004")
+    with _database_at("0004", tmp_path) as url:
         engine = create_engine(url)
         with engine.begin() as conn:
             conn.execute(text("INSERT INTO workspaces (slug, name, require_two_factor, "
@@ -608,6 +618,3 @@ def test_upgrading_keeps_what_older_versions_knew(tmp_path: Path) -> None:
             counts = conn.execute(text("SELECT teammates, enrolled FROM workspace_counts")).one()
             assert tuple(counts) == (2, 1)  # the removed one is not counted
         engine.dispose()
-    finally:
-        if backend() == "postgres":
-            drop_database(url)
