@@ -61,7 +61,7 @@ def join_email(session: Session, teammate_id: int) -> tuple[str, mail.OutgoingEm
         "name": teammate.name, "workspace_name": workspace.name, "accept_url": url,
         "require_two_factor": workspace.require_two_factor,
     })
-    key = f"join:{teammate.id}:{teammate.join_nonce}"
+    key = _join_key(teammate)
     return mail.keyed(key, teammate.email, rendered)
 
 
@@ -69,9 +69,14 @@ def record_join_sent(session: Session, teammate_id: int, key: str) -> None:
     """The join email with this key is out: while 2FA is required it is the teammate's
     invitation (state `invited`). A newer link (another nonce) waits for its own email."""
     teammate = session.get(Teammate, teammate_id)
-    if teammate is not None and key == f"join:{teammate.id}:{teammate.join_nonce}" \
+    if teammate is not None and key == _join_key(teammate) \
             and teammate.join_sent_at is None:
         teammate.join_sent_at = utcnow()
+
+
+def _join_key(teammate: Teammate) -> str:
+    """One join email per link: a resend makes a new nonce, so a new key and email."""
+    return f"join:{teammate.id}:{teammate.join_nonce}"
 
 
 def event_email(session: Session, event_seq: int) -> tuple[str, mail.OutgoingEmail] | None:
