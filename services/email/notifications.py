@@ -137,5 +137,4 @@ def _audience(session: Session, notice: Notice, event: Event,
         return [teammate]
     return list(session.scalars(select(Teammate).where(
         Teammate.workspace_id == event.workspace_id, Teammate.role == "admin",
-        Teammate.status == "active", Teammate.id != teammate.id,
-        Teammate.id != event.data.get("actor_id")).order_by(Teammate.id)))
+        Teammate.status == "active", Teammate.id != teammate.id).order_by(Teammate.id)))

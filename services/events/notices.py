@@ -15,7 +15,7 @@ from typing import Literal
 from services.events.catalog import EventType
 
 # "teammate": the one the event is about; "other_admins": every other active admin of the
-# workspace (not the teammate, not the admin who acted).
+# workspace, the one who acted included (a stolen admin session shows to its owner too).
 Audience = Literal["teammate", "other_admins"]
 
 
