@@ -22,18 +22,18 @@ def _when(name: str) -> sa.Column:
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("auth_sessions") as batch:
-        batch.add_column(_when("verified_at"))
-        batch.add_column(sa.Column("api_key_id", BigId, nullable=True))
-        batch.create_foreign_key("fk_auth_sessions_api_key", "api_keys", ["api_key_id"], ["id"])
+    # Plain ADD COLUMN (nullable columns): SQLite needs no table copy for it.
+    op.add_column("auth_sessions", _when("verified_at"))
+    op.add_column("auth_sessions", sa.Column("api_key_id", BigId, nullable=True))
+    if op.get_bind().dialect.name == "postgresql":  # SQLite cannot add a constraint later
+        op.create_foreign_key("fk_auth_sessions_api_key", "auth_sessions", "api_keys",
+                              ["api_key_id"], ["id"])
     op.create_index("ix_auth_sessions_api_key", "auth_sessions", ["api_key_id"],
                     postgresql_where=sa.text("api_key_id IS NOT NULL"),
                     sqlite_where=sa.text("api_key_id IS NOT NULL"))
-    with op.batch_alter_table("teammates") as batch:
-        batch.add_column(sa.Column("totp_pending_session_id", BigId, nullable=True))
-        batch.add_column(_when("totp_pending_expires_at"))
-        batch.add_column(_when("exempt_run_started_at"))
-        batch.add_column(_when("exempt_last_ended_at"))
+    op.add_column("teammates", sa.Column("totp_pending_session_id", BigId, nullable=True))
+    for name in ("totp_pending_expires_at", "exempt_run_started_at", "exempt_last_ended_at"):
+        op.add_column("teammates", _when(name))
     # Sessions opened before this version: the second factor that opened them counts as
     # verified when they began (a bypass code never counts).
     op.execute("UPDATE auth_sessions SET verified_at = created_at "
@@ -41,13 +41,11 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("teammates") as batch:
-        batch.drop_column("exempt_last_ended_at")
-        batch.drop_column("exempt_run_started_at")
-        batch.drop_column("totp_pending_expires_at")
-        batch.drop_column("totp_pending_session_id")
+    for name in ("exempt_last_ended_at", "exempt_run_started_at", "totp_pending_expires_at",
+                 "totp_pending_session_id"):
+        op.drop_column("teammates", name)
     op.drop_index("ix_auth_sessions_api_key", table_name="auth_sessions")
-    with op.batch_alter_table("auth_sessions") as batch:
-        batch.drop_constraint("fk_auth_sessions_api_key", type_="foreignkey")
-        batch.drop_column("api_key_id")
-        batch.drop_column("verified_at")
+    if op.get_bind().dialect.name == "postgresql":
+        op.drop_constraint("fk_auth_sessions_api_key", "auth_sessions", type_="foreignkey")
+    op.drop_column("auth_sessions", "api_key_id")
+    op.drop_column("auth_sessions", "verified_at")
