@@ -154,14 +154,23 @@ def test_admin_enrolls_requires_2fa_and_watches_the_rollout(admin: Page, up: UpS
     admin.get_by_label("Require all teammates to authenticate via 2FA").check()
     expect(admin.get_by_label("Grace period (hours)")).to_have_value("0")  # enforced at once
     admin.get_by_role("button", name="Save").click()
-    expect(admin.get_by_role("status")).to_have_text("Saved.")
+    # Nothing is sent before the admin sees who gets an email, and confirms.
+    expect(admin.locator("#confirm-summary")).to_contain_text(
+        "25 teammates without 2FA will get an email now")
+    assert not list(up.mail_dir.glob("*.eml")) or all(
+        "requires two-factor" not in p.read_text() for p in up.mail_dir.glob("*.eml"))
+    expect(admin.get_by_text("turn the requirement off and on again")).to_be_visible()
+    check(admin, "authentication-confirm")
+    admin.get_by_role("button", name="Confirm").click()
+    expect(admin.get_by_role("status")).to_have_text(
+        "2FA is now required. Invitations are going out to everyone without it.")
     admin.evaluate("window.sameDocument = true")  # gone if the page reloads
     counts = admin.locator("[data-count]")
     expect(admin.locator('[data-count="invited"]')).to_have_text("25", timeout=60_000)
     expect(admin.locator('[data-count="pending"]')).to_have_text("0")
     expect(admin.locator('[data-count="enrolled"]')).to_have_text("1")
     expect(admin.locator("#rollout-status")).to_have_text(
-        "Every teammate is enrolled, exempt or has their invitation.")
+        "Every teammate has 2FA, is exempt or has been emailed.")
     assert admin.evaluate("window.sameDocument") is True, "the page reloaded"
     assert counts.count() >= 5
     check(admin, "authentication")
@@ -413,8 +422,8 @@ def test_admin_tests_rotates_and_deletes_a_webhook(admin: Page, up: UpStack,
 def test_admin_sets_a_grace_period_and_exempts_a_teammate(admin: Page, up: UpStack) -> None:
     nav(admin, "Authentication")
     admin.get_by_label("Grace period (hours)").fill("48")
-    admin.get_by_role("button", name="Save").click()
-    expect(admin.get_by_role("status")).to_have_text("Saved.")
+    admin.get_by_role("button", name="Save").click()  # no confirm step: nobody is emailed
+    expect(admin.get_by_role("status")).to_have_text("The grace period is saved; nobody was emailed.")
     expect(admin.locator("#deadline")).to_contain_text("Enforced from")
     expect(admin.locator("#reminders li")).to_have_count(2)  # 24 h and 1 h before
     check(admin, "authentication-grace")
