@@ -72,6 +72,8 @@ class Settings(BaseSettings):
     password_hash_concurrency: int = Field(default_factory=lambda: os.cpu_count() or 2, ge=1)
     password_hash_wait_seconds: float = Field(default=2.0, ge=0)
     challenge_ttl_seconds: int = 300
+    # Sensitive changes need a second factor verified this recently, or a code with them.
+    reauth_seconds: int = Field(default=600, ge=0)
     mailcatcher_port: int = 1025
     # Observability (docs/operations.md): JSON log lines, and the port on which a `twofa
     # worker` serves its pool's task durations (unset: none).

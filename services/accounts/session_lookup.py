@@ -67,7 +67,8 @@ async def me(token: str) -> Me:
         raise Unauthenticated("The session is unknown, expired or ended.", "invalid_token")
     tid, email, name, role, enrolled, origin, wid, slug, required, enforce_at, exempt, left = row
     enforce_at, exempt = utc(enforce_at), utc(exempt)
-    enforced = enforcement.is_enforced(bool(required), enforce_at, exempt)
+    enforced = enforcement.is_enforced(bool(required), enforce_at, exempt,
+                                       admin=enforcement.is_admin(role))
     return Me(tid, email, name, role, utc(enrolled), origin, wid, slug, bool(required),
               enforce_at if required else None, enforced, int(left))
 

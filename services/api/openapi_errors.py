@@ -21,7 +21,8 @@ ERROR_SCHEMA: dict[str, Any] = {
 }
 MEANING = {
     401: "No valid session or API key (`unauthenticated`, `invalid_api_key`, …).",
-    403: "The caller may not do this (`forbidden`, `enrollment_required`, …).",
+    403: "The caller may not do this (`forbidden`, `enrollment_required`, "
+         "`reauthentication_required`, …).",
     404: "Not found, or not the caller's to see.",
     409: "Conflicts with the current state.",
     413: "The body is over 64 KiB (`payload_too_large`).",

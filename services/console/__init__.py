@@ -16,6 +16,7 @@ from services.console import (
     auth_pages,
     authentication_pages,
     dev_mail,
+    reauth_pages,
     records_pages,
     settings_pages,
     teammates_pages,
@@ -32,5 +33,5 @@ def install(app: FastAPI) -> None:
     # /dev/mail decides per request whether it exists (dev_mail.local_only): importing the
     # app reads no settings.
     for module in (auth_pages, settings_pages, authentication_pages, teammates_pages,
-                   audit_pages, records_pages, dev_mail):
+                   audit_pages, records_pages, reauth_pages, dev_mail):
         app.include_router(module.router)

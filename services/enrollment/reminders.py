@@ -97,10 +97,11 @@ def _is_current(workspace: Workspace, reminder: EnrollmentReminder, now: datetim
 
 
 def _still_to_enroll(session: Session, workspace: Workspace, now: datetime) -> Iterator[int]:
-    """`state.to_enroll`, streamed: a team of any size never sits in memory."""
+    """`state.to_enroll`, streamed: a team of any size never sits in memory. Admins are
+    held at once, so no deadline is theirs to be reminded of."""
     return iter(session.scalars(
         select(Teammate.id)
-        .where(state.to_enroll(workspace.id, now))
+        .where(state.to_enroll(workspace.id, now), Teammate.role != "admin")
         .order_by(Teammate.id)
         .execution_options(yield_per=1000)))
 
@@ -129,7 +130,7 @@ def emails(session: Session, reminder_id: int,
     for teammate in session.scalars(select(Teammate).where(Teammate.id.in_(list(teammate_ids)))
                                     .order_by(Teammate.id)):
         if not state.still_to_enroll(teammate.status, teammate.totp_enabled_at,
-                                     teammate.exempt_until):
+                                     teammate.exempt_until) or teammate.role == "admin":
             continue
         rendered = render("enrollment-reminder", {
             "name": teammate.name, "workspace_name": workspace.name,

@@ -25,6 +25,7 @@ from services.email import message as mail
 from services.email.render import render
 from services.email.smtp import PermanentSendError, SmtpMailer
 from services.email.template import MessageTemplate
+from services.enforcement import is_admin
 from services.enrollment import recording, state
 from services.models import EnrollmentInvitation, Teammate, Workspace, utcnow
 from services.timestamps import in_words
@@ -44,6 +45,12 @@ class Outgoing:
     version: int
     resends: int
     enforce_at: datetime | None = None  # the end of a grace period, said in the email
+    # (None for admins: they are held at once, whatever the grace period)
+
+    @property
+    def template_key(self) -> tuple[int, bool]:
+        """Copies of one template: a workspace's invitations with or without its deadline."""
+        return self.workspace_id, self.enforce_at is not None
 
 
 @dataclass
@@ -123,18 +130,18 @@ class _Messages:
     """The batch's messages: one template per workspace, copies per teammate."""
 
     def __init__(self, batch: list[Outgoing]) -> None:
-        self.templates: dict[int, MessageTemplate | None] = {}
+        self.templates: dict[tuple[int, bool], MessageTemplate | None] = {}
         for item in batch:
-            if item.workspace_id not in self.templates:
+            if item.template_key not in self.templates:
                 template = MessageTemplate(INVITATION, _context(item))
                 # A template that does more with the name than print it: render each in full.
-                self.templates[item.workspace_id] = (
+                self.templates[item.template_key] = (
                     template if template.first_copy_matches(item.name) else None)
 
     def send(self, mailer: SmtpMailer, item: Outgoing) -> str:
         """Send one invitation (in a connection's thread); returns its Message-ID."""
         message_id = _message_id(item)
-        template = self.templates[item.workspace_id]
+        template = self.templates[item.template_key]
         copy = template.copy(item.email, item.name, message_id) if template else None
         if copy is None:
             email = invitation_email(item)
@@ -225,7 +232,7 @@ def _claim(session: Session, ids: Sequence[int], claim: str) -> list[Outgoing]:
     rows = session.execute(  # plain rows, not ORM objects: this runs once per 100 emails
         select(Inv.id, Inv.teammate_id, Inv.workspace_id, Inv.policy_version, Inv.resends,
                Teammate.email, Teammate.name, Teammate.totp_enabled_at, Teammate.status,
-               Teammate.exempt_until,
+               Teammate.exempt_until, Teammate.role,
                Workspace.name.label("workspace_name"), Workspace.slug,
                Workspace.require_two_factor, Workspace.policy_version.label("live_version"),
                Workspace.enforce_at)
@@ -243,7 +250,7 @@ def _claim(session: Session, ids: Sequence[int], claim: str) -> list[Outgoing]:
             continue
         batch.append(Outgoing(row.id, row.teammate_id, row.workspace_id, row.email, row.name,
                               row.workspace_name, row.slug, row.policy_version, row.resends,
-                              row.enforce_at))
+                              None if is_admin(row.role) else row.enforce_at))
     if stale:
         session.execute(update(Inv).where(Inv.id.in_(stale))
                         .values(status="skipped", lease_owner=None, lease_until=None))
