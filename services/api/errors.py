@@ -7,9 +7,9 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
 from sqlalchemy.exc import DataError, IntegrityError
 from starlette.exceptions import HTTPException
-from fastapi.routing import iter_route_contexts
 
 from services import errors
 
