@@ -15,9 +15,9 @@ from fastapi.testclient import TestClient
 
 from tests.conftest import WorkspaceHandle
 from tests.stack import Stack
+from tests.test_console_pages import console_client, session_cookie, token_of
 from tests.test_console_pages import enroll as console_enroll
 from tests.test_console_pages import sign_in as console_sign_in
-from tests.test_console_pages import token_of
 from tests.trust import (
     age_verification,
     enrolled_member,
@@ -159,7 +159,7 @@ def test_a_bypass_session_counts_only_for_a_new_phone_and_a_host_session_never(
 def browser(stack: Stack) -> Iterator[TestClient]:
     from services.asgi import create_app
 
-    with TestClient(create_app(), base_url="https://testserver", follow_redirects=False) as c:
+    with console_client(create_app()) as c:
         yield c
 
 
@@ -171,7 +171,9 @@ def test_the_console_sends_a_stale_session_to_reauthenticate_and_back(
     totp, _ = console_enroll(browser)
     member_token = password_sign_in(ws, member(ws))["token"]
     target = int(ws.client.get("/v1/me", headers=bearer(member_token)).json()["id"])
-    age_verification(browser.cookies["twofa_session"])
+    cookie = session_cookie(browser)
+    assert cookie
+    age_verification(cookie)
 
     r = browser.post(f"/admin/teammates/{target}/role",
                      data={"csrf_token": token_of(browser, "/admin/teammates"), "role": "admin"})
