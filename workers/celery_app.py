@@ -19,7 +19,7 @@ from celery import Celery
 
 from services.config import Settings, get_settings
 from services.topics import Topic
-from workers import broker_fs
+from workers import broker_fs, broker_redis
 
 TASK_MODULES = ["workers.tasks", "workers.webhook_tasks"]
 WEBHOOK_TOPICS = (Topic.DELIVER_WEBHOOKS, Topic.SWEEP_WEBHOOKS, Topic.SEND_WEBHOOK_DISABLED_EMAIL)
@@ -59,10 +59,14 @@ def make_app(settings: Settings | None = None) -> Celery:
     """A Celery app for these settings; it becomes the process's current app."""
     settings = settings or get_settings()
     broker_fs.install()  # filesystem:// with atomic writes and claims (see workers/broker_fs.py)
+    broker_redis.install()  # redis:// that survives restarts (see workers/broker_redis.py)
     app = Celery("twofa", broker=settings.resolved_broker_url, include=TASK_MODULES)
     app.conf.update(
         broker_transport_options=broker_options(settings),
         broker_connection_retry_on_startup=True,
+        # Reconnect for as long as the broker is away (Celery gives up after 100 tries, about
+        # 45 minutes, and the worker exits): an outage ends, the worker should still be there.
+        broker_connection_max_retries=None,
         task_default_queue=settings.queue,
         task_routes={topic.value: {"queue": webhooks_queue(settings)} for topic in WEBHOOK_TOPICS},
         task_acks_late=True,
