@@ -24,7 +24,7 @@ from kombu.transport import TRANSPORT_ALIASES, redis
 class Transport(redis.Transport):
     _client: Any = None
 
-    @property  # type: ignore[override]
+    @property
     def client(self) -> Any:
         """The `kombu.Connection` this transport belongs to, kept after it lets go."""
         return self._client
