@@ -78,6 +78,10 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = "text"
     worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
     worker_concurrency: int = 2
+    # Each worker process writes a heartbeat this often; invitations ready to send that no
+    # worker has taken for `stall_seconds` are a stall (/metrics, /readyz; docs/operations.md).
+    worker_heartbeat_seconds: float = Field(default=10.0, gt=0)
+    stall_seconds: float = Field(default=120.0, gt=0)
     # Tests move the clock that enforcement reads (services/clock.py); production refuses it.
     test_clock_file: Path | None = None
 

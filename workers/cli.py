@@ -315,6 +315,9 @@ def worker(
     logs.quiet_periodic_tasks()
     settings = get_settings()
     which = WorkerQueues(queues).value
+    from workers import heartbeat
+
+    heartbeat.install(which)  # /metrics counts live workers; a stall shows in /readyz
     status = _run_celery(app, ["worker", "--loglevel=INFO", "-Q", ",".join(worker_queues(settings, which)),
                                "-c", str(concurrency or settings.worker_concurrency), "--without-gossip",
                                "--without-mingle", "-n", f"twofa-{which}-{os.getpid()}@%h"])
