@@ -7,7 +7,12 @@ whichever app the process builds.
 
 Tasks are idempotent, so they ack late and are requeued if their worker dies mid-task.
 Webhook tasks have a queue of their own (`<queue>.webhooks`): a receiver that answers slowly
-holds webhook workers only, never the invitations and emails of the main queue.
+holds webhook workers only, never the invitations and emails of the main queue. Events are
+dispatched from a third queue (`<queue>.events`) that every worker consumes besides its own:
+dispatching is short database work (planning a rollout, creating webhook deliveries), and in
+the main queue it would wait behind a rollout's whole backlog of invitation batches, and
+every webhook with it. Celery takes turns between a worker's queues, so an event waits for
+at most one task per pool process.
 """
 
 from __future__ import annotations
@@ -47,12 +52,25 @@ def webhooks_queue(settings: Settings) -> str:
     return f"{settings.queue}.webhooks"
 
 
+def events_queue(settings: Settings) -> str:
+    return f"{settings.queue}.events"
+
+
 def queues(settings: Settings, which: str = "all") -> list[str]:
-    """The queues a worker consumes: `invitations` (everything but webhooks), `webhooks`, `all`."""
+    """The queues a worker consumes: `invitations` (everything but webhooks), `webhooks`, `all`;
+    each with the events queue, so any worker dispatches events."""
     named = {"invitations": [settings.queue], "webhooks": [webhooks_queue(settings)]}
     if which == "all":
-        return [*named["invitations"], *named["webhooks"]]
-    return named[which]
+        return [events_queue(settings), *named["invitations"], *named["webhooks"]]
+    return [events_queue(settings), *named[which]]
+
+
+def routes(settings: Settings) -> dict[str, dict[str, str]]:
+    """Webhook tasks to the webhooks queue, event dispatch to the events queue; the rest
+    to the main queue (task_default_queue)."""
+    table = {topic.value: {"queue": webhooks_queue(settings)} for topic in WEBHOOK_TOPICS}
+    table[Topic.DISPATCH_EVENTS.value] = {"queue": events_queue(settings)}
+    return table
 
 
 def make_app(settings: Settings | None = None) -> Celery:
@@ -68,7 +86,7 @@ def make_app(settings: Settings | None = None) -> Celery:
         # 45 minutes, and the worker exits): an outage ends, the worker should still be there.
         broker_connection_max_retries=None,
         task_default_queue=settings.queue,
-        task_routes={topic.value: {"queue": webhooks_queue(settings)} for topic in WEBHOOK_TOPICS},
+        task_routes=routes(settings),
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         task_ignore_result=True,
