@@ -42,7 +42,10 @@ class Settings(BaseSettings):
     public_url: str = "http://127.0.0.1:8000"
     encryption_keys: str | None = None
     webhook_allow_private: bool = False
-    webhook_retry_schedule: Schedule = (5, 300, 1800, 7200, 18000, 36000)
+    # Short steps first: a receiver back from a short outage (a deploy, a restart) gets its
+    # backlog moving within a minute, since a later event waits for the head of its
+    # endpoint's queue; the long steps follow for a receiver that stays down (17 h in all).
+    webhook_retry_schedule: Schedule = (5, 15, 30, 60, 300, 1800, 7200, 18000, 36000)
     webhook_failure_threshold: int = Field(default=5, ge=1)
     # A delivery run's claim on its window; a killed worker's window is sent again once it
     # lapses. Each attempt gets a quarter of it (15 s at most), see services/webhooks/delivery.py.
