@@ -162,6 +162,10 @@ class EnrollmentInvitation(Base):
     __table_args__ = (
         UniqueConstraint("teammate_id", "policy_version"),
         Index("ix_invitations_workspace_version_status", "workspace_id", "policy_version", "status"),
+        # The stall check (services/worker_health.py) on every /metrics scrape and /readyz probe.
+        Index("ix_invitations_pending", "lease_until", postgresql_where=text("status = 'pending'"),
+              sqlite_where=text("status = 'pending'")),
+        Index("ix_invitations_sent_at", "sent_at"),
     )
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id"))

@@ -71,8 +71,8 @@ def invitation_stall(session: Session, now: datetime) -> InvitationStall:
         return InvitationStall(0, None, False)
     # A batch leases its rows for TWOFA_SEND_LEASE_SECONDS when it takes them (and renews
     # the lease while it works), so the latest lease end dates the latest take.
-    leased_until = session.scalar(select(func.max(i.lease_until)))
-    last_sent = session.scalar(select(func.max(i.sent_at)).where(i.status == "sent"))
+    leased_until = session.scalar(select(func.max(i.lease_until)).where(i.status == "pending"))
+    last_sent = session.scalar(select(func.max(i.sent_at)))
     taken = [t for t in (
         leased_until - timedelta(seconds=settings.send_lease_seconds) if leased_until else None,
         last_sent,

@@ -1,4 +1,8 @@
-"""worker heartbeats: which workers are alive, for the stall signal in /metrics and /readyz
+"""worker heartbeats: which workers are alive; indexes that keep the stall check cheap
+
+/metrics and /readyz check for a stall on every scrape and probe: the pending invitations
+(few, but for a rollout under way) through a partial index, the latest send through one on
+sent_at, never a scan of every invitation ever sent.
 
 Revision ID: 0007
 Revises: 0006
@@ -22,7 +26,13 @@ def upgrade() -> None:
         sa.Column("started_at", UTCDateTime(timezone=True), nullable=False),
         sa.Column("beat_at", UTCDateTime(timezone=True), nullable=False),
     )
+    op.create_index("ix_invitations_pending", "enrollment_invitations", ["lease_until"],
+                    postgresql_where=sa.text("status = 'pending'"),
+                    sqlite_where=sa.text("status = 'pending'"))
+    op.create_index("ix_invitations_sent_at", "enrollment_invitations", ["sent_at"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_invitations_sent_at", "enrollment_invitations")
+    op.drop_index("ix_invitations_pending", "enrollment_invitations")
     op.drop_table("worker_heartbeats")
