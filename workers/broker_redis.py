@@ -1,17 +1,23 @@
 """kombu's Redis transport, made to survive any number of Redis restarts.
 
-When Redis goes away, Celery's consumer collects the broken connection: kombu closes the
-channels, then cuts the transport loose from its `kombu.Connection` (`transport.client =
-None`). A channel whose first close was interrupted by the outage (its pending BRPOP read
-fails) is closed again later, by `Connection.close()`; that close restores the unacked
-messages, which builds a new Redis client from `transport.client.hostname`, and fails with
-`AttributeError: 'NoneType' object has no attribute 'hostname'`. An AttributeError is no
-connection error, so Celery stops the worker ("Unrecoverable error") and it never comes back.
+When Redis goes away, Celery's consumer collects the broken connection and then closes it
+(`Consumer.on_connection_error_after_connected`). kombu 5.7 can leave the task channel open
+through the collect: if a BRPOP is pending on it (the worker had room for more tasks), its
+close first reads that reply, which fails on the dead socket; the transport then closes the
+remaining channels, newest first, and the broadcast (pidbox) channel's close fails too
+(it deletes its auto-delete queue on the dead server), so the task channel is never reached.
+The collect ends by cutting the transport loose from its `kombu.Connection`
+(`transport.client = None`). Celery's close that follows closes the task channel at last:
+it restores the unacked messages through a new Redis client built from
+`transport.client.hostname`, and fails with `AttributeError: 'NoneType' object has no
+attribute 'hostname'`. That is no connection error, so Celery stops the worker
+("Unrecoverable error") and nothing starts it again.
 
-Here the transport keeps its connection's address once it has one. A late close then
-reaches Redis: the unacked messages are restored when Redis is back, or the close fails with
-a connection error, which Celery recovers from by reconnecting (the outbox republishes what
-could not be restored, see services/outbox.py).
+Here the transport keeps its connection's address once it has one. The late close then
+reaches Redis: the unacked messages are restored when Redis is back, or the close fails
+with a connection error, which Celery ignores before it reconnects (what could not be
+restored comes back through the outbox and the sweep, see README "Nothing is lost").
+tests/test_broker_redis.py reproduces the sequence against a real redis-server.
 """
 
 from __future__ import annotations
