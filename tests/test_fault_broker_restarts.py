@@ -49,7 +49,7 @@ def _restart(redis: PrivateRedis, st: Stack) -> None:
     (unacked, with a countdown) while they keep reading the queue; then Redis goes away
     (SIGTERM, no persistence) and comes back."""
     st.smtp.defer_all = True
-    pause(1.5)
+    pause(3)
     redis.stop()
     pause(1)
     redis.start()
