@@ -106,7 +106,7 @@ def test_five_redis_restarts_with_451_windows_keep_workers_running(
             wait_until(lambda: _rollout(ws_id)["pending"] == 0, 600, 0.5, message="rollout to finish")
             print(f"{RESTARTS} redis restarts: rollout finished {time.monotonic() - back:.1f} s after "
                   f"the last restart ({time.monotonic() - started:.1f} s in all)")
-            _still_running(st, workers)
+            _still_running(st, {**workers, "relay": st.procs["relay"]})
             # No pool process is killed here, so the bound of one worker process tree each
             # (pool processes × TWOFA_SMTP_CONNECTIONS) is generous.
             _check_invitations(st, ws_id, addresses, bound=len(WORKERS) * POOL * _connections(st))
@@ -137,7 +137,7 @@ def test_three_postgres_restarts_keep_workers_running(tmp_path: Path, private_pg
             assert _sent(st) < team, "the restarts came too late to test anything"
             wait_until(lambda: _rollout(ws_id)["pending"] == 0, 600, 0.5, message="rollout to finish")
             print(f"3 postgres restarts: rollout finished {time.monotonic() - back:.1f} s after the last")
-            _still_running(st, workers)
+            _still_running(st, {**workers, "relay": st.procs["relay"]})
             # A send whose "sent" could not be recorded while the database was down repeats,
             # with its Message-ID: at most TWOFA_SMTP_CONNECTIONS per pool process and restart.
             _check_invitations(st, ws_id, addresses, bound=3 * len(WORKERS) * POOL * _connections(st))
