@@ -4,9 +4,10 @@ One command (PostgreSQL + Redis, as in production):
 
     .venv/bin/python -m bench --only event-latency [--teammates 10000]
 
-The production topology on loopback (tests/stack.py): two invitation workers
-(`twofa worker --queues invitations`), one webhook worker (`--queues webhooks`), the relay,
-an SMTP server answering DATA after 150 ms (a remote relay), and a receiver verifying every
+Two topologies on loopback (tests/stack.py), each a fresh installation: production's two
+invitation workers (`twofa worker --queues invitations`) and a webhook worker (`--queues
+webhooks`); then two workers on all queues (plain `twofa worker`). Each with the relay, an
+SMTP server answering DATA after 150 ms (a remote relay), and a receiver verifying every
 signature. The rollout runs in one workspace; in a second one an endpoint subscribes to
 `twofa.teammate.role_changed`, and the bench flips a teammate's role every half second (the
 event commits with it) and measures the time from the commit to the delivery's arrival. The
@@ -31,7 +32,22 @@ IDLE_EVENTS = 20
 SMTP_DELAY = 0.15  # a remote relay: DATA answered after 150 ms
 
 
+TOPOLOGIES: dict[str, list[tuple[str, str]]] = {  # worker name -> --queues
+    "production": [("invitations-1", "invitations"), ("invitations-2", "invitations"),
+                   ("webhooks", "webhooks")],
+    "all_queues": [("worker-1", "all"), ("worker-2", "all")],
+}
+
+
 def run(teammates: int = 10_000) -> dict[str, Any]:
+    result: dict[str, Any] = {"teammates": teammates, "smtp_delay_ms": int(SMTP_DELAY * 1000)}
+    for topology, workers in TOPOLOGIES.items():
+        print(f"event-latency: {topology} ({', '.join(f'{n}: {q}' for n, q in workers)})")
+        result[topology] = run_topology(teammates, workers)
+    return result
+
+
+def run_topology(teammates: int, workers: list[tuple[str, str]]) -> dict[str, Any]:
     receiver = Receiver().start()
     st = Stack(home=Path(tempfile.mkdtemp(prefix="twofa-bench-latency-")), overrides={
         "TWOFA_FANOUT_BATCH_SIZE": "100", "TWOFA_SWEEP_INTERVAL": "5",
@@ -41,9 +57,8 @@ def run(teammates: int = 10_000) -> dict[str, Any]:
     try:
         with st.active():
             rollout_ws, events_ws = prepare(receiver, teammates)
-            for name in ("invitations-1", "invitations-2"):
-                st.start(name, "worker", "--queues", "invitations", "-c", "2")
-            st.start("webhooks", "worker", "--queues", "webhooks", "-c", "2")
+            for name, queues in workers:
+                st.start(name, "worker", "--queues", queues, "-c", "2")
             st.start_relay()
             first = _event(events_ws, committed)
             wait_until(lambda: _delivered(receiver, first), 120, message="the first delivery")
@@ -60,8 +75,7 @@ def run(teammates: int = 10_000) -> dict[str, Any]:
         receiver.stop()
         st.teardown()
     arrived = {r.verified["id"]: r.received_at for r in receiver.at(PATH) if r.verified}
-    result = {"teammates": teammates, "rollout_seconds": round(rollout_seconds, 1),
-              "smtp_delay_ms": int(SMTP_DELAY * 1000),
+    result = {"rollout_seconds": round(rollout_seconds, 1),
               "idle": _summary(idle, committed, arrived),
               "during_rollout": _summary(during, committed, arrived)}
     print(f"event → receiver, idle:           p50 {result['idle']['p50_s']:.2f} s, "

@@ -32,6 +32,8 @@ class Heartbeat:
         self.thread: threading.Thread | None = None
 
     def start(self, name: str) -> None:
+        if self.thread is not None:  # Celery says "ready" once per process; never two threads
+            return
         self.name = name
         self.thread = threading.Thread(target=self._run, name="twofa-heartbeat", daemon=True)
         self.thread.start()
