@@ -14,12 +14,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, or_, select
+from sqlalchemy import and_, delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from services.config import get_settings
 from services.db import dialect_insert
-from services.models import EnrollmentInvitation, WorkerHeartbeat
+from services.models import EnrollmentInvitation, WorkerHeartbeat, Workspace
 
 LIVE_INTERVALS = 3  # beats a worker may miss before it no longer counts as live
 FORGET_AFTER = timedelta(days=1)  # rows of workers that died without saying goodbye
@@ -62,8 +62,13 @@ class InvitationStall:
 def invitation_stall(session: Session, now: datetime) -> InvitationStall:
     settings = get_settings()
     i = EnrollmentInvitation
-    ready = session.scalar(select(func.count()).select_from(i).where(
-        i.status == "pending",
+    # Only the rollouts under way count: a row of an older version, or of a workspace that no
+    # longer requires 2FA, is no work any more (the sweep leaves it alone too).
+    current = (select(func.count()).select_from(i)
+               .join(Workspace, and_(Workspace.id == i.workspace_id,
+                                     Workspace.policy_version == i.policy_version))
+               .where(Workspace.require_two_factor.is_(True), i.status == "pending"))
+    ready = session.scalar(current.where(
         or_(i.lease_until.is_(None), i.lease_until <= now),
         or_(i.next_attempt_at.is_(None), i.next_attempt_at <= now),
     )) or 0
@@ -77,8 +82,8 @@ def invitation_stall(session: Session, now: datetime) -> InvitationStall:
         leased_until - timedelta(seconds=settings.send_lease_seconds) if leased_until else None,
         last_sent,
     ) if t is not None]
-    oldest_ready = session.scalar(select(func.min(func.coalesce(i.next_attempt_at, i.created_at)))
-                                  .where(i.status == "pending"))
+    oldest_ready = session.scalar(current.with_only_columns(
+        func.min(func.coalesce(i.next_attempt_at, i.created_at))))
     # Measured from the later of the last take and the oldest waiting row: a rollout that has
     # only just begun is not a stall, however long ago the previous one ended.
     since = max([*taken, *([oldest_ready] if oldest_ready else [])])

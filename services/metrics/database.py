@@ -72,7 +72,7 @@ def _worker_families(session: Session, now: datetime) -> Iterator[GaugeMetricFam
     yield live
     stall = worker_health.invitation_stall(session, now)
     ready = GaugeMetricFamily("twofa_invitations_ready",
-                              "Pending invitations no batch holds and no retry waits for.")
+                              "Pending invitations of rollouts under way that no batch holds and no retry waits for.")
     ready.add_metric([], stall.ready)
     yield ready
     stalled = GaugeMetricFamily(
