@@ -11,8 +11,11 @@ holds webhook workers only, never the invitations and emails of the main queue. 
 dispatched from a third queue (`<queue>.events`) that every worker consumes besides its own:
 dispatching is short database work (planning a rollout, creating webhook deliveries), and in
 the main queue it would wait behind a rollout's whole backlog of invitation batches, and
-every webhook with it. Celery takes turns between a worker's queues, so an event waits for
-at most one task per pool process.
+every webhook with it. A worker reads its queues in a fixed order, events first, then
+webhooks, then the main queue (kombu's `priority` queue order, on Redis): taking turns
+instead, a worker on all queues let the dispatch of a rollout's own `enrollment.invited`
+events pile up, and a policy change waited minutes behind them (docs/measurements.md).
+Events and webhook tasks are short, so the invitations keep the rest.
 """
 
 from __future__ import annotations
@@ -44,8 +47,9 @@ def broker_options(settings: Settings) -> dict[str, Any]:
             "store_processed": False,
             "polling_interval": 0.05,
         }
-    # Longer than any countdown we use, so a delayed retry is not redelivered early.
-    return {"visibility_timeout": 3600}
+    # Longer than any countdown we use, so a delayed retry is not redelivered early. Queues in
+    # the order `queues()` lists them, the first non-empty one first (see the module doc).
+    return {"visibility_timeout": 3600, "queue_order_strategy": "priority"}
 
 
 def webhooks_queue(settings: Settings) -> str:
@@ -57,11 +61,12 @@ def events_queue(settings: Settings) -> str:
 
 
 def queues(settings: Settings, which: str = "all") -> list[str]:
-    """The queues a worker consumes: `invitations` (everything but webhooks), `webhooks`, `all`;
-    each with the events queue, so any worker dispatches events."""
+    """The queues a worker consumes, in the order it reads them: `invitations` (everything but
+    webhooks), `webhooks`, `all`; each with the events queue first, so any worker dispatches
+    events, and before anything else."""
     named = {"invitations": [settings.queue], "webhooks": [webhooks_queue(settings)]}
     if which == "all":
-        return [events_queue(settings), *named["invitations"], *named["webhooks"]]
+        return [events_queue(settings), *named["webhooks"], *named["invitations"]]
     return [events_queue(settings), *named[which]]
 
 
