@@ -97,11 +97,12 @@ def test_webhook_tasks_have_a_queue_of_their_own() -> None:
     # a rollout's backlog of invitation batches never holds up an event (and its webhooks).
     events = f"{settings.queue}.events"
     assert route({}, "events.dispatch")["queue"].name == events
-    # In the order a worker reads them, the first non-empty one first (events, webhooks, the
-    # main queue's invitation batches).
-    assert queues(settings) == [events, f"{settings.queue}.webhooks", settings.queue]  # `twofa worker`
+    # In the order a worker reads them, the first non-empty one first: webhook deliveries,
+    # events, the main queue's invitation batches.
+    hooks = f"{settings.queue}.webhooks"
+    assert queues(settings) == [hooks, events, settings.queue]  # `twofa worker`
     assert queues(settings, "invitations") == [events, settings.queue]
-    assert queues(settings, "webhooks") == [events, f"{settings.queue}.webhooks"]
+    assert queues(settings, "webhooks") == [hooks, events]
 
 
 def test_rollout_events_reach_the_receiver_signed_as_cloudevents(

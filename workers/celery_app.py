@@ -11,11 +11,12 @@ holds webhook workers only, never the invitations and emails of the main queue. 
 dispatched from a third queue (`<queue>.events`) that every worker consumes besides its own:
 dispatching is short database work (planning a rollout, creating webhook deliveries), and in
 the main queue it would wait behind a rollout's whole backlog of invitation batches, and
-every webhook with it. A worker reads its queues in a fixed order, events first, then
-webhooks, then the main queue (kombu's `priority` queue order, on Redis): taking turns
+every webhook with it. A worker reads its queues in a fixed order (kombu's `priority` queue
+order, on Redis): webhook deliveries, then events, then the main queue. Taking turns
 instead, a worker on all queues let the dispatch of a rollout's own `enrollment.invited`
 events pile up, and a policy change waited minutes behind them (docs/measurements.md).
-Events and webhook tasks are short, so the invitations keep the rest.
+Deliveries come first because they are the last step of an event's way out, and a rollout
+keeps the events queue busy. Both kinds of task are short, so the invitations keep the rest.
 """
 
 from __future__ import annotations
@@ -62,12 +63,11 @@ def events_queue(settings: Settings) -> str:
 
 def queues(settings: Settings, which: str = "all") -> list[str]:
     """The queues a worker consumes, in the order it reads them: `invitations` (everything but
-    webhooks), `webhooks`, `all`; each with the events queue first, so any worker dispatches
-    events, and before anything else."""
-    named = {"invitations": [settings.queue], "webhooks": [webhooks_queue(settings)]}
-    if which == "all":
-        return [events_queue(settings), *named["webhooks"], *named["invitations"]]
-    return [events_queue(settings), *named[which]]
+    webhooks), `webhooks`, `all`. Every kind reads the events queue, so any worker dispatches
+    events: before invitation batches, after webhook deliveries."""
+    webhooks, events, main = webhooks_queue(settings), events_queue(settings), settings.queue
+    return {"invitations": [events, main], "webhooks": [webhooks, events],
+            "all": [webhooks, events, main]}[which]
 
 
 def routes(settings: Settings) -> dict[str, dict[str, str]]:
