@@ -339,7 +339,8 @@ def worker(
     queues: Annotated[WorkerQueues, typer.Option(
         "--queues", "-Q", help="invitations: everything but webhooks (emails, sweeps)")] = WorkerQueues.all,
 ) -> None:
-    """Run a Celery worker (by default on both queues; production runs webhook workers apart)."""
+    """Run a Celery worker (by default on all queues; production runs webhook workers apart).
+    Exits 0 after a warm shutdown (SIGTERM), 1 when Celery stopped on an unrecoverable error."""
     _settings_checked()
     from workers import logs, structured_logs
     from workers import metrics as worker_metrics
