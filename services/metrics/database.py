@@ -2,8 +2,8 @@
 
 Whatever process did the work (any worker, relay or API replica), the database holds the
 outcome, so one scrape of any API process tells the truth: invitations by state, outbox lag,
-webhook deliveries by outcome,
-live workers and the invitation stall. Each scrape runs a few small aggregate queries.
+webhook deliveries by outcome, live
+workers and the invitation stall. Each scrape runs a few small aggregate queries.
 """
 
 from __future__ import annotations
@@ -71,8 +71,9 @@ def _worker_families(session: Session, now: datetime) -> Iterator[GaugeMetricFam
         live.add_metric([queues], count)
     yield live
     stall = worker_health.invitation_stall(session, now)
-    ready = GaugeMetricFamily("twofa_invitations_ready",
-                              "Pending invitations of rollouts under way that no batch holds and no retry waits for.")
+    ready = GaugeMetricFamily(
+        "twofa_invitations_ready",
+        "Pending invitations of rollouts under way that no batch holds and no retry waits for.")
     ready.add_metric([], stall.ready)
     yield ready
     stalled = GaugeMetricFamily(
