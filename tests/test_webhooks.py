@@ -97,8 +97,6 @@ def test_webhook_tasks_have_a_queue_of_their_own() -> None:
     # a rollout's backlog of invitation batches never holds up an event (and its webhooks).
     events = f"{settings.queue}.events"
     assert route({}, "events.dispatch")["queue"].name == events
-    # In the order a worker reads them, the first non-empty one first: webhook deliveries,
-    # events, the main queue's invitation batches.
     hooks = f"{settings.queue}.webhooks"
     assert queues(settings) == [hooks, events, settings.queue]  # `twofa worker`
     assert queues(settings, "invitations") == [events, settings.queue]

@@ -11,12 +11,9 @@ holds webhook workers only, never the invitations and emails of the main queue. 
 dispatched from a third queue (`<queue>.events`) that every worker consumes besides its own:
 dispatching is short database work (planning a rollout, creating webhook deliveries), and in
 the main queue it would wait behind a rollout's whole backlog of invitation batches, and
-every webhook with it. A worker reads its queues in a fixed order (kombu's `priority` queue
-order, on Redis): webhook deliveries, then events, then the main queue. Taking turns
-instead, a worker on all queues let the dispatch of a rollout's own `enrollment.invited`
-events pile up, and a policy change waited minutes behind them (docs/measurements.md).
-Deliveries come first because they are the last step of an event's way out, and a rollout
-keeps the events queue busy. Both kinds of task are short, so the invitations keep the rest.
+every webhook with it. Celery takes turns between a worker's queues. (A fixed order,
+webhooks and events before invitations, was tried and starved the main queue of a loaded
+worker on all queues, whose 1 s sweeps kept the first queues busy: docs/measurements.md.)
 """
 
 from __future__ import annotations
@@ -48,9 +45,8 @@ def broker_options(settings: Settings) -> dict[str, Any]:
             "store_processed": False,
             "polling_interval": 0.05,
         }
-    # Longer than any countdown we use, so a delayed retry is not redelivered early. Queues in
-    # the order `queues()` lists them, the first non-empty one first (see the module doc).
-    return {"visibility_timeout": 3600, "queue_order_strategy": "priority"}
+    # Longer than any countdown we use, so a delayed retry is not redelivered early.
+    return {"visibility_timeout": 3600}
 
 
 def webhooks_queue(settings: Settings) -> str:
@@ -62,9 +58,8 @@ def events_queue(settings: Settings) -> str:
 
 
 def queues(settings: Settings, which: str = "all") -> list[str]:
-    """The queues a worker consumes, in the order it reads them: `invitations` (everything but
-    webhooks), `webhooks`, `all`. Every kind reads the events queue, so any worker dispatches
-    events: before invitation batches, after webhook deliveries."""
+    """The queues a worker consumes: `invitations` (everything but webhooks), `webhooks`,
+    `all`. Every kind reads the events queue, so any worker dispatches events."""
     webhooks, events, main = webhooks_queue(settings), events_queue(settings), settings.queue
     return {"invitations": [events, main], "webhooks": [webhooks, events],
             "all": [webhooks, events, main]}[which]
