@@ -8,7 +8,8 @@ Parts: verification (introspect, /v1/me, /v1/login/two-factor vs an async /healt
 rollout (flip → last email accepted by smtp-sink vs bare smtplib loops), remote (the same
 through a relay that answers DATA after 50 ms), memory (peak RSS of workers and relay,
 1,000 vs 100,000 teammates), scale (1, 2, 4 worker processes and two groups), webhooks
-(deliveries vs a bare httpx loop). Installs wrk and Postfix's smtp-sink with apt-get when
+(deliveries vs a bare httpx loop), event-latency (event → webhook receiver, p50/p95, during a
+rollout vs idle; not in the default set either). Installs wrk and Postfix's smtp-sink with apt-get when
 missing; needs PostgreSQL and Redis on 127.0.0.1 (scripts/services.sh). Every byte stays on
 loopback. Writes bench/results/latest.json.
 """
@@ -24,9 +25,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import bench_rollout, bench_verification, bench_webhooks
+from bench import bench_event_latency, bench_rollout, bench_verification, bench_webhooks
 
-PARTS = ("verification", "rollout", "remote", "memory", "scale", "flip", "webhooks")
+PARTS = ("verification", "rollout", "remote", "memory", "scale", "flip", "webhooks",
+         "event-latency")
 DEFAULT = "verification,rollout,remote,memory,scale,flip"
 RESULTS = Path(__file__).with_name("results") / "latest.json"
 
@@ -85,6 +87,8 @@ def main() -> None:
         out["flip"] = bench_rollout.flip(args.flip_teammates)
     if "webhooks" in parts:
         out["webhooks"] = bench_webhooks.run(args.teammates)
+    if "event-latency" in parts:
+        out["event_latency"] = bench_event_latency.run(args.teammates)
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(merged(out, parts), indent=2) + "\n")
     print(f"\nwritten: {RESULTS.relative_to(Path.cwd()) if RESULTS.is_relative_to(Path.cwd()) else RESULTS}")

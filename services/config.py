@@ -50,7 +50,10 @@ class Settings(BaseSettings):
     allowed_hosts: Listed = ()
     encryption_keys: str | None = None
     webhook_allow_private: bool = False
-    webhook_retry_schedule: Schedule = (5, 300, 1800, 7200, 18000, 36000)
+    # Short steps first: a receiver back from a short outage (a deploy, a restart) gets its
+    # backlog moving within a minute, since a later event waits for the head of its
+    # endpoint's queue; the long steps follow for a receiver that stays down (17 h in all).
+    webhook_retry_schedule: Schedule = (5, 15, 30, 60, 300, 1800, 7200, 18000, 36000)
     webhook_failure_threshold: int = Field(default=5, ge=1)
     # A delivery run's claim on its window; a killed worker's window is sent again once it
     # lapses. Each attempt gets a quarter of it (15 s at most), see services/webhooks/delivery.py.
@@ -88,6 +91,10 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = "text"
     worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
     worker_concurrency: int = 2
+    # Each worker process writes a heartbeat this often; invitations ready to send that no
+    # worker has taken for `stall_seconds` are a stall (/metrics, /readyz; docs/operations.md).
+    worker_heartbeat_seconds: float = Field(default=10.0, gt=0)
+    stall_seconds: float = Field(default=120.0, gt=0)
     # Tests move the clock that enforcement reads (services/clock.py); production refuses it.
     test_clock_file: Path | None = None
 

@@ -186,6 +186,10 @@ class EnrollmentInvitation(Base):
     __table_args__ = (
         UniqueConstraint("teammate_id", "policy_version"),
         Index("ix_invitations_workspace_version_status", "workspace_id", "policy_version", "status"),
+        # The stall check (services/worker_health.py) on every /metrics scrape and /readyz probe.
+        Index("ix_invitations_pending", "lease_until", postgresql_where=text("status = 'pending'"),
+              sqlite_where=text("status = 'pending'")),
+        Index("ix_invitations_sent_at", "sent_at"),
     )
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id"))
@@ -353,3 +357,14 @@ class WebhookAttempt(Base):
     duration_ms: Mapped[int | None] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(Text)
     response_body: Mapped[str | None] = mapped_column(Text)
+
+
+class WorkerHeartbeat(Base):
+    """A `twofa worker` process says it is alive (every TWOFA_WORKER_HEARTBEAT_SECONDS); its
+    row goes when it stops cleanly. A killed worker's row stays, and ages out of the count."""
+
+    __tablename__ = "worker_heartbeats"
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)  # Celery's node name
+    queues: Mapped[str] = mapped_column(String(16))  # all | invitations | webhooks
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    beat_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -2,6 +2,10 @@
 
 Liveness is a different question (`/healthz`: the process answers); an orchestrator should
 restart a process that is not alive, and only stop routing to one that is not ready.
+
+A stall (invitations waiting and no worker taking them, services/worker_health.py) is a
+*warning*, not a problem: the API replica can still serve, and taking every replica out of
+the load balancer because the workers are gone would only add an outage.
 """
 
 from __future__ import annotations
@@ -11,8 +15,10 @@ import tempfile
 import redis
 from sqlalchemy import text
 
+from services import worker_health
 from services.config import get_settings
-from services.db import get_engine
+from services.db import get_engine, unit_of_work
+from services.models import utcnow
 
 TIMEOUT_SECONDS = 2.0
 
@@ -50,3 +56,18 @@ def _broker() -> None:
         client.close()
 
 
+
+
+def warnings() -> list[str]:
+    """What works but needs a person: invitations that no worker is taking."""
+    with unit_of_work() as session:
+        now = utcnow()
+        stall = worker_health.invitation_stall(session, now)
+        if not stall.stalled:
+            return []
+        live = worker_health.live_workers(session, now)
+    taking = live["all"] + live["invitations"]
+    since = ("never" if stall.last_taken_age is None
+             else f"for {stall.last_taken_age:.0f} s")
+    return [f"invitations stalled: {stall.ready} ready to send, none taken by a worker {since}; "
+            f"{taking} live invitation worker(s)"]

@@ -109,7 +109,7 @@ class _Handler:
                           options: Any) -> str:
         if address in self.sink.refuse:
             return "550 5.1.1 mailbox unavailable"
-        if address in self.sink.defer:
+        if self.sink.defer_all or address in self.sink.defer:
             return "451 4.3.0 try again later"
         envelope.rcpt_tos.append(address)
         return "250 OK"
@@ -140,6 +140,7 @@ class SmtpSink:
     messages: list[Caught] = field(default_factory=list)
     refuse: set[str] = field(default_factory=set)
     defer: set[str] = field(default_factory=set)
+    defer_all: bool = False  # a 451 window: every recipient is refused for now
     delay: float = 0.0
     pipelining: bool = True  # offered in EHLO (twofa's mail catcher does not offer it)
     # Messages between DATA and the server's answer, now and at most, by recipient domain

@@ -12,6 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import ADMIN_PASSWORD, WorkspaceHandle
 from tests.stack import Stack, free_port, wait_until
+from tests.test_fault_rollout import _rollout
 from tests.test_webhooks import subscribe
 from tests.twofactor import code, complete, password_login, steady, wrong_codes
 from tests.webhook_receiver import Receiver
@@ -147,3 +148,38 @@ def _get(url: str) -> tuple[int, dict[str, str], bytes]:
 
 def _lower(headers: Any) -> dict[str, str]:
     return {k.lower(): v for k, v in headers.items()}
+
+
+def test_live_workers_and_no_stall_from_rows_no_rollout_needs(stack: Stack, make_workspace: Any) -> None:
+    """The session's worker (all queues) counts as live; a pending invitation of a version no
+    longer current, however old, is no stall: no worker will ever take it, and none should."""
+    from datetime import timedelta
+
+    from services.db import unit_of_work
+    from services.models import EnrollmentInvitation, Workspace, utcnow
+
+    ws = make_workspace(teammates=1)
+    wait_until(lambda: value(scrape(ws), "twofa_workers_live", queues="all") >= 1, 60,
+               message="the session worker's heartbeat")
+    ws.enroll_admin()
+    ws.require_two_factor()  # version 1, sent in full
+    ws_id = _workspace_id(ws.slug)
+    wait_until(lambda: _rollout(ws_id)["pending"] == 0, 60, message="the rollout to finish")
+    with unit_of_work() as session:
+        row = session.get(Workspace, ws_id)
+        assert row is not None
+        session.add(EnrollmentInvitation(
+            workspace_id=row.id, teammate_id=ws.admin_id, policy_version=row.policy_version - 1,
+            status="pending", resends=0, attempts=0, created_at=utcnow() - timedelta(days=1)))
+    samples = scrape(ws)
+    assert value(samples, "twofa_invitations_ready") == 0
+    assert value(samples, "twofa_invitations_stalled") == 0
+    assert ws.client.get("/readyz").json() == {"status": "ready"}
+
+
+def _workspace_id(slug: str) -> int:
+    from services.accounts import workspaces
+    from services.db import unit_of_work
+
+    with unit_of_work() as session:
+        return workspaces.get_by_slug(session, slug).id

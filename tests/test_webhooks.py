@@ -93,9 +93,14 @@ def test_webhook_tasks_have_a_queue_of_their_own() -> None:
     for name in ("webhooks.deliver", "webhooks.sweep", "webhooks.send_disabled_email"):
         assert route({}, name)["queue"].name == f"{settings.queue}.webhooks", name
     assert route({}, "enrollment.sweep")["queue"].name == settings.queue
-    assert queues(settings) == [settings.queue, f"{settings.queue}.webhooks"]  # `twofa worker`
-    assert queues(settings, "invitations") == [settings.queue]
-    assert queues(settings, "webhooks") == [f"{settings.queue}.webhooks"]
+    # Events are dispatched from a queue of their own, which every kind of worker consumes:
+    # a rollout's backlog of invitation batches never holds up an event (and its webhooks).
+    events = f"{settings.queue}.events"
+    assert route({}, "events.dispatch")["queue"].name == events
+    hooks = f"{settings.queue}.webhooks"
+    assert queues(settings) == [hooks, events, settings.queue]  # `twofa worker`
+    assert queues(settings, "invitations") == [events, settings.queue]
+    assert queues(settings, "webhooks") == [hooks, events]
 
 
 def test_rollout_events_reach_the_receiver_signed_as_cloudevents(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -20,6 +21,7 @@ class Received:
     status: int  # what the receiver answered
     verified: Any  # the parsed body if the signature verified, else None
     error: str | None = None
+    received_at: float = field(default_factory=time.time)  # wall clock, for latencies
 
     @property
     def webhook_id(self) -> str:

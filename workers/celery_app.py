@@ -7,7 +7,13 @@ whichever app the process builds.
 
 Tasks are idempotent, so they ack late and are requeued if their worker dies mid-task.
 Webhook tasks have a queue of their own (`<queue>.webhooks`): a receiver that answers slowly
-holds webhook workers only, never the invitations and emails of the main queue.
+holds webhook workers only, never the invitations and emails of the main queue. Events are
+dispatched from a third queue (`<queue>.events`) that every worker consumes besides its own:
+dispatching is short database work (planning a rollout, creating webhook deliveries), and in
+the main queue it would wait behind a rollout's whole backlog of invitation batches, and
+every webhook with it. Celery takes turns between a worker's queues. (A fixed order,
+webhooks and events before invitations, was tried and starved the main queue of a loaded
+worker on all queues, whose 1 s sweeps kept the first queues busy: docs/measurements.md.)
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from celery import Celery
 
 from services.config import Settings, get_settings, private_folder
 from services.topics import Topic
-from workers import broker_fs
+from workers import broker_fs, broker_redis
 
 TASK_MODULES = ["workers.tasks", "workers.webhook_tasks"]
 WEBHOOK_TOPICS = (Topic.DELIVER_WEBHOOKS, Topic.SWEEP_WEBHOOKS, Topic.SEND_WEBHOOK_DISABLED_EMAIL)
@@ -48,24 +54,40 @@ def webhooks_queue(settings: Settings) -> str:
     return f"{settings.queue}.webhooks"
 
 
+def events_queue(settings: Settings) -> str:
+    return f"{settings.queue}.events"
+
+
 def queues(settings: Settings, which: str = "all") -> list[str]:
-    """The queues a worker consumes: `invitations` (everything but webhooks), `webhooks`, `all`."""
-    named = {"invitations": [settings.queue], "webhooks": [webhooks_queue(settings)]}
-    if which == "all":
-        return [*named["invitations"], *named["webhooks"]]
-    return named[which]
+    """The queues a worker consumes: `invitations` (everything but webhooks), `webhooks`,
+    `all`. Every kind reads the events queue, so any worker dispatches events."""
+    webhooks, events, main = webhooks_queue(settings), events_queue(settings), settings.queue
+    return {"invitations": [events, main], "webhooks": [webhooks, events],
+            "all": [webhooks, events, main]}[which]
+
+
+def routes(settings: Settings) -> dict[str, dict[str, str]]:
+    """Webhook tasks to the webhooks queue, event dispatch to the events queue; the rest
+    to the main queue (task_default_queue)."""
+    table = {topic.value: {"queue": webhooks_queue(settings)} for topic in WEBHOOK_TOPICS}
+    table[Topic.DISPATCH_EVENTS.value] = {"queue": events_queue(settings)}
+    return table
 
 
 def make_app(settings: Settings | None = None) -> Celery:
     """A Celery app for these settings; it becomes the process's current app."""
     settings = settings or get_settings()
     broker_fs.install()  # filesystem:// with atomic writes and claims (see workers/broker_fs.py)
+    broker_redis.install()  # redis:// that survives restarts (see workers/broker_redis.py)
     app = Celery("twofa", broker=settings.resolved_broker_url, include=TASK_MODULES)
     app.conf.update(
         broker_transport_options=broker_options(settings),
         broker_connection_retry_on_startup=True,
+        # Reconnect for as long as the broker is away (Celery gives up after 100 tries, about
+        # 45 minutes, and the worker exits): an outage ends, the worker should still be there.
+        broker_connection_max_retries=None,
         task_default_queue=settings.queue,
-        task_routes={topic.value: {"queue": webhooks_queue(settings)} for topic in WEBHOOK_TOPICS},
+        task_routes=routes(settings),
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         task_ignore_result=True,

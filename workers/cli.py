@@ -344,7 +344,8 @@ def worker(
     queues: Annotated[WorkerQueues, typer.Option(
         "--queues", "-Q", help="invitations: everything but webhooks (emails, sweeps)")] = WorkerQueues.all,
 ) -> None:
-    """Run a Celery worker (by default on both queues; production runs webhook workers apart)."""
+    """Run a Celery worker (by default on all queues; production runs webhook workers apart).
+    Exits 0 after a warm shutdown (SIGTERM), 1 when Celery stopped on an unrecoverable error."""
     _settings_checked()
     from workers import logs, structured_logs
     from workers import metrics as worker_metrics
@@ -357,9 +358,31 @@ def worker(
     logs.quiet_periodic_tasks()
     settings = get_settings()
     which = WorkerQueues(queues).value
-    app.worker_main(["worker", "--loglevel=INFO", "-Q", ",".join(worker_queues(settings, which)),
-                     "-c", str(concurrency or settings.worker_concurrency), "--without-gossip",
-                     "--without-mingle", "-n", f"twofa-{which}-{os.getpid()}@%h"])
+    from workers import heartbeat
+
+    heartbeat.install(which)  # /metrics counts live workers; a stall shows in /readyz
+    status = _run_celery(app, ["worker", "--loglevel=INFO", "-Q", ",".join(worker_queues(settings, which)),
+                               "-c", str(concurrency or settings.worker_concurrency), "--without-gossip",
+                               "--without-mingle", "-n", f"twofa-{which}-{os.getpid()}@%h"])
+    if status:
+        raise typer.Exit(status)
+
+
+def _run_celery(app: object, argv: list[str]) -> int:
+    """Run the `celery` command line on `app` and return its exit status.
+
+    As `app.start` does, except that it keeps the status: with `standalone_mode=False`
+    click returns the worker's `ctx.exit(code)` instead of raising it, and both
+    `app.worker_main` and `app.start` drop that return value, so a worker stopped by an
+    unrecoverable error exited 0 and `Restart=on-failure` never restarted it.
+    """
+    from celery.bin.celery import celery
+
+    celery.params[0].default = app
+    try:
+        return int(celery.main(args=argv, standalone_mode=False) or 0)
+    finally:
+        celery.params[0].default = None
 
 
 @cli.command()

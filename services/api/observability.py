@@ -102,16 +102,20 @@ def install(app: FastAPI) -> None:
     scrape = CollectorRegistry(auto_describe=False)
     scrape.register(DatabaseCollector())
 
-    @app.get("/readyz", tags=["health"], responses=READY_RESPONSES, response_model=Ready)
+    @app.get("/readyz", tags=["health"], responses=READY_RESPONSES, response_model=Ready,
+             response_model_exclude_none=True)
     def readyz() -> Any:
-        """200 when the database and the broker answer; 503 `unavailable` otherwise."""
+        """200 when the database and the broker answer; 503 `unavailable` otherwise.
+
+        `warnings` names what works but needs a person: invitations stalled because no worker
+        takes them. A stall keeps the answer 200 (the replica itself can serve)."""
         problems = readiness.problems()
         if problems:
             return JSONResponse(
                 error_body("unavailable", "Not ready: " + "; ".join(problems) + "."),
                 status_code=503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
             )
-        return Ready(status="ready")
+        return Ready(status="ready", warnings=readiness.warnings() or None)
 
     @app.get("/metrics", tags=["health"], response_class=Response,
              responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}},
@@ -147,6 +151,8 @@ def _document_errors(app: FastAPI) -> None:
 
 class Ready(BaseModel):
     status: Literal["ready"]
+    # Only while something needs a person, e.g. "invitations stalled: …" (docs/operations.md).
+    warnings: list[str] | None = None
 
 
 READY_RESPONSES: dict[int | str, dict[str, Any]] = {

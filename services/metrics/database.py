@@ -2,7 +2,8 @@
 
 Whatever process did the work (any worker, relay or API replica), the database holds the
 outcome, so one scrape of any API process tells the truth: invitations by state, outbox lag,
-webhook deliveries by outcome. Each scrape runs four small aggregate queries.
+webhook deliveries by outcome, live
+workers and the invitation stall. Each scrape runs a few small aggregate queries.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from services import worker_health
 from services.db import session_factory
 from services.models import (
     INVITATION_STATUSES,
@@ -67,6 +69,26 @@ def _families(session: Session) -> Iterator[GaugeMetricFamily]:
                                   "Webhook endpoints disabled and not deleted.")
     endpoints.add_metric([], disabled or 0)
     yield endpoints
+    yield from _worker_families(session, now)
+
+
+def _worker_families(session: Session, now: datetime) -> Iterator[GaugeMetricFamily]:
+    live = GaugeMetricFamily("twofa_workers_live", "Workers whose heartbeat is recent, by the "
+                             "queues they consume (all, invitations, webhooks).", labels=["queues"])
+    for queues, count in worker_health.live_workers(session, now).items():
+        live.add_metric([queues], count)
+    yield live
+    stall = worker_health.invitation_stall(session, now)
+    ready = GaugeMetricFamily(
+        "twofa_invitations_ready",
+        "Pending invitations of rollouts under way that no batch holds and no retry waits for.")
+    ready.add_metric([], stall.ready)
+    yield ready
+    stalled = GaugeMetricFamily(
+        "twofa_invitations_stalled",
+        "1 when invitations are ready and no worker has taken one for TWOFA_STALL_SECONDS.")
+    stalled.add_metric([], int(stall.stalled))
+    yield stalled
 
 
 def _by_label(session: Session, name: str, doc: str, label: str, column: object,
