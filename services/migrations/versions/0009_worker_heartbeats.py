@@ -4,16 +4,16 @@
 (few, but for a rollout under way) through a partial index, the latest send through one on
 sent_at, never a scan of every invitation ever sent.
 
-Revision ID: 0007
-Revises: 0006
+Revision ID: 0009
+Revises: 0008
 """
 import sqlalchemy as sa
 from alembic import op
 
 from services.models import UTCDateTime
 
-revision = "0007"
-down_revision = "0006"
+revision = "0009"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
