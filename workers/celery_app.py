@@ -6,6 +6,7 @@ still work. Task modules declare their tasks with `shared_task`, which attaches 
 whichever app the process builds.
 
 Tasks are idempotent, so they ack late and are requeued if their worker dies mid-task.
+Invitation and reminder batches carry a lower priority than the rest of the main queue.
 Webhook tasks have a queue of their own (`<queue>.webhooks`): a receiver that answers slowly
 holds webhook workers only, never the invitations and emails of the main queue.
 """
@@ -23,6 +24,12 @@ from workers import broker_fs
 
 TASK_MODULES = ["workers.tasks", "workers.webhook_tasks"]
 WEBHOOK_TOPICS = (Topic.DELIVER_WEBHOOKS, Topic.SWEEP_WEBHOOKS, Topic.SEND_WEBHOOK_DISABLED_EMAIL)
+# Bulk mail waits behind everything else on its queue: a join email or a notice published
+# during a rollout is taken before the rollout's remaining batches. Both brokers take the
+# lowest number first (kombu's Redis transport: lists per priority step 0, 3, 6, 9;
+# workers/broker_fs.py: the priority leads the message's file name).
+BULK_TOPICS = (Topic.SEND_INVITATION_BATCH, Topic.SEND_REMINDER_BATCH)
+BULK_PRIORITY = 6
 
 
 def broker_options(settings: Settings) -> dict[str, Any]:
@@ -64,7 +71,11 @@ def make_app(settings: Settings | None = None) -> Celery:
         broker_transport_options=broker_options(settings),
         broker_connection_retry_on_startup=True,
         task_default_queue=settings.queue,
-        task_routes={topic.value: {"queue": webhooks_queue(settings)} for topic in WEBHOOK_TOPICS},
+        task_routes={
+            **{topic.value: {"queue": webhooks_queue(settings)} for topic in WEBHOOK_TOPICS},
+            **{topic.value: {"queue": settings.queue, "priority": BULK_PRIORITY}
+               for topic in BULK_TOPICS},
+        },
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         task_ignore_result=True,

@@ -11,7 +11,7 @@ rendered and built once per workspace (services/email/template.py), not once per
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -20,8 +20,10 @@ from sqlalchemy.orm import Session
 
 from services.config import get_settings
 from services.db import unit_of_work
-from services.email import links, parallel
+from services.email import connections, links, parallel
 from services.email import message as mail
+from services.email.connections import Mailers
+from services.email.pace import get_pace
 from services.email.render import render
 from services.email.smtp import PermanentSendError, SmtpMailer
 from services.email.template import MessageTemplate
@@ -61,7 +63,7 @@ class BatchResult:
 def send_batch(
     invitation_ids: Sequence[int],
     claim: str,
-    mailer_factory: Callable[[], SmtpMailer] = SmtpMailer,
+    mailers: Mailers | None = None,
 ) -> BatchResult:
     with unit_of_work() as session:
         batch = _claim(session, invitation_ids, claim)
@@ -70,14 +72,16 @@ def send_batch(
         return result
     run = _Run(claim, batch, result)
     with run.recorder:
-        left = parallel.send_all(batch, run.messages.send, run.record, mailer_factory,
-                                 get_settings().smtp_connections)
+        left = parallel.send_all(batch, run.messages.send, run.record,
+                                 mailers or connections.pool(),
+                                 get_settings().smtp_connections, get_pace())
     if left:
         with unit_of_work() as session:
             if not run.current:  # the policy flipped meanwhile: the rest is not sent
                 _skip(session, left, claim)
-            else:  # every connection failed: the server is unreachable, defer the rest
-                result.defer(*_defer(session, left, claim, run.last_error))
+            else:  # every connection failed before reaching these: they were never refused
+                _release(session, left, claim)
+                result.defer(get_settings().retry_schedule("email")[0], 0)
     return result
 
 
@@ -90,7 +94,6 @@ class _Run:
         self.recorder = recording.SentRecorder(claim)
         self.lease = _Lease(claim)
         self.current = True
-        self.last_error = ""
 
     def record(self, outcomes: list[parallel.Outcome[Outgoing]]) -> bool:
         """Record what the connections reported; False once the policy version is stale."""
@@ -111,7 +114,6 @@ class _Run:
                         _finish_failed(session, o.item, self.claim, str(o.error))
                         self.result.failed += 1
                     else:  # a transient error: this recipient or this connection, retried later
-                        self.last_error = str(o.error)
                         self.result.defer(*_defer(session, [o.item], self.claim, str(o.error)))
                 if not sent:  # no recording statement said whether the version is live
                     self.current = self.current and _is_current(session, failures[0].item)
@@ -248,6 +250,16 @@ def _claim(session: Session, ids: Sequence[int], claim: str) -> list[Outgoing]:
         session.execute(update(Inv).where(Inv.id.in_(stale))
                         .values(status="skipped", lease_owner=None, lease_until=None))
     return batch
+
+
+def _release(session: Session, items: list[Outgoing], claim: str) -> None:
+    """Give rows back untried: no attempt counted, claimable again by the task's retry."""
+    session.execute(
+        update(Inv)
+        .where(Inv.id.in_([i.invitation_id for i in items]), Inv.status == "pending",
+               Inv.lease_owner == claim)
+        .values(lease_owner=None, lease_until=None)
+    )
 
 
 def _finish_failed(session: Session, item: Outgoing, claim: str, error: str) -> None:
