@@ -43,12 +43,17 @@ def send_each_once(emails: Sequence[tuple[str, mail.OutgoingEmail]], transaction
     retry; the emails already sent are recorded and will not go again."""
     pace, mailers = get_pace(), connections.pool()
     mailer = mailers.get()
+    token = [0]
+
+    def take_slot() -> None:
+        token[0] = pace.acquire(priority=transactional)
+
     try:
         for key, email in emails:
-            send_once(key, email, mailer, lambda: pace.acquire(priority=transactional))
-            pace.accepted()
+            if send_once(key, email, mailer, take_slot):
+                pace.accepted()
     except Throttled:
-        pace.throttled()
+        pace.throttled(token[0])
         raise
     finally:
         mailers.put(mailer)

@@ -39,22 +39,24 @@ log = logging.getLogger(__name__)
 BETA = 0.7  # a cut keeps this share of the rate
 GROWTH = 0.1  # the rate grows by this share per second of granted slots
 MIN_RATE = 0.5
-HOLD = 1.0  # refusals within this long of a cut belong to the same burst: one cut
 BASE_BACKOFF, MAX_BACKOFF = 0.5, 30.0
 ESCALATE_WITHIN = 10.0  # a cut this soon after the last one doubles the backoff
 CUT_MEMORY = 120.0  # with no limit set, a cut this old no longer paces anyone
 PEEK_EVERY = 0.25  # with no rate in force, how often a process looks at the shared state
 
 
-def take(state: dict[str, float], now: float, max_rate: float, priority: bool) -> float:
-    """Reserve the next slot in `state` (changed in place); seconds to wait for it.
+def take(state: dict[str, float], now: float, max_rate: float, priority: bool
+         ) -> tuple[float, int]:
+    """Reserve the next slot in `state` (changed in place): (seconds to wait for it, the
+    number of cuts so far, which the send hands back to `cut` if it is refused).
 
     `rate` in the state is a cut in force (0: none, so the configured limit, 0 = unlimited).
     """
     rate = _rate_in_force(state, now, max_rate)
     start = max(now, state.get("pause_until", 0.0))
+    cuts = int(state.get("cuts", 0))
     if rate <= 0:
-        return start - now
+        return start - now, cuts
     interval = 1.0 / rate
     tat = min(state.get("tat", 0.0), now + 3600)  # a clock set back must not stall us
     if priority:
@@ -68,19 +70,22 @@ def take(state: dict[str, float], now: float, max_rate: float, priority: bool) -
     if cut > 0:
         cut += max(MIN_RATE, GROWTH * cut) * interval
         state["rate"] = 0.0 if 0 < max_rate <= cut else cut
-    return slot - now
+    return slot - now, cuts
 
 
-def cut(state: dict[str, float], now: float, seen: float, max_rate: float) -> float:
-    """A relay answered 421/451: lower the rate and pause; seconds until sending resumes."""
+def cut(state: dict[str, float], now: float, seen: float, max_rate: float, cuts: int
+        ) -> float:
+    """A relay refused a send granted after `cuts` cuts: lower the rate and pause (unless a
+    cut came since: the refusals of sends in flight at a cut count once); seconds until
+    sending resumes."""
     last = state.get("last_cut", 0.0)
-    if now - last < HOLD:
+    if int(state.get("cuts", 0)) != cuts:
         return max(0.0, state.get("pause_until", 0.0) - now)
     current = _rate_in_force(state, now, max_rate)
     state["rate"] = max(MIN_RATE, current * BETA if current > 0 else max(1.0, seen))
     backoff = state.get("backoff", BASE_BACKOFF)
     backoff = min(2 * backoff, MAX_BACKOFF) if now - last < ESCALATE_WITHIN else BASE_BACKOFF
-    state.update(last_cut=now, backoff=backoff, pause_until=now + backoff)
+    state.update(last_cut=now, backoff=backoff, pause_until=now + backoff, cuts=cuts + 1)
     return backoff
 
 
@@ -94,10 +99,10 @@ def _rate_in_force(state: dict[str, float], now: float, max_rate: float) -> floa
 
 
 class Store(Protocol):
-    def take(self, max_rate: float, priority: bool) -> float: ...
-    def cut(self, seen: float, max_rate: float) -> float: ...
-    def paced(self, max_rate: float) -> tuple[bool, float]:
-        """(whether a rate is in force, seconds of pause left)."""
+    def take(self, max_rate: float, priority: bool) -> tuple[float, int]: ...
+    def cut(self, seen: float, max_rate: float, cuts: int) -> float: ...
+    def paced(self, max_rate: float) -> tuple[bool, float, int]:
+        """(whether a rate is in force, seconds of pause left, cuts so far)."""
         ...
 
 
@@ -127,18 +132,19 @@ class FileStore:
         finally:
             os.close(fd)  # closing drops the flock
 
-    def take(self, max_rate: float, priority: bool) -> float:
-        return float(self._change(lambda s, now: take(s, now, max_rate, priority)))
+    def take(self, max_rate: float, priority: bool) -> tuple[float, int]:
+        wait, cuts = self._change(lambda s, now: take(s, now, max_rate, priority))
+        return float(wait), int(cuts)
 
-    def cut(self, seen: float, max_rate: float) -> float:
-        return float(self._change(lambda s, now: cut(s, now, seen, max_rate)))
+    def cut(self, seen: float, max_rate: float, cuts: int) -> float:
+        return float(self._change(lambda s, now: cut(s, now, seen, max_rate, cuts)))
 
-    def paced(self, max_rate: float) -> tuple[bool, float]:
-        def look(s: dict[str, float], now: float) -> tuple[bool, float]:
+    def paced(self, max_rate: float) -> tuple[bool, float, int]:
+        def look(s: dict[str, float], now: float) -> tuple[bool, float, int]:
             return (_rate_in_force(s, now, max_rate) > 0,
-                    max(0.0, s.get("pause_until", 0.0) - now))
-        active, pause = self._change(look)
-        return bool(active), float(pause)
+                    max(0.0, s.get("pause_until", 0.0) - now), int(s.get("cuts", 0)))
+        active, pause, cuts = self._change(look)
+        return bool(active), float(pause), int(cuts)
 
 
 # The same functions as take(), cut() and paced() above, in Lua, run by Redis atomically.
@@ -171,7 +177,8 @@ _LUA_TAKE = _LUA_PRELUDE + """
 local priority = ARGV[2] == '1'
 local rate = in_force()
 local start = math.max(now, get('pause_until'))
-if rate <= 0 then return string.format('%%.6f', start - now) end
+local cuts = get('cuts')
+if rate <= 0 then return {string.format('%%.6f', start - now), cuts} end
 local interval = 1.0 / rate
 local tat = math.min(get('tat'), now + 3600)
 local slot
@@ -190,13 +197,15 @@ if cut > 0 then
   s['rate'] = cut
 end
 save()
-return string.format('%%.6f', slot - now)
+return {string.format('%%.6f', slot - now), cuts}
 """
 
 _LUA_CUT = _LUA_PRELUDE + """
 local seen = tonumber(ARGV[2])
 local last = get('last_cut')
-if now - last < %(hold)s then return string.format('%%.6f', math.max(0, get('pause_until') - now)) end
+if get('cuts') ~= tonumber(ARGV[3]) then
+  return string.format('%%.6f', math.max(0, get('pause_until') - now))
+end
 local current = in_force()
 if current > 0 then s['rate'] = math.max(%(min_rate)s, current * %(beta)s)
 else s['rate'] = math.max(%(min_rate)s, math.max(1.0, seen)) end
@@ -204,15 +213,17 @@ local backoff = s['backoff'] or %(base)s
 if now - last < %(escalate)s then backoff = math.min(2 * backoff, %(max_backoff)s)
 else backoff = %(base)s end
 s['last_cut'] = now; s['backoff'] = backoff; s['pause_until'] = now + backoff
+s['cuts'] = get('cuts') + 1
 save()
 return string.format('%%.6f', backoff)
 """
 
 _LUA_PACED = _LUA_PRELUDE + """
-return {in_force() > 0 and 1 or 0, string.format('%%.6f', math.max(0, get('pause_until') - now))}
+return {in_force() > 0 and 1 or 0, string.format('%%.6f', math.max(0, get('pause_until') - now)),
+        get('cuts')}
 """
 
-_CONSTANTS = {"memory": CUT_MEMORY, "min_rate": MIN_RATE, "growth": GROWTH, "hold": HOLD,
+_CONSTANTS = {"memory": CUT_MEMORY, "min_rate": MIN_RATE, "growth": GROWTH,
               "beta": BETA, "base": BASE_BACKOFF, "escalate": ESCALATE_WITHIN,
               "max_backoff": MAX_BACKOFF}
 
@@ -229,46 +240,54 @@ class RedisStore:
         self._cut = self.client.register_script(_LUA_CUT % _CONSTANTS)
         self._paced = self.client.register_script(_LUA_PACED % _CONSTANTS)
 
-    def take(self, max_rate: float, priority: bool) -> float:
-        return float(self._take(keys=[self.key], args=[max_rate, int(priority)]))
+    def take(self, max_rate: float, priority: bool) -> tuple[float, int]:
+        wait, cuts = self._take(keys=[self.key], args=[max_rate, int(priority)])
+        return float(wait), int(cuts)
 
-    def cut(self, seen: float, max_rate: float) -> float:
-        return float(self._cut(keys=[self.key], args=[max_rate, seen]))
+    def cut(self, seen: float, max_rate: float, cuts: int) -> float:
+        return float(self._cut(keys=[self.key], args=[max_rate, seen, cuts]))
 
-    def paced(self, max_rate: float) -> tuple[bool, float]:
-        active, pause = self._paced(keys=[self.key], args=[max_rate])
-        return bool(int(active)), float(pause)
+    def paced(self, max_rate: float) -> tuple[bool, float, int]:
+        active, pause, cuts = self._paced(keys=[self.key], args=[max_rate])
+        return bool(int(active)), float(pause), int(cuts)
 
 
 class Pace:
-    """This process's handle on the shared rate; thread-safe (a batch's connections share it)."""
+    """This process's handle on the shared rate; thread-safe (a batch's connections share it).
+
+    `acquire` returns a token (the cuts seen when the slot was granted) that a refused send
+    hands to `throttled`.
+    """
 
     def __init__(self, store: Store, max_rate: float | None) -> None:
         self.store = store
         self.max_rate = max_rate or 0.0
         self._lock = threading.Lock()
         self._accepted: deque[float] = deque()  # this process's accepted sends, last second
-        self._unpaced_until = 0.0  # with no limit: the shared state was looked at, no rate
+        # With no limit: until when the shared state needs no look (no rate, no pause), and
+        # the cuts it had then.
+        self._unpaced_until, self._cuts = 0.0, 0
 
-    def acquire(self, priority: bool = False) -> None:
+    def acquire(self, priority: bool = False) -> int:
         """Wait for this send's slot (a bulk send, or transactional with `priority`)."""
         try:
-            if self.max_rate <= 0 and time.monotonic() < self._unpaced_until:
-                return
             if self.max_rate <= 0:
-                active, pause = self.store.paced(0.0)
+                if time.monotonic() < self._unpaced_until:
+                    return self._cuts
+                active, pause, cuts = self.store.paced(0.0)
                 if not active:
                     if pause <= 0:
-                        self._unpaced_until = time.monotonic() + PEEK_EVERY
+                        self._unpaced_until, self._cuts = time.monotonic() + PEEK_EVERY, cuts
                     time.sleep(pause)
-                    return
-            wait = self.store.take(self.max_rate, priority)
+                    return cuts
+            wait, cuts = self.store.take(self.max_rate, priority)
         except Exception as exc:  # the shared state is out of reach: pace this process alone
             log.warning("the shared SMTP rate is unavailable (%s); pacing this process alone",
                         exc)
-            wait = 1.0 / self.max_rate if self.max_rate > 0 else 0.0
+            wait, cuts = (1.0 / self.max_rate if self.max_rate > 0 else 0.0), -1
         if wait > 0:
             time.sleep(wait)
+        return cuts
 
     def accepted(self) -> None:
         now = time.monotonic()
@@ -277,16 +296,18 @@ class Pace:
             while self._accepted and self._accepted[0] < now - 1.0:
                 self._accepted.popleft()
 
-    def throttled(self) -> float:
-        """The relay answered 421/451: cut the shared rate; seconds until sending resumes."""
+    def throttled(self, cuts: int) -> float:
+        """The relay answered 421/451 to a send granted with token `cuts`: cut the shared
+        rate (once per burst); seconds until sending resumes."""
         now = time.monotonic()
         with self._lock:
             seen = float(sum(1 for t in self._accepted if t >= now - 1.0))
         self._unpaced_until = 0.0
         try:
-            return self.store.cut(seen, self.max_rate)
+            return self.store.cut(seen, self.max_rate, cuts)
         except Exception as exc:
             log.warning("the shared SMTP rate is unavailable (%s)", exc)
+            time.sleep(BASE_BACKOFF)
             return BASE_BACKOFF
 
 

@@ -71,14 +71,14 @@ def send_all(
     unexpected: list[BaseException] = []
     refusals: dict[int, int] = {}  # id(item) → 421/451 answers so far
 
-    def attempt(mailer: SmtpMailer, item: T) -> Outcome[T] | None:
+    def attempt(mailer: SmtpMailer, item: T, token: int) -> Outcome[T] | None:
         """One try; None when the relay throttled it and it went back into `todo`."""
         try:
             outcome = Outcome(item, send(mailer, item))
             pace.accepted()
             return outcome
         except Throttled as exc:
-            pace.throttled()
+            pace.throttled(token)
             with take:
                 refusals[id(item)] = tries = refusals.get(id(item), 0) + 1
                 if tries < THROTTLE_TRIES:
@@ -97,12 +97,12 @@ def send_all(
                     if not todo:
                         return
                     item = todo.popleft()
-                pace.acquire()
+                token = pace.acquire()
                 if stop.is_set():
                     with take:
                         todo.appendleft(item)
                     return
-                outcome = attempt(mailer, item)
+                outcome = attempt(mailer, item, token)
                 if outcome is None:
                     continue
                 done.put(outcome)

@@ -79,9 +79,8 @@ def send_batch(
         with unit_of_work() as session:
             if not run.current:  # the policy flipped meanwhile: the rest is not sent
                 _skip(session, left, claim)
-            else:  # every connection failed before reaching these: they were never refused
-                _release(session, left, claim)
-                result.defer(get_settings().retry_schedule("email")[0], 0)
+            else:  # every connection failed: the server is unreachable, defer the rest
+                result.defer(*_defer(session, left, claim, run.last_error))
     return result
 
 
@@ -94,6 +93,7 @@ class _Run:
         self.recorder = recording.SentRecorder(claim)
         self.lease = _Lease(claim)
         self.current = True
+        self.last_error = ""
 
     def record(self, outcomes: list[parallel.Outcome[Outgoing]]) -> bool:
         """Record what the connections reported; False once the policy version is stale."""
@@ -114,6 +114,7 @@ class _Run:
                         _finish_failed(session, o.item, self.claim, str(o.error))
                         self.result.failed += 1
                     else:  # a transient error: this recipient or this connection, retried later
+                        self.last_error = str(o.error)
                         self.result.defer(*_defer(session, [o.item], self.claim, str(o.error)))
                 if not sent:  # no recording statement said whether the version is live
                     self.current = self.current and _is_current(session, failures[0].item)
@@ -250,16 +251,6 @@ def _claim(session: Session, ids: Sequence[int], claim: str) -> list[Outgoing]:
         session.execute(update(Inv).where(Inv.id.in_(stale))
                         .values(status="skipped", lease_owner=None, lease_until=None))
     return batch
-
-
-def _release(session: Session, items: list[Outgoing], claim: str) -> None:
-    """Give rows back untried: no attempt counted, claimable again by the task's retry."""
-    session.execute(
-        update(Inv)
-        .where(Inv.id.in_([i.invitation_id for i in items]), Inv.status == "pending",
-               Inv.lease_owner == claim)
-        .values(lease_owner=None, lease_until=None)
-    )
 
 
 def _finish_failed(session: Session, item: Outgoing, claim: str, error: str) -> None:
