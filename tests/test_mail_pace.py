@@ -213,16 +213,32 @@ def test_transactional_mail_goes_ahead_of_a_rollouts_invitations(relay_stack: St
 
 
 @pytest.mark.parametrize("relay_stack", [({"code": 451}, {})], indirect=True)
-def test_refusals_defer_only_the_refused_rows(relay_stack: Stack) -> None:
-    """A 451 window that hits every connection of a batch at once, and one recipient whose
-    message the relay keeps refusing: the batch pauses and goes on, the others are sent
-    without any attempt counted, and only that recipient's row is deferred."""
+def test_a_451_to_every_connection_defers_no_row(relay_stack: Stack) -> None:
+    """A 451 window that hits every connection of a batch at once (it used to defer the
+    whole batch): the batch pauses and goes on, and no row has an attempt counted."""
     from services.enrollment import sending
 
     sink = _sink(relay_stack)
-    connections = int(relay_stack.env["TWOFA_SMTP_CONNECTIONS"])
     ids = _invitations(20)
-    sink.refuse_next = connections  # the first MAIL of every connection
+    sink.refuse_next = int(relay_stack.env["TWOFA_SMTP_CONNECTIONS"])  # each one's first MAIL
+
+    result = sending.send_batch(ids, claim="test-window")
+
+    assert sink.refused == int(relay_stack.env["TWOFA_SMTP_CONNECTIONS"])
+    assert {(r.status, r.attempts) for r in _rows(ids).values()} == {("sent", 0)}
+    assert result.sent == 20 and result.failed == 0 and result.retry_in is None
+    assert len(_received(relay_stack)) == 20
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("relay_stack", [({"code": 451}, {})], indirect=True)
+def test_a_message_the_relay_keeps_refusing_defers_only_its_row(relay_stack: Stack) -> None:
+    """One recipient's message refused with 451 at DATA every time: after three tries in the
+    batch (three pauses) only that row is deferred; the others are sent, none charged."""
+    from services.enrollment import sending
+
+    sink = _sink(relay_stack)
+    ids = _invitations(20)
     sink.refuse_data = {"member-00007@pace.test"}
 
     result = sending.send_batch(ids, claim="test-refusals")
@@ -233,7 +249,7 @@ def test_refusals_defer_only_the_refused_rows(relay_stack: Stack) -> None:
     assert refused[0].next_attempt_at is not None and "451" in (refused[0].last_error or "")
     assert all(r.attempts == 0 for r in rows.values() if r.status == "sent")
     assert result.sent == 19 and result.failed == 0 and result.retry_in is not None
-    assert len(_received(relay_stack)) == 19
+    assert sink.refused == 3 and len(_received(relay_stack)) == 19
 
 
 @pytest.mark.parametrize("relay_stack", [({"tls": True}, {})], indirect=True)

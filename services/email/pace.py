@@ -10,10 +10,10 @@ a reason to send anything again.
 
 Rate (`TWOFA_SMTP_MAX_RATE`, messages per second): unset means no pacing until the relay
 says otherwise. A `421`/`451` answer *cuts* the shared rate (×0.7, or, with no rate yet, to
-what this process saw accepted in the last second), pauses every sender for a backoff that
-doubles while cuts keep coming (0.5 s up to 30 s), and each slot granted afterwards raises
-the rate again by 10% a second, up to the configured limit (AIMD). With no limit a cut is
-forgotten after CUT_MEMORY seconds without another.
+what this process saw accepted in the last second, if anything), pauses every sender for a
+backoff that doubles while cuts keep coming (0.5 s up to 30 s), and each slot granted
+afterwards raises the rate again by 10% a second, up to the configured limit (AIMD). With no
+limit a cut is forgotten after CUT_MEMORY seconds without another.
 
 Transactional mail (`priority=True`) takes the next slot of its own schedule and pushes the
 bulk schedule back by one slot: it goes ahead of invitations and reminders while the total
@@ -82,7 +82,11 @@ def cut(state: dict[str, float], now: float, seen: float, max_rate: float, cuts:
     if int(state.get("cuts", 0)) != cuts:
         return max(0.0, state.get("pause_until", 0.0) - now)
     current = _rate_in_force(state, now, max_rate)
-    state["rate"] = max(MIN_RATE, current * BETA if current > 0 else max(1.0, seen))
+    if current > 0:
+        state["rate"] = max(MIN_RATE, current * BETA)
+    elif seen > 0:  # no rate yet: start from what went through in the last second
+        state["rate"] = seen
+    # else nothing went through yet: no rate to start from, the pause alone slows us down
     backoff = state.get("backoff", BASE_BACKOFF)
     backoff = min(2 * backoff, MAX_BACKOFF) if now - last < ESCALATE_WITHIN else BASE_BACKOFF
     state.update(last_cut=now, backoff=backoff, pause_until=now + backoff, cuts=cuts + 1)
@@ -208,7 +212,7 @@ if get('cuts') ~= tonumber(ARGV[3]) then
 end
 local current = in_force()
 if current > 0 then s['rate'] = math.max(%(min_rate)s, current * %(beta)s)
-else s['rate'] = math.max(%(min_rate)s, math.max(1.0, seen)) end
+elseif seen > 0 then s['rate'] = seen end
 local backoff = s['backoff'] or %(base)s
 if now - last < %(escalate)s then backoff = math.min(2 * backoff, %(max_backoff)s)
 else backoff = %(base)s end
