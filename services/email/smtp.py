@@ -92,14 +92,18 @@ class SmtpMailer:
     def send_bytes(self, to: str, data: bytes) -> None:
         """Send a message already serialised with CRLF line ends (services/email/template.py)."""
         for attempt in (1, 2):
+            reused = self._conn is not None
             if self._conn is None:
                 self._conn = self._connect()
             try:
                 _sendmail(self._conn, self.envelope_from, to, data)
                 return
-            except smtplib.SMTPServerDisconnected as exc:
-                self._conn = None  # a reused connection the server dropped: reconnect once
-                if attempt == 2:
+            except (smtplib.SMTPServerDisconnected, ConnectionError) as exc:
+                # A kept connection the server dropped meanwhile (its idle timeout, a
+                # restart): reconnect once. A fresh one failing so is the server's trouble.
+                self.close()
+                if attempt == 2 or not (reused or isinstance(
+                        exc, smtplib.SMTPServerDisconnected)):
                     raise TransientSendError(str(exc)) from exc
             except smtplib.SMTPRecipientsRefused as exc:
                 code, reply = next(iter(exc.recipients.values()))
