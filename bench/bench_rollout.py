@@ -253,7 +253,11 @@ def rollout_once(n: int, smtp_url: str, workers: int = 2, groups: int = 1,
         for p in procs.values():
             os.killpg(p.pid, signal.SIGTERM)
         for p in procs.values():
-            p.wait(30)
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:  # measured already: a slow exit must not stop
+                os.killpg(p.pid, signal.SIGKILL)  # the run (a loaded machine, a lost child)
+                p.wait(30)
         drop_database(env)
     return out
 
