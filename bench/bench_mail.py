@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import json
+import os
 import smtplib
 import ssl
 import subprocess
@@ -85,6 +86,9 @@ def throttle(teammates: int = 3000, workers: int = 2, rate: float = 50.0) -> dic
     rows = []
     for label, extra in (("limit", {"TWOFA_SMTP_MAX_RATE": f"{rate:g}"}), ("no_limit", {})):
         relay = Relay("--rate", str(rate), "--burst", str(rate / 5))
+        # fresh_env() exports the run's settings to this process (and so to the next run's
+        # processes): the run without a limit must not inherit the other's.
+        os.environ.pop("TWOFA_SMTP_MAX_RATE", None)
         try:
             result = rollout_once(teammates, f"smtp://127.0.0.1:{relay.port}", workers,
                                   smtp_pid=relay.proc.pid, env_extra=extra)
