@@ -10,10 +10,11 @@ a reason to send anything again.
 
 Rate (`TWOFA_SMTP_MAX_RATE`, messages per second): unset means no pacing until the relay
 says otherwise. A `421`/`451` answer *cuts* the shared rate (×0.7, or, with no rate yet, to
-what this process saw accepted in the last second, if anything), pauses every sender for a
-backoff that doubles while cuts keep coming (0.5 s up to 30 s), and each slot granted
-afterwards raises the rate again by 10% a second, up to the configured limit (AIMD). With no
-limit a cut is forgotten after CUT_MEMORY seconds without another.
+the rate at which this process saw messages accepted lately, if any, growing fast from that
+guess until the next cut), pauses every sender (0.5 s; doubling up to 30 s while nothing
+gets through between cuts), and each slot granted afterwards raises the rate again by 10% a
+second, up to the configured limit (AIMD). With no limit a cut is forgotten after
+CUT_MEMORY seconds without another.
 
 Transactional mail (`priority=True`) takes the next slot of its own schedule and pushes the
 bulk schedule back by one slot: it goes ahead of invitations and reminders while the total
@@ -38,9 +39,9 @@ log = logging.getLogger(__name__)
 
 BETA = 0.7  # a cut keeps this share of the rate
 GROWTH = 0.1  # the rate grows by this share per second of granted slots
+SLOW_START_GROWTH = 1.0  # ... and this much until the second cut, when it began as a guess
 MIN_RATE = 0.5
 BASE_BACKOFF, MAX_BACKOFF = 0.5, 30.0
-ESCALATE_WITHIN = 10.0  # a cut this soon after the last one doubles the backoff
 CUT_MEMORY = 120.0  # with no limit set, a cut this old no longer paces anyone
 PEEK_EVERY = 0.25  # with no rate in force, how often a process looks at the shared state
 
@@ -68,27 +69,28 @@ def take(state: dict[str, float], now: float, max_rate: float, priority: bool
         state["tat"] = slot + interval
     cut = state.get("rate", 0.0)
     if cut > 0:
-        cut += max(MIN_RATE, GROWTH * cut) * interval
+        growth = SLOW_START_GROWTH if state.get("slow_start", 0.0) else GROWTH
+        cut += max(MIN_RATE, growth * cut) * interval
         state["rate"] = 0.0 if 0 < max_rate <= cut else cut
     return slot - now, cuts
 
 
-def cut(state: dict[str, float], now: float, seen: float, max_rate: float, cuts: int
-        ) -> float:
+def cut(state: dict[str, float], now: float, seen: float, max_rate: float, cuts: int,
+        stuck: bool) -> float:
     """A relay refused a send granted after `cuts` cuts: lower the rate and pause (unless a
     cut came since: the refusals of sends in flight at a cut count once); seconds until
-    sending resumes."""
-    last = state.get("last_cut", 0.0)
+    sending resumes. `stuck`: nothing went through since the last cut, so the last pause
+    was too short and this one doubles."""
     if int(state.get("cuts", 0)) != cuts:
         return max(0.0, state.get("pause_until", 0.0) - now)
     current = _rate_in_force(state, now, max_rate)
     if current > 0:
-        state["rate"] = max(MIN_RATE, current * BETA)
-    elif seen > 0:  # no rate yet: start from what went through in the last second
-        state["rate"] = seen
+        state.update(rate=max(MIN_RATE, current * BETA), slow_start=0.0)
+    elif seen > 0:  # no rate yet: start from what went through lately, and grow fast
+        state.update(rate=seen, slow_start=1.0)
     # else nothing went through yet: no rate to start from, the pause alone slows us down
-    backoff = state.get("backoff", BASE_BACKOFF)
-    backoff = min(2 * backoff, MAX_BACKOFF) if now - last < ESCALATE_WITHIN else BASE_BACKOFF
+    backoff = state.get("backoff", 0.0)
+    backoff = min(2 * backoff, MAX_BACKOFF) if stuck and backoff else BASE_BACKOFF
     state.update(last_cut=now, backoff=backoff, pause_until=now + backoff, cuts=cuts + 1)
     return backoff
 
@@ -104,7 +106,7 @@ def _rate_in_force(state: dict[str, float], now: float, max_rate: float) -> floa
 
 class Store(Protocol):
     def take(self, max_rate: float, priority: bool) -> tuple[float, int]: ...
-    def cut(self, seen: float, max_rate: float, cuts: int) -> float: ...
+    def cut(self, seen: float, max_rate: float, cuts: int, stuck: bool) -> float: ...
     def paced(self, max_rate: float) -> tuple[bool, float, int]:
         """(whether a rate is in force, seconds of pause left, cuts so far)."""
         ...
@@ -140,8 +142,8 @@ class FileStore:
         wait, cuts = self._change(lambda s, now: take(s, now, max_rate, priority))
         return float(wait), int(cuts)
 
-    def cut(self, seen: float, max_rate: float, cuts: int) -> float:
-        return float(self._change(lambda s, now: cut(s, now, seen, max_rate, cuts)))
+    def cut(self, seen: float, max_rate: float, cuts: int, stuck: bool) -> float:
+        return float(self._change(lambda s, now: cut(s, now, seen, max_rate, cuts, stuck)))
 
     def paced(self, max_rate: float) -> tuple[bool, float, int]:
         def look(s: dict[str, float], now: float) -> tuple[bool, float, int]:
@@ -196,7 +198,9 @@ else
 end
 local cut = get('rate')
 if cut > 0 then
-  cut = cut + math.max(%(min_rate)s, %(growth)s * cut) * interval
+  local growth = %(growth)s
+  if get('slow_start') > 0 then growth = %(slow_start_growth)s end
+  cut = cut + math.max(%(min_rate)s, growth * cut) * interval
   if max_rate > 0 and cut >= max_rate then cut = 0 end
   s['rate'] = cut
 end
@@ -206,15 +210,14 @@ return {string.format('%%.6f', slot - now), cuts}
 
 _LUA_CUT = _LUA_PRELUDE + """
 local seen = tonumber(ARGV[2])
-local last = get('last_cut')
 if get('cuts') ~= tonumber(ARGV[3]) then
   return string.format('%%.6f', math.max(0, get('pause_until') - now))
 end
 local current = in_force()
-if current > 0 then s['rate'] = math.max(%(min_rate)s, current * %(beta)s)
-elseif seen > 0 then s['rate'] = seen end
-local backoff = s['backoff'] or %(base)s
-if now - last < %(escalate)s then backoff = math.min(2 * backoff, %(max_backoff)s)
+if current > 0 then s['rate'] = math.max(%(min_rate)s, current * %(beta)s); s['slow_start'] = 0
+elseif seen > 0 then s['rate'] = seen; s['slow_start'] = 1 end
+local backoff = get('backoff')
+if ARGV[4] == '1' and backoff > 0 then backoff = math.min(2 * backoff, %(max_backoff)s)
 else backoff = %(base)s end
 s['last_cut'] = now; s['backoff'] = backoff; s['pause_until'] = now + backoff
 s['cuts'] = get('cuts') + 1
@@ -228,7 +231,7 @@ return {in_force() > 0 and 1 or 0, string.format('%%.6f', math.max(0, get('pause
 """
 
 _CONSTANTS = {"memory": CUT_MEMORY, "min_rate": MIN_RATE, "growth": GROWTH,
-              "beta": BETA, "base": BASE_BACKOFF, "escalate": ESCALATE_WITHIN,
+              "slow_start_growth": SLOW_START_GROWTH, "beta": BETA, "base": BASE_BACKOFF,
               "max_backoff": MAX_BACKOFF}
 
 
@@ -248,8 +251,8 @@ class RedisStore:
         wait, cuts = self._take(keys=[self.key], args=[max_rate, int(priority)])
         return float(wait), int(cuts)
 
-    def cut(self, seen: float, max_rate: float, cuts: int) -> float:
-        return float(self._cut(keys=[self.key], args=[max_rate, seen, cuts]))
+    def cut(self, seen: float, max_rate: float, cuts: int, stuck: bool) -> float:
+        return float(self._cut(keys=[self.key], args=[max_rate, seen, cuts, int(stuck)]))
 
     def paced(self, max_rate: float) -> tuple[bool, float, int]:
         active, pause, cuts = self._paced(keys=[self.key], args=[max_rate])
@@ -268,6 +271,8 @@ class Pace:
         self.max_rate = max_rate or 0.0
         self._lock = threading.Lock()
         self._accepted: deque[float] = deque()  # this process's accepted sends, last second
+        self._sending_since = 0.0  # its first accepted send
+        self._seen_cuts, self._accepted_since_cut = -1, 0
         # With no limit: until when the shared state needs no look (no rate, no pause), and
         # the cuts it had then.
         self._unpaced_until, self._cuts = 0.0, 0
@@ -289,6 +294,9 @@ class Pace:
             log.warning("the shared SMTP rate is unavailable (%s); pacing this process alone",
                         exc)
             wait, cuts = (1.0 / self.max_rate if self.max_rate > 0 else 0.0), -1
+        with self._lock:
+            if cuts != self._seen_cuts:  # a cut since: count what goes through after it
+                self._seen_cuts, self._accepted_since_cut = cuts, 0
         if wait > 0:
             time.sleep(wait)
         return cuts
@@ -297,6 +305,8 @@ class Pace:
         now = time.monotonic()
         with self._lock:
             self._accepted.append(now)
+            self._accepted_since_cut += 1
+            self._sending_since = self._sending_since or now
             while self._accepted and self._accepted[0] < now - 1.0:
                 self._accepted.popleft()
 
@@ -305,10 +315,14 @@ class Pace:
         rate (once per burst); seconds until sending resumes."""
         now = time.monotonic()
         with self._lock:
-            seen = float(sum(1 for t in self._accepted if t >= now - 1.0))
+            # This process's accepted sends a second, over the last second or since it began.
+            window = max(0.25, min(1.0, now - self._sending_since)) if self._sending_since \
+                else 1.0
+            seen = sum(1 for t in self._accepted if t >= now - 1.0) / window
+            stuck = self._accepted_since_cut == 0
         self._unpaced_until = 0.0
         try:
-            return self.store.cut(seen, self.max_rate, cuts)
+            return self.store.cut(seen, self.max_rate, cuts, stuck)
         except Exception as exc:
             log.warning("the shared SMTP rate is unavailable (%s)", exc)
             time.sleep(BASE_BACKOFF)
