@@ -6,12 +6,15 @@
 
 Parts: verification (introspect, /v1/me, /v1/login/two-factor vs an async /healthz, wrk),
 rollout (flip → last email accepted by smtp-sink vs bare smtplib loops), remote (the same
-through a relay that answers DATA after 50 ms), memory (peak RSS of workers and relay,
-1,000 vs 100,000 teammates), scale (1, 2, 4 worker processes and two groups), webhooks
-(deliveries vs a bare httpx loop), event-latency (event → webhook receiver, p50/p95, during a
-rollout vs idle; not in the default set either). Installs wrk and Postfix's smtp-sink with apt-get when
-missing; needs PostgreSQL and Redis on 127.0.0.1 (scripts/services.sh). Every byte stays on
-loopback. Writes bench/results/latest.json.
+through a relay that answers DATA after 50 ms), throttle (a relay that accepts 50/s and
+answers 421 beyond, with and without TWOFA_SMTP_MAX_RATE), starttls (smtp+starttls:// to a
+relay with a self-signed certificate answering DATA after 50 ms vs a bare STARTTLS loop),
+memory (peak RSS of workers and relay, 1,000 vs 100,000 teammates), scale (1, 2, 4 worker
+processes and two groups), webhooks (deliveries vs a bare httpx loop), event-latency (event →
+webhook receiver, p50/p95, during a rollout vs idle; not in the default set either). Installs
+wrk and Postfix's smtp-sink with apt-get when missing; needs PostgreSQL and Redis on
+127.0.0.1 (scripts/services.sh). Every byte stays on loopback. Writes
+bench/results/latest.json.
 """
 
 from __future__ import annotations
@@ -25,11 +28,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import bench_event_latency, bench_rollout, bench_verification, bench_webhooks
+from bench import bench_event_latency, bench_mail, bench_rollout, bench_verification, bench_webhooks
 
-PARTS = ("verification", "rollout", "remote", "memory", "scale", "flip", "webhooks",
-         "event-latency")
-DEFAULT = "verification,rollout,remote,memory,scale,flip"
+PARTS = ("verification", "rollout", "remote", "throttle", "starttls", "memory", "scale", "flip",
+         "webhooks", "event-latency")
+DEFAULT = "verification,rollout,remote,throttle,starttls,memory,scale,flip"
 RESULTS = Path(__file__).with_name("results") / "latest.json"
 
 
@@ -58,7 +61,7 @@ def main() -> None:
     parser.add_argument("--teammates", type=int, default=10_000, help="rollout and webhooks size")
     parser.add_argument("--workers", type=int, default=2, help="rollout worker processes")
     parser.add_argument("--remote-teammates", type=int, default=3000,
-                        help="rollout through the relay that waits 50 ms before answering DATA")
+                        help="rollouts through the loopback relays (remote, throttle, starttls)")
     parser.add_argument("--memory-sizes", default="1000,100000",
                         help="the two rollout sizes whose peak RSS is compared")
     parser.add_argument("--flip-teammates", type=int, default=100_000,
@@ -78,6 +81,10 @@ def main() -> None:
         out["rollout"] = bench_rollout.run(args.teammates, args.workers)
     if "remote" in parts:
         out["rollout_remote"] = bench_rollout.remote(args.remote_teammates, args.workers)
+    if "throttle" in parts:
+        out["rollout_throttle"] = bench_mail.throttle(args.remote_teammates, args.workers)
+    if "starttls" in parts:
+        out["rollout_starttls"] = bench_mail.starttls(args.remote_teammates, args.workers)
     if "memory" in parts:
         small, large = (int(x) for x in args.memory_sizes.split(","))
         out["rollout_memory"] = bench_rollout.memory((small, large), args.workers)

@@ -128,21 +128,22 @@ def flip_in_process(slug: str) -> None:
         policy.set_policy(session, ws, True, admin.id)
 
 
-def sent_progress(slug: str) -> tuple[int, float | None]:
-    """(invitations sent, newest sent_at as a Unix time) of the workspace's current version."""
+def progress(slug: str) -> tuple[int, int, float | None]:
+    """(invitations sent, failed, newest sent_at as a Unix time) of the current version."""
     from sqlalchemy import func, select
 
     from services.db import unit_of_work
     from services.models import EnrollmentInvitation, Workspace
 
+    inv = EnrollmentInvitation
     with unit_of_work() as session:
         ws = session.scalars(select(Workspace).where(Workspace.slug == slug)).one()
-        count, last = session.execute(
-            select(func.count(), func.max(EnrollmentInvitation.sent_at))
-            .where(EnrollmentInvitation.workspace_id == ws.id,
-                   EnrollmentInvitation.policy_version == ws.policy_version,
-                   EnrollmentInvitation.status == "sent")).one()
-    return count, (last.timestamp() if last else None)
+        sent, failed, last = session.execute(
+            select(func.count().filter(inv.status == "sent"),
+                   func.count().filter(inv.status == "failed"),
+                   func.max(inv.sent_at))
+            .where(inv.workspace_id == ws.id, inv.policy_version == ws.policy_version)).one()
+    return sent, failed, (last.timestamp() if last else None)
 
 
 def postgres_cpu(env: dict[str, str]) -> float:
@@ -231,12 +232,14 @@ def rollout_once(n: int, smtp_url: str, workers: int = 2, groups: int = 1,
                      headers={"Authorization": f"Bearer {token}"}).raise_for_status()
         else:
             flip_in_process("large")
-        wait_for(lambda: sent_progress("large")[0] >= n - 1, 3600, "every invitation",
+        wait_for(lambda: sum(progress("large")[:2]) >= n - 1, 3600, "every invitation",
                  interval=0.5)
-        elapsed = (sent_progress("large")[1] or start) - start
+        _, failed, last = progress("large")
+        elapsed = (last or start) - start
         after = cpu()
         rows, tasks = dispatch_tasks()
         out.update(
+            failed=failed,
             dispatch_outbox_rows=rows, dispatch_tasks=tasks,
             seconds=round(elapsed, 2), invitations_per_s=round((n - 1) / elapsed, 1),
             cpu_us_per_email={k: round((after[k] - before[k]) / (n - 1) * 1e6)
@@ -250,7 +253,11 @@ def rollout_once(n: int, smtp_url: str, workers: int = 2, groups: int = 1,
         for p in procs.values():
             os.killpg(p.pid, signal.SIGTERM)
         for p in procs.values():
-            p.wait(30)
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:  # measured already: a slow exit must not stop
+                os.killpg(p.pid, signal.SIGKILL)  # the run (a loaded machine, a lost child)
+                p.wait(30)
         drop_database(env)
     return out
 

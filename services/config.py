@@ -70,6 +70,16 @@ class Settings(BaseSettings):
     # SMTP connections one batch keeps in flight at once (each send is recorded before its
     # connection sends again), so a SIGKILLed pool process repeats at most this many sends.
     smtp_connections: int = Field(default=8, ge=1, le=64)
+    # Messages per second handed to SMTP by the whole installation (every worker, every
+    # host: one budget, services/email/pace.py). Unset: no limit until the relay answers
+    # 421/451, which slows the shared rate down.
+    smtp_max_rate: float | None = Field(default=None, gt=0)
+    # A PEM file of certificates to trust for smtp+starttls:// and smtps:// (a relay with a
+    # private or self-signed certificate); unset: the system's trust store.
+    smtp_ca_file: Path | None = None
+    # A worker process keeps its SMTP connections between batches; one unused this long
+    # is closed (relays drop idle clients after a few minutes anyway).
+    smtp_idle_seconds: float = Field(default=30.0, gt=0)
     sweep_interval: float = Field(default=15.0, gt=0)
     relay_poll_interval: float = Field(default=0.2, gt=0)
     relay_heartbeat_file: Path | None = None
@@ -142,6 +152,13 @@ class Settings(BaseSettings):
     def _check_smtp_url(cls, value: str | None) -> str | None:
         if value is not None and urlsplit(value).scheme not in SMTP_SCHEMES:
             raise ValueError(f"the scheme must be one of {', '.join(SMTP_SCHEMES)}")
+        return value
+
+    @field_validator("smtp_ca_file")
+    @classmethod
+    def _check_ca_file(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"{value} is not a readable file")
         return value
 
     @field_validator("public_url")

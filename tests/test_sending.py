@@ -33,6 +33,7 @@ def test_an_unreachable_server_counts_one_attempt_per_invitation(
     stack: Stack, make_workspace: Any
 ) -> None:
     from services.db import unit_of_work
+    from services.email.connections import Fresh
     from services.email.smtp import SmtpMailer
     from services.enrollment import sending
     from services.models import EnrollmentInvitation
@@ -42,7 +43,7 @@ def test_an_unreachable_server_counts_one_attempt_per_invitation(
     ids = _invitations(ws, [schedule_length, 0, 0])  # the first has used up its retries
 
     result = sending.send_batch(ids, claim="test-claim",
-                                mailer_factory=lambda: SmtpMailer("smtp://127.0.0.1:9"))
+                                mailers=Fresh(lambda: SmtpMailer("smtp://127.0.0.1:9")))
     with unit_of_work() as session:
         rows = {r.id: r for r in session.scalars(
             select(EnrollmentInvitation).where(EnrollmentInvitation.id.in_(ids)))}

@@ -3,7 +3,8 @@
 kombu writes a message file in place, and a consumer polling the folder can move and read it
 before the write is complete: it then fails with a JSONDecodeError that stops the worker.
 Messages are written to a hidden temporary name and renamed into place, and claimed by
-renaming them into our own processed folder on the same filesystem, both atomic.
+renaming them into our own processed folder on the same filesystem, both atomic. Names
+start with the message's priority, so lower numbers are taken first.
 """
 
 from __future__ import annotations
@@ -21,7 +22,10 @@ from kombu.utils.json import dumps, loads
 
 class Channel(filesystem.Channel):
     def _put(self, queue: Any, payload: Any, **kwargs: Any) -> None:  # type: ignore[override]
-        name = f"{int(round(monotonic() * 1000))}_{uuid.uuid4()}.{queue}.msg"
+        # Consumers take files in name order: the priority (0 first, as kombu's Redis
+        # transport does), then the time it was written.
+        priority = self._get_message_priority(payload, reverse=False)
+        name = f"{priority}-{int(round(monotonic() * 1000)):015d}_{uuid.uuid4()}.{queue}.msg"
         tmp = os.path.join(self.data_folder_out, f".{uuid.uuid4().hex}.tmp")
         with open(tmp, "wb") as f:
             f.write(str_to_bytes(dumps(payload)))

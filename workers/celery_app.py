@@ -6,6 +6,7 @@ still work. Task modules declare their tasks with `shared_task`, which attaches 
 whichever app the process builds.
 
 Tasks are idempotent, so they ack late and are requeued if their worker dies mid-task.
+Invitation and reminder batches carry a lower priority than the rest of the main queue.
 Webhook tasks have a queue of their own (`<queue>.webhooks`): a receiver that answers slowly
 holds webhook workers only, never the invitations and emails of the main queue. Events are
 dispatched from a third queue (`<queue>.events`) that every worker consumes besides its own:
@@ -29,6 +30,12 @@ from workers import broker_fs, broker_redis
 
 TASK_MODULES = ["workers.tasks", "workers.webhook_tasks"]
 WEBHOOK_TOPICS = (Topic.DELIVER_WEBHOOKS, Topic.SWEEP_WEBHOOKS, Topic.SEND_WEBHOOK_DISABLED_EMAIL)
+# Bulk mail waits behind everything else on its queue: a join email or a notice published
+# during a rollout is taken before the rollout's remaining batches. Both brokers take the
+# lowest number first (kombu's Redis transport: lists per priority step 0, 3, 6, 9;
+# workers/broker_fs.py: the priority leads the message's file name).
+BULK_TOPICS = (Topic.SEND_INVITATION_BATCH, Topic.SEND_REMINDER_BATCH)
+BULK_PRIORITY = 6
 
 
 def broker_options(settings: Settings) -> dict[str, Any]:
@@ -66,11 +73,15 @@ def queues(settings: Settings, which: str = "all") -> list[str]:
             "all": [webhooks, events, main]}[which]
 
 
-def routes(settings: Settings) -> dict[str, dict[str, str]]:
-    """Webhook tasks to the webhooks queue, event dispatch to the events queue; the rest
-    to the main queue (task_default_queue)."""
-    table = {topic.value: {"queue": webhooks_queue(settings)} for topic in WEBHOOK_TOPICS}
+def routes(settings: Settings) -> dict[str, dict[str, Any]]:
+    """Webhook tasks to the webhooks queue, event dispatch to the events queue, invitation
+    and reminder batches to the main queue behind transactional mail (a lower priority); the
+    rest to the main queue (task_default_queue)."""
+    table: dict[str, dict[str, Any]] = {
+        topic.value: {"queue": webhooks_queue(settings)} for topic in WEBHOOK_TOPICS}
     table[Topic.DISPATCH_EVENTS.value] = {"queue": events_queue(settings)}
+    for topic in BULK_TOPICS:
+        table[topic.value] = {"queue": settings.queue, "priority": BULK_PRIORITY}
     return table
 
 

@@ -18,7 +18,7 @@ from services.config import get_settings
 from services.db import unit_of_work
 from services.email import notifications
 from services.email.message import OutgoingEmail
-from services.email.smtp import SmtpMailer, TransientSendError
+from services.email.smtp import TransientSendError
 from services.enrollment import exemptions, fanout, reminders, sending
 from services.topics import Topic
 
@@ -56,7 +56,7 @@ def sweep_rollouts() -> None:
 def send_reminder_batch(self: Task, reminder_id: int, teammate_ids: list[int]) -> None:
     with unit_of_work() as session:
         built = reminders.emails(session, reminder_id, teammate_ids)
-    send_emails_once(self, built)
+    send_emails_once(self, built, transactional=False)
 
 
 @shared_task(name=Topic.SEND_JOIN_EMAIL, bind=True)
@@ -76,15 +76,15 @@ def send_notification_email(self: Task, event_seq: int) -> None:
     send_emails_once(self, built)
 
 
-def send_emails_once(task: Task, emails: Sequence[tuple[str, OutgoingEmail]]) -> None:
-    """Send each (key, email) once over one connection; transient failures retry the task on
-    TWOFA_EMAIL_RETRY_SCHEDULE (past it the task fails and the outbox republishes it later)."""
+def send_emails_once(task: Task, emails: Sequence[tuple[str, OutgoingEmail]],
+                     transactional: bool = True) -> None:
+    """Send each (key, email) once; transient failures retry the task on
+    TWOFA_EMAIL_RETRY_SCHEDULE (past it the task fails and the outbox republishes it later).
+    Transactional mail goes ahead of bulk mail (invitations, reminders) under the shared rate."""
     if not emails:
         return
     try:
-        with SmtpMailer() as mailer:
-            for key, email in emails:
-                notifications.send_once(key, email, mailer)
+        notifications.send_each_once(emails, transactional)
     except TransientSendError as exc:
         schedule = get_settings().retry_schedule("email")
         delay = schedule[min(task.request.retries, len(schedule) - 1)]

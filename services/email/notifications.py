@@ -7,6 +7,7 @@ that a crash cut short before the row committed repeats with the same Message-ID
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -16,10 +17,11 @@ from sqlalchemy.orm import Session
 from services.config import get_settings
 from services.crypto import rederive_token
 from services.db import dialect_insert, unit_of_work
-from services.email import browsers
+from services.email import browsers, connections
 from services.email import message as mail
+from services.email.pace import get_pace
 from services.email.render import render
-from services.email.smtp import SmtpMailer
+from services.email.smtp import SmtpMailer, Throttled
 from services.events.catalog import EventType
 from services.events.notices import NOTICES, Notice
 from services.models import Event, SentEmail, Teammate, Workspace, utcnow
@@ -33,11 +35,38 @@ def already_sent(session: Session, key: str) -> bool:
     return session.scalar(select(SentEmail.id).where(SentEmail.key == key)) is not None
 
 
-def send_once(key: str, build: mail.OutgoingEmail, mailer: SmtpMailer) -> bool:
+def send_each_once(emails: Sequence[tuple[str, mail.OutgoingEmail]], transactional: bool
+                   ) -> None:
+    """Send each (key, email) once, over a connection kept by this process, each in a slot of
+    the shared rate: transactional mail (join links, notices) ahead of bulk (reminders).
+    Raises TransientSendError (Throttled after cutting the shared rate) for the caller to
+    retry; the emails already sent are recorded and will not go again."""
+    pace, mailers = get_pace(), connections.pool()
+    mailer = mailers.get()
+    token = [0]
+
+    def take_slot() -> None:
+        token[0] = pace.acquire(priority=transactional)
+
+    try:
+        for key, email in emails:
+            if send_once(key, email, mailer, take_slot):
+                pace.accepted()
+    except Throttled:
+        pace.throttled(token[0])
+        raise
+    finally:
+        mailers.put(mailer)
+
+
+def send_once(key: str, build: mail.OutgoingEmail, mailer: SmtpMailer,
+              before_send: Callable[[], None] | None = None) -> bool:
     """Send `build` unless `key` was sent before; record it right after SMTP accepts."""
     with unit_of_work() as session:
         if already_sent(session, key):
             return False
+    if before_send is not None:
+        before_send()
     mailer.send(build)
     with unit_of_work() as session:  # a concurrent duplicate may have recorded it first
         session.execute(

@@ -8,6 +8,12 @@ releases the GIL). Every outcome goes back to the calling thread, which records 
 (`record`, typically one database statement for all the outcomes that arrived together);
 the connection that sent it waits until then. So at any moment at most `connections` sends
 are in flight or accepted but unrecorded: that is how many a SIGKILL can make repeat.
+
+Each send first takes a slot of the installation's shared rate (services/email/pace.py). A
+relay that answers 421/451 cuts that rate and pauses every sender; the refused item goes
+back to the front of the batch and is tried again after the pause, on a new connection. Only
+an item refused THROTTLE_TRIES times in a row is reported (and deferred by the caller): a
+throttling relay costs time, not the batch's other items.
 """
 
 from __future__ import annotations
@@ -19,9 +25,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from services.email.smtp import RecipientDeferred, SendError, SmtpMailer, TransientSendError
+from services.email.connections import Mailers
+from services.email.pace import Pace
+from services.email.smtp import (
+    RecipientDeferred,
+    SendError,
+    SmtpMailer,
+    Throttled,
+    TransientSendError,
+)
 
 T = TypeVar("T")
+THROTTLE_TRIES = 3  # refusals of one item in one batch before it is deferred
 
 
 @dataclass
@@ -38,42 +53,69 @@ def send_all(
     items: Sequence[T],
     send: Callable[[SmtpMailer, T], str],
     record: Callable[[list[Outcome[T]]], bool],
-    mailer_factory: Callable[[], SmtpMailer],
+    mailers: Mailers,
     connections: int,
+    pace: Pace,
 ) -> list[T]:
     """Send every item; return those never tried (`record` said stop, or every connection
     failed). `record` runs in this thread; returning False stops taking new items.
 
-    A connection whose server is unreachable or failing (a transient error that is not one
-    recipient's) reports its item and drops out; the others go on with the rest.
+    A connection whose server is unreachable or failing (a transient error that is neither
+    one recipient's nor a request to slow down) reports its item and drops out; the others
+    go on with the rest.
     """
     todo: deque[T] = deque(items)
     take = threading.Lock()
     done: queue.Queue[Outcome[T] | None] = queue.Queue()
     stop = threading.Event()
     unexpected: list[BaseException] = []
+    refusals: dict[int, int] = {}  # id(item) → 421/451 answers so far
+
+    def attempt(mailer: SmtpMailer, item: T, token: int) -> Outcome[T] | None:
+        """One try; None when the relay throttled it and it went back into `todo`."""
+        try:
+            outcome = Outcome(item, send(mailer, item))
+            pace.accepted()
+            return outcome
+        except Throttled as exc:
+            pace.throttled(token)
+            with take:
+                refusals[id(item)] = tries = refusals.get(id(item), 0) + 1
+                if tries < THROTTLE_TRIES:
+                    todo.appendleft(item)
+                    return None
+            return Outcome(item, None, exc)
+        except SendError as exc:
+            return Outcome(item, None, exc)
 
     def connection() -> None:
+        mailer: SmtpMailer | None = None
         try:
-            with mailer_factory() as mailer:
-                while not stop.is_set():
+            mailer = mailers.get()
+            while not stop.is_set():
+                with take:
+                    if not todo:
+                        return
+                    item = todo.popleft()
+                token = pace.acquire()
+                if stop.is_set():
                     with take:
-                        if not todo:
-                            return
-                        item = todo.popleft()
-                    try:
-                        outcome = Outcome(item, send(mailer, item))
-                    except SendError as exc:
-                        outcome = Outcome(item, None, exc)
-                    done.put(outcome)
-                    outcome._recorded.wait()
-                    if isinstance(outcome.error, TransientSendError) and not isinstance(
-                            outcome.error, RecipientDeferred):
-                        return  # this connection is broken; the item is recorded as deferred
+                        todo.appendleft(item)
+                    return
+                outcome = attempt(mailer, item, token)
+                if outcome is None:
+                    continue
+                done.put(outcome)
+                outcome._recorded.wait()
+                if isinstance(outcome.error, TransientSendError) and not isinstance(
+                        outcome.error, RecipientDeferred | Throttled):
+                    return  # this connection is broken; the item is recorded as deferred
         except BaseException as exc:  # a bug, not SMTP: stop everything and raise it below
             unexpected.append(exc)
             stop.set()
         finally:
+            if mailer is not None:
+                mailers.put(mailer)
             done.put(None)
 
     threads = [threading.Thread(target=connection, name=f"smtp-{i}", daemon=True)
@@ -100,16 +142,17 @@ def send_all(
                         outcome._recorded.set()
     finally:
         stop.set()
-        with take:
-            left = list(todo)
-            todo.clear()
+        unrecorded: list[T] = []
         while running:  # a failed `record` must not leave connections waiting for ever
             arrived_one = done.get()
             if arrived_one is None:
                 running -= 1
             else:
                 arrived_one._recorded.set()
-                left.append(arrived_one.item)
+                unrecorded.append(arrived_one.item)
+        with take:  # every connection has ended: nothing puts an item back any more
+            left = [*todo, *unrecorded]
+            todo.clear()
         for thread in threads:
             thread.join()
     if unexpected:

@@ -1,4 +1,9 @@
-"""SMTP delivery over one reused connection, with failures sorted into transient/permanent."""
+"""SMTP delivery over one reused connection, with failures sorted into transient/permanent.
+
+`smtp://` sends in the clear, `smtp+starttls://` upgrades with STARTTLS (refusing a server
+that does not offer it), `smtps://` speaks TLS from the start. TLS checks the certificate
+and host name against the system's trust store, or against TWOFA_SMTP_CA_FILE when set.
+"""
 
 from __future__ import annotations
 
@@ -27,6 +32,14 @@ class RecipientDeferred(TransientSendError):
     """This recipient was refused for now (4xx on RCPT); other messages may still go out."""
 
 
+class Throttled(TransientSendError):
+    """The relay asks us to slow down: 421 (it closes the connection) at any step, or 451 to
+    the connection, MAIL or DATA. A 451 to RCPT stays one recipient's deferral (greylisting)."""
+
+
+THROTTLE_CODES = (421, 451)
+
+
 class PermanentSendError(SendError):
     """The server refused this message for good (5xx): retrying cannot help."""
 
@@ -48,22 +61,30 @@ class SmtpMailer:
 
     def _connect(self) -> smtplib.SMTP:
         scheme, host, port = self.url.scheme, self.url.hostname or "127.0.0.1", self.url.port
+        conn: smtplib.SMTP | None = None
         try:
             if scheme == "smtps":
-                conn: smtplib.SMTP = smtplib.SMTP_SSL(
-                    host, port or 465, timeout=self.timeout, context=ssl.create_default_context(),
-                    local_hostname=_ehlo_name(),
-                )
+                conn = smtplib.SMTP_SSL(host, port or 465, timeout=self.timeout,
+                                        context=tls_context(), local_hostname=_ehlo_name())
             else:
                 conn = smtplib.SMTP(host, port or 25, timeout=self.timeout,
                                     local_hostname=_ehlo_name())
                 if scheme == "smtp+starttls":
-                    conn.starttls(context=ssl.create_default_context())
+                    conn.starttls(context=tls_context())
             if self.url.username:
                 conn.login(unquote(self.url.username), unquote(self.url.password or ""))
         except (OSError, smtplib.SMTPException) as exc:
+            if conn is not None:
+                conn.close()
+            code = getattr(exc, "smtp_code", None)
+            if code in THROTTLE_CODES:  # a greeting (or EHLO) of 421/451: too many of us
+                raise Throttled(f"{code} {_text(getattr(exc, 'smtp_error', b''))}") from exc
             raise TransientSendError(f"cannot reach the SMTP server: {exc}") from exc
         return conn
+
+    @property
+    def connected(self) -> bool:
+        return self._conn is not None
 
     def send(self, email: OutgoingEmail) -> None:
         self.send_bytes(email.to, _wire(email))
@@ -71,22 +92,32 @@ class SmtpMailer:
     def send_bytes(self, to: str, data: bytes) -> None:
         """Send a message already serialised with CRLF line ends (services/email/template.py)."""
         for attempt in (1, 2):
+            reused = self._conn is not None
             if self._conn is None:
                 self._conn = self._connect()
             try:
                 _sendmail(self._conn, self.envelope_from, to, data)
                 return
-            except smtplib.SMTPServerDisconnected as exc:
-                self._conn = None  # a reused connection the server dropped: reconnect once
-                if attempt == 2:
+            except (smtplib.SMTPServerDisconnected, ConnectionError) as exc:
+                # A kept connection the server dropped meanwhile (its idle timeout, a
+                # restart): reconnect once. A fresh one failing so is the server's trouble.
+                self.close()
+                if attempt == 2 or not (reused or isinstance(
+                        exc, smtplib.SMTPServerDisconnected)):
                     raise TransientSendError(str(exc)) from exc
             except smtplib.SMTPRecipientsRefused as exc:
                 code, reply = next(iter(exc.recipients.values()))
+                if code == 421:  # the server is closing: the connection's refusal, not ours
+                    self.close()
+                    raise Throttled(f"{code} {_text(reply)}") from exc
                 error = _classify(code, reply)
                 if isinstance(error, TransientSendError):
                     raise RecipientDeferred(str(error)) from exc
                 raise error from exc
             except smtplib.SMTPResponseException as exc:
+                if exc.smtp_code in THROTTLE_CODES:
+                    self.close()  # 421 closes the channel; after a 451 start afresh too
+                    raise Throttled(f"{exc.smtp_code} {_text(exc.smtp_error)}") from exc
                 self._reset()
                 raise _classify(exc.smtp_code, exc.smtp_error) from exc
             except UnicodeEncodeError as exc:  # an address SMTP without SMTPUTF8 cannot carry
@@ -105,11 +136,21 @@ class SmtpMailer:
 
     def close(self) -> None:
         if self._conn is not None:
+            conn, self._conn = self._conn, None
             try:
-                self._conn.quit()
+                conn.quit()
             except (OSError, smtplib.SMTPException):
-                self._conn.close()
-            self._conn = None
+                conn.close()
+
+
+def tls_context() -> ssl.SSLContext:
+    """Certificate and host name checked; TWOFA_SMTP_CA_FILE, when set, is what is trusted."""
+    ca_file = get_settings().smtp_ca_file
+    return ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+
+
+def _text(reply: bytes | str) -> str:
+    return reply.decode(errors="replace") if isinstance(reply, bytes) else reply
 
 
 @lru_cache(maxsize=1)
@@ -135,8 +176,15 @@ def _sendmail(conn: smtplib.SMTP, sender: str, to: str, data: bytes) -> None:
         return
     conn.send(f"MAIL FROM:{smtplib.quoteaddr(sender)}\r\nRCPT TO:{smtplib.quoteaddr(to)}\r\n"
               "DATA\r\n")
-    (mail_code, mail_reply), (rcpt_code, rcpt_reply), (data_code, data_reply) = (
-        conn.getreply(), conn.getreply(), conn.getreply())
+    mail_code, mail_reply = conn.getreply()
+    if mail_code == 421:  # the server closes now: the other replies never come
+        conn.close()
+        raise smtplib.SMTPSenderRefused(mail_code, mail_reply, sender)
+    rcpt_code, rcpt_reply = conn.getreply()
+    if rcpt_code == 421:
+        conn.close()
+        raise smtplib.SMTPRecipientsRefused({to: (rcpt_code, rcpt_reply)})
+    data_code, data_reply = conn.getreply()
     refused = mail_code != 250 or rcpt_code not in (250, 251)
     if data_code == 354 and refused:  # a server that should have refused DATA: end it empty
         conn.send(b".\r\n")
@@ -164,7 +212,7 @@ def _wire(email: OutgoingEmail) -> bytes:
 
 
 def _classify(code: int, reply: bytes | str) -> SendError:
-    text = reply.decode(errors="replace") if isinstance(reply, bytes) else reply
+    text = _text(reply)
     if 500 <= code < 600:
         return PermanentSendError(f"{code} {text}")
     return TransientSendError(f"{code} {text}")

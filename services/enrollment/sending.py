@@ -11,7 +11,7 @@ rendered and built once per workspace (services/email/template.py), not once per
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -20,8 +20,10 @@ from sqlalchemy.orm import Session
 
 from services.config import get_settings
 from services.db import unit_of_work
-from services.email import links, parallel
+from services.email import connections, links, parallel
 from services.email import message as mail
+from services.email.connections import Mailers
+from services.email.pace import get_pace
 from services.email.render import render
 from services.email.smtp import PermanentSendError, SmtpMailer
 from services.email.template import MessageTemplate
@@ -68,7 +70,7 @@ class BatchResult:
 def send_batch(
     invitation_ids: Sequence[int],
     claim: str,
-    mailer_factory: Callable[[], SmtpMailer] = SmtpMailer,
+    mailers: Mailers | None = None,
 ) -> BatchResult:
     with unit_of_work() as session:
         batch = _claim(session, invitation_ids, claim)
@@ -77,8 +79,9 @@ def send_batch(
         return result
     run = _Run(claim, batch, result)
     with run.recorder:
-        left = parallel.send_all(batch, run.messages.send, run.record, mailer_factory,
-                                 get_settings().smtp_connections)
+        left = parallel.send_all(batch, run.messages.send, run.record,
+                                 mailers or connections.pool(),
+                                 get_settings().smtp_connections, get_pace())
     if left:
         with unit_of_work() as session:
             if not run.current:  # the policy flipped meanwhile: the rest is not sent
