@@ -3,8 +3,11 @@ period and deadline, who would be held, and the rollout as it goes."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from fastapi import APIRouter, Request, Response
 
+from services import clock
 from services.accounts import teammates
 from services.api.deps import DB
 from services.api.routes.admin import PolicyOut
@@ -20,23 +23,54 @@ router = APIRouter(prefix="/admin", include_in_schema=False)
 PREVIEW_NAMES = 10  # the first names of who would be held; the Teammates page lists them all
 
 
+# What the page says after a save, by what changed (?saved=…).
+SAVED = {
+    "on": "2FA is now required. Invitations are going out to everyone without it.",
+    "off": "2FA is no longer required. Nobody was emailed.",
+    "grace": "The grace period is saved; nobody was emailed.",
+    "same": "Nothing changed.",
+}
+
+
 @router.get("/authentication")
 def authentication_page(request: Request, caller: web.AdminCaller, session: DB,
                         saved: str = "") -> Response:
-    return _authentication(request, caller, session, notice="Saved." if saved else None)
+    return _authentication(request, caller, session, notice=SAVED.get(saved))
 
 
 @router.post("/authentication", dependencies=[
     recently_verified("/admin/authentication", when=turns_requirement_off)])
 def authentication_save(request: Request, form: web.Form, caller: web.AdminCaller,
                         session: DB) -> Response:
+    workspace = caller.workspace
     with web.form_errors(session) as problem:
         body = PolicyIn(require_two_factor=form.get("require_two_factor") == "on",
                         grace_period_hours=_whole_hours(form.get("grace_period_hours", "")))
-        policy.set_policy(session, caller.workspace, body.require_two_factor, caller.teammate.id,
+        flips = body.require_two_factor != workspace.require_two_factor
+        if flips and form.get("confirmed") != "1":  # mass email (or its end): say it first
+            policy.check_change(session, workspace, bool(body.require_two_factor), caller.teammate.id)
+            return _confirm(request, caller, session, body)
+        grace_before = workspace.grace_period_hours
+        policy.set_policy(session, workspace, body.require_two_factor, caller.teammate.id,
                           grace_period_hours=body.grace_period_hours)
-        return web.redirect("/admin/authentication?saved=1")
+        saved = ("on" if body.require_two_factor else "off") if flips else (
+            "grace" if workspace.grace_period_hours != grace_before else "same")
+        return web.redirect(f"/admin/authentication?saved={saved}")
     return _authentication(request, caller, session, error=problem.message)
+
+
+def _confirm(request: Request, caller: web.AdminCaller, session: DB, body: PolicyIn) -> Response:
+    """The confirm step before turning the requirement on or off: who gets an email, by
+    when they must act, and what turning it off and on again would do."""
+    workspace = caller.workspace
+    grace = (body.grace_period_hours if body.grace_period_hours is not None
+             else workspace.grace_period_hours)
+    deadline = clock.now() + timedelta(hours=grace) if grace else None
+    return web.render(request, "authentication_confirm.html", {
+        "title": "Require 2FA?" if body.require_two_factor else "Stop requiring 2FA?",
+        "turning_on": body.require_two_factor, "grace": grace,
+        "deadline": in_words(deadline) if deadline else None,
+        "impact": policy.preview(session, workspace)}, caller=caller)
 
 
 def _whole_hours(text: str) -> int | None:
@@ -65,7 +99,11 @@ def _authentication(request: Request, caller: web.AdminCaller, session: DB,
     return web.render(request, "authentication.html", {
         "title": "Authentication", "policy": state, "error": error, "notice": notice,
         "enforce_at": workspace.enforce_at if workspace.require_two_factor else None,
-        "reminders": reminders.due_times(session, workspace), "words": in_words,
+        # Reminders already sent are history, not plans.
+        "reminders": [due for due in reminders.due_times(session, workspace) if due > clock.now()],
+        "enforced": workspace.require_two_factor and (
+            workspace.enforce_at is None or workspace.enforce_at <= clock.now()),
+        "words": in_words,
         "impact": impact, "held": held,
     }, status_code=400 if error else 200, caller=caller)
 

@@ -66,6 +66,13 @@ def set_policy(session: Session, workspace: Workspace, require: bool | None, act
         "enforce_at": rfc3339_or_none(locked.enforce_at)})
 
 
+def check_change(session: Session, workspace: Workspace, require: bool, actor_id: int) -> None:
+    """Raise what set_policy would refuse for this change, changing nothing: the console asks
+    before its confirm step, so nobody confirms a change that cannot happen."""
+    if require and not workspace.require_two_factor:
+        _check_actor_enrolled(session, actor_id)
+
+
 def _check_actor_enrolled(session: Session, actor_id: int) -> None:
     actor = session.get(Teammate, actor_id)
     if actor is None or not actor.two_factor_enabled:
