@@ -76,6 +76,16 @@ def send_notification_email(self: Task, event_seq: int) -> None:
     send_emails_once(self, built)
 
 
+@shared_task(name=Topic.SEND_PASSWORD_RESET, bind=True)
+def send_password_reset(self: Task, workspace: str, email: str, request: str) -> None:
+    # The link commits before the send, so a redelivery sends that same link (and only
+    # once: send_emails_once keys it).
+    with unit_of_work() as session:
+        built = notifications.password_reset_email(session, workspace, email, request)
+    if built:
+        send_emails_once(self, [built])
+
+
 def send_emails_once(task: Task, emails: Sequence[tuple[str, OutgoingEmail]]) -> None:
     """Send each (key, email) once over one connection; transient failures retry the task on
     TWOFA_EMAIL_RETRY_SCHEDULE (past it the task fails and the outbox republishes it later)."""

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from services.accounts import password_reset
 from services.config import get_settings
 from services.crypto import rederive_token
 from services.db import dialect_insert, unit_of_work
@@ -78,6 +79,26 @@ def record_join_sent(session: Session, teammate_id: int, key: str) -> None:
 def _join_key(teammate: Teammate) -> str:
     """One join email per link: a resend makes a new nonce, so a new key and email."""
     return f"join:{teammate.id}:{teammate.join_nonce}"
+
+
+def password_reset_email(session: Session, slug: str, email: str,
+                         request_id: str) -> tuple[str, mail.OutgoingEmail] | None:
+    """The reset link of one request (made here, once), or None when nobody who joined has
+    this address or they had their hour's links already: nothing is sent then."""
+    reset = password_reset.issue(session, slug, email, request_id)
+    if reset is None or reset.used_at is not None or reset.voided_at is not None:
+        return None
+    teammate = session.get(Teammate, reset.teammate_id)
+    assert teammate is not None
+    workspace = session.get(Workspace, teammate.workspace_id)
+    assert workspace is not None
+    token = password_reset.token_of(teammate.id, reset.nonce)
+    rendered = render("password-reset", {
+        "name": teammate.name, "workspace_name": workspace.name,
+        "reset_url": f"{get_settings().public_url.rstrip('/')}/reset-password?token={token}",
+        "two_factor": teammate.two_factor_enabled,
+    })
+    return mail.keyed(f"reset:{reset.id}", teammate.email, rendered)
 
 
 def event_emails(session: Session, event_seq: int) -> list[tuple[str, mail.OutgoingEmail]]:

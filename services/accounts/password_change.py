@@ -1,0 +1,42 @@
+"""A signed-in teammate changes their password (POST /v1/me/password, /settings/password).
+
+A sensitive change: it needs a recently verified second factor, and that is checked before
+the current password, so a stolen session cannot use this to test password guesses. The
+other sessions of the teammate end; the one that made the change carries on.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from services.accounts import sessions
+from services.accounts.passwords import hash_password, verify_password
+from services.errors import AttemptFailed, Forbidden
+from services.events import recorder
+from services.events.catalog import EventType
+from services.models import Teammate
+from services.verification import recent
+
+
+class WrongPassword(AttemptFailed, Forbidden):
+    """A wrong current password: 403 (the session itself is fine), and the failure counts."""
+
+    code = "wrong_password"  # noqa: S105 - an error code, no secret
+
+
+def change(session: Session, caller: sessions.Authenticated, current_password: str,
+           new_password: str) -> None:
+    if recent.is_asked(caller.teammate) and not recent.counts(caller.auth):
+        raise recent.refusal()
+    teammate_id, stored = caller.teammate.id, caller.teammate.password_hash
+    # End the read before the two hashes: on SQLite a transaction holds the one write lock.
+    session.rollback()
+    if not verify_password(stored, current_password):
+        raise WrongPassword("The current password is wrong.")
+    new_hash = hash_password(new_password)
+    teammate = session.get(Teammate, teammate_id, with_for_update=True)
+    assert teammate is not None
+    teammate.password_hash = new_hash
+    sessions.end_all(session, teammate.id, keep=caller.auth)
+    recorder.record(session, teammate.workspace_id, EventType.PASSWORD_CHANGED,
+                    {"teammate_id": teammate.id, "by": "self"}, teammate_id=teammate.id)
