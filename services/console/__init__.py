@@ -16,8 +16,10 @@ from services.console import (
     auth_pages,
     authentication_pages,
     dev_mail,
+    password_pages,
     reauth_pages,
     records_pages,
+    sessions_pages,
     settings_pages,
     teammates_pages,
     web,
@@ -32,6 +34,7 @@ def install(app: FastAPI) -> None:
     app.mount("/static", StaticFiles(directory=STATIC), name="console-static")
     # /dev/mail decides per request whether it exists (dev_mail.local_only): importing the
     # app reads no settings.
-    for module in (auth_pages, settings_pages, authentication_pages, teammates_pages,
-                   audit_pages, records_pages, reauth_pages, dev_mail):
+    for module in (auth_pages, password_pages, settings_pages, sessions_pages,
+                   authentication_pages, teammates_pages, audit_pages, records_pages,
+                   reauth_pages, dev_mail):
         app.include_router(module.router)
