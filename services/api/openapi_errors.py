@@ -32,7 +32,9 @@ MEANING = {
 }
 RETRY_AFTER = {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds to wait."}}
 # Operations anyone may call: every other /v1 operation needs a session or an API key.
-PUBLIC = {("post", "/v1/login"), ("post", "/v1/invitations/accept"), ("post", "/v1/login/two-factor")}
+PUBLIC = {("post", "/v1/login"), ("post", "/v1/invitations/accept"),
+          ("post", "/v1/login/two-factor"), ("post", "/v1/password-reset"),
+          ("post", "/v1/password-reset/confirm")}
 CHANGES = {"post", "put", "patch", "delete"}
 
 

@@ -63,8 +63,9 @@ def reset_submit(request: Request, form: web.Form, session: DB) -> Response:
 def _reset_form(request: Request, token: str, error: str | None,
                 refused: bool | None = None) -> Response:
     refused = error is not None if refused is None else refused
+    title = "This reset link cannot be used" if refused else "Choose a new password"
     return web.render(request, "reset_password.html", {
-        "title": "Choose a new password", "token": token, "error": error,
+        "title": title, "token": token, "error": error,
         "refused": refused}, status_code=400 if error else 200)
 
 

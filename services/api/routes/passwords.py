@@ -24,7 +24,8 @@ def change_password(body: PasswordChangeIn, caller: AnySession, session: DB) -> 
     return Response(status_code=204)
 
 
-@router.post("/password-reset", status_code=202)
+@router.post("/password-reset", status_code=202, response_class=Response, responses={
+    202: {"description": "Accepted, whatever the address; no body."}})
 def request_reset(body: PasswordResetIn, session: DB,
                   ip: Annotated[str, Depends(client_ip)]) -> Response:
     """202 whatever the address: a teammate who joined gets a link by email (one hour,

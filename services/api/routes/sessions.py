@@ -7,6 +7,7 @@ from pydantic import BaseModel, Field
 
 from services.accounts import sessions
 from services.api.deps import DB, AnySession
+from services.api.paging import Page
 from services.api.types import Id, Timestamp
 from services.models import AuthSession
 
@@ -23,10 +24,6 @@ class SessionOut(BaseModel):
     current: bool = Field(description="The session making this request.")
 
 
-class SessionsOut(BaseModel):
-    items: list[SessionOut]
-
-
 def _out(auth: AuthSession, current: AuthSession) -> SessionOut:
     return SessionOut(id=auth.id, created_at=auth.created_at, ip=auth.ip,
                       user_agent=auth.user_agent, origin=auth.origin,
@@ -34,10 +31,10 @@ def _out(auth: AuthSession, current: AuthSession) -> SessionOut:
 
 
 @router.get("/me/sessions")
-def list_sessions(caller: AnySession, session: DB) -> SessionsOut:
-    """Live sessions, newest first."""
+def list_sessions(caller: AnySession, session: DB) -> Page[SessionOut]:
+    """Live sessions, newest first: one page (`next_cursor` is always null)."""
     live = sessions.live_sessions(session, caller.teammate.id)
-    return SessionsOut(items=[_out(s, caller.auth) for s in live])
+    return Page[SessionOut].of([_out(s, caller.auth) for s in live])
 
 
 @router.delete("/me/sessions/{session_id}", status_code=204,
