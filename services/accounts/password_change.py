@@ -1,7 +1,8 @@
 """A signed-in teammate changes their password (POST /v1/me/password, /settings/password).
 
-A sensitive change: it needs a recently verified second factor, and that is checked before
-the current password, so a stolen session cannot use this to test password guesses. The
+A sensitive change: each HTTP layer declares the rule of a recently verified second factor
+on its route, checked before anything here runs (services/api/recent_factor.SENSITIVE_FIRST,
+services/console/recent_factor.py), so a stolen session cannot test password guesses. The
 other sessions of the teammate end; the one that made the change carries on.
 """
 
@@ -15,7 +16,6 @@ from services.errors import AttemptFailed, Forbidden
 from services.events import recorder
 from services.events.catalog import EventType
 from services.models import Teammate
-from services.verification import recent
 
 
 class WrongPassword(AttemptFailed, Forbidden):
@@ -26,8 +26,6 @@ class WrongPassword(AttemptFailed, Forbidden):
 
 def change(session: Session, caller: sessions.Authenticated, current_password: str,
            new_password: str) -> None:
-    if recent.is_asked(caller.teammate) and not recent.counts(caller.auth):
-        raise recent.refusal()
     teammate_id, stored = caller.teammate.id, caller.teammate.password_hash
     # End the read before the two hashes: on SQLite a transaction holds the one write lock.
     session.rollback()

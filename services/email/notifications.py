@@ -13,7 +13,6 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from services.accounts import password_reset
 from services.config import get_settings
 from services.crypto import rederive_token
 from services.db import dialect_insert, unit_of_work
@@ -23,7 +22,7 @@ from services.email.render import render
 from services.email.smtp import SmtpMailer
 from services.events.catalog import EventType
 from services.events.notices import NOTICES, Notice
-from services.models import Event, SentEmail, Teammate, Workspace, utcnow
+from services.models import Event, PasswordReset, SentEmail, Teammate, Workspace, utcnow
 from services.timestamps import in_words
 
 METHOD_IN_WORDS = {"totp": "An authenticator app", "webauthn": "A security key"}
@@ -81,18 +80,16 @@ def _join_key(teammate: Teammate) -> str:
     return f"join:{teammate.id}:{teammate.join_nonce}"
 
 
-def password_reset_email(session: Session, slug: str, email: str,
-                         request_id: str) -> tuple[str, mail.OutgoingEmail] | None:
-    """The reset link of one request (made here, once), or None when nobody who joined has
-    this address or they had their hour's links already: nothing is sent then."""
-    reset = password_reset.issue(session, slug, email, request_id)
-    if reset is None or reset.used_at is not None or reset.voided_at is not None:
+def password_reset_email(session: Session, reset: PasswordReset,
+                         token: str) -> tuple[str, mail.OutgoingEmail] | None:
+    """The email carrying a reset link (services/accounts/password_reset.py made it), once
+    per link; None once the link was used or voided (a late redelivery sends nothing)."""
+    if reset.used_at is not None or reset.voided_at is not None:
         return None
     teammate = session.get(Teammate, reset.teammate_id)
     assert teammate is not None
     workspace = session.get(Workspace, teammate.workspace_id)
     assert workspace is not None
-    token = password_reset.token_of(teammate.id, reset.nonce)
     rendered = render("password-reset", {
         "name": teammate.name, "workspace_name": workspace.name,
         "reset_url": f"{get_settings().public_url.rstrip('/')}/reset-password?token={token}",

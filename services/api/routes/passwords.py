@@ -9,17 +9,18 @@ from fastapi import APIRouter, Depends, Response
 
 from services.accounts import password_change, password_reset
 from services.api.deps import DB, AnySession, client_ip
-from services.api.recent_factor import SENSITIVE
+from services.api.recent_factor import SENSITIVE_FIRST
 from services.api.routes.auth import SignIn, sign_in
 from services.api.schemas import PasswordChangeIn, PasswordResetConfirmIn, PasswordResetIn
 
 router = APIRouter(prefix="/v1", tags=["passwords"])
 
 
-@router.post("/me/password", status_code=204, dependencies=[SENSITIVE])
+@router.post("/me/password", status_code=204, dependencies=[SENSITIVE_FIRST])
 def change_password(body: PasswordChangeIn, caller: AnySession, session: DB) -> Response:
-    """A sensitive change (a recently verified second factor); ends the other sessions.
-    A wrong `current_password` is 403 `wrong_password`."""
+    """A sensitive change (a recently verified second factor), checked before the current
+    password so a stale session learns nothing about it; ends the other sessions. A wrong
+    `current_password` is 403 `wrong_password`."""
     password_change.change(session, caller, body.current_password, body.new_password)
     return Response(status_code=204)
 
