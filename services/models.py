@@ -195,6 +195,10 @@ class PasswordReset(Base):
     voided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
+# Every state an invitation row can be in (/metrics exports each, from 0).
+INVITATION_STATUSES = ("pending", "sent", "failed", "skipped")
+
+
 class EnrollmentInvitation(Base):
     """One invitation per teammate and policy version: the fan-out's idempotency record."""
 
@@ -300,6 +304,18 @@ class LoginThrottle(Base):
     key: Mapped[str] = mapped_column(String(128), primary_key=True)
     failures: Mapped[int] = mapped_column(Integer, default=0)
     window_start: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class PasswordFailures(Base):
+    """Consecutive wrong passwords per (workspace, normalized email), known teammate or not.
+
+    `key` is a SHA-256 of the pair, so addresses nobody has are not kept in the clear.
+    """
+
+    __tablename__ = "password_failures"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 

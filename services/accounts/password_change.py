@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from services.accounts import sessions
+from services.accounts import password_bound, sessions
 from services.accounts.passwords import hash_password, verify_password
 from services.errors import AttemptFailed, Forbidden
 from services.events import recorder
@@ -27,10 +27,17 @@ class WrongPassword(AttemptFailed, Forbidden):
 def change(session: Session, caller: sessions.Authenticated, current_password: str,
            new_password: str) -> None:
     teammate_id, stored = caller.teammate.id, caller.teammate.password_hash
+    slug, email = caller.workspace.slug, caller.teammate.email
+    # Wrong current passwords count toward the sign-in's per-teammate bound: during its
+    # wait this answers 429 unread, so a session cannot be used to keep guessing.
+    failed_before = password_bound.check(session, slug, email)
     # End the read before the two hashes: on SQLite a transaction holds the one write lock.
     session.rollback()
     if not verify_password(stored, current_password):
+        password_bound.fail(session, slug, email)  # commits with the 403 (keep_changes)
         raise WrongPassword("The current password is wrong.")
+    if failed_before:
+        password_bound.clear(session, slug, email)
     new_hash = hash_password(new_password)
     teammate = session.get(Teammate, teammate_id, with_for_update=True)
     assert teammate is not None

@@ -6,8 +6,9 @@ neither the answer nor its timing tells a known address from an unknown one. The
 makes the link for a teammate who has joined, at most `PER_TEAMMATE` an hour (the rest are
 dropped without a word); a new link voids the older ones. A link serves once, for `TTL`.
 Only the token's SHA-256 is stored: the email task derives the token again from the row's
-nonce, like the join link. Using a link ends every session of the teammate and signs in as
-/v1/login does, so a teammate with 2FA still shows their second factor.
+nonce, like the join link. Using a link ends every session of the teammate, clears their
+wrong-password bound, and signs in as /v1/login does, so a teammate with 2FA still shows
+their second factor.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from sqlalchemy import ColumnElement, and_, func, select, update
 from sqlalchemy.orm import Session
 
 from services import outbox
-from services.accounts import ip_throttle, sessions
+from services.accounts import ip_throttle, password_bound, sessions
 from services.accounts.email_address import matches, normalize_email
 from services.accounts.passwords import hash_password
 from services.crypto import derived_token, hash_token
@@ -114,6 +115,7 @@ def confirm(session: Session, token: str, password: str) -> sessions.SignIn:
     workspace = session.get(Workspace, teammate.workspace_id)
     assert workspace is not None
     teammate.password_hash = password_hash
+    password_bound.clear(session, workspace.slug, teammate.email)  # wrong guesses start over
     sessions.end_all(session, teammate.id)
     recorder.record(session, workspace.id, EventType.PASSWORD_CHANGED,
                     {"teammate_id": teammate.id, "by": "reset"}, teammate_id=teammate.id)

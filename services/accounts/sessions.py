@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Literal
 
-from sqlalchemy import ColumnElement, and_, select, update
+from sqlalchemy import ColumnElement, and_, inspect, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -114,6 +114,17 @@ def _open(session: Session, teammate: Teammate, kind: str, origin: Origin,
             expires_at=now + timedelta(seconds=ttl),
         )
     )
+    return token
+
+
+def renew(session: Session, auth: AuthSession) -> str:
+    """The same session under a new token (when its level rises): a copy of every column but
+    the token, and the old row ends."""
+    token = new_token()
+    kept = {attr.key: getattr(auth, attr.key) for attr in inspect(AuthSession).column_attrs
+            if attr.key not in ("id", "token_hash", "ended_at")}
+    session.add(AuthSession(**kept, token_hash=hash_token(token)))
+    end(session, auth)
     return token
 
 

@@ -26,7 +26,7 @@ def forgot_page(request: Request, workspace: Annotated[str, Query(max_length=320
 
 
 @router.post("/forgot-password")
-def forgot_submit(request: Request, form: web.Form, session: DB,
+def forgot_submit(request: Request, form: web.PreSessionForm, session: DB,
                   ip: Annotated[str, Depends(client_ip)]) -> Response:
     """Says the same whatever the address: which ones exist is nobody's business here."""
     with web.form_errors(session) as problem:
@@ -50,7 +50,7 @@ def reset_page(request: Request, session: DB,
 
 
 @router.post("/reset-password")
-def reset_submit(request: Request, form: web.Form, session: DB) -> Response:
+def reset_submit(request: Request, form: web.PreSessionForm, session: DB) -> Response:
     with web.form_errors(session) as problem:
         body = PasswordResetConfirmIn.model_validate(form)
         signed = password_reset.confirm(session, body.token, body.password)

@@ -40,7 +40,7 @@ def end_one(request: Request, session_id: Id, form: web.Form, caller: web.FullCa
         return _page(request, caller, session, error="That session had already ended.")
     if session_id == caller.auth.id:  # ending this very one is signing out
         response = web.redirect("/login?signed_out=1")
-        response.delete_cookie(web.SESSION_COOKIE, path="/")
+        web.delete_cookie(response, web.SESSION_COOKIE)
         return response
     return web.redirect("/settings/sessions?ended=one")
 

@@ -37,6 +37,9 @@ def confirm(request: Request, form: web.Form, caller: web.AnyCaller, session: DB
         # The browser's own session lives on; every other session of the teammate ends.
         codes = verification.confirm(session, caller.teammate, CodeIn.model_validate(form).code,
                                      current=caller.auth)
+        # Its level rose: it goes on under a new token, and the old one ends, so a token
+        # seen before the second factor (a shared computer, a log) is worth nothing after.
+        web.use_renewed_session(request, sessions.renew(session, caller.auth))
         return _codes_page(request, caller, codes, first=True)
     return _page(request, caller, session, error=problem.message)
 

@@ -15,6 +15,7 @@ from fastapi.responses import StreamingResponse
 from services import clock
 from services.accounts import teammates, teammates_export
 from services.api.deps import DB
+from services.api.routes.exemptions import ExemptionIn
 from services.api.schemas import MAX_ID, TeammateIn
 from services.console import web
 from services.console.recent_factor import makes_admin, recently_verified
@@ -216,7 +217,10 @@ def exempt(request: Request, teammate_id: TeammateId, form: web.Form, caller: we
         reason = form.get("reason", "").strip()
         if not reason:
             raise InvalidInput("Give a reason: it goes into the audit log.")
-        exemptions.grant(session, caller.workspace, target, until, reason[:500], caller.teammate)
+        # The API's own checks (no control characters: PostgreSQL refuses a NUL in text).
+        body = ExemptionIn.model_validate({"until": until.isoformat(), "reason": reason[:500]})
+        exemptions.grant(session, caller.workspace, target, body.until, body.reason,
+                         caller.teammate)
         return web.redirect(f"/admin/teammates?notice=exempted&teammate={teammate_id}")
     return _exemption(request, caller, target, error=problem.message, form=form)
 

@@ -30,7 +30,6 @@ from services.models import AuthSession, Teammate, Workspace, utcnow
 from services.timestamps import rfc3339
 from services.verification import bypass, factors, recent, recovery, totp
 
-Method = factors.Method
 APP_NAME = "Authenticator app"  # how the TOTP method is named in events and emails
 
 
@@ -205,12 +204,6 @@ def verify_challenge(session: Session, challenge: str, code: str, at: float | No
                               "invalid_code")
     return sessions.open_session(session, teammate, cast(sessions.Origin, auth.origin), method,
                                  api_key_id=auth.api_key_id)
-
-
-def verify_code(session: Session, teammate: Teammate, code: str, at: float | None = None,
-                allow_bypass: bool = False) -> Method:
-    """Check a TOTP code, a recovery code or (at sign-in) a bypass code, under the throttle."""
-    return factors.check(session, factors.Attempt(teammate, code, at), allow_bypass)
 
 
 def disable_own(session: Session, teammate: Teammate, workspace: Workspace, code: str | None,

@@ -1,16 +1,16 @@
 """sessions remember their last second factor and the API key that opened them; a new
 phone's pending secret belongs to one session and expires; exemption runs are remembered
 
-Revision ID: 0007
-Revises: 0006
+Revision ID: 0008
+Revises: 0007
 """
 import sqlalchemy as sa
 from alembic import op
 
 import services.models
 
-revision = "0007"
-down_revision = "0006"
+revision = "0008"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
