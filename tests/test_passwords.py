@@ -275,3 +275,40 @@ def test_sessions_are_listed_and_ended_one_by_one_or_all_others(make_ws: Any) ->
     assert status_of(ws, someone_else) == 200
     left = ws.client.get("/v1/me/sessions", headers=bearer(mine)).json()["items"]
     assert [i["current"] for i in left] == [True]
+
+
+# --- the per-teammate password bound ----------------------------------------------------
+
+def set_wrong_passwords(ws: WorkspaceHandle, address: str, failures: int) -> None:
+    """As if `failures` wrong passwords in a row had been tried (a hundred sign-ins would
+    need as many hashes and fresh addresses; tests/test_edge_hardening.py does that)."""
+    from services.accounts import password_bound
+    from services.db import dialect_insert, unit_of_work
+    from services.models import PasswordFailures
+
+    with unit_of_work() as session:
+        session.execute(dialect_insert(session, PasswordFailures)
+                        .values(key=password_bound.key(ws.slug, address), failures=failures)
+                        .on_conflict_do_update(index_elements=[PasswordFailures.key],
+                                               set_={"failures": failures}))
+
+
+def test_a_wrong_current_password_counts_toward_the_bound_and_a_reset_clears_it(
+        stack: Stack, make_ws: Any) -> None:
+    ws = make_ws(teammates=1)
+    token = password_sign_in(ws, member(ws))["token"]
+    set_wrong_passwords(ws, member(ws), 99)
+    wrong = ws.client.post("/v1/me/password", headers=bearer(token),
+                           json={"current_password": "a-guess", "new_password": NEW_PASSWORD})
+    assert wrong.status_code == 403 and error_code(wrong) == "wrong_password"
+    # That was the hundredth: sign-in and the change itself now wait, whatever the password.
+    for r in (ws.client.post("/v1/login", json={"workspace": ws.slug, "email": member(ws),
+                                                "password": MEMBER_PASSWORD}),
+              ws.client.post("/v1/me/password", headers=bearer(token),
+                             json={"current_password": MEMBER_PASSWORD,
+                                   "new_password": NEW_PASSWORD})):
+        assert r.status_code == 429 and error_code(r) == "rate_limited", r.text
+        assert 0 < int(r.headers["Retry-After"]) <= 30
+    ask_reset(ws, member(ws))
+    assert confirm(ws, reset_links(stack, member(ws))[0]).status_code == 200
+    assert password_sign_in(ws, member(ws), NEW_PASSWORD)["status"] == "authenticated"
