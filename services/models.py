@@ -173,6 +173,26 @@ class AuthSession(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The request that opened it (the sessions page shows them; None before they were kept).
+    ip: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(String(256))
+
+
+class PasswordReset(Base):
+    """A reset link: only the SHA-256 of its token is kept (the email task derives the token
+    again from the row's nonce). Live while unused, unvoided and unexpired; a newer one voids
+    it. Rows stay, so that a teammate's resets of the last hour can be counted."""
+
+    __tablename__ = "password_resets"
+    __table_args__ = (Index("ix_password_resets_teammate_created", "teammate_id", "created_at"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    teammate_id: Mapped[int] = mapped_column(ForeignKey("teammates.id"))
+    nonce: Mapped[str] = mapped_column(String(64))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    voided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 # Every state an invitation row can be in (/metrics exports each, from 0).

@@ -18,6 +18,7 @@ class Topic(StrEnum):
     SEND_REMINDER_BATCH = "enrollment.send_reminders"
     SEND_JOIN_EMAIL = "email.send_join"
     SEND_NOTIFICATION_EMAIL = "email.send_notification"
+    SEND_PASSWORD_RESET = "email.send_password_reset"  # noqa: S105 - a task name, no secret
     DELIVER_WEBHOOKS = "webhooks.deliver"
     SWEEP_WEBHOOKS = "webhooks.sweep"
     SEND_WEBHOOK_DISABLED_EMAIL = "webhooks.send_disabled_email"

@@ -43,7 +43,8 @@ def _reset_ip_throttle() -> None:
     from services.db import unit_of_work
 
     with unit_of_work() as session:
-        session.execute(delete(LoginThrottle).where(LoginThrottle.key == "ip:testclient"))
+        session.execute(delete(LoginThrottle).where(
+            LoginThrottle.key.in_(["ip:testclient", "reset:ip:testclient"])))
 
 
 # --- 1. the COMMIT happens before the response -------------------------------------------
@@ -267,11 +268,14 @@ def test_hostile_input_is_a_clear_4xx_everywhere(
     def check(label: str, r: httpx.Response, exact: bool) -> None:
         nonlocal tried
         tried += 1
-        ok = (r.status_code == 422) if exact else (400 <= r.status_code < 500)
+        ok = (r.status_code == 422) if exact else (400 <= r.status_code < 500 or (
+            # Asking for a reset link answers 202 for any address, unusual ones included.
+            label.startswith("POST /v1/password-reset body.email=") and r.status_code == 202))
         if not ok:
             failures.append(f"{label}: {r.status_code} {r.text[:200]}")
             return
-        _error_shape(r)
+        if r.status_code >= 400:
+            _error_shape(r)
 
     try:
         for method, path, op in _operations(doc):

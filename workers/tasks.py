@@ -14,6 +14,7 @@ from celery import Task, shared_task
 from celery.signals import task_success
 
 from services import handlers, outbox
+from services.accounts import password_reset
 from services.config import get_settings
 from services.db import unit_of_work
 from services.email import notifications
@@ -74,6 +75,18 @@ def send_notification_email(self: Task, event_seq: int) -> None:
     with unit_of_work() as session:
         built = notifications.event_emails(session, event_seq)
     send_emails_once(self, built)
+
+
+@shared_task(name=Topic.SEND_PASSWORD_RESET, bind=True)
+def send_password_reset(self: Task, workspace: str, email: str, request: str) -> None:
+    # The link commits before the send, so a redelivery sends that same link (and only
+    # once: send_emails_once keys it).
+    with unit_of_work() as session:
+        reset = password_reset.issue(session, workspace, email, request)
+        built = reset and notifications.password_reset_email(
+            session, reset, password_reset.token_of(reset.teammate_id, reset.nonce))
+    if built:
+        send_emails_once(self, [built])
 
 
 def send_emails_once(task: Task, emails: Sequence[tuple[str, OutgoingEmail]],

@@ -32,19 +32,28 @@ def reserve(client_ip: str) -> None:
     The row is created with INSERT … ON CONFLICT DO NOTHING and then locked (FOR UPDATE),
     so parallel attempts serialise on it for the few statements here, never longer.
     """
+    _take(bucket(client_ip), MAX_FAILURES, WINDOW,
+          "Too many failed sign-ins from this address; try again later.")
+
+
+def count(client_ip: str, scope: str, limit: int, window: timedelta, message: str) -> None:
+    """Count one request of another kind (`scope`, e.g. password resets) from this address,
+    in a bucket of its own; 429 once `limit` requests fall in the window."""
+    _take(f"{scope}:{bucket(client_ip)}", limit, window, message)
+
+
+def _take(key: str, limit: int, window: timedelta, message: str) -> None:
     now = utcnow()
-    key = bucket(client_ip)
     with unit_of_work() as session:
         row = _locked_row(session, key)
-        if now - row.window_start > WINDOW:
+        if now - row.window_start > window:
             row.failures, row.window_start, row.locked_until = 0, now, None
-        if row.failures >= MAX_FAILURES:
-            until = row.window_start + WINDOW
-            raise Throttled("Too many failed sign-ins from this address; try again later.",
-                            max(1, ceil((until - now).total_seconds())))
+        if row.failures >= limit:
+            until = row.window_start + window
+            raise Throttled(message, max(1, ceil((until - now).total_seconds())))
         row.failures += 1
-        if row.failures >= MAX_FAILURES:
-            row.locked_until = row.window_start + WINDOW
+        if row.failures >= limit:
+            row.locked_until = row.window_start + window
 
 
 def release(session: Session, client_ip: str) -> None:

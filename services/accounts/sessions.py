@@ -18,7 +18,8 @@ from sqlalchemy.orm.attributes import set_committed_value
 from services import enforcement
 from services.config import get_settings
 from services.crypto import hash_token, new_token
-from services.errors import Unauthenticated
+from services.errors import NotFound, Unauthenticated
+from services.events import request_context
 from services.models import AuthSession, Teammate, Workspace, utcnow
 
 Level = Literal["full", "enrollment"]
@@ -98,8 +99,11 @@ def _open(session: Session, teammate: Teammate, kind: str, origin: Origin,
     ttl = settings.challenge_ttl_seconds if kind == "challenge" else settings.session_ttl_seconds
     token = new_token()
     now = utcnow()
+    opened_by = request_context.current()  # the request's address and browser, if in one
     session.add(
         AuthSession(
+            ip=opened_by.get("ip"),
+            user_agent=opened_by.get("user_agent"),
             kind=kind,
             origin=origin,
             factor=factor,
@@ -168,6 +172,29 @@ def end(session: Session, auth: AuthSession) -> bool:
         return False
     set_committed_value(auth, "ended_at", now)
     return True
+
+
+def live_sessions(session: Session, teammate_id: int) -> list[AuthSession]:
+    """A teammate's live sessions (not sign-in challenges), newest first."""
+    return list(session.scalars(
+        select(AuthSession).where(AuthSession.teammate_id == teammate_id,
+                                  AuthSession.kind == "session",
+                                  AuthSession.ended_at.is_(None),
+                                  AuthSession.expires_at > utcnow())
+        .order_by(AuthSession.created_at.desc(), AuthSession.id.desc())))
+
+
+def end_own(session: Session, teammate_id: int, session_id: int) -> None:
+    """End one of the teammate's own live sessions; 404 for anyone else's, or one already
+    ended (either way nothing of theirs is live under that id)."""
+    ended = session.execute(
+        update(AuthSession)
+        .where(AuthSession.id == session_id, AuthSession.teammate_id == teammate_id,
+               AuthSession.kind == "session", AuthSession.ended_at.is_(None),
+               AuthSession.expires_at > utcnow())
+        .values(ended_at=utcnow()).execution_options(synchronize_session=False))
+    if ended.rowcount != 1:  # type: ignore[attr-defined]
+        raise NotFound("You have no live session with this id.", "session_not_found")
 
 
 def end_opened_by_key(session: Session, api_key_id: int) -> None:

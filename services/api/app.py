@@ -22,6 +22,8 @@ from services.api.routes import (
     events,
     exemptions,
     me,
+    passwords,
+    sessions,
     teammates,
     two_factor,
     webhooks,
@@ -56,7 +58,8 @@ def create_app() -> FastAPI:
     errors.install(app)
     observability.install(app)  # /metrics, /readyz, request series, 503 when the database is down
     docs.install(app)
-    for module in (auth, me, two_factor, admin, events, teammates, exemptions, webhooks, checks):
+    for module in (auth, me, passwords, sessions, two_factor, admin, events, teammates,
+                   exemptions, webhooks, checks):
         app.include_router(module.router)
 
     @app.get("/healthz", tags=["health"])

@@ -33,7 +33,9 @@ MEANING = {
 }
 RETRY_AFTER = {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds to wait."}}
 # Operations anyone may call: every other /v1 operation needs a session or an API key.
-PUBLIC = {("post", "/v1/login"), ("post", "/v1/invitations/accept"), ("post", "/v1/login/two-factor")}
+PUBLIC = {("post", "/v1/login"), ("post", "/v1/invitations/accept"),
+          ("post", "/v1/login/two-factor"), ("post", "/v1/password-reset"),
+          ("post", "/v1/password-reset/confirm")}
 CHANGES = {"post", "put", "patch", "delete"}
 # Operations besides POSTs that check a code, and so share its failure throttle (429).
 CODE_CHECKS = {("delete", "/v1/me/two-factor")}

@@ -35,14 +35,19 @@ async def json_body(request: Request) -> Any:
 class RecentSecondFactor:
     """Declared on a route: `Depends(RecentSecondFactor(), scope="function")` (see SENSITIVE)."""
 
-    def __init__(self, purpose: recent.Purpose = "change", when: Condition | None = None) -> None:
-        self.purpose, self.when = purpose, when
+    def __init__(self, purpose: recent.Purpose = "change", when: Condition | None = None,
+                 first: bool = False) -> None:
+        self.purpose, self.when, self.first = purpose, when, first
 
     def __call__(self, caller: AnySession,
                  body: Annotated[Any, Depends(json_body)]) -> Iterator[None]:
         # Decided before the route runs: turning one's own 2FA off must still be asked.
         asked = recent.is_asked(caller.teammate) and (
             self.when is None or self.when(body, caller))
+        if self.first and asked and not recent.counts(caller.auth, self.purpose):
+            # A route whose own refusals would tell something (a wrong current password)
+            # takes no code: a stale session is refused before it runs.
+            raise recent.refusal()
         before = caller.auth.verified_at
         yield
         verified_now = caller.auth.verified_at != before  # a code sent with this request
@@ -62,13 +67,16 @@ def turns_requirement_off(body: Any, caller: sessions.Authenticated) -> bool:
     return _field(body, "require_two_factor") is False and caller.workspace.require_two_factor
 
 
-def _sensitive(purpose: recent.Purpose = "change", when: Condition | None = None) -> Any:
+def _sensitive(purpose: recent.Purpose = "change", when: Condition | None = None,
+               first: bool = False) -> Any:
     # scope="function": the check must run before the unit of work commits (services/api/deps.DB).
-    return Depends(RecentSecondFactor(purpose, when), scope="function")
+    return Depends(RecentSecondFactor(purpose, when, first), scope="function")
 
 
 # The declarations routes use, named for what they require.
 SENSITIVE = _sensitive()
+# Checked before the route runs, which takes no code (changing one's password).
+SENSITIVE_FIRST = _sensitive(first=True)
 SENSITIVE_NEW_METHOD = _sensitive("new_method")
 SENSITIVE_IF_MAKING_ADMIN = _sensitive(when=makes_admin)
 SENSITIVE_IF_TURNING_OFF = _sensitive(when=turns_requirement_off)

@@ -27,6 +27,9 @@ def printable(value: str) -> str:
 Text = AfterValidator(printable)
 Short = Annotated[str, Field(min_length=1, max_length=320), Text]
 Password = Annotated[str, Field(min_length=1, max_length=1024), Text]
+# A password being chosen (join, change, reset): 8 to 1024 characters. Passwords being
+# checked keep the looser `Password`, so an old short one still signs in.
+NewPassword = Annotated[str, Field(min_length=8, max_length=1024), Text]
 Code = Annotated[str, Field(min_length=1, max_length=64), Text]
 Token = Annotated[str, Field(min_length=1, max_length=200), Text]
 Name = Annotated[str, Field(max_length=200), Text]
@@ -53,6 +56,21 @@ class AcceptIn(Body):
     token: Token
     password: Password
     name: Name = ""
+
+
+class PasswordChangeIn(Body):
+    current_password: Password
+    new_password: NewPassword
+
+
+class PasswordResetIn(Body):
+    workspace: Short
+    email: Short
+
+
+class PasswordResetConfirmIn(Body):
+    token: Token
+    password: NewPassword
 
 
 class TokenIn(Body):

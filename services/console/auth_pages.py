@@ -46,7 +46,7 @@ def login_submit(request: Request, form: web.PreSessionForm, session: DB,
     with web.form_errors(session) as problem:
         body = LoginIn.model_validate(form)
         signed = login_service.login(session, body.workspace, body.email, body.password, ip)
-        return _after_first_factor(request, signed, after)
+        return after_first_factor(request, signed, after)
     return web.render(request, "login.html", {
         "title": "Sign in", "workspace": form.get("workspace", "")[:320],
         "email": form.get("email", "")[:320], "next": after, "error": problem.message,
@@ -78,7 +78,7 @@ def join_submit(request: Request, form: web.PreSessionForm, session: DB) -> Resp
         after = "/"
         if signed.token and sessions.authenticate(session, signed.token).workspace.require_two_factor:
             after = "/settings/two-factor"  # required (even within a grace period): set it up now
-        return _after_first_factor(request, signed, after)
+        return after_first_factor(request, signed, after)
     return web.render(request, "join.html", {
         "title": "Join your team", "token": form.get("token", ""),
         "name": form.get("name", "")[:200], "error": problem.message}, status_code=400)
@@ -96,7 +96,9 @@ def logout(request: Request, form: web.Form, session: DB) -> Response:
     return response
 
 
-def _after_first_factor(request: Request, signed: sessions.SignIn, after: str) -> Response:
+def after_first_factor(request: Request, signed: sessions.SignIn, after: str) -> Response:
+    """Where a passed password leads (sign-in, join, a reset link): the code step, setup,
+    or `after`."""
     if signed.status == "two_factor_required":
         assert signed.challenge is not None
         return _code_step(request, signed.challenge, after)

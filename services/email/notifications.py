@@ -24,7 +24,7 @@ from services.email.render import render
 from services.email.smtp import SmtpMailer, Throttled
 from services.events.catalog import EventType
 from services.events.notices import NOTICES, Notice
-from services.models import Event, SentEmail, Teammate, Workspace, utcnow
+from services.models import Event, PasswordReset, SentEmail, Teammate, Workspace, utcnow
 from services.timestamps import in_words
 
 METHOD_IN_WORDS = {"totp": "An authenticator app", "webauthn": "A security key"}
@@ -107,6 +107,24 @@ def record_join_sent(session: Session, teammate_id: int, key: str) -> None:
 def _join_key(teammate: Teammate) -> str:
     """One join email per link: a resend makes a new nonce, so a new key and email."""
     return f"join:{teammate.id}:{teammate.join_nonce}"
+
+
+def password_reset_email(session: Session, reset: PasswordReset,
+                         token: str) -> tuple[str, mail.OutgoingEmail] | None:
+    """The email carrying a reset link (services/accounts/password_reset.py made it), once
+    per link; None once the link was used or voided (a late redelivery sends nothing)."""
+    if reset.used_at is not None or reset.voided_at is not None:
+        return None
+    teammate = session.get(Teammate, reset.teammate_id)
+    assert teammate is not None
+    workspace = session.get(Workspace, teammate.workspace_id)
+    assert workspace is not None
+    rendered = render("password-reset", {
+        "name": teammate.name, "workspace_name": workspace.name,
+        "reset_url": f"{get_settings().public_url.rstrip('/')}/reset-password?token={token}",
+        "two_factor": teammate.two_factor_enabled,
+    })
+    return mail.keyed(f"reset:{reset.id}", teammate.email, rendered)
 
 
 def event_emails(session: Session, event_seq: int) -> list[tuple[str, mail.OutgoingEmail]]:
