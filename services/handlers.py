@@ -60,6 +60,8 @@ HANDLERS: dict[str, list[Handler]] = {
     # that in the ending transaction, so that the rollout counts never lag behind).
     EventType.EXEMPTION_ENDED: [deliver_webhooks],
     EventType.INVITATION_ACCEPTED: [deliver_webhooks],
+    EventType.METHOD_ADDED: [deliver_webhooks],
+    EventType.METHOD_REMOVED: [deliver_webhooks],
     # Audit only (catalog.AUDIT_ONLY): the log keeps them, nothing else follows.
     EventType.API_KEY_CREATED: [],
     EventType.API_KEY_REVOKED: [],

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import ScalarSelect, func, select, update
+from sqlalchemy import ScalarSelect, case, func, select, update
 from sqlalchemy.orm import Session
 
 from services.db import dialect_insert
-from services.models import Teammate, WorkspaceCounts
+from services.models import Teammate, WorkspaceCounts, two_factor_enabled_sql
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ def get(session: Session, workspace_id: int) -> Counts:
 def exact(session: Session, workspace_id: int) -> Counts:
     """The same two numbers from the rows themselves (a pass over the team)."""
     row = session.execute(
-        select(func.count(), func.count(Teammate.totp_enabled_at))
+        select(func.count(), func.count(case((two_factor_enabled_sql(), 1))))
         .where(Teammate.workspace_id == workspace_id, Teammate.status != "removed")).one()
     return Counts(int(row[0]), int(row[1]))
 

@@ -32,6 +32,7 @@ _RECOVERY_LEFT = (select(func.count()).where(RecoveryCode.teammate_id == Teammat
                   .scalar_subquery())
 
 ME = (select(Teammate.id, Teammate.email, Teammate.name, Teammate.role, Teammate.totp_enabled_at,
+             Teammate.webauthn_enabled_at,
              AuthSession.origin, Workspace.id, Workspace.slug, Workspace.require_two_factor,
              Workspace.enforce_at, Teammate.exempt_until, _RECOVERY_LEFT)
       .select_from(AuthSession)
@@ -53,6 +54,7 @@ class Me:
     enforce_at: datetime | None
     enforced: bool
     recovery_codes_left: int
+    methods: tuple[str, ...] = ()
 
     @property
     def level(self) -> Level:
@@ -65,11 +67,13 @@ async def me(token: str) -> Me:
         if token else None
     if row is None:
         raise Unauthenticated("The session is unknown, expired or ended.", "invalid_token")
-    tid, email, name, role, enrolled, origin, wid, slug, required, enforce_at, exempt, left = row
-    enforce_at, exempt = utc(enforce_at), utc(exempt)
+    tid, email, name, role, app, keys, origin, wid, slug, required, enforce_at, exempt, left = row
+    enforce_at, exempt, app, keys = utc(enforce_at), utc(exempt), utc(app), utc(keys)
     enforced = enforcement.is_enforced(bool(required), enforce_at, exempt)
-    return Me(tid, email, name, role, utc(enrolled), origin, wid, slug, bool(required),
-              enforce_at if required else None, enforced, int(left))
+    enrolled = min((t for t in (app, keys) if t is not None), default=None)
+    methods = tuple(m for m, on in (("totp", app), ("webauthn", keys)) if on is not None)
+    return Me(tid, email, name, role, enrolled, origin, wid, slug, bool(required),
+              enforce_at if required else None, enforced, int(left), methods)
 
 
 def utc(value: datetime | None) -> datetime | None:

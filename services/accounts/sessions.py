@@ -83,13 +83,14 @@ def after_first_factor(session: Session, teammate: Teammate, workspace: Workspac
 
 
 def open_session(session: Session, teammate: Teammate, origin: Origin = "password",
-                 factor: str | None = None) -> str:
-    """A new session; `factor` is the second factor that opened it, if any."""
-    return _open(session, teammate, "session", origin, factor)
+                 factor: str | None = None, credential_id: int | None = None) -> str:
+    """A new session; `factor` is the second factor that opened it, if any, and
+    `credential_id` the security key (removing that key ends the session)."""
+    return _open(session, teammate, "session", origin, factor, credential_id)
 
 
 def _open(session: Session, teammate: Teammate, kind: str, origin: Origin,
-          factor: str | None = None) -> str:
+          factor: str | None = None, credential_id: int | None = None) -> str:
     settings = get_settings()
     ttl = settings.challenge_ttl_seconds if kind == "challenge" else settings.session_ttl_seconds
     token = new_token()
@@ -98,6 +99,7 @@ def _open(session: Session, teammate: Teammate, kind: str, origin: Origin,
             kind=kind,
             origin=origin,
             factor=factor,
+            credential_id=credential_id,
             token_hash=hash_token(token),
             teammate_id=teammate.id,
             expires_at=utcnow() + timedelta(seconds=ttl),

@@ -20,7 +20,13 @@ from services.enrollment import fanout, state
 from services.errors import Conflict, InvalidCredentials, InvalidInput, NotFound
 from services.events import recorder
 from services.events.catalog import EventType
-from services.models import EnrollmentInvitation, Teammate, Workspace, utcnow
+from services.models import (
+    EnrollmentInvitation,
+    Teammate,
+    Workspace,
+    two_factor_enabled_sql,
+    utcnow,
+)
 from services.topics import Topic
 
 ROLES = ("admin", "member")
@@ -245,7 +251,7 @@ def page(
 
 
 def _conditions(workspace: Workspace, filters: Filters) -> list[ColumnElement[bool]]:
-    enabled = Teammate.totp_enabled_at.is_not(None)
+    enabled = two_factor_enabled_sql()
     conditions: list[ColumnElement[bool]] = []
     if filters.two_factor is not None:
         conditions.append(enabled if filters.two_factor == "enabled" else ~enabled)

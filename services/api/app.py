@@ -23,6 +23,7 @@ from services.api.routes import (
     me,
     teammates,
     two_factor,
+    webauthn,
     webhooks,
 )
 
@@ -54,7 +55,8 @@ def create_app() -> FastAPI:
     errors.install(app)
     observability.install(app)  # /metrics, /readyz, request series, 503 when the database is down
     docs.install(app)
-    for module in (auth, me, two_factor, admin, events, teammates, exemptions, webhooks, checks):
+    for module in (auth, me, two_factor, webauthn, admin, events, teammates, exemptions, webhooks,
+                   checks):
         app.include_router(module.router)
 
     @app.get("/healthz", tags=["health"])

@@ -5,7 +5,7 @@ encoded), so such input is a 422 `invalid_request` rather than a database error.
 from __future__ import annotations
 
 import unicodedata
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
@@ -44,9 +44,49 @@ class LoginIn(Body):
     password: Password
 
 
+# A WebAuthn response in its JSON form (`credential.toJSON()`): checked by py_webauthn.
+WebAuthnResponse = Annotated[dict[str, Any], Field(
+    description="A PublicKeyCredential in its JSON form (`credential.toJSON()`).")]
+
+
 class TwoFactorIn(Body):
+    """`code` (a TOTP, recovery or bypass code) or `webauthn` (a security key's assertion)."""
+
     challenge: Token
-    code: Code
+    code: Code | None = None
+    webauthn: WebAuthnResponse | None = None
+
+    @model_validator(mode="after")
+    def _one_factor(self) -> TwoFactorIn:
+        if (self.code is None) == (self.webauthn is None):
+            raise ValueError("give code or webauthn")
+        return self
+
+
+class ChallengeIn(Body):
+    challenge: Token
+
+
+class PasskeyOptionsIn(Body):
+    workspace: Short | None = None
+
+
+class PasskeyIn(Body):
+    challenge: Token
+    webauthn: WebAuthnResponse
+    workspace: Short | None = None
+
+
+KeyName = Annotated[str, Field(min_length=1, max_length=64), Text]
+
+
+class KeyIn(Body):
+    name: KeyName
+    credential: WebAuthnResponse
+
+
+class KeyNameIn(Body):
+    name: KeyName
 
 
 class AcceptIn(Body):

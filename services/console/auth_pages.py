@@ -58,7 +58,7 @@ def code_submit(request: Request, form: web.Form, session: DB) -> Response:
     after = web.safe_next(form.get("next"))
     with web.form_errors(session) as problem:
         body = TwoFactorIn.model_validate(form)
-        token = verification.verify_challenge(session, body.challenge, body.code)
+        token = verification.verify_challenge(session, body.challenge, body.code or "")
         if sessions.authenticate(session, token).auth.factor == "bypass":
             after = "/settings/two-factor"  # a lost device: set up the new phone first
         return _signed_in(token, after)

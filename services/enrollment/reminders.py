@@ -128,7 +128,7 @@ def emails(session: Session, reminder_id: int,
     built = []
     for teammate in session.scalars(select(Teammate).where(Teammate.id.in_(list(teammate_ids)))
                                     .order_by(Teammate.id)):
-        if not state.still_to_enroll(teammate.status, teammate.totp_enabled_at,
+        if not state.still_to_enroll(teammate.status, teammate.enrolled_at,
                                      teammate.exempt_until):
             continue
         rendered = render("enrollment-reminder", {

@@ -224,7 +224,8 @@ def _claim(session: Session, ids: Sequence[int], claim: str) -> list[Outgoing]:
         return []
     rows = session.execute(  # plain rows, not ORM objects: this runs once per 100 emails
         select(Inv.id, Inv.teammate_id, Inv.workspace_id, Inv.policy_version, Inv.resends,
-               Teammate.email, Teammate.name, Teammate.totp_enabled_at, Teammate.status,
+               Teammate.email, Teammate.name, Teammate.totp_enabled_at,
+               Teammate.webauthn_enabled_at, Teammate.status,
                Teammate.exempt_until,
                Workspace.name.label("workspace_name"), Workspace.slug,
                Workspace.require_two_factor, Workspace.policy_version.label("live_version"),
@@ -237,7 +238,8 @@ def _claim(session: Session, ids: Sequence[int], claim: str) -> list[Outgoing]:
     batch: list[Outgoing] = []
     stale: list[int] = []
     for row in rows:
-        if not state.still_to_enroll(row.status, row.totp_enabled_at, row.exempt_until) or not (
+        if not state.still_to_enroll(
+                row.status, row.totp_enabled_at or row.webauthn_enabled_at, row.exempt_until) or not (
                 row.require_two_factor and row.live_version == row.policy_version):
             stale.append(row.id)  # enrolled, exempted or removed meanwhile, or a new policy
             continue

@@ -17,7 +17,7 @@ from sqlalchemy import ColumnElement, and_, false, or_
 
 from services import clock
 from services.enforcement import is_exempt
-from services.models import EnrollmentInvitation, Teammate, Workspace
+from services.models import EnrollmentInvitation, Teammate, Workspace, two_factor_enabled_sql
 
 ENROLLED, NOT_REQUIRED, EXEMPT, PENDING, INVITED, FAILED = (
     "enrolled", "not_required", "exempt", "pending", "invited", "failed",
@@ -50,7 +50,7 @@ def conditions(workspace: Workspace, now: datetime | None = None) -> dict[str, C
     """SQL for "the teammate is in this state", the same rule as `enrollment_state`, over a
     query of Teammate that outer-joins `current_invitation`; exactly one holds per row."""
     now = now or clock.now()
-    enabled = Teammate.totp_enabled_at.is_not(None)
+    enabled = two_factor_enabled_sql()
     exempt = and_(~enabled, Teammate.exempt_until.is_not(None), Teammate.exempt_until > now)
     rest = would_be_held(now)
     if not workspace.require_two_factor:
@@ -74,7 +74,7 @@ def conditions(workspace: Workspace, now: datetime | None = None) -> dict[str, C
 def would_be_held(now: datetime | None = None) -> ColumnElement[bool]:
     """No 2FA and no live exemption: held to enrollment once the requirement is enforced."""
     now = now or clock.now()
-    return and_(Teammate.totp_enabled_at.is_(None),
+    return and_(~two_factor_enabled_sql(),
                 or_(Teammate.exempt_until.is_(None), Teammate.exempt_until <= now))
 
 

@@ -30,6 +30,8 @@ class EventType(StrEnum):
     WEBHOOK_CREATED = "twofa.webhook.created"
     WEBHOOK_CHANGED = "twofa.webhook.changed"
     WEBHOOK_DELETED = "twofa.webhook.deleted"
+    METHOD_ADDED = "twofa.method.added"
+    METHOD_REMOVED = "twofa.method.removed"
 
 
 ALL_TYPES: frozenset[str] = frozenset(t.value for t in EventType)

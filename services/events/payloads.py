@@ -55,6 +55,8 @@ class Disabled:
 class VerificationFailed:
     teammate_id: int
     reason: str
+    # totp | recovery_code | bypass | webauthn | passkey; recorded since security keys came.
+    method: str | None = None
 
 
 @dataclass(frozen=True, config=STRICT)
@@ -154,11 +156,25 @@ class WebhookDeleted:
     actor_id: int | None
 
 
+@dataclass(frozen=True, config=STRICT)
+class MethodAdded:
+    teammate_id: int
+    method: Literal["totp", "webauthn"]
+    name: str  # a key's name; "Authenticator app" for an app
+
+
+@dataclass(frozen=True, config=STRICT)
+class MethodRemoved:
+    teammate_id: int
+    method: Literal["totp", "webauthn"]
+    name: str
+
+
 Payload = (PolicyChanged | EnrollmentInvited | Enabled | Disabled | VerificationFailed
            | TeammateLocked | RecoveryCodeUsed | TeammateAdded | TeammateRemoved
            | TeammateRoleChanged | BypassCodeIssued | BypassCodeUsed | ExemptionGranted
            | ExemptionEnded | InvitationAccepted | ApiKeyCreated | ApiKeyRevoked | WebhookCreated
-           | WebhookChanged | WebhookDeleted)
+           | WebhookChanged | WebhookDeleted | MethodAdded | MethodRemoved)
 
 PAYLOADS: dict[EventType, type[Payload]] = {
     EventType.POLICY_CHANGED: PolicyChanged,
@@ -181,6 +197,8 @@ PAYLOADS: dict[EventType, type[Payload]] = {
     EventType.WEBHOOK_CREATED: WebhookCreated,
     EventType.WEBHOOK_CHANGED: WebhookChanged,
     EventType.WEBHOOK_DELETED: WebhookDeleted,
+    EventType.METHOD_ADDED: MethodAdded,
+    EventType.METHOD_REMOVED: MethodRemoved,
 }
 
 

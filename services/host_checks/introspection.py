@@ -27,7 +27,8 @@ from services.models import ApiKey, AuthSession, Teammate, Workspace, utcnow
 # its row (the key is good, the session is not active for it).
 INTROSPECT = (select(ApiKey.id, ApiKey.revoked_at, ApiKey.last_used_at, Workspace.slug,
                      Workspace.require_two_factor, Workspace.enforce_at, Teammate.id,
-                     Teammate.email, Teammate.totp_enabled_at, Teammate.exempt_until)
+                     Teammate.email, Teammate.totp_enabled_at, Teammate.webauthn_enabled_at,
+                     Teammate.exempt_until)
               .select_from(ApiKey)
               .join(Workspace, Workspace.id == ApiKey.workspace_id)
               .outerjoin(AuthSession, live_session())
@@ -60,12 +61,12 @@ async def introspect(key: str, token: str) -> Introspection:
                                                "token_hash": hash_token(token), "now": now})
     if row is None or row[1] is not None:
         raise Unauthenticated("The API key is unknown or revoked.", "invalid_api_key")
-    key_id, _, last_used, slug, required, enforce_at, tid, email, enrolled, exempt = row
+    key_id, _, last_used, slug, required, enforce_at, tid, email, app, keys, exempt = row
     await _record_use(key_id, utc(last_used), now)
     if tid is None:
         return Introspection(slug)
     enforced = enforcement.is_enforced(bool(required), utc(enforce_at), utc(exempt))
-    return Introspection(slug, tid, email, level_for(enforced, enrolled is not None))
+    return Introspection(slug, tid, email, level_for(enforced, app is not None or keys is not None))
 
 
 async def _record_use(key_id: int, last_used: datetime | None, now: datetime) -> None:

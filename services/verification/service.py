@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, cast
 
-from sqlalchemy import update
+from sqlalchemy import delete, update
 from sqlalchemy.orm import Session
 
 from services import crypto, team_counts
@@ -28,11 +28,12 @@ from services.errors import (
 )
 from services.events import recorder
 from services.events.catalog import EventType
-from services.models import AuthSession, Teammate, Workspace, utcnow
+from services.models import AuthSession, Teammate, WebAuthnCredential, Workspace, utcnow
 from services.timestamps import rfc3339
 from services.verification import bypass, recovery, throttle, totp
 
 Method = Literal["totp", "recovery_code", "bypass"]
+APP_NAME = "Authenticator app"  # an app's `name` in twofa.method.* events
 
 
 @dataclass(frozen=True)
@@ -44,9 +45,10 @@ class Setup:
 def setup(session: Session, teammate: Teammate, workspace: Workspace) -> Setup:
     """Start enrolling: a new pending secret, stored encrypted, active only once confirmed.
 
-    Refused while 2FA is on, so a stolen session cannot swap in the thief's authenticator.
+    Refused while an app is on, so a stolen session cannot swap in the thief's authenticator
+    (a new phone goes through `replace`). An app may be added beside security keys.
     """
-    if teammate.two_factor_enabled:
+    if teammate.totp_enabled_at is not None:
         raise Conflict("Two-factor authentication is on already; turn it off first.",
                        "two_factor_already_enabled")
     secret = totp.new_secret()
@@ -71,7 +73,8 @@ def confirm(session: Session, teammate: Teammate, code: str, at: float | None = 
     (`current`, the caller's, lives on): one opened with the password alone must not become
     `full` without ever showing a code.
     """
-    replacing = teammate.two_factor_enabled
+    replacing = teammate.totp_enabled_at is not None
+    first = not teammate.two_factor_enabled
     if teammate.totp_pending_secret_enc is None:
         if replacing:
             raise Conflict("Two-factor authentication is on already.", "two_factor_already_enabled")
@@ -97,14 +100,18 @@ def confirm(session: Session, teammate: Teammate, code: str, at: float | None = 
         raise Conflict("Two-factor authentication was turned on meanwhile, or its setup was "
                        "restarted.", "two_factor_already_enabled")
     session.refresh(teammate)
-    if not replacing:
+    if first:
         team_counts.adjust(session, teammate.workspace_id, enrolled=1)
     sessions.end_all(session, teammate.id, keep=current)
-    codes = recovery.replace_all(session, teammate.id)
-    if not replacing:
+    if first:
         recorder.record(session, teammate.workspace_id, EventType.ENABLED,
                         {"teammate_id": teammate.id}, teammate_id=teammate.id)
-    return codes
+    if not replacing:
+        recorder.record(session, teammate.workspace_id, EventType.METHOD_ADDED,
+                        {"teammate_id": teammate.id, "method": "totp", "name": APP_NAME},
+                        teammate_id=teammate.id)
+    # Fresh codes for a first method or a new phone; an app added beside keys keeps them.
+    return recovery.replace_all(session, teammate.id) if first or replacing else []
 
 
 def replace(session: Session, teammate: Teammate, workspace: Workspace, code: str | None,
@@ -112,7 +119,7 @@ def replace(session: Session, teammate: Teammate, workspace: Workspace, code: st
     """A new phone: after a code of the current app (or an unused recovery code) a new pending
     secret; `confirm` with the new app's code switches to it. A session opened with a bypass
     code may leave the code out for the code's lifetime (the device is what was lost)."""
-    if not teammate.two_factor_enabled:
+    if teammate.totp_enabled_at is None:
         raise Conflict("Two-factor authentication is not on.", "two_factor_not_enabled")
     if code is not None:
         verify_code(session, teammate, code, at)
@@ -166,21 +173,24 @@ def verify_challenge(session: Session, challenge: str, code: str, at: float | No
 def verify_code(session: Session, teammate: Teammate, code: str, at: float | None = None,
                 allow_bypass: bool = False) -> Method:
     """Check a TOTP code, a recovery code or (at sign-in) a bypass code, under the throttle."""
-    assert teammate.totp_secret_enc is not None
     code = code.strip().replace(" ", "")
+    if totp.looks_like_code(code) and teammate.totp_secret_enc is None:  # keys only: no app
+        throttle.check(session, teammate.id)
+        raise throttle.fail(session, teammate, "invalid_code", "totp")
     if totp.looks_like_code(code):
+        assert teammate.totp_secret_enc is not None
         _check_totp(session, teammate, crypto.decrypt(teammate.totp_secret_enc), code, at)
         return "totp"
     throttle.check(session, teammate.id)
     if allow_bypass and bypass.looks_like_bypass(code):
         if not bypass.consume(session, teammate.id, code):
-            raise throttle.fail(session, teammate, "invalid_bypass_code")
+            raise throttle.fail(session, teammate, "invalid_bypass_code", "bypass")
         _succeeded(session, teammate)
         recorder.record(session, teammate.workspace_id, EventType.BYPASS_CODE_USED,
                         {"teammate_id": teammate.id}, teammate_id=teammate.id)
         return "bypass"
     if not recovery.consume(session, teammate.id, code):
-        raise throttle.fail(session, teammate, "invalid_recovery_code")
+        raise throttle.fail(session, teammate, "invalid_recovery_code", "recovery_code")
     _succeeded(session, teammate)
     left = recovery.remaining(session, teammate.id)
     recorder.record(session, teammate.workspace_id, EventType.RECOVERY_CODE_USED,
@@ -200,14 +210,15 @@ def _check_totp(session: Session, teammate: Teammate, secret: str, code: str,
     throttle.check(session, teammate.id)
     step = totp.matching_step(secret, code.strip().replace(" ", ""), at)
     if step is None:
-        raise throttle.fail(session, teammate, "invalid_code")
+        raise throttle.fail(session, teammate, "invalid_code", "totp")
     if throttle.succeed(session, teammate.id, step, new_secret):
         return
     throttle.check(session, teammate.id)  # a parallel guess may have locked it meanwhile
     # A replay is audited but not counted: it gives a guesser nothing, and a double-submitted
     # form must not lock its owner out.
     recorder.record(session, teammate.workspace_id, EventType.VERIFICATION_FAILED,
-                    {"teammate_id": teammate.id, "reason": "replayed_code"}, teammate_id=teammate.id)
+                    {"teammate_id": teammate.id, "reason": "replayed_code", "method": "totp"},
+                    teammate_id=teammate.id)
     raise InvalidCode("That code was used already; wait for the next one.")
 
 
@@ -280,8 +291,12 @@ def regenerate_recovery_codes(session: Session, teammate: Teammate, code: str,
 
 
 def _clear(session: Session, teammate: Teammate) -> None:
-    if teammate.totp_enabled_at is not None:
+    """Every method off: the app, every security key, the recovery codes."""
+    if teammate.two_factor_enabled:
         team_counts.adjust(session, teammate.workspace_id, enrolled=-1)
+    session.execute(delete(WebAuthnCredential)
+                    .where(WebAuthnCredential.teammate_id == teammate.id))
+    teammate.webauthn_enabled_at = None
     teammate.totp_secret_enc = teammate.totp_pending_secret_enc = None
     teammate.totp_enabled_at = None
     teammate.totp_last_step = None

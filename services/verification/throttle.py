@@ -65,7 +65,8 @@ def succeed(session: Session, teammate_id: int, step: int | None = None,
     return result.rowcount == 1  # type: ignore[attr-defined]
 
 
-def fail(session: Session, teammate: Teammate, reason: str) -> InvalidCode | Throttled:
+def fail(session: Session, teammate: Teammate, reason: str,
+         method: str | None = None) -> InvalidCode | Throttled:
     """Count one failure (audited) and return the error to raise: 401, or 429 once locked.
 
     The tenth failure itself answers 401 and starts the lock; later ones answer 429.
@@ -86,7 +87,8 @@ def fail(session: Session, teammate: Teammate, reason: str) -> InvalidCode | Thr
         select(Teammate.failed_attempts, Teammate.lockouts).where(Teammate.id == teammate.id)
     ).one()
     recorder.record(session, teammate.workspace_id, EventType.VERIFICATION_FAILED,
-                    {"teammate_id": teammate.id, "reason": reason}, teammate_id=teammate.id)
+                    {"teammate_id": teammate.id, "reason": reason, "method": method},
+                    teammate_id=teammate.id)
     if count >= MAX_FAILURES:
         until = now + lock_duration(lockouts)
         session.execute(

@@ -47,7 +47,7 @@ class NewApiKeyOut(ApiKeyOut):
 
 @router.post("/checks/login", tags=["host checks"])
 def check_login(body: CheckLoginIn, session: DB, workspace: KeyWorkspace) -> SignIn:
-    return sign_in(login_check.check_login(session, workspace, body.email))
+    return sign_in(login_check.check_login(session, workspace, body.email), session)
 
 
 @router.post("/workspaces/{slug}/api-keys", status_code=201, tags=["admin"])

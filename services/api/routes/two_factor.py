@@ -11,7 +11,7 @@ from services.api.deps import DB, AdminWorkspace, AnySession, FullSession
 from services.api.routes.auth import Authenticated
 from services.api.schemas import CodeIn, ReplaceIn, TwoFactorIn
 from services.api.types import Id, Timestamp
-from services.verification import qr
+from services.verification import qr, webauthn_sign_in
 from services.verification import service as verification
 
 router = APIRouter(prefix="/v1", tags=["two-factor"])
@@ -82,8 +82,13 @@ def regenerate(body: CodeIn, caller: AnySession, session: DB,
 
 @router.post("/login/two-factor")
 def login_two_factor(body: TwoFactorIn, session: DB) -> Authenticated:
-    return Authenticated(status="authenticated",
-                         token=verification.verify_challenge(session, body.challenge, body.code))
+    """Complete a sign-in challenge with `code` or with a security key (`webauthn`)."""
+    if body.webauthn is not None:
+        token = webauthn_sign_in.verify_second_factor(session, body.challenge, body.webauthn)
+    else:
+        assert body.code is not None
+        token = verification.verify_challenge(session, body.challenge, body.code)
+    return Authenticated(status="authenticated", token=token)
 
 
 @router.post("/workspaces/{slug}/teammates/{teammate_id}/bypass-code", status_code=201)
