@@ -255,3 +255,27 @@ def test_host_check_offers_the_key_step(workspace: WorkspaceHandle) -> None:
     r = complete_with(ws.client, step["challenge"], key.get(fresh.json()["options"]))
     assert r.status_code == 200, r.text
     assert ws.introspect(r.json()["token"])["level"] == "full"
+
+
+def test_an_ip_address_host_turns_webauthn_off(stack: Any, make_workspace: Any,
+                                               monkeypatch: Any) -> None:
+    """Browsers refuse an IP address as relying party ID: the endpoints say so (409) and
+    `methods` never offers a key."""
+    from services.config import get_settings
+    from services.verification import relying_party
+
+    ws: WorkspaceHandle = make_workspace()
+    key = new_key()
+    registered(ws, key)
+    monkeypatch.setenv("TWOFA_PUBLIC_URL", "http://127.0.0.1:8000")
+    get_settings.cache_clear()
+    try:
+        assert not relying_party.available()
+        token = ws.login()  # the key's teammate: a code step without the key
+        assert token["methods"] == ["recovery_code"] and token.get("webauthn") is None
+        for path in ("/v1/login/passkey/options", "/v1/login/two-factor/options"):
+            r = ws.client.post(path, json={"workspace": ws.slug, "challenge": token["challenge"]})
+            assert r.status_code == 409 and r.json()["error"]["code"] == "webauthn_unavailable"
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()

@@ -76,13 +76,13 @@ class InactiveSession(BaseModel):
 Introspection = Annotated[ActiveSession | InactiveSession, Field(discriminator="active")]
 
 
-@router.post("/login")
+@router.post("/login", response_model_exclude_none=True)
 def login(body: LoginIn, session: DB, ip: Annotated[str, Depends(client_ip)]) -> SignIn:
     return sign_in(login_service.login(session, body.workspace, body.email, body.password, ip),
                    session)
 
 
-@router.post("/invitations/accept")
+@router.post("/invitations/accept", response_model_exclude_none=True)
 def accept_invitation(body: AcceptIn, session: DB) -> SignIn:
     """Set a password with the join email's token; then, while 2FA is required, enroll."""
     return sign_in(teammates.accept(session, body.token, body.password, body.name), session)

@@ -45,7 +45,7 @@ class NewApiKeyOut(ApiKeyOut):
     key: str = Field(description="The key itself (`twofa_sk_…`), in this answer only.")
 
 
-@router.post("/checks/login", tags=["host checks"])
+@router.post("/checks/login", tags=["host checks"], response_model_exclude_none=True)
 def check_login(body: CheckLoginIn, session: DB, workspace: KeyWorkspace) -> SignIn:
     return sign_in(login_check.check_login(session, workspace, body.email), session)
 
