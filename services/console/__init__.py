@@ -15,6 +15,7 @@ from services.console import (
     auth_pages,
     authentication_pages,
     dev_mail,
+    keys_pages,
     records_pages,
     settings_pages,
     teammates_pages,
@@ -30,6 +31,6 @@ def install(app: FastAPI) -> None:
     app.mount("/static", StaticFiles(directory=STATIC), name="console-static")
     # /dev/mail decides per request whether it exists (dev_mail.local_only): importing the
     # app reads no settings.
-    for module in (auth_pages, settings_pages, authentication_pages, teammates_pages,
+    for module in (auth_pages, keys_pages, settings_pages, authentication_pages, teammates_pages,
                    records_pages, dev_mail):
         app.include_router(module.router)

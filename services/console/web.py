@@ -22,6 +22,7 @@ from services.config import get_settings
 from services.enforcement import is_exempt
 from services.errors import NotFound, RateLimited, TwofaError, Unauthenticated
 from services.timestamps import in_words
+from services.verification import relying_party
 
 SESSION_COOKIE = "twofa_session"
 CSRF_COOKIE = "twofa_csrf"
@@ -89,6 +90,7 @@ def render(request: Request, template: str, context: dict[str, Any] | None = Non
     response = templates.TemplateResponse(
         request, template, {"csrf": token, "csrf_field": CSRF_FIELD, "caller": caller,
                             "setup_by": setup_deadline(caller) if caller else None,
+                            "webauthn_on": relying_party.available(),
                             **(context or {})}, status_code=status_code)
     if request.cookies.get(CSRF_COOKIE) != token:
         set_cookie(response, CSRF_COOKIE, token)

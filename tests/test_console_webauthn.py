@@ -1,0 +1,154 @@
+"""Security keys and passkeys in a real browser: Debian's Chromium with its virtual
+authenticator (DevTools protocol `WebAuthn.*`, through Playwright's CDP session), against a
+real `twofa up --demo` whose public URL is `http://localhost:PORT` (browsers refuse an IP
+address as relying party).
+
+The journeys share one stack and run in file order.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+
+from tests.browser import CHROMIUM, DEMO_PASSWORD, DESKTOP, UpStack, check, twofa_up
+
+pytestmark = [pytest.mark.slow, pytest.mark.uses_backend, pytest.mark.timeout(300)]
+MEMBER = "member-00001@demo.test"
+
+
+@pytest.fixture(scope="module")
+def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UpStack]:
+    with twofa_up(tmp_path_factory.mktemp("up"), host="localhost") as stack:
+        yield stack
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Browser]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (.ci/run does)")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def device(chromium: Browser, up: UpStack) -> Iterator[tuple[Page, Any]]:
+    """One person's browser with a platform authenticator that keeps passkeys and verifies
+    its user (as a laptop's fingerprint reader does), kept for the whole module."""
+    context: BrowserContext = chromium.new_context(base_url=up.url, viewport=DESKTOP)
+    # A browser without passkey autofill (conditional mediation): the virtual authenticator
+    # would answer an autofill request at once, so the button's path is tested here and the
+    # autofill's in a test of its own.
+    context.add_init_script("if (window.PublicKeyCredential) "
+                            "PublicKeyCredential.isConditionalMediationAvailable = undefined;")
+    page = context.new_page()
+    yield page, virtual_authenticator(context, page)
+    context.close()
+
+
+def virtual_authenticator(context: BrowserContext, page: Page) -> tuple[Any, str]:
+    cdp = context.new_cdp_session(page)
+    cdp.send("WebAuthn.enable")
+    added = cdp.send("WebAuthn.addVirtualAuthenticator", {"options": {
+        "protocol": "ctap2", "transport": "internal", "hasResidentKey": True,
+        "hasUserVerification": True, "isUserVerified": True,
+        "automaticPresenceSimulation": True}})
+    return cdp, added["authenticatorId"]
+
+
+def credentials(authenticator: Any) -> list[dict[str, Any]]:
+    cdp, authenticator_id = authenticator
+    return list(cdp.send("WebAuthn.getCredentials", {"authenticatorId": authenticator_id})["credentials"])
+
+
+def sign_in_with_password(page: Page, email: str) -> None:
+    page.goto("/login")
+    page.get_by_label("Workspace").fill("demo")
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(DEMO_PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+
+
+def sign_out(page: Page) -> None:
+    page.get_by_role("button", name="Sign out").click()
+    expect(page).to_have_url(re.compile(r"/login\?signed_out=1$"))
+
+
+def test_a_teammate_adds_a_passkey_and_signs_in_with_it_alone(
+        device: tuple[Page, Any], up: UpStack) -> None:
+    page, authenticator = device
+    sign_in_with_password(page, MEMBER)
+    expect(page.get_by_text("You are signed in to Demo Team")).to_be_visible()
+    page.goto("/settings/two-factor")
+    expect(page.get_by_role("heading", name="Security keys and passkeys")).to_be_visible()
+    check(page, "security-keys-setup")
+    page.get_by_label("Key name").fill("This laptop")
+    page.get_by_role("button", name="Add a security key").click()
+    expect(page.get_by_role("heading", name="Your recovery codes")).to_be_visible()
+    assert len(page.locator("#codes code").all_inner_texts()) == 10
+    [kept] = credentials(authenticator)
+    assert kept["isResidentCredential"] is True and kept["rpId"] == "localhost"
+
+    page.goto("/settings/two-factor")
+    expect(page.get_by_text("Two-factor authentication is on")).to_be_visible()
+    expect(page.get_by_text("not used yet")).to_be_visible()
+    expect(page.get_by_role("button", name="Remove This laptop")).to_be_visible()
+    check(page, "security-keys")
+
+    sign_out(page)
+    expect(page.get_by_role("button", name="Use a passkey")).to_be_visible()
+    check(page, "sign-in-passkey")
+    page.get_by_role("button", name="Use a passkey").click()  # no workspace, no email, no password
+    expect(page.get_by_text("You are signed in to Demo Team")).to_be_visible()
+    expect(page.locator(".who")).to_have_text(MEMBER)
+    page.goto("/settings/two-factor")
+    expect(page.get_by_text(re.compile(r"last used \d"))).to_be_visible()
+
+
+def test_the_code_step_offers_the_key(device: tuple[Page, Any], up: UpStack) -> None:
+    page, authenticator = device
+    sign_out(page)
+    sign_in_with_password(page, MEMBER)
+    expect(page.get_by_label("Code")).to_be_visible()
+    expect(page.get_by_role("button", name="Use a security key")).to_be_visible()
+    check(page, "sign-in-security-key")
+    page.get_by_role("button", name="Use a security key").click()
+    expect(page.get_by_text("You are signed in to Demo Team")).to_be_visible()
+
+
+def test_passkey_autofill_signs_in_where_the_browser_offers_it(
+        chromium: Browser, device: tuple[Page, Any], up: UpStack) -> None:
+    """Conditional mediation: the sign-in page asks for a passkey as it loads, and the
+    browser offers it in the Email field's autofill (the virtual authenticator picks it)."""
+    _, authenticator = device
+    [passkey] = credentials(authenticator)
+    context = chromium.new_context(base_url=up.url, viewport=DESKTOP)
+    try:
+        page = context.new_page()
+        cdp, other = virtual_authenticator(context, page)
+        cdp.send("WebAuthn.addCredential", {"authenticatorId": other, "credential": passkey})
+        page.goto("/login")
+        expect(page.get_by_text("You are signed in to Demo Team")).to_be_visible()
+        expect(page.locator(".who")).to_have_text(MEMBER)
+    finally:
+        context.close()
+
+
+def test_removing_a_key_asks_first(device: tuple[Page, Any], up: UpStack) -> None:
+    page, authenticator = device
+    page.goto("/settings/two-factor")
+    page.get_by_role("button", name="Remove This laptop").click()
+    expect(page.get_by_role("heading", name="Remove This laptop?")).to_be_visible()
+    check(page, "security-key-remove-confirm")
+    page.get_by_role("button", name="Yes, remove").click()
+    # Its last method: the key opened this session, so removing it signs this browser out.
+    expect(page).to_have_url(re.compile(r"/login"))
+    sign_in_with_password(page, MEMBER)
+    expect(page.get_by_text("You are signed in to Demo Team")).to_be_visible()  # 2FA is off
