@@ -68,6 +68,10 @@ class Workspace(Base):
     grace_period_hours: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     required_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     enforce_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Which second factors count: `any`, or `security_keys` (WebAuthn only). Teammates with
+    # only an app are held to adding a key from `methods_enforce_at` (switch time + grace).
+    allowed_methods: Mapped[str] = mapped_column(String(16), default="any", server_default="any")
+    methods_enforce_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -78,6 +82,8 @@ class WorkspaceCounts(Base):
     workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id"), primary_key=True)
     teammates: Mapped[int] = mapped_column(Integer, default=0)
     enrolled: Mapped[int] = mapped_column(Integer, default=0)
+    # Of them, with at least one security key (the `enrolled` bucket under security_keys).
+    with_keys: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class Teammate(Base):
@@ -146,6 +152,19 @@ class Teammate(Base):
 def two_factor_enabled_sql() -> ColumnElement[bool]:
     """`Teammate.two_factor_enabled` in SQL."""
     return or_(Teammate.totp_enabled_at.is_not(None), Teammate.webauthn_enabled_at.is_not(None))
+
+
+def compliant_sql(allowed_methods: str) -> ColumnElement[bool]:
+    """Holds a method the policy allows: any method, or under `security_keys` a key."""
+    if allowed_methods == "security_keys":
+        return Teammate.webauthn_enabled_at.is_not(None)
+    return two_factor_enabled_sql()
+
+
+def is_compliant(teammate: Teammate, allowed_methods: str) -> bool:
+    if allowed_methods == "security_keys":
+        return teammate.webauthn_enabled_at is not None
+    return teammate.two_factor_enabled
 
 
 class WebAuthnCredential(Base):

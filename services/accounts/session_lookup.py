@@ -13,8 +13,8 @@ from datetime import UTC, datetime
 
 from sqlalchemy import ColumnElement, and_, bindparam, func, select
 
-from services import db_read, enforcement
-from services.accounts.sessions import Level, level_for
+from services import db_read
+from services.accounts.sessions import Level, Standing
 from services.crypto import hash_token
 from services.errors import Unauthenticated
 from services.models import AuthSession, RecoveryCode, Teammate, UTCDateTime, Workspace, utcnow
@@ -34,7 +34,8 @@ _RECOVERY_LEFT = (select(func.count()).where(RecoveryCode.teammate_id == Teammat
 ME = (select(Teammate.id, Teammate.email, Teammate.name, Teammate.role, Teammate.totp_enabled_at,
              Teammate.webauthn_enabled_at,
              AuthSession.origin, Workspace.id, Workspace.slug, Workspace.require_two_factor,
-             Workspace.enforce_at, Teammate.exempt_until, _RECOVERY_LEFT)
+             Workspace.enforce_at, Teammate.exempt_until, _RECOVERY_LEFT,
+             Workspace.methods_enforce_at, Workspace.allowed_methods, AuthSession.factor)
       .select_from(AuthSession)
       .join(Teammate, Teammate.id == AuthSession.teammate_id)
       .join(Workspace, Workspace.id == Teammate.workspace_id)
@@ -56,9 +57,7 @@ class Me:
     recovery_codes_left: int
     methods: tuple[str, ...] = ()
 
-    @property
-    def level(self) -> Level:
-        return level_for(self.enforced, self.enrolled_at is not None)
+    level: Level = "full"
 
 
 async def me(token: str) -> Me:
@@ -67,13 +66,16 @@ async def me(token: str) -> Me:
         if token else None
     if row is None:
         raise Unauthenticated("The session is unknown, expired or ended.", "invalid_token")
-    tid, email, name, role, app, keys, origin, wid, slug, required, enforce_at, exempt, left = row
+    (tid, email, name, role, app, keys, origin, wid, slug, required, enforce_at, exempt, left,
+     methods_enforce_at, allowed, factor) = row
     enforce_at, exempt, app, keys = utc(enforce_at), utc(exempt), utc(app), utc(keys)
-    enforced = enforcement.is_enforced(bool(required), enforce_at, exempt)
+    standing = Standing(bool(required), enforce_at, utc(methods_enforce_at), allowed, exempt,
+                        app is not None, keys is not None, factor)
     enrolled = min((t for t in (app, keys) if t is not None), default=None)
     methods = tuple(m for m, on in (("totp", app), ("webauthn", keys)) if on is not None)
     return Me(tid, email, name, role, enrolled, origin, wid, slug, bool(required),
-              enforce_at if required else None, enforced, int(left), methods)
+              enforce_at if required else None, standing.enforced, int(left), methods,
+              standing.level)
 
 
 def utc(value: datetime | None) -> datetime | None:

@@ -11,7 +11,8 @@ from services.db import unit_of_work
 from services.models import Workspace
 from services.timestamps import rfc3339
 
-COLUMNS = ("id", "email", "name", "role", "two_factor_enabled", "enrollment", "exempt_until")
+COLUMNS = ("id", "email", "name", "role", "two_factor_enabled", "enrollment", "exempt_until",
+           "methods")
 CHUNK = 1000
 
 
@@ -34,7 +35,7 @@ def _cells(view: teammates.TeammateView) -> list[str]:
     t = view.teammate
     until = rfc3339(t.exempt_until) if view.enrollment == "exempt" and t.exempt_until else ""
     return [str(t.id), t.email, t.name, t.role, str(t.two_factor_enabled), view.enrollment,
-            until]
+            until, " ".join(teammates.methods_of(t))]
 
 
 def line(values: Iterable[str]) -> str:

@@ -112,11 +112,14 @@ class PolicyIn(Body):
 
     require_two_factor: bool | None = None
     grace_period_hours: Annotated[int, Field(ge=0, le=MAX_GRACE_HOURS)] | None = None
+    allowed_methods: Literal["any", "security_keys"] | None = None
 
     @model_validator(mode="after")
     def _something(self) -> PolicyIn:
-        if self.require_two_factor is None and self.grace_period_hours is None:
-            raise ValueError("give require_two_factor, grace_period_hours or both")
+        if self.require_two_factor is None and self.grace_period_hours is None \
+                and self.allowed_methods is None:
+            raise ValueError("give require_two_factor, grace_period_hours, allowed_methods "
+                             "or several")
         return self
 
 

@@ -100,7 +100,7 @@ def _still_to_enroll(session: Session, workspace: Workspace, now: datetime) -> I
     """`state.to_enroll`, streamed: a team of any size never sits in memory."""
     return iter(session.scalars(
         select(Teammate.id)
-        .where(state.to_enroll(workspace.id, now))
+        .where(state.to_enroll(workspace.id, now, workspace.allowed_methods))
         .order_by(Teammate.id)
         .execution_options(yield_per=1000)))
 
@@ -128,7 +128,9 @@ def emails(session: Session, reminder_id: int,
     built = []
     for teammate in session.scalars(select(Teammate).where(Teammate.id.in_(list(teammate_ids)))
                                     .order_by(Teammate.id)):
-        if not state.still_to_enroll(teammate.status, teammate.enrolled_at,
+        compliant_since = teammate.webauthn_enabled_at \
+            if workspace.allowed_methods == "security_keys" else teammate.enrolled_at
+        if not state.still_to_enroll(teammate.status, compliant_since,
                                      teammate.exempt_until):
             continue
         rendered = render("enrollment-reminder", {

@@ -44,6 +44,7 @@ class Outgoing:
     version: int
     resends: int
     enforce_at: datetime | None = None  # the end of a grace period, said in the email
+    template: str = "enrollment-invitation"  # or "security-key-invitation" (security_keys)
 
 
 @dataclass
@@ -123,18 +124,18 @@ class _Messages:
     """The batch's messages: one template per workspace, copies per teammate."""
 
     def __init__(self, batch: list[Outgoing]) -> None:
-        self.templates: dict[int, MessageTemplate | None] = {}
+        self.templates: dict[tuple[int, str, datetime | None], MessageTemplate | None] = {}
         for item in batch:
-            if item.workspace_id not in self.templates:
-                template = MessageTemplate(INVITATION, _context(item))
+            if _kind(item) not in self.templates:
+                template = MessageTemplate(item.template, _context(item))
                 # A template that does more with the name than print it: render each in full.
-                self.templates[item.workspace_id] = (
+                self.templates[_kind(item)] = (
                     template if template.first_copy_matches(item.name) else None)
 
     def send(self, mailer: SmtpMailer, item: Outgoing) -> str:
         """Send one invitation (in a connection's thread); returns its Message-ID."""
         message_id = _message_id(item)
-        template = self.templates[item.workspace_id]
+        template = self.templates[_kind(item)]
         copy = template.copy(item.email, item.name, message_id) if template else None
         if copy is None:
             email = invitation_email(item)
@@ -183,6 +184,12 @@ class _Lease:
 
 
 INVITATION = "enrollment-invitation"
+KEY_INVITATION = "security-key-invitation"
+
+
+def _kind(item: Outgoing) -> tuple[int, str, datetime | None]:
+    """What makes two invitations of a batch the same but for the name."""
+    return item.workspace_id, item.template, item.enforce_at
 
 
 def _context(item: Outgoing) -> dict[str, str]:
@@ -201,7 +208,7 @@ def _message_id(item: Outgoing) -> str:
 
 def invitation_email(item: Outgoing) -> mail.OutgoingEmail:
     """The invitation rendered and built in full (a copy of the template does the same)."""
-    rendered = render(INVITATION, {**_context(item), "name": item.name})
+    rendered = render(item.template, {**_context(item), "name": item.name})
     return mail.build(item.email, rendered, _message_id(item))
 
 
@@ -229,7 +236,7 @@ def _claim(session: Session, ids: Sequence[int], claim: str) -> list[Outgoing]:
                Teammate.exempt_until,
                Workspace.name.label("workspace_name"), Workspace.slug,
                Workspace.require_two_factor, Workspace.policy_version.label("live_version"),
-               Workspace.enforce_at)
+               Workspace.enforce_at, Workspace.allowed_methods, Workspace.methods_enforce_at)
         .join(Teammate, Teammate.id == Inv.teammate_id)
         .join(Workspace, Workspace.id == Inv.workspace_id)
         .where(Inv.id.in_(claimed))
@@ -238,14 +245,18 @@ def _claim(session: Session, ids: Sequence[int], claim: str) -> list[Outgoing]:
     batch: list[Outgoing] = []
     stale: list[int] = []
     for row in rows:
-        if not state.still_to_enroll(
-                row.status, row.totp_enabled_at or row.webauthn_enabled_at, row.exempt_until) or not (
+        compliant_since = row.webauthn_enabled_at if row.allowed_methods == "security_keys" \
+            else row.totp_enabled_at or row.webauthn_enabled_at
+        if not state.still_to_enroll(row.status, compliant_since, row.exempt_until) or not (
                 row.require_two_factor and row.live_version == row.policy_version):
             stale.append(row.id)  # enrolled, exempted or removed meanwhile, or a new policy
             continue
+        keys_only = row.allowed_methods == "security_keys"
+        # Under security_keys their own wording; one with an app has the methods deadline.
+        deadline = row.methods_enforce_at if keys_only and row.totp_enabled_at else row.enforce_at
         batch.append(Outgoing(row.id, row.teammate_id, row.workspace_id, row.email, row.name,
                               row.workspace_name, row.slug, row.policy_version, row.resends,
-                              row.enforce_at))
+                              deadline, KEY_INVITATION if keys_only else INVITATION))
     if stale:
         session.execute(update(Inv).where(Inv.id.in_(stale))
                         .values(status="skipped", lease_owner=None, lease_until=None))

@@ -30,6 +30,9 @@ class PolicyChanged:
     # Recorded since migration 0005: older events lack them.
     grace_period_hours: int = 0
     enforce_at: str | None = None  # RFC 3339, UTC
+    # Which second factors count, and when app-only teammates are held (security keys).
+    allowed_methods: Literal["any", "security_keys"] = "any"
+    methods_enforce_at: str | None = None  # RFC 3339, UTC
 
 
 @dataclass(frozen=True, config=STRICT)

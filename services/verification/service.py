@@ -293,7 +293,8 @@ def regenerate_recovery_codes(session: Session, teammate: Teammate, code: str,
 def _clear(session: Session, teammate: Teammate) -> None:
     """Every method off: the app, every security key, the recovery codes."""
     if teammate.two_factor_enabled:
-        team_counts.adjust(session, teammate.workspace_id, enrolled=-1)
+        team_counts.adjust(session, teammate.workspace_id, enrolled=-1,
+                           with_keys=-1 if teammate.webauthn_enabled_at is not None else 0)
     session.execute(delete(WebAuthnCredential)
                     .where(WebAuthnCredential.teammate_id == teammate.id))
     teammate.webauthn_enabled_at = None

@@ -107,7 +107,13 @@ def register(session: Session, teammate: Teammate, name: str, credential: dict[s
     session.add(kept)
     if teammate.webauthn_enabled_at is None:
         teammate.webauthn_enabled_at = utcnow()
+        team_counts.adjust(session, teammate.workspace_id, with_keys=1)
     session.flush()
+    if current is not None and current.factor is None:
+        # A key was just verified in this session, which no second factor opened: under
+        # `security_keys` it now counts as verified with a key (it was not opened by one,
+        # so removing the key later leaves it).
+        current.factor = "webauthn"
     codes = None
     if first:
         team_counts.adjust(session, teammate.workspace_id, enrolled=1)
@@ -161,6 +167,7 @@ def remove(session: Session, teammate: Teammate, workspace: Workspace, credentia
     session.delete(row)
     if others == 0:
         teammate.webauthn_enabled_at = None
+        team_counts.adjust(session, workspace.id, with_keys=-1)
     recorder.record(session, workspace.id, EventType.METHOD_REMOVED,
                     {"teammate_id": teammate.id, "method": "webauthn", "name": name},
                     teammate_id=teammate.id)

@@ -1,4 +1,5 @@
-"""security keys and passkeys: credentials, challenges, the teammate's user handle
+"""security keys and passkeys: credentials, challenges, the teammate's user handle, the
+policy's allowed methods and their deadline, the kept count of teammates with a key
 
 Revision ID: 0007
 Revises: 0006
@@ -25,6 +26,12 @@ def upgrade() -> None:
                     unique=True)
     with op.batch_alter_table("auth_sessions") as batch:
         batch.add_column(sa.Column("credential_id", sa.BigInteger(), nullable=True))
+    with op.batch_alter_table("workspaces") as batch:
+        batch.add_column(sa.Column("allowed_methods", sa.String(length=16), nullable=False,
+                                   server_default="any"))
+        batch.add_column(sa.Column("methods_enforce_at", When, nullable=True))
+    with op.batch_alter_table("workspace_counts") as batch:
+        batch.add_column(sa.Column("with_keys", sa.Integer(), nullable=False, server_default="0"))
     op.create_table(
         "webauthn_credentials",
         sa.Column("id", BigId, primary_key=True),
@@ -59,6 +66,11 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("webauthn_challenges")
     op.drop_table("webauthn_credentials")
+    with op.batch_alter_table("workspace_counts") as batch:
+        batch.drop_column("with_keys")
+    with op.batch_alter_table("workspaces") as batch:
+        batch.drop_column("methods_enforce_at")
+        batch.drop_column("allowed_methods")
     with op.batch_alter_table("auth_sessions") as batch:
         batch.drop_column("credential_id")
     op.drop_index("ux_teammates_webauthn_user_handle", table_name="teammates")
