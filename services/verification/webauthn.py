@@ -30,6 +30,7 @@ from webauthn.helpers.structs import (
 
 from services import team_counts
 from services.accounts import sessions
+from services.enforcement import KEY_FACTORS
 from services.errors import Conflict, Forbidden, InvalidInput, NotFound
 from services.events import recorder
 from services.events.catalog import EventType
@@ -109,10 +110,9 @@ def register(session: Session, teammate: Teammate, name: str, credential: dict[s
         teammate.webauthn_enabled_at = utcnow()
         team_counts.adjust(session, teammate.workspace_id, with_keys=1)
     session.flush()
-    if current is not None and current.factor is None:
-        # A key was just verified in this session, which no second factor opened: under
-        # `security_keys` it now counts as verified with a key (it was not opened by one,
-        # so removing the key later leaves it).
+    if current is not None and current.factor not in KEY_FACTORS:
+        # A key was just verified in this session: under `security_keys` it now counts as
+        # verified with a key (not opened by one, so removing the key later leaves it).
         current.factor = "webauthn"
     codes = None
     if first:

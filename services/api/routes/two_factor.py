@@ -6,9 +6,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
 
-from services.accounts import teammates
+from services.accounts import sessions, teammates
 from services.api.deps import DB, AdminWorkspace, AnySession, FullSession
-from services.api.routes.auth import Authenticated
+from services.api.routes.auth import Authenticated, EnrollmentRequired
 from services.api.schemas import CodeIn, ReplaceIn, TwoFactorIn
 from services.api.types import Id, Timestamp
 from services.verification import qr, webauthn_sign_in
@@ -81,13 +81,17 @@ def regenerate(body: CodeIn, caller: AnySession, session: DB,
 
 
 @router.post("/login/two-factor")
-def login_two_factor(body: TwoFactorIn, session: DB) -> Authenticated:
-    """Complete a sign-in challenge with `code` or with a security key (`webauthn`)."""
+def login_two_factor(body: TwoFactorIn, session: DB) -> Authenticated | EnrollmentRequired:
+    """Complete a sign-in challenge with `code` or with a security key (`webauthn`). Under
+    `security_keys`, once held to it, an app's code or a recovery code opens a session at
+    enrollment level only (`enrollment_required`), to add a key."""
     if body.webauthn is not None:
         token = webauthn_sign_in.verify_second_factor(session, body.challenge, body.webauthn)
     else:
         assert body.code is not None
         token = verification.verify_challenge(session, body.challenge, body.code)
+    if sessions.authenticate(session, token).level == "enrollment":
+        return EnrollmentRequired(status="enrollment_required", token=token)
     return Authenticated(status="authenticated", token=token)
 
 
