@@ -16,10 +16,21 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
-from tests.browser import CHROMIUM, DEMO_PASSWORD, DESKTOP, UpStack, check, twofa_up
+from tests.browser import (
+    CHROMIUM,
+    DEMO_PASSWORD,
+    DESKTOP,
+    UpStack,
+    check,
+    code_for,
+    secret_on,
+    twofa_up,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.uses_backend, pytest.mark.timeout(300)]
 MEMBER = "member-00001@demo.test"
+OTHER = "member-00002@demo.test"
+ADMIN = "admin@demo.test"
 
 
 @pytest.fixture(scope="module")
@@ -152,3 +163,57 @@ def test_removing_a_key_asks_first(device: tuple[Page, Any], up: UpStack) -> Non
     expect(page).to_have_url(re.compile(r"/login"))
     sign_in_with_password(page, MEMBER)
     expect(page.get_by_text("You are signed in to Demo Team")).to_be_visible()  # 2FA is off
+
+
+def test_an_admin_requires_security_keys_and_an_app_only_teammate_adds_one(
+        chromium: Browser, up: UpStack) -> None:
+    contexts = [chromium.new_context(base_url=up.url, viewport=DESKTOP) for _ in range(2)]
+    try:
+        admin, teammate = (c.new_page() for c in contexts)
+        for context, page in zip(contexts, (admin, teammate), strict=True):
+            context.add_init_script("if (window.PublicKeyCredential) "
+                                    "PublicKeyCredential.isConditionalMediationAvailable = undefined;")
+            virtual_authenticator(context, page)
+        # A teammate with an authenticator app only.
+        sign_in_with_password(teammate, OTHER)
+        teammate.goto("/settings/two-factor")
+        secret = secret_on(teammate)
+        teammate.get_by_label("Code", exact=True).fill(code_for(secret))
+        teammate.get_by_role("button", name="Turn on 2FA").click()
+        expect(teammate.get_by_role("heading", name="Your recovery codes")).to_be_visible()
+        sign_out(teammate)
+
+        # The admin adds a key, then requires security keys and passkeys only.
+        sign_in_with_password(admin, ADMIN)
+        admin.goto("/settings/two-factor")
+        admin.get_by_label("Key name").fill("Admin's YubiKey")
+        admin.get_by_role("button", name="Add a security key").click()
+        expect(admin.get_by_role("heading", name="Your recovery codes")).to_be_visible()
+        admin.goto("/admin/authentication")
+        admin.get_by_label("Require all teammates to authenticate via 2FA").check()
+        methods = admin.get_by_role("group", name="Allowed methods")
+        methods.get_by_label("Security keys and passkeys only").check()
+        admin.get_by_role("button", name="Save").click()
+        expect(admin.get_by_role("status")).to_have_text("Saved.")
+        expect(methods.get_by_label("Security keys and passkeys only")).to_be_checked()
+        expect(admin.locator("#methods-deadline")).to_be_visible()
+        check(admin, "authentication-security-keys")
+
+        # The teammate's app now opens only the page where they add a key.
+        sign_in_with_password(teammate, OTHER)
+        teammate.get_by_label("Code").fill(code_for(secret, steps_ahead=1))
+        teammate.get_by_role("button", name="Verify").click()
+        expect(teammate).to_have_url(re.compile(r"/settings/two-factor$"))
+        expect(teammate.locator("#key-required")).to_contain_text("requires a security key")
+        check(teammate, "security-key-required")
+        teammate.goto("/")
+        expect(teammate).to_have_url(re.compile(r"/settings/two-factor$"))  # held there
+        teammate.get_by_label("Key name").fill("Phone")
+        teammate.get_by_role("button", name="Add a security key").click()
+        expect(teammate.get_by_role("status")).to_have_text("Security key added.")
+        expect(teammate.locator("#key-required")).to_have_count(0)
+        teammate.goto("/")
+        expect(teammate.get_by_text("You are signed in to Demo Team")).to_be_visible()
+    finally:
+        for context in contexts:
+            context.close()

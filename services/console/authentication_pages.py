@@ -29,10 +29,13 @@ def authentication_page(request: Request, caller: web.AdminCaller, session: DB,
 def authentication_save(request: Request, form: web.Form, caller: web.AdminCaller,
                         session: DB) -> Response:
     with web.form_errors(session) as problem:
-        body = PolicyIn(require_two_factor=form.get("require_two_factor") == "on",
-                        grace_period_hours=_whole_hours(form.get("grace_period_hours", "")))
+        body = PolicyIn.model_validate({
+            "require_two_factor": form.get("require_two_factor") == "on",
+            "grace_period_hours": _whole_hours(form.get("grace_period_hours", "")),
+            "allowed_methods": form.get("allowed_methods") or None})
         policy.set_policy(session, caller.workspace, body.require_two_factor, caller.teammate.id,
-                          grace_period_hours=body.grace_period_hours)
+                          grace_period_hours=body.grace_period_hours,
+                          allowed_methods=body.allowed_methods)
         return web.redirect("/admin/authentication?saved=1")
     return _authentication(request, caller, session, error=problem.message)
 
@@ -63,6 +66,7 @@ def _authentication(request: Request, caller: web.AdminCaller, session: DB,
     return web.render(request, "authentication.html", {
         "title": "Authentication", "policy": state, "error": error, "notice": notice,
         "enforce_at": workspace.enforce_at if workspace.require_two_factor else None,
+        "methods_enforce_at": workspace.methods_enforce_at if workspace.require_two_factor else None,
         "reminders": reminders.due_times(session, workspace), "words": in_words,
         "impact": impact, "held": held,
     }, status_code=400 if error else 200, caller=caller)
