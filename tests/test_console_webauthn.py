@@ -8,12 +8,19 @@ The journeys share one stack and run in file order.
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import re
+import subprocess
+import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+import uvicorn
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
 from tests.browser import (
@@ -26,16 +33,22 @@ from tests.browser import (
     secret_on,
     twofa_up,
 )
+from tests.stack import free_port, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.uses_backend, pytest.mark.timeout(300)]
 MEMBER = "member-00001@demo.test"
 OTHER = "member-00002@demo.test"
 ADMIN = "admin@demo.test"
+THIRD = "member-00003@demo.test"
+
+
+HOST_PORT = free_port()  # the example host application's page, an allowed WebAuthn origin
 
 
 @pytest.fixture(scope="module")
 def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UpStack]:
-    with twofa_up(tmp_path_factory.mktemp("up"), host="localhost") as stack:
+    with twofa_up(tmp_path_factory.mktemp("up"), host="localhost",
+                  TWOFA_WEBAUTHN_ORIGINS=f"http://localhost:{HOST_PORT}") as stack:
         yield stack
 
 
@@ -217,3 +230,58 @@ def test_an_admin_requires_security_keys_and_an_app_only_teammate_adds_one(
     finally:
         for context in contexts:
             context.close()
+
+
+@pytest.fixture
+def host_app(up: UpStack) -> Iterator[str]:
+    """docs/examples/host_app.py on its own origin, http://localhost:HOST_PORT, with an API key
+    made as an operator does (`twofa apikey create`)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TWOFA_")}
+    if up.database_url:
+        env["TWOFA_DATABASE_URL"] = up.database_url
+    made = subprocess.run([sys.executable, "-m", "workers.cli", "apikey", "create", "demo", "host app"],
+                          cwd=up.folder, env=env, capture_output=True, text=True, timeout=60)
+    key = re.search(r"twofa_sk_[A-Za-z0-9_-]+", made.stdout + made.stderr)
+    assert key, made.stdout + made.stderr
+    spec = importlib.util.spec_from_file_location(
+        "host_app", Path(__file__).resolve().parents[1] / "docs/examples/host_app.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    client = httpx.Client(base_url=up.url, timeout=30)
+    app = module.create_app(client, key.group(0), {THIRD: "host-password"})
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=HOST_PORT, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    wait_until(lambda: server.started, 30, message="the example host app")
+    yield f"http://localhost:{HOST_PORT}"
+    server.should_exit = True
+    thread.join(30)
+    client.close()
+
+
+def test_the_example_host_app_signs_a_teammate_in_with_a_key(
+        chromium: Browser, up: UpStack, host_app: str) -> None:
+    context = chromium.new_context(base_url=up.url, viewport=DESKTOP)
+    try:
+        context.add_init_script("if (window.PublicKeyCredential) "
+                                "PublicKeyCredential.isConditionalMediationAvailable = undefined;")
+        page = context.new_page()
+        virtual_authenticator(context, page)
+        # Security keys are required (the journey before): a first key in twofa's console.
+        sign_in_with_password(page, THIRD)
+        expect(page).to_have_url(re.compile(r"/settings/two-factor$"))
+        page.get_by_label("Key name").fill("Laptop")
+        page.get_by_role("button", name="Add a security key").click()
+        expect(page.get_by_role("heading", name="Your recovery codes")).to_be_visible()
+
+        # The host application's own page runs the ceremony with the options twofa sent.
+        page.goto(host_app + "/")
+        page.locator("input[name=email]").fill(THIRD)
+        page.locator("input[name=password]").fill("host-password")
+        page.get_by_role("button", name="Sign in").click()
+        page.get_by_role("button", name="Use a security key").click()
+        expect(page.get_by_text("Welcome, teammate")).to_contain_text(THIRD)
+        assert page.url == host_app + "/private"
+    finally:
+        context.close()
