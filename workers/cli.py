@@ -404,6 +404,7 @@ def _banner(settings: Settings, host: str, port: int, public_url: str, *, caught
     if settings.is_embedded_broker:
         broker += f" ({settings.broker_folder})"
     lines = [
+        f"open         {public_url}  (the console; security keys need this name)",
         f"API          http://{host}:{port}  (OpenAPI: /docs, health: /healthz)",
         f"emails link  {public_url}",
         f"database     {_redacted(settings.resolved_database_url)}",
