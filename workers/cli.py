@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import enum
 import json
 import logging
@@ -19,29 +18,41 @@ from rich.table import Table
 
 from services import migrate
 from services.accounts import teammates as teammate_service
-from services.accounts import workspaces
+from services.accounts import teammates_export, workspaces
 from services.config import ConfigurationError, Settings, get_settings
 from services.db import unit_of_work
 from services.enrollment.state import STATES
 from services.errors import TwofaError
 from services.policy import service as policy
+from workers import cli_guards
 
+# Plain help (no rich panels): flags show no type, values their metavar (SLUG, N), as in git or pip.
 cli = typer.Typer(help="twofa: mandatory two-factor authentication for team workspaces.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
-db_cli = typer.Typer(help="Database schema.", no_args_is_help=True)
-workspace_cli = typer.Typer(help="Workspaces.", no_args_is_help=True)
+                  no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None)
+db_cli = typer.Typer(help="Database schema.", no_args_is_help=True, rich_markup_mode=None)
+workspace_cli = typer.Typer(help="Workspaces.", no_args_is_help=True, rich_markup_mode=None)
 cli.add_typer(db_cli, name="db")
 cli.add_typer(workspace_cli, name="workspace")
-keys_cli = typer.Typer(help="Encryption keys (TWOFA_ENCRYPTION_KEYS).", no_args_is_help=True)
+keys_cli = typer.Typer(help="Encryption keys (TWOFA_ENCRYPTION_KEYS).", no_args_is_help=True,
+                      rich_markup_mode=None)
 cli.add_typer(keys_cli, name="keys")
-apikey_cli = typer.Typer(help="Workspace API keys for host applications.", no_args_is_help=True)
+apikey_cli = typer.Typer(help="Workspace API keys for host applications.", no_args_is_help=True,
+                        rich_markup_mode=None)
 cli.add_typer(apikey_cli, name="apikey")
-teammate_cli = typer.Typer(help="One teammate, from the server's shell.", no_args_is_help=True)
+teammate_cli = typer.Typer(help="One teammate, from the server's shell.", no_args_is_help=True,
+                          rich_markup_mode=None)
 cli.add_typer(teammate_cli, name="teammate")
 console = Console()
 err = Console(stderr=True)
 
 DEMO_PASSWORD = "correct-horse-battery"  # noqa: S105 - the documented demo login
+
+# Help names each value for what it is (SLUG, EMAIL, N) instead of its Python type.
+Slug = Annotated[str, typer.Argument(metavar="SLUG", help="The workspace's short name.",
+                                     show_default=False)]
+Email = Annotated[str, typer.Argument(metavar="EMAIL", show_default=False)]
+Host = Annotated[str, typer.Option(metavar="HOST", help="Address to listen on.")]
+Port = Annotated[int, typer.Option(metavar="PORT", help="Port to listen on.")]
 
 
 def _settings_checked() -> None:
@@ -50,6 +61,13 @@ def _settings_checked() -> None:
     except ConfigurationError as exc:
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from exc
+
+
+def _database_checked() -> None:
+    """For commands that read a workspace: settings as above, and a database that exists."""
+    _settings_checked()
+    settings = get_settings()
+    cli_guards.existing_database(settings.resolved_database_url, settings.home_dir)
 
 
 def _logging() -> None:
@@ -70,13 +88,13 @@ def db_upgrade() -> None:
 
 @workspace_cli.command("create")
 def workspace_create(
-    slug: str,
-    name: Annotated[str, typer.Option(help="Display name")],
-    admin_email: Annotated[str, typer.Option()],
-    admin_password: Annotated[str, typer.Option()],
+    slug: Slug,
+    name: Annotated[str, typer.Option(metavar="NAME", help="Display name")],
+    admin_email: Annotated[str, typer.Option(metavar="EMAIL")],
+    admin_password: Annotated[str, typer.Option(metavar="PASSWORD")],
 ) -> None:
     """Create a workspace and its first admin."""
-    _settings_checked()
+    _database_checked()
     try:
         with unit_of_work() as session:
             ws, admin = workspaces.create(session, slug, name, admin_email, admin_password)
@@ -91,7 +109,7 @@ def keys_rotate() -> None:
     """Re-encrypt every secret (TOTP, webhook signing) under the newest key."""
     from services import key_rotation
 
-    _settings_checked()
+    _database_checked()
     total = key_rotation.count()
     with Progress(TextColumn("re-encrypting"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=console) as bar:
@@ -101,11 +119,11 @@ def keys_rotate() -> None:
 
 
 @apikey_cli.command("create")
-def apikey_create(slug: str, name: str) -> None:
+def apikey_create(slug: Slug, name: Annotated[str, typer.Argument(metavar="NAME")]) -> None:
     """Create an API key for SLUG's host application; the key is printed once."""
     from services.host_checks import api_keys
 
-    _settings_checked()
+    _database_checked()
     try:
         with unit_of_work() as session:
             ws = workspaces.get_by_slug(session, slug)
@@ -118,13 +136,13 @@ def apikey_create(slug: str, name: str) -> None:
 
 
 @teammate_cli.command("reset-2fa")
-def teammate_reset_2fa(slug: str, email: str) -> None:
+def teammate_reset_2fa(slug: Slug, email: Email) -> None:
     """Turn off EMAIL's 2FA in SLUG and end all their sessions (the way back in for a sole
     admin who lost both device and recovery codes). Recorded as by "operator"."""
     from services.accounts import teammates
     from services.verification import service as verification
 
-    _settings_checked()
+    _database_checked()
     try:
         with unit_of_work() as session:
             ws = workspaces.get_by_slug(session, slug)
@@ -142,14 +160,15 @@ def teammate_reset_2fa(slug: str, email: str) -> None:
 
 @cli.command()
 def seed(
-    slug: str,
-    teammates: Annotated[int, typer.Option(min=1, max=1_000_000)],
-    password: Annotated[str, typer.Option()],
+    slug: Slug,
+    teammates: Annotated[int, typer.Option(min=1, max=1_000_000, metavar="N")],
+    password: Annotated[str, typer.Option(metavar="PASSWORD")],
 ) -> None:
     """Add N active members (member-00001@SLUG.test …). Refused in production."""
     if get_settings().env == "production":
         err.print("[red]error:[/] seed refuses to run with TWOFA_ENV=production")
         raise typer.Exit(2)
+    _database_checked()
     with Progress(TextColumn("seeding"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console) as bar:
         task = bar.add_task("seed", total=teammates)
@@ -166,14 +185,33 @@ def seed(
 
 @cli.command()
 def rollout(
-    slug: str,
-    watch: Annotated[bool, typer.Option("--watch", help="Follow until nothing is pending")] = False,
+    slug: Slug,
+    watch: Annotated[bool, typer.Option(
+        "--watch", help="Follow it live; waits for 2FA to be required, ends when nothing is "
+                        "pending")] = False,
 ) -> None:
     """Show a workspace's 2FA rollout; --watch follows it with a live progress bar."""
     counts, ws = _rollout(slug)
-    if not watch or not ws.require_two_factor:
+    if not watch:
         console.print(_rollout_line(ws.require_two_factor, ws.policy_version, counts))
         return
+    try:
+        counts, ws = _follow(slug, counts, ws)
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None  # the operator stopped watching; nothing to undo
+    console.print(_rollout_line(ws.require_two_factor, ws.policy_version, counts))
+
+
+def _follow(slug: str, counts: policy.Rollout,
+            ws: workspaces.Workspace) -> tuple[policy.Rollout, workspaces.Workspace]:
+    """Wait for a rollout to start (an admin may be about to flip the switch), then show it
+    until nothing is pending."""
+    if not ws.require_two_factor:
+        with console.status(f"2FA is not required in {slug} yet: waiting for an admin to "
+                            "require it (Ctrl-C stops)"):
+            while not ws.require_two_factor:
+                time.sleep(1)
+                counts, ws = _rollout(slug)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[detail]}"), TimeElapsedColumn())
     with Progress(*columns, console=console) as bar:
@@ -187,10 +225,11 @@ def rollout(
                 break
             time.sleep(0.5)
             counts, ws = _rollout(slug)
-    console.print(_rollout_line(ws.require_two_factor, ws.policy_version, counts))
+    return counts, ws
 
 
 def _rollout(slug: str) -> tuple[policy.Rollout, workspaces.Workspace]:
+    _database_checked()
     try:
         with unit_of_work() as session:
             ws = workspaces.get_by_slug(session, slug)
@@ -217,15 +256,16 @@ FILTER_VALUES = {"two_factor": ("enabled", "disabled"), "enrollment": STATES, "q
 
 @cli.command("teammates")
 def list_teammates(
-    slug: str,
-    limit: Annotated[int, typer.Option(help="At most this many rows")] = 200,
+    slug: Slug,
+    limit: Annotated[int, typer.Option(metavar="N", help="At most this many rows")] = 200,
     filter_: Annotated[list[str] | None, typer.Option(
-        "--filter", help="KEY=VALUE: two_factor=enabled|disabled, enrollment=STATE, q=TEXT "
-                         "(repeatable)")] = None,
+        "--filter", metavar="KEY=VALUE",
+        help="two_factor=enabled|disabled, enrollment=STATE, q=TEXT (repeatable)")] = None,
     output: Annotated[OutputFormat, typer.Option("--format")] = OutputFormat.table,
 ) -> None:
     """Print the teammates with their 2FA and enrollment state (who isn't enrolled yet?)."""
     filters = _parse_filters(filter_ or [])
+    _database_checked()
     try:
         with unit_of_work() as session:
             ws = workspaces.get_by_slug(session, slug)
@@ -233,15 +273,11 @@ def list_teammates(
     except TwofaError as exc:
         err.print(f"[red]error:[/] {exc.message}")
         raise typer.Exit(1) from exc
-    from services.api.routes.teammates import TeammateOut  # here: fastapi is slow to import
-
-    rows = [TeammateOut.of(v).model_dump(mode="json") for v in views]  # as the API lists them
     if output is OutputFormat.json:
-        print(json.dumps(rows, indent=2))
-    elif output is OutputFormat.csv:
-        writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]) if rows else ["id"])
-        writer.writeheader()
-        writer.writerows(rows)
+        print(json.dumps([teammates_export.record(v) for v in views], indent=2))
+    elif output is OutputFormat.csv:  # the columns of the console's and the API's export
+        sys.stdout.write(teammates_export.line(teammates_export.COLUMNS))
+        sys.stdout.writelines(teammates_export.line(teammates_export.cells(v)) for v in views)
     else:
         _print_table(ws, views)
 
@@ -274,8 +310,8 @@ def _print_table(ws: workspaces.Workspace, views: list[teammate_service.Teammate
 
 @cli.command()
 def api(
-    host: Annotated[str, typer.Option()] = "127.0.0.1",
-    port: Annotated[int, typer.Option()] = 8000,
+    host: Host = "127.0.0.1",
+    port: Port = 8000,
     access_log: Annotated[bool, typer.Option(
         "--access-log/--no-access-log", help="One line per request (query values hidden)")] = False,
 ) -> None:
@@ -298,7 +334,8 @@ class WorkerQueues(enum.StrEnum):
 
 @cli.command()
 def worker(
-    concurrency: Annotated[int | None, typer.Option("--concurrency", "-c")] = None,
+    concurrency: Annotated[int | None, typer.Option(
+        "--concurrency", "-c", metavar="N", help="Pool processes (default TWOFA_WORKER_CONCURRENCY)")] = None,
     queues: Annotated[WorkerQueues, typer.Option(
         "--queues", "-Q", help="invitations: everything but webhooks (emails, sweeps)")] = WorkerQueues.all,
 ) -> None:
@@ -345,8 +382,8 @@ def relay() -> None:
 
 @cli.command()
 def up(
-    host: Annotated[str, typer.Option()] = "127.0.0.1",
-    port: Annotated[int, typer.Option()] = 8000,
+    host: Host = "127.0.0.1",
+    port: Port = 8000,
     demo: Annotated[bool, typer.Option("--demo", help="Create a demo workspace")] = False,
 ) -> None:
     """Run everything on one machine: API, worker, relay, sweep, and a mail catcher."""
@@ -355,6 +392,10 @@ def up(
 
     _settings_checked()
     settings = get_settings()
+    cli_guards.free_port(host, port, "the API", "--port")
+    if not settings.smtp_url:
+        cli_guards.free_port("127.0.0.1", settings.mailcatcher_port, "the mail catcher",
+                             "TWOFA_MAILCATCHER_PORT")
     home = settings.home_dir
     home.mkdir(mode=0o700, parents=True, exist_ok=True)  # keys, database: owner only
     settings.keys()  # generate the embedded key once, before the children race for it
@@ -434,7 +475,17 @@ def _redacted(url: str) -> str:
 
 
 def main() -> None:
-    cli()
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        cli()
+    except cli_guards.CliError as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except SQLAlchemyError as exc:  # unreachable or not migrated: one line, not a traceback
+        problem = cli_guards.database_error(get_settings().resolved_database_url, exc)
+        err.print(f"[red]error:[/] {problem}", highlight=False, soft_wrap=True)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -26,16 +26,30 @@ def rows(workspace_id: int, filters: teammates.Filters) -> Iterator[str]:
             current = session.get(Workspace, workspace_id)
             assert current is not None
             views, after = teammates.page(session, current, CHUNK, after, filters)
-            yield "".join(line(_cells(v)) for v in views)
+            yield "".join(line(cells(v)) for v in views)
         if after is None:
             return
 
 
-def _cells(view: teammates.TeammateView) -> list[str]:
+def record(view: teammates.TeammateView) -> dict[str, object]:
+    """One teammate as exports carry it (CSV here, the CLI's JSON): the COLUMNS, typed."""
     t = view.teammate
-    until = rfc3339(t.exempt_until) if view.enrollment == "exempt" and t.exempt_until else ""
-    return [str(t.id), t.email, t.name, t.role, str(t.two_factor_enabled), view.enrollment,
-            until, " ".join(teammates.methods_of(t))]
+    until = rfc3339(t.exempt_until) if view.enrollment == "exempt" and t.exempt_until else None
+    return {"id": t.id, "email": t.email, "name": t.name, "role": t.role,
+            "two_factor_enabled": t.two_factor_enabled, "enrollment": view.enrollment,
+            "exempt_until": until, "methods": teammates.methods_of(t)}
+
+
+def cells(view: teammates.TeammateView) -> list[str]:
+    return [_cell(value) for value in record(view).values()]
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list):  # methods: "totp webauthn"
+        return " ".join(str(v) for v in value)
+    return str(value)
 
 
 def line(values: Iterable[str]) -> str:
