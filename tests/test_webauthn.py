@@ -279,3 +279,24 @@ def test_an_ip_address_host_turns_webauthn_off(stack: Any, make_workspace: Any,
     finally:
         monkeypatch.undo()
         get_settings.cache_clear()
+
+
+def test_the_app_alone_is_removed_and_the_keys_stay(workspace: WorkspaceHandle) -> None:
+    from tests.twofactor import code, steady
+
+    steady()
+    ws, key = workspace, new_key()
+    token = registered(ws, key)
+    app = enroll(ws.client, token)
+    step = key_step(ws)
+    by_app = ws.client.post("/v1/login/two-factor",
+                            json={"challenge": step["challenge"], "code": code(app.secret)}).json()["token"]
+    r = ws.client.request("DELETE", "/v1/me/two-factor/totp", headers=bearer(token),
+                          json={"code": code(app.secret, 30)})
+    assert r.status_code == 204, r.text
+    assert ws.client.get("/v1/me", headers=bearer(by_app)).status_code == 401  # the app opened it
+    me = ws.client.get("/v1/me", headers=bearer(token)).json()["two_factor"]
+    assert me["enabled"] is True and me["methods"] == ["webauthn"]
+    assert key_step(ws)["methods"] == ["webauthn", "recovery_code"]
+    removed = [e["data"]["method"] for e in events(ws, token, "twofa.method.removed")]
+    assert removed == ["totp"]

@@ -241,6 +241,32 @@ def disable_own(session: Session, teammate: Teammate, workspace: Workspace, code
                     teammate_id=teammate.id)
 
 
+def remove_app(session: Session, teammate: Teammate, workspace: Workspace, code: str,
+               at: float | None = None, current: AuthSession | None = None) -> None:
+    """Remove the authenticator app alone (`DELETE /v1/me/two-factor/totp`), after a valid
+    code; security keys stay. The sessions the app opened end; the last method cannot go
+    while the workspace requires 2FA."""
+    session.refresh(teammate, with_for_update=True)
+    if teammate.totp_enabled_at is None:
+        raise Conflict("No authenticator app is on.", "two_factor_not_enabled")
+    if teammate.webauthn_enabled_at is None:  # the app is the last method
+        if workspace.require_two_factor:
+            raise Forbidden(f"{workspace.name} requires two-factor authentication.",
+                            "two_factor_mandatory")
+        disable_own(session, teammate, workspace, code, at, current)
+        return
+    verify_code(session, teammate, code, at)
+    teammate.totp_secret_enc = teammate.totp_pending_secret_enc = None
+    teammate.totp_enabled_at = teammate.totp_last_step = None
+    session.execute(update(AuthSession)
+                    .where(AuthSession.teammate_id == teammate.id, AuthSession.factor == "totp",
+                           AuthSession.ended_at.is_(None))
+                    .values(ended_at=utcnow()).execution_options(synchronize_session=False))
+    recorder.record(session, workspace.id, EventType.METHOD_REMOVED,
+                    {"teammate_id": teammate.id, "method": "totp", "name": APP_NAME},
+                    teammate_id=teammate.id)
+
+
 def admin_reset(session: Session, workspace: Workspace, teammate: Teammate, actor: Teammate) -> None:
     """An admin turns a (locked-out) teammate's 2FA off; while required they enroll again.
 

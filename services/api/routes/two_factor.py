@@ -72,6 +72,15 @@ def disable(body: CodeIn, caller: AnySession, session: DB) -> Response:
     return Response(status_code=204)
 
 
+@router.delete("/me/two-factor/totp", status_code=204)
+def remove_app(body: CodeIn, caller: AnySession, session: DB) -> Response:
+    """Remove the authenticator app alone; security keys stay (with none, as DELETE
+    /v1/me/two-factor)."""
+    verification.remove_app(session, caller.teammate, caller.workspace, body.code,
+                            current=caller.auth)
+    return Response(status_code=204)
+
+
 @router.post("/me/two-factor/recovery-codes")
 def regenerate(body: CodeIn, caller: AnySession, session: DB,
                response: Response) -> RecoveryCodesOut:
