@@ -44,9 +44,28 @@ class LoginIn(Body):
     password: Password
 
 
-# A WebAuthn response in its JSON form (`credential.toJSON()`): checked by py_webauthn.
-WebAuthnResponse = Annotated[dict[str, Any], Field(
-    description="A PublicKeyCredential in its JSON form (`credential.toJSON()`).")]
+B64 = Annotated[str, Field(max_length=16384)]  # base64url of what an authenticator returned
+
+
+class AuthenticatorResponseIn(BaseModel):
+    """`response` of a PublicKeyCredential's JSON form; the rest is checked by py_webauthn."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+    clientDataJSON: B64  # noqa: N815 - the WebAuthn JSON form's own names
+
+
+class WebAuthnResponse(BaseModel):
+    """A PublicKeyCredential in its JSON form (`credential.toJSON()`): a registration or an
+    assertion. Its shape is checked here (422); what it proves, by py_webauthn."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+    id: B64
+    rawId: B64  # noqa: N815
+    type: Literal["public-key"]
+    response: AuthenticatorResponseIn
+
+    def as_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
 
 
 class TwoFactorIn(Body):

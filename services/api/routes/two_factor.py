@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
 
@@ -15,6 +17,7 @@ from services.verification import qr, webauthn_sign_in
 from services.verification import service as verification
 
 router = APIRouter(prefix="/v1", tags=["two-factor"])
+SecondFactorAnswer = Annotated[Authenticated | EnrollmentRequired, Field(discriminator="status")]
 
 # Secrets and recovery codes must not linger in browser or proxy caches.
 NO_STORE = {"Cache-Control": "no-store"}
@@ -90,12 +93,13 @@ def regenerate(body: CodeIn, caller: AnySession, session: DB,
 
 
 @router.post("/login/two-factor")
-def login_two_factor(body: TwoFactorIn, session: DB) -> Authenticated | EnrollmentRequired:
+def login_two_factor(body: TwoFactorIn, session: DB) -> SecondFactorAnswer:
     """Complete a sign-in challenge with `code` or with a security key (`webauthn`). Under
     `security_keys`, once held to it, an app's code or a recovery code opens a session at
     enrollment level only (`enrollment_required`), to add a key."""
     if body.webauthn is not None:
-        token = webauthn_sign_in.verify_second_factor(session, body.challenge, body.webauthn)
+        token = webauthn_sign_in.verify_second_factor(session, body.challenge,
+                                                      body.webauthn.as_json())
     else:
         assert body.code is not None
         token = verification.verify_challenge(session, body.challenge, body.code)

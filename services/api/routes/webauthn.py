@@ -61,7 +61,8 @@ def registration_options(caller: AnySession, session: DB) -> OptionsOut:
 def register(body: KeyIn, caller: AnySession, session: DB, response: Response) -> NewKeyOut:
     """Keep a security key or passkey; the first method turns 2FA on (recovery codes)."""
     response.headers.update(NO_STORE)
-    done = keys.register(session, caller.teammate, body.name, body.credential, current=caller.auth)
+    done = keys.register(session, caller.teammate, body.name, body.credential.as_json(),
+                         current=caller.auth)
     out = KeyOut.of(done.credential).model_dump()
     if done.recovery_codes is not None:  # a first method only: the field is left out otherwise
         out["recovery_codes"] = done.recovery_codes
@@ -102,6 +103,6 @@ def passkey_login(body: PasskeyIn, session: DB, response: Response,
                   ip: Annotated[str, Depends(client_ip)]) -> Authenticated:
     """No password: a user-verifying passkey is both factors."""
     response.headers.update(NO_STORE)
-    token = webauthn_sign_in.passkey_login(session, body.challenge, body.webauthn,
+    token = webauthn_sign_in.passkey_login(session, body.challenge, body.webauthn.as_json(),
                                            body.workspace, ip)
     return Authenticated(status="authenticated", token=token)
