@@ -7,8 +7,12 @@ the demo workspace: the admin turns 2FA on first, the teammates meet it afterwar
 
 from __future__ import annotations
 
+import csv
+import io
 import re
+import socket
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -150,14 +154,23 @@ def test_admin_enrolls_requires_2fa_and_watches_the_rollout(admin: Page, up: UpS
     admin.get_by_label("Require all teammates to authenticate via 2FA").check()
     expect(admin.get_by_label("Grace period (hours)")).to_have_value("0")  # enforced at once
     admin.get_by_role("button", name="Save").click()
-    expect(admin.get_by_role("status")).to_have_text("Saved.")
+    # Nothing is sent before the admin sees who gets an email, and confirms.
+    expect(admin.locator("#confirm-summary")).to_contain_text(
+        "25 teammates without 2FA will get an email now")
+    assert not list(up.mail_dir.glob("*.eml")) or all(
+        "requires two-factor" not in p.read_text() for p in up.mail_dir.glob("*.eml"))
+    expect(admin.get_by_text("turn the requirement off and on again")).to_be_visible()
+    check(admin, "authentication-confirm")
+    admin.get_by_role("button", name="Confirm").click()
+    expect(admin.get_by_role("status")).to_have_text(
+        "2FA is now required. Invitations are going out to everyone without it.")
     admin.evaluate("window.sameDocument = true")  # gone if the page reloads
     counts = admin.locator("[data-count]")
     expect(admin.locator('[data-count="invited"]')).to_have_text("25", timeout=60_000)
     expect(admin.locator('[data-count="pending"]')).to_have_text("0")
     expect(admin.locator('[data-count="enrolled"]')).to_have_text("1")
     expect(admin.locator("#rollout-status")).to_have_text(
-        "Every teammate is enrolled, exempt or has their invitation.")
+        "Every teammate has 2FA, is exempt or has been emailed.")
     assert admin.evaluate("window.sameDocument") is True, "the page reloaded"
     assert counts.count() >= 5
     check(admin, "authentication")
@@ -315,19 +328,102 @@ def test_deliveries_redeliver_and_the_audit_log(admin: Page, up: UpStack,
                message="the same event delivered again")
 
     admin.goto("/admin/audit-log")
-    admin.get_by_label("Event type").select_option("twofa.disabled")
+    admin.get_by_label("Type", exact=True).select_option("twofa.disabled")
     admin.get_by_role("button", name="Filter").click()
     rows = admin.get_by_role("row", name=re.compile("twofa.disabled"))
     expect(rows).to_have_count(1)
-    expect(rows).to_contain_text("by=admin")
+    # Who did what to whom, in words: names and addresses, not ids.
+    expect(rows).to_contain_text(
+        re.compile(rf"{re.escape(ADMIN)}\).*turned off 2FA for .*{re.escape(MEMBER)}"))
+    assert "actor_id" not in rows.inner_text() and "teammates/" not in rows.inner_text()
     check(admin, "audit-log")
+
+    today = datetime.now(UTC).date().isoformat()
+    admin.get_by_label("Type", exact=True).select_option("")
+    admin.get_by_label("Teammate").fill(MEMBER)
+    admin.get_by_label("From").fill(today)
+    admin.get_by_label("To").fill(today)
+    admin.get_by_role("button", name="Filter").click()
+    about = admin.get_by_role("region", name="Audit log table").get_by_role("row")
+    expect(about.first).to_be_visible()
+    shown = about.all()[1:]  # the header row first
+    assert shown and all(MEMBER in r.inner_text() for r in shown)
+    with admin.expect_download() as download:
+        admin.get_by_role("link", name="Export").click()
+    exported = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text())))
+    assert len(exported) == len(shown)  # the same filters
+    assert {r["type"] for r in exported} >= {"twofa.disabled"}
+    assert all(MEMBER in r["teammate"] or MEMBER in r["by"] for r in exported)
+    admin.get_by_label("From").fill("2001-01-01")
+    admin.get_by_label("To").fill("2001-01-02")
+    admin.get_by_role("button", name="Filter").click()
+    expect(admin.get_by_text("No events match these filters.")).to_be_visible()
+
+
+def test_admin_tests_rotates_and_deletes_a_webhook(admin: Page, up: UpStack,
+                                                   receiver: Receiver) -> None:
+    url = receiver.url("/hook")
+    admin.goto("/admin/webhooks")
+    admin.get_by_role("button", name=f"Send test {url}").click()
+    expect(admin.get_by_role("status")).to_contain_text("test event is on its way")
+    row = admin.get_by_role("row", name=re.compile("twofa.test"))
+
+    def tested() -> bool:
+        admin.reload()
+        return row.count() == 1 and "succeeded" in row.inner_text()
+
+    wait_until(tested, 60, 0.5, message="the test delivery")
+    row.get_by_text("Payload").click()
+    expect(row.locator("pre")).to_contain_text('"type": "twofa.test"')
+    assert any(r.verified and r.verified["type"] == "twofa.test" for r in receiver.at("/hook"))
+
+    admin.goto("/admin/webhooks")
+    old = receiver.secrets["/hook"]
+    admin.get_by_role("button", name=f"Rotate secret {url}").click()
+    new = admin.locator("#new-secret").inner_text()
+    assert new.startswith("whsec_") and new != old
+    expect(admin.get_by_role("status")).to_contain_text("signed with both the old and the new")
+    check(admin, "webhook-rotated", phone=False)
+    receiver.secrets["/hook"] = new  # the receiver now checks the new secret only
+    before = len(receiver.at("/hook"))
+    admin.get_by_role("button", name=f"Send test {url}").click()
+    wait_until(lambda: any(r.verified and r.verified["type"] == "twofa.test"
+                           for r in receiver.at("/hook")[before:]), 60,
+               message="a test delivery signed with the new secret")
+
+    admin.goto("/admin/webhooks")  # an endpoint that refuses connections, in words
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{closed.getsockname()[1]}/gone"
+    admin.get_by_label("Endpoint URL").fill(dead)
+    admin.get_by_role("button", name="Add webhook").click()
+    admin.goto("/admin/webhooks")
+    admin.get_by_role("button", name=f"Send test {dead}").click()
+    failing = admin.get_by_role("row", name=re.compile("twofa.test"))
+
+    def refused() -> bool:
+        admin.reload()
+        return failing.count() == 1 and "Connection refused" in failing.inner_text()
+
+    wait_until(refused, 60, 0.5, message="the refused attempt in words")
+    expect(failing).to_contain_text("next try")
+    assert "Errno" not in failing.inner_text()
+    check(admin, "webhook-deliveries-failing")
+
+    admin.goto("/admin/webhooks")
+    admin.get_by_role("button", name=f"Delete {dead}").click()
+    check(admin, "webhook-delete-confirm")
+    admin.get_by_role("button", name="Yes, delete").click()
+    expect(admin.get_by_role("status")).to_contain_text("deleted")
+    expect(admin.get_by_role("link", name=dead)).to_have_count(0)
+    expect(admin.get_by_role("link", name=url)).to_have_count(1)
 
 
 def test_admin_sets_a_grace_period_and_exempts_a_teammate(admin: Page, up: UpStack) -> None:
     nav(admin, "Authentication")
     admin.get_by_label("Grace period (hours)").fill("48")
-    admin.get_by_role("button", name="Save").click()
-    expect(admin.get_by_role("status")).to_have_text("Saved.")
+    admin.get_by_role("button", name="Save").click()  # no confirm step: nobody is emailed
+    expect(admin.get_by_role("status")).to_have_text("The grace period is saved; nobody was emailed.")
     expect(admin.locator("#deadline")).to_contain_text("Enforced from")
     expect(admin.locator("#reminders li")).to_have_count(2)  # 24 h and 1 h before
     check(admin, "authentication-grace")

@@ -35,10 +35,15 @@ def text_of(html: str) -> str:
     return " ".join(unescape(re.sub(r"<[^>]+>", " ", html)).split())
 
 
-def save_policy(browser: TestClient, require: bool, grace: str) -> TestClient:
+def save_policy(browser: TestClient, require: bool, grace: str,
+                confirmed: bool = True) -> TestClient:
+    """Save, and press Confirm on the confirm step that turning the requirement on or off
+    shows first (the form's hidden `confirmed`)."""
     data = {"csrf_token": token_of(browser, "/admin/authentication"), "grace_period_hours": grace}
     if require:
         data["require_two_factor"] = "on"
+    if confirmed:
+        data["confirmed"] = "1"
     return browser.post("/admin/authentication", data=data)
 
 
@@ -49,18 +54,24 @@ def test_the_authentication_page_previews_then_shows_the_deadline_and_reminders(
     page = text_of(browser.get("/admin/authentication").text)
     # Before the flip: who would be held, including this admin without 2FA.
     assert "Before you turn it on" in page
-    assert "13 teammates without 2FA are held to enrollment if you require it now" in page
+    assert "13 teammates without 2FA would have to set it up if you require it now" in page
     assert f"Admins without 2FA: Admin ({ws.admin_email})" in page
-    assert member(ws, 1) in page and "Everyone without 2FA in the Teammates table (13 held" in page
+    assert member(ws, 1) in page and "Everyone without 2FA in the Teammates table (13;" in page
 
     enroll(browser)
+    ask = save_policy(browser, True, "48", confirmed=False)  # the confirm step, nothing saved
+    assert ask.status_code == 200
+    said = text_of(ask.text)
+    assert "12 teammates without 2FA will get an email now" in said and "UTC" in said
+    assert "off and on again" in said and ">Confirm</button>" in ask.text
+    assert "Before you turn it on" in text_of(browser.get("/admin/authentication").text)
     r = save_policy(browser, True, "48")
     assert r.status_code == 303, r.text
     page = text_of(browser.get("/admin/authentication").text)
     assert 'value="48"' in browser.get("/admin/authentication").text
     assert "Enforced from" in page and "UTC" in page
     assert page.count("UTC") >= 3  # the deadline and the 24 h and 1 h reminders
-    assert "12 teammates without 2FA are held to enrollment once it is enforced" in page
+    assert "12 teammates without 2FA have to set it up by the deadline" in page
 
     bad = save_policy(browser, True, "two days")
     assert bad.status_code == 400 and "whole number of hours" in bad.text
@@ -163,6 +174,10 @@ def test_the_console_redirects_to_setup_only_once_2fa_is_enforced(
     for path in ("/", "/admin/teammates"):
         r = browser.get(path)
         assert r.status_code == 303 and r.headers["location"] == "/settings/two-factor", path
+    # The admin's page no longer speaks of the deadline as to come, nor of sent reminders.
+    page = text_of(admin.get("/admin/authentication").text)
+    assert "Enforced since" in page and "sign in as usual" not in page
+    assert "still to go" not in page
 
 
 def test_a_new_phone_from_the_settings_page_and_after_a_bypass_code(

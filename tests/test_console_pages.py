@@ -100,7 +100,8 @@ def test_enrollment_level_redirects_before_a_members_403(
     assert refused.status_code == 400 and "for your own account before you require" in refused.text
     enroll(admin)
     saved = admin.post("/admin/authentication", data={
-        "csrf_token": token_of(admin, "/admin/authentication"), "require_two_factor": "on"})
+        "csrf_token": token_of(admin, "/admin/authentication"), "require_two_factor": "on",
+        "confirmed": "1"})  # the confirm step's button
     assert saved.status_code == 303
     member = f"member-00001@{ws.slug}.test"
     assert sign_in(browser, ws, member, "member-password") == "/settings/two-factor"

@@ -276,3 +276,24 @@ def _conditions(workspace: Workspace, filters: Filters) -> list[ColumnElement[bo
         conditions.append(or_(func.lower(Teammate.email).contains(needle, autoescape=True),
                               func.lower(Teammate.name).contains(needle, autoescape=True)))
     return conditions
+
+
+def matching(session: Session, workspace: Workspace, text: str, limit: int = 50) -> list[int]:
+    """Ids of the teammates whose email or name contains `text`, removed ones included (the
+    audit log keeps what they did)."""
+    literal = text.strip().lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    pattern = f"%{literal}%"
+    return list(session.scalars(
+        select(Teammate.id).where(Teammate.workspace_id == workspace.id,
+                                  or_(func.lower(Teammate.email).like(pattern, escape="\\"),
+                                      func.lower(Teammate.name).like(pattern, escape="\\")))
+        .order_by(Teammate.id).limit(limit)))
+
+
+def by_ids(session: Session, workspace: Workspace, ids: set[int]) -> dict[int, Teammate]:
+    """The workspace's teammates with these ids, removed ones included."""
+    if not ids:
+        return {}
+    rows = session.scalars(select(Teammate).where(Teammate.workspace_id == workspace.id,
+                                                  Teammate.id.in_(sorted(ids))))
+    return {t.id: t for t in rows}

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from services.console import (
+    audit_pages,
     auth_pages,
     authentication_pages,
     dev_mail,
@@ -32,5 +33,5 @@ def install(app: FastAPI) -> None:
     # /dev/mail decides per request whether it exists (dev_mail.local_only): importing the
     # app reads no settings.
     for module in (auth_pages, keys_pages, settings_pages, authentication_pages, teammates_pages,
-                   records_pages, dev_mail):
+                   audit_pages, records_pages, dev_mail):
         app.include_router(module.router)

@@ -1,39 +1,28 @@
-"""Admin records: the audit log, webhooks (with their deliveries) and API keys."""
+"""Admin records: webhooks (with their deliveries) and API keys."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from datetime import timedelta
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Request, Response
 
 from services.api.deps import DB
 from services.api.routes.checks import ApiKeyIn, ApiKeyOut
 from services.api.routes.events import CloudEvent
 from services.api.routes.webhooks import DeliveryOut, WebhookOut
-from services.api.schemas import MAX_ID, WebhookIn
+from services.api.schemas import WebhookIn
 from services.api.types import Id
-from services.console import web
-from services.events import audit
+from services.console import delivery_words, web
 from services.events.catalog import EventType
 from services.host_checks import api_keys
+from services.timestamps import rfc3339
+from services.webhooks import manage
 from services.webhooks import service as webhooks
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
 EVENT_TYPES = [t.value for t in EventType]
 PAGE_SIZE = 50
-
-
-@router.get("/audit-log")
-def audit_log(request: Request, caller: web.AdminCaller, session: DB,
-              type: Annotated[str, Query(max_length=64)] = "",
-              before: Annotated[int | None, Query(ge=0, le=MAX_ID)] = None) -> Response:
-    chosen = type if type in EVENT_TYPES else ""
-    events, next_seq = audit.newest_first(session, caller.workspace, chosen or None, before,
-                                          PAGE_SIZE)
-    items = [CloudEvent.of(e, caller.workspace.slug).model_dump(mode="json") for e in events]
-    return web.render(request, "audit_log.html", {
-        "title": "Audit log", "items": items, "next_seq": next_seq, "types": EVENT_TYPES,
-        "chosen": chosen, "before": before}, caller=caller)
+ROTATION_OVERLAP = timedelta(days=1)  # the API's default: receivers have a day to switch
 
 
 @router.get("/webhooks")
@@ -55,20 +44,51 @@ def webhook_add(request: Request, form: web.Form, caller: web.AdminCaller, sessi
     return _webhooks(request, caller, session, error=problem.message, url=form.get("url", ""))
 
 
+@router.get("/webhooks/{endpoint_id}/delete")
+def webhook_delete_confirm(request: Request, endpoint_id: Id, caller: web.AdminCaller,
+                           session: DB) -> Response:
+    with web.or_not_found():
+        endpoint = webhooks.get(session, caller.workspace, endpoint_id)
+    return web.render(request, "webhook_delete_confirm.html", {
+        "title": "Delete a webhook", "endpoint": WebhookOut.of(endpoint)}, caller=caller)
+
+
 @router.post("/webhooks/{endpoint_id}/delete")
 def webhook_delete(request: Request, endpoint_id: Id, form: web.Form, caller: web.AdminCaller,
                    session: DB) -> Response:
     with web.form_errors(session) as problem:
         webhooks.delete(session, caller.workspace, endpoint_id, actor_id=caller.teammate.id)
-        return web.redirect("/admin/webhooks")
+        return web.redirect("/admin/webhooks?deleted=1")
+    return _webhooks(request, caller, session, error=problem.message)
+
+
+@router.post("/webhooks/{endpoint_id}/test")
+def webhook_test(request: Request, endpoint_id: Id, form: web.Form, caller: web.AdminCaller,
+                 session: DB) -> Response:
+    with web.form_errors(session) as problem:
+        manage.send_test(session, caller.workspace, endpoint_id)
+        return web.redirect(f"/admin/webhooks/{endpoint_id}?tested=1")
+    return _webhooks(request, caller, session, error=problem.message)
+
+
+@router.post("/webhooks/{endpoint_id}/rotate")
+def webhook_rotate(request: Request, endpoint_id: Id, form: web.Form, caller: web.AdminCaller,
+                   session: DB) -> Response:
+    with web.form_errors(session) as problem:
+        secret, until = manage.rotate_secret(session, caller.workspace, endpoint_id,
+                                             ROTATION_OVERLAP, actor_id=caller.teammate.id)
+        endpoint = webhooks.get(session, caller.workspace, endpoint_id)
+        return _webhooks(request, caller, session,
+                         rotated=(endpoint.url, secret, rfc3339(until) if until else None))
     return _webhooks(request, caller, session, error=problem.message)
 
 
 @router.get("/webhooks/{endpoint_id}")
 def deliveries_page(request: Request, endpoint_id: Id, caller: web.AdminCaller, session: DB,
-                    redelivered: str = "") -> Response:
-    return _deliveries(request, caller, session, endpoint_id,
-                       notice="Queued to be sent again." if redelivered else None)
+                    redelivered: str = "", tested: str = "") -> Response:
+    notice = ("Queued to be sent again." if redelivered else
+              "A test event is on its way; its delivery is listed below." if tested else None)
+    return _deliveries(request, caller, session, endpoint_id, notice=notice)
 
 
 @router.post("/webhooks/{endpoint_id}/deliveries/{delivery_id}/redeliver")
@@ -105,13 +125,17 @@ def api_key_revoke(request: Request, key_id: Id, form: web.Form, caller: web.Adm
 
 
 def _webhooks(request: Request, caller: web.AdminCaller, session: DB, error: str | None = None,
-              created: tuple[str, str] | None = None, url: str = "") -> Response:
+              created: tuple[str, str] | None = None, url: str = "",
+              rotated: tuple[str, str, str | None] | None = None) -> Response:
     # The API's answers, as JSON values: the pages show what the API would.
     endpoints = [WebhookOut.of(e).model_dump(mode="json")
                  for e in webhooks.list_endpoints(session, caller.workspace)]
+    deleted = request.query_params.get("deleted") == "1" and not (error or created or rotated)
     return web.render(request, "webhooks.html", {
         "title": "Webhooks", "endpoints": endpoints, "types": EVENT_TYPES, "error": error,
-        "created": created, "url": url}, status_code=400 if error else 200, caller=caller)
+        "created": created, "rotated": rotated, "url": url,
+        "notice": "The webhook was deleted; nothing more is sent to it." if deleted else None},
+        status_code=400 if error else 200, caller=caller)
 
 
 def _deliveries(request: Request, caller: web.AdminCaller, session: DB, endpoint_id: int,
@@ -119,10 +143,20 @@ def _deliveries(request: Request, caller: web.AdminCaller, session: DB, endpoint
     with web.or_not_found():
         endpoint = WebhookOut.of(webhooks.get(session, caller.workspace, endpoint_id))
     records, _ = webhooks.deliveries(session, caller.workspace, endpoint_id, PAGE_SIZE, None)
-    items = [DeliveryOut.of(r).model_dump(mode="json") for r in records]
+    items = [_delivery(r, caller.workspace.slug) for r in records]
     return web.render(request, "deliveries.html", {
         "title": "Webhook deliveries", "endpoint": endpoint, "items": items, "error": error,
         "notice": notice}, status_code=400 if error else 200, caller=caller)
+
+
+def _delivery(record: webhooks.DeliveryRecord, slug: str) -> dict[str, object]:
+    """A delivery as the API lists it, with its payload (the event as the endpoint receives
+    it) and its last attempt in words."""
+    item = DeliveryOut.of(record).model_dump(mode="json")
+    last = record.attempts[-1] if record.attempts else None
+    item["problem"] = delivery_words.problem(last.error, last.response_status) if last else ""
+    item["payload"] = CloudEvent.of(record.event, slug).model_dump_json(indent=2)
+    return item
 
 
 def _api_keys(request: Request, caller: web.AdminCaller, session: DB, error: str | None = None,

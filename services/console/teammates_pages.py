@@ -30,8 +30,10 @@ PAGE_SIZE = 50
 NOTICES = {
     "invited": "Invitation sent to {email}.",
     "resent": "Invitation sent again to {email}.",
-    "disabled": "Two-factor authentication is off for {email}; they will set it up again "
-    "when they next sign in.",
+    "disabled": "Two-factor authentication is off for {email}. They were emailed to set it up "
+    "again; once the deadline has passed, signing in only lets them do that.",
+    "disabled_optional": "Two-factor authentication is off for {email}; they sign in with "
+    "their password alone until they turn it on again.",
     "exempted": "{email} is exempt from two-factor authentication until the date you chose.",
     "exemption_ended": "{email} is no longer exempt from two-factor authentication.",
     "role": "{email} has a new role.",
@@ -111,7 +113,8 @@ def disable(request: Request, teammate_id: TeammateId, form: web.Form,
     with web.form_errors(session) as problem:
         target = teammates.get(session, caller.workspace, teammate_id)
         verification.admin_reset(session, caller.workspace, target, caller.teammate)
-        return web.redirect(f"/admin/teammates?notice=disabled&teammate={teammate_id}")
+        notice = "disabled" if caller.workspace.require_two_factor else "disabled_optional"
+        return web.redirect(f"/admin/teammates?notice={notice}&teammate={teammate_id}")
     return _teammates(request, caller, session, None, error=problem.message)
 
 

@@ -6,6 +6,7 @@ import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -13,6 +14,7 @@ from urllib.parse import quote
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from markupsafe import Markup
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
@@ -32,6 +34,18 @@ templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 # A TOTP secret reads more easily, and is typed with fewer mistakes, in groups of four.
 templates.env.filters["groups"] = lambda text: " ".join(
     text[i:i + 4] for i in range(0, len(text), 4))
+
+
+def _when(value: str | None) -> Markup:
+    """An RFC 3339 time from the API's answers as people read it, the exact value kept in
+    the element for machines and on hover."""
+    if not value:
+        return Markup("")
+    exact = datetime.fromisoformat(value)
+    return Markup('<time datetime="{0}" title="{0}">{1}</time>').format(value, in_words(exact))
+
+
+templates.env.filters["when"] = _when
 
 # Pages hold secrets (TOTP secret, recovery codes): never cached, never framed; only our
 # own script and stylesheet run.

@@ -7,11 +7,14 @@ subject is folded onto one line so no value injects a header.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+from services.timestamps import in_words
 
 
 def templates_dir() -> Path:
@@ -31,12 +34,15 @@ class Rendered:
 
 @lru_cache(maxsize=1)
 def _env() -> Environment:
-    return Environment(
+    env = Environment(
         loader=FileSystemLoader(templates_dir()),
         autoescape=select_autoescape(enabled_extensions=("html",), default=False),
         undefined=StrictUndefined,
         keep_trailing_newline=True,
     )
+    # Event data carries RFC 3339 times; people read "Tuesday 2 December, 14:00 UTC".
+    env.filters["in_words"] = lambda value: in_words(datetime.fromisoformat(value))
+    return env
 
 
 def render(name: str, context: dict[str, Any]) -> Rendered:

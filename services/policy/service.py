@@ -102,6 +102,16 @@ def _set_methods_deadline(workspace: Workspace, now: datetime) -> None:
     workspace.methods_enforce_at = now + timedelta(hours=workspace.grace_period_hours)
 
 
+def check_change(session: Session, workspace: Workspace, require: bool, actor_id: int,
+                 allowed_methods: str | None = None) -> None:
+    """Raise what set_policy would refuse for this change, changing nothing: the console asks
+    before its confirm step, so nobody confirms a change that cannot happen."""
+    if require and not workspace.require_two_factor:
+        _check_actor_enrolled(session, actor_id)
+    if require and (allowed_methods or workspace.allowed_methods) == "security_keys":
+        _check_actor_has_key(session, actor_id)
+
+
 def _check_actor_enrolled(session: Session, actor_id: int) -> None:
     actor = session.get(Teammate, actor_id)
     if actor is None or not actor.two_factor_enabled:

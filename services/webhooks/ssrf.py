@@ -133,7 +133,10 @@ def parse_url(url: str) -> SplitResult:
         elif not private_allowed() and _is_local_name(parts.hostname):
             raise BlockedAddress(f"{parts.hostname} names this machine")
     except BlockedAddress as exc:
-        raise InvalidInput(f"Webhooks may not reach {exc}.", "url_not_allowed") from exc
+        raise InvalidInput(
+            f"Webhooks only reach public addresses, and {exc}. For a receiver on this machine or "
+            "a private network, start twofa with TWOFA_WEBHOOK_ALLOW_PRIVATE=true.",
+            "url_not_allowed") from exc
     return parts
 
 
