@@ -207,7 +207,8 @@ def test_an_admin_requires_security_keys_and_an_app_only_teammate_adds_one(
         methods = admin.get_by_role("group", name="Allowed methods")
         methods.get_by_label("Security keys and passkeys only").check()
         admin.get_by_role("button", name="Save").click()
-        expect(admin.locator("#confirm-summary")).to_contain_text("will get an email now")
+        expect(admin.locator("#confirm-summary")).to_contain_text(
+            "without a security key or passkey will get an email now")
         check(admin, "authentication-security-keys-confirm", phone=False)
         admin.get_by_role("button", name="Confirm").click()
         expect(admin.get_by_role("status")).to_contain_text("2FA is now required")
