@@ -6,6 +6,7 @@ value stops a process at start with the variable's name, never later inside a ta
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from contextlib import suppress
@@ -20,6 +21,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # Seconds between attempts, from "5,30,120": each a number ≥ 0, at least one.
 Schedule = Annotated[tuple[float, ...], NoDecode]
+# Comma-separated lists ("a, b"): TWOFA_FORWARDED_ALLOW_IPS, TWOFA_ALLOWED_HOSTS.
+Listed = Annotated[tuple[str, ...], NoDecode]
 SMTP_SCHEMES = ("smtp", "smtp+starttls", "smtps")
 
 
@@ -46,6 +49,11 @@ class Settings(BaseSettings):
     # allowed to run the ceremony besides the public URL's own.
     webauthn_rp_id: str | None = None
     webauthn_origins: Annotated[tuple[str, ...], NoDecode] = ()
+    # Reverse proxies whose X-Forwarded-For is believed (addresses or networks, "*" for any);
+    # none by default: the per-IP limits and events use the connection's address.
+    forwarded_allow_ips: Listed = ()
+    # Host names the console answers besides TWOFA_PUBLIC_URL's host and loopback names.
+    allowed_hosts: Listed = ()
     encryption_keys: str | None = None
     webhook_allow_private: bool = False
     webhook_retry_schedule: Schedule = (5, 300, 1800, 7200, 18000, 36000)
@@ -78,6 +86,8 @@ class Settings(BaseSettings):
     password_hash_concurrency: int = Field(default_factory=lambda: os.cpu_count() or 2, ge=1)
     password_hash_wait_seconds: float = Field(default=2.0, ge=0)
     challenge_ttl_seconds: int = 300
+    # Sensitive changes need a second factor verified this recently, or a code with them.
+    reauth_seconds: int = Field(default=600, ge=0)
     mailcatcher_port: int = 1025
     # Observability (docs/operations.md): JSON log lines, and the port on which a `twofa
     # worker` serves its pool's task durations (unset: none).
@@ -101,6 +111,21 @@ class Settings(BaseSettings):
     def _check_schedule(cls, value: tuple[float, ...]) -> tuple[float, ...]:
         if any(delay < 0 for delay in value):
             raise ValueError("delays are seconds, never negative")
+        return value
+
+    @field_validator("forwarded_allow_ips", "allowed_hosts", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip().lower() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _check_proxies(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for entry in value:
+            if entry != "*":
+                ipaddress.ip_network(entry, strict=False)  # ValueError: not an address or network
         return value
 
     @field_validator("encryption_keys")
@@ -231,13 +256,22 @@ def covers(rp_id: str, host: str) -> bool:
 
 def _generated_key(path: Path) -> bytes:
     if not path.exists():
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        private_folder(path.parent)
         tmp = path.with_suffix(f".{secrets.token_hex(4)}.tmp")
         write_private(tmp, Fernet.generate_key())
         with suppress(FileExistsError):  # atomic: processes starting at once agree on one key
             path.hardlink_to(tmp)
         tmp.unlink()
     return path.read_bytes().strip()
+
+
+def private_folder(path: Path) -> None:
+    """Create `path` 0700, or make an existing one 0700: it holds keys, the database and caught
+    mail (join links), which nobody else on the machine may list or read."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = path.stat()
+    if info.st_mode & 0o077 and info.st_uid == os.geteuid():
+        path.chmod(0o700)
 
 
 def write_private(path: Path, content: bytes = b"") -> None:

@@ -12,7 +12,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
-from services.config import get_settings, write_private
+from services.config import get_settings, private_folder, write_private
 
 CONNECT_TIMEOUT_SECONDS = 5
 
@@ -54,6 +54,8 @@ def _create_private(path: Path) -> None:
     """SQLite would create the file 0644 (and its -wal/-shm files copy that mode): create
     it 0600 first, since it holds password hashes and encrypted secrets."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if path.parent == get_settings().home_dir:  # an existing TWOFA_HOME is tightened too
+        private_folder(path.parent)
     with suppress(FileExistsError):
         write_private(path)
 

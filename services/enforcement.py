@@ -1,7 +1,9 @@
 """The one rule of *enforced*, shared by the level of a session, sign-in, the console and
-host checks: the workspace requires 2FA, `enforce_at` is unset or past, and the teammate has
-no live exemption. `two_factor.required` and the ban on turning one's own 2FA off follow the
-workspace's `require_two_factor` instead (a grace period does not let anyone opt out).
+host checks: the workspace requires 2FA and the teammate is an admin, or `enforce_at` is
+unset or past and the teammate has no live exemption. Admins are held at once: a grace period
+or an exemption never lets an admin without 2FA use admin powers. `two_factor.required` and
+the ban on turning one's own 2FA off follow the workspace's `require_two_factor` instead (a
+grace period does not let anyone opt out).
 """
 
 from __future__ import annotations
@@ -14,9 +16,12 @@ MAX_GRACE_HOURS = 2160  # 90 days
 
 
 def is_enforced(require_two_factor: bool, enforce_at: datetime | None,
-                exempt_until: datetime | None, now: datetime | None = None) -> bool:
+                exempt_until: datetime | None, now: datetime | None = None, *,
+                admin: bool) -> bool:
     if not require_two_factor:
         return False
+    if admin:
+        return True  # no grace period, no exemption
     now = now or clock.now()
     if enforce_at is not None and enforce_at > now:
         return False  # still within the grace period
@@ -47,3 +52,7 @@ def level_for(enforced: bool, compliant: bool, factor: str | None = None,
 def is_exempt(exempt_until: datetime | None, now: datetime | None = None) -> bool:
     """An exemption is live until `exempt_until`; the sweep clears it afterwards."""
     return exempt_until is not None and exempt_until > (now or clock.now())
+
+
+def is_admin(role: str) -> bool:
+    return role == "admin"

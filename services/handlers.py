@@ -18,6 +18,7 @@ from services import outbox
 from services.enrollment import fanout
 from services.events import payloads
 from services.events.catalog import EventType
+from services.events.notices import NOTICES
 from services.models import Event
 from services.topics import Topic
 from services.webhooks import fanout as webhook_fanout
@@ -42,14 +43,22 @@ def deliver_webhooks(session: Session, events: Sequence[Event]) -> None:
     webhook_fanout.create_deliveries(session, events)
 
 
-HANDLERS: dict[str, list[Handler]] = {
+# Who is told by email is the table beside the catalog (services/events/notices.py): every
+# type it names gets `send_notification_email` first, below.
+_FLOW: dict[str, list[Handler]] = {
     EventType.POLICY_CHANGED: [start_enrollment_rollout, deliver_webhooks],
     EventType.ENROLLMENT_INVITED: [deliver_webhooks],
-    EventType.ENABLED: [send_notification_email, deliver_webhooks],
-    EventType.DISABLED: [send_notification_email, deliver_webhooks],
+    EventType.ENABLED: [deliver_webhooks],
+    EventType.DISABLED: [deliver_webhooks],
+    EventType.METHOD_ADDED: [deliver_webhooks],
+    EventType.METHOD_REMOVED: [deliver_webhooks],
+    EventType.METHOD_REPLACED: [deliver_webhooks],
+    EventType.RECOVERY_CODES_REGENERATED: [deliver_webhooks],
+    EventType.PASSWORD_CHANGED: [deliver_webhooks],
     EventType.VERIFICATION_FAILED: [deliver_webhooks],
-    EventType.TEAMMATE_LOCKED: [send_notification_email, deliver_webhooks],
-    EventType.RECOVERY_CODE_USED: [send_notification_email, deliver_webhooks],
+    EventType.VERIFICATION_SUSPICIOUS: [deliver_webhooks],
+    EventType.TEAMMATE_LOCKED: [deliver_webhooks],
+    EventType.RECOVERY_CODE_USED: [deliver_webhooks],
     EventType.TEAMMATE_ADDED: [deliver_webhooks],  # the join email goes out from teammates.add
     EventType.TEAMMATE_REMOVED: [deliver_webhooks],
     EventType.TEAMMATE_ROLE_CHANGED: [deliver_webhooks],
@@ -60,14 +69,16 @@ HANDLERS: dict[str, list[Handler]] = {
     # that in the ending transaction, so that the rollout counts never lag behind).
     EventType.EXEMPTION_ENDED: [deliver_webhooks],
     EventType.INVITATION_ACCEPTED: [deliver_webhooks],
-    EventType.METHOD_ADDED: [deliver_webhooks],
-    EventType.METHOD_REMOVED: [deliver_webhooks],
     # Audit only (catalog.AUDIT_ONLY): the log keeps them, nothing else follows.
     EventType.API_KEY_CREATED: [],
     EventType.API_KEY_REVOKED: [],
     EventType.WEBHOOK_CREATED: [],
     EventType.WEBHOOK_CHANGED: [],
     EventType.WEBHOOK_DELETED: [],
+}
+HANDLERS: dict[str, list[Handler]] = {
+    type_: ([send_notification_email] if type_ in NOTICES else []) + handlers
+    for type_, handlers in _FLOW.items()
 }
 
 

@@ -117,6 +117,11 @@ class Teammate(Base):
     # TOTP: the confirmed secret and the one being set up, both encrypted (Fernet).
     totp_secret_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
     totp_pending_secret_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # A new phone's pending secret (2FA on already) belongs to the session that started it
+    # and lives TWOFA_CHALLENGE_TTL_SECONDS; a first setup's has neither (any session of the
+    # teammate may finish it).
+    totp_pending_session_id: Mapped[int | None] = mapped_column(BigId)
+    totp_pending_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     totp_enabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
     # Throttle of second-factor attempts, shared by every process through the database.
@@ -129,6 +134,10 @@ class Teammate(Base):
     # An exemption is live while exempt_until is in the future; the sweep clears it after.
     exempt_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     exempt_reason: Mapped[str | None] = mapped_column(String(500))
+    # An unbroken run of exemptions (the next one starting within 30 days of the last one's
+    # end) ends at most 30 days after it started: renewing cannot push it further.
+    exempt_run_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    exempt_last_ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # When the current join link's email was handed to SMTP (while 2FA is required, the join
     # email is the teammate's invitation).
     join_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -214,6 +223,11 @@ class AuthSession(Base):
     """A bearer token (stored as its SHA-256) or a login challenge awaiting a code."""
 
     __tablename__ = "auth_sessions"
+    __table_args__ = (
+        Index("ix_auth_sessions_api_key", "api_key_id",
+              postgresql_where=text("api_key_id IS NOT NULL"),
+              sqlite_where=text("api_key_id IS NOT NULL")),
+    )
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     kind: Mapped[str] = mapped_column(String(16))  # session | challenge
     # Where the first factor was checked: "password" (twofa's own sign-in) or "host" (a host
@@ -223,11 +237,21 @@ class AuthSession(Base):
     # (None: no second factor); with a key, which one (removing it ends the session).
     factor: Mapped[str | None] = mapped_column(String(16))
     credential_id: Mapped[int | None] = mapped_column(BigInteger)
+    # When a second factor was last accepted for this session (sign-in, confirm,
+    # /v1/me/reauthenticate): sensitive changes need it recent (services/verification/recent.py).
+    verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The API key of the host application that opened it (a host session): revoking the key
+    # ends them.
+    api_key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id"))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     teammate_id: Mapped[int] = mapped_column(ForeignKey("teammates.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+# Every state an invitation row can be in (/metrics exports each, from 0).
+INVITATION_STATUSES = ("pending", "sent", "failed", "skipped")
 
 
 class EnrollmentInvitation(Base):
@@ -335,6 +359,18 @@ class LoginThrottle(Base):
     key: Mapped[str] = mapped_column(String(128), primary_key=True)
     failures: Mapped[int] = mapped_column(Integer, default=0)
     window_start: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class PasswordFailures(Base):
+    """Consecutive wrong passwords per (workspace, normalized email), known teammate or not.
+
+    `key` is a SHA-256 of the pair, so addresses nobody has are not kept in the clear.
+    """
+
+    __tablename__ = "password_failures"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 

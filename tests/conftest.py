@@ -176,9 +176,9 @@ def workspace(make_workspace: object) -> WorkspaceHandle:
     return make_workspace()  # type: ignore[operator]
 
 
-def start_api(stack: Stack, **env: str) -> Iterator[httpx.Client]:
+def start_api(stack: Stack, port: int | None = None, **env: str) -> Iterator[httpx.Client]:
     """`twofa api` as production runs it, in its own process, and a client for it."""
-    port, name = free_port(), f"api-{uuid.uuid4().hex[:6]}"
+    port, name = port or free_port(), f"api-{uuid.uuid4().hex[:6]}"
     stack.start(name, "api", "--port", str(port), env=env)
     http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
     try:

@@ -231,6 +231,11 @@ class Stack:
             "TWOFA_WEBHOOK_LEASE_SECONDS": "10",
             "TWOFA_ARGON2_PROFILE": "cheapest",  # argon2's cheapest profile: tests only
             "TWOFA_PUBLIC_URL": "https://twofa.example.test",
+            # The suite's servers sit behind "a proxy" on loopback (tests set X-Forwarded-For
+            # to give each test its own address), and TestClient speaks as Host `testserver`.
+            # The tests of the defaults start servers of their own without these.
+            "TWOFA_FORWARDED_ALLOW_IPS": "127.0.0.1",
+            "TWOFA_ALLOWED_HOSTS": "testserver",
             # Every process of the stack reads this offset: tests/conftest.py's `clock`.
             "TWOFA_TEST_CLOCK_FILE": str(self.home / "clock"),
         }

@@ -16,14 +16,14 @@ from fastapi.testclient import TestClient
 
 from tests.conftest import Clock, WorkspaceHandle
 from tests.stack import Stack, wait_until
-from tests.test_console_pages import enroll, sign_in, token_of
+from tests.test_console_pages import console_client, enroll, sign_in, token_of
 
 
 @pytest.fixture
 def browser(stack: Stack) -> Iterator[TestClient]:
     from services.asgi import create_app
 
-    with TestClient(create_app(), base_url="https://testserver", follow_redirects=False) as c:
+    with console_client(create_app()) as c:
         yield c
 
 
@@ -156,7 +156,7 @@ def test_a_bypass_code_is_shown_once_and_signs_the_teammate_in(
 def test_the_console_redirects_to_setup_only_once_2fa_is_enforced(
         browser: TestClient, make_workspace: object, clock: Clock) -> None:
     ws: WorkspaceHandle = make_workspace(teammates=1)  # type: ignore[operator]
-    admin = TestClient(browser.app, base_url="https://testserver", follow_redirects=False)
+    admin = console_client(browser.app)
     sign_in(admin, ws)
     enroll(admin)
     assert save_policy(admin, True, "24").status_code == 303
@@ -216,7 +216,7 @@ def test_a_new_phone_from_the_settings_page_and_after_a_bypass_code(
 
     # A bypass code from an admin leads straight to setting up a new phone, without a code.
     del used
-    admin = TestClient(browser.app, base_url="https://testserver", follow_redirects=False)
+    admin = console_client(browser.app)
     sign_in(admin, ws)
     enroll(admin)
     listing = admin.get("/admin/teammates").text
@@ -225,7 +225,7 @@ def test_a_new_phone_from_the_settings_page_and_after_a_bypass_code(
     shown = admin.post(action.group(1), data={"csrf_token": token_of(admin, "/admin/teammates")})
     code = re.search(r'id="bypass-code"[^>]*>([^<]+)<', shown.text)
     assert code
-    fresh = TestClient(browser.app, base_url="https://testserver", follow_redirects=False)
+    fresh = console_client(browser.app)
     step = fresh.post("/login", data={"csrf_token": token_of(fresh), "workspace": ws.slug,
                                       "email": member(ws, 1), "password": "member-password"})
     challenge = re.search(r'name="challenge" value="([^"]+)"', step.text)
@@ -272,7 +272,7 @@ def test_roles_and_removal_from_the_teammates_table(
 def test_a_new_teammate_joins_straight_into_setup_even_within_a_grace_period(
         browser: TestClient, stack: Stack, make_workspace: object) -> None:
     ws: WorkspaceHandle = make_workspace()  # type: ignore[operator]
-    admin = TestClient(browser.app, base_url="https://testserver", follow_redirects=False)
+    admin = console_client(browser.app)
     sign_in(admin, ws)
     enroll(admin)
     assert save_policy(admin, True, "72").status_code == 303

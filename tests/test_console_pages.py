@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pyotp
 import pytest
@@ -20,13 +21,25 @@ from tests.stack import Stack
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
+def console_client(app: Any) -> TestClient:
+    """A browser at https://testserver (an allowed host in the suite): a cookie jar of its
+    own, and the `Origin` every current browser sends with a form post."""
+    return TestClient(app, base_url="https://testserver", follow_redirects=False,
+                      headers={"Origin": "https://testserver"})
+
+
 @pytest.fixture
 def browser(stack: Stack) -> Iterator[TestClient]:
     """A cookie jar of its own, like a fresh browser."""
     from services.asgi import create_app
 
-    with TestClient(create_app(), base_url="https://testserver", follow_redirects=False) as c:
+    with console_client(create_app()) as c:
         yield c
+
+
+def session_cookie(client: TestClient) -> str | None:
+    """The session cookie (`__Host-` on https, as the session stack's public URL is)."""
+    return client.cookies.get("__Host-twofa_session")
 
 
 def token_of(client: TestClient, path: str = "/login") -> str:
@@ -61,7 +74,7 @@ def test_session_cookie_is_httponly_lax_and_secure_on_https(
     cookies = browser.post("/login", data={
         "csrf_token": token_of(browser), "workspace": workspace.slug,
         "email": workspace.admin_email, "password": ADMIN_PASSWORD}).headers.get_list("set-cookie")
-    session = next(c for c in cookies if c.startswith("twofa_session="))
+    session = next(c for c in cookies if c.startswith("__Host-twofa_session="))
     assert "HttpOnly" in session and "SameSite=lax" in session and "Secure" in session
     assert browser.get("/").status_code == 200
 
@@ -81,7 +94,7 @@ def test_a_form_without_the_csrf_token_is_refused(
 
 def test_sign_out_ends_the_session(browser: TestClient, workspace: WorkspaceHandle) -> None:
     sign_in(browser, workspace)
-    cookie = browser.cookies.get("twofa_session")
+    cookie = session_cookie(browser)
     r = browser.post("/logout", data={"csrf_token": token_of(browser, "/")})
     assert r.status_code == 303 and r.headers["location"].startswith("/login")
     assert browser.get("/").headers["location"].startswith("/login")
@@ -93,7 +106,7 @@ def test_sign_out_ends_the_session(browser: TestClient, workspace: WorkspaceHand
 def test_enrollment_level_redirects_before_a_members_403(
         browser: TestClient, make_workspace: object) -> None:
     ws: WorkspaceHandle = make_workspace(teammates=1)  # type: ignore[operator]
-    admin = TestClient(browser.app, base_url="https://testserver", follow_redirects=False)
+    admin = console_client(browser.app)
     sign_in(admin, ws)
     refused = admin.post("/admin/authentication", data={
         "csrf_token": token_of(admin, "/admin/authentication"), "require_two_factor": "on"})

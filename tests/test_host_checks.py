@@ -42,6 +42,13 @@ def host_app(twofa: TestClient, key: str, passwords: dict[str, str]) -> FastAPI:
     return module.create_app(twofa, key, passwords)  # type: ignore[no-any-return]
 
 
+def host_token(page: str) -> str:
+    """The CSRF token in the example host app's form."""
+    found = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert found, page
+    return found.group(1)
+
+
 def test_example_host_app_signs_a_teammate_in_end_to_end(stack: Stack, make_workspace: Any) -> None:
     steady()
     ws: WorkspaceHandle = make_workspace(teammates=1)
@@ -50,18 +57,24 @@ def test_example_host_app_signs_a_teammate_in_end_to_end(stack: Stack, make_work
     teammate_id = ws.client.get("/v1/me", headers=bearer(member_token)).json()["id"]
     secret = enroll(ws.client, member_token).secret
 
-    host = TestClient(host_app(ws.client, key["key"], {member(ws): "host-password"}))
-    assert host.post("/login", data={"email": member(ws), "password": "wrong"}).status_code == 401
-    r = host.post("/login", data={"email": member(ws), "password": "host-password"})
+    app = host_app(ws.client, key["key"], {member(ws): "host-password"})
+    host = TestClient(app)
+    assert host.post("/login", data={"email": member(ws), "password": "wrong",
+                                     "csrf_token": host_token(host.get("/").text)}).status_code == 401
+    r = host.post("/login", data={"email": member(ws), "password": "host-password",
+                                  "csrf_token": host_token(host.get("/").text)})
     assert r.status_code == 200, r.text
     challenge = re.search(r'name="challenge" value="([^"]+)"', r.text)
     assert challenge
-    r = host.post("/two-factor", data={"challenge": challenge.group(1), "code": code(secret)})
+    r = host.post("/two-factor", data={"challenge": challenge.group(1), "code": code(secret),
+                                       "csrf_token": host_token(r.text)})
     assert r.status_code == 200 and r.url.path == "/private", r.text
     assert f"Welcome, teammate {teammate_id} of {ws.slug} ({member(ws)})" in r.text
 
-    # The host's session is a twofa session: logging out there ends it here.
-    token = host.cookies["session"]
+    # The host's session holds a twofa session (server-side, never in the browser's cookie):
+    # ending it in twofa ends it there.
+    token, _ = app.state.sessions[host.cookies["session"]]
+    assert token != host.cookies["session"]
     assert ws.client.post("/v1/logout", headers=bearer(token)).status_code == 204
     assert host.get("/private").url.path == "/"
 

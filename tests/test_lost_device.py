@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 
 from tests.conftest import WorkspaceHandle
+from tests.trust import age_verification
 from tests.twofactor import bearer, code, enroll, steady
 
 
@@ -68,7 +69,7 @@ def test_a_bypass_code_signs_in_once_and_lets_the_phone_be_replaced(make_ws: Any
     assert mine.status_code in (403, 409)
 
 
-def test_replacing_the_authenticator_needs_a_current_code_and_keeps_the_old_until_confirmed(
+def test_replacing_the_authenticator_needs_a_verified_session_and_keeps_the_old_until_confirmed(
         make_ws: Any) -> None:
     steady(8)
     ws = make_ws(teammates=1)
@@ -78,8 +79,12 @@ def test_replacing_the_authenticator_needs_a_current_code_and_keeps_the_old_unti
     old = enroll(ws.client, token)
     other = ws.client.post("/v1/login/two-factor", json={
         "challenge": challenge(ws), "code": code(old.secret)}).json()["token"]
+    # Without a code, a session whose second factor was verified long ago is sent to verify
+    # it again (this replaced the earlier 422 `code_required`).
+    age_verification(token)
     missing = ws.client.post("/v1/me/two-factor/replace", headers=bearer(token), json={})
-    assert missing.status_code == 422 and missing.json()["error"]["code"] == "code_required"
+    assert missing.status_code == 403
+    assert missing.json()["error"]["code"] == "reauthentication_required"
     wrong = ws.client.post("/v1/me/two-factor/replace", headers=bearer(token),
                            json={"code": "nope-nope-nope-nope"})
     assert wrong.status_code == 401

@@ -3,8 +3,8 @@ in its own process: API keys never yield admin powers, introspection stays in it
 sessions end when 2FA changes, bounded bodies and hashing, single-use join links, an exact
 per-IP limit, strict input, and the operator's way back in.
 
-Client addresses are set with X-Forwarded-For (uvicorn trusts it from 127.0.0.1), so each test
-has its own sign-in bucket.
+Client addresses are set with X-Forwarded-For (the suite's servers trust it from 127.0.0.1,
+TWOFA_FORWARDED_ALLOW_IPS), so each test has its own sign-in bucket.
 """
 
 from __future__ import annotations
@@ -171,7 +171,10 @@ def test_example_host_app_lets_in_only_whom_it_signed_in(make_ws: Any) -> None:
     assert "Welcome" not in host.get("/private").text
     # Whom the host signs in itself gets in.
     host.cookies.clear()
-    r = host.post("/login", data={"email": member(demo), "password": "host-password"})
+    form = re.search(r'name="csrf_token" value="([^"]+)"', host.get("/").text)
+    assert form
+    r = host.post("/login", data={"email": member(demo), "password": "host-password",
+                                  "csrf_token": form.group(1)})
     assert r.status_code == 200 and f"({member(demo)})" in r.text
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from celery import Celery
 
-from services.config import Settings, get_settings
+from services.config import Settings, get_settings, private_folder
 from services.topics import Topic
 from workers import broker_fs
 
@@ -28,6 +28,7 @@ WEBHOOK_TOPICS = (Topic.DELIVER_WEBHOOKS, Topic.SWEEP_WEBHOOKS, Topic.SEND_WEBHO
 def broker_options(settings: Settings) -> dict[str, Any]:
     if settings.is_embedded_broker:
         folder = settings.broker_folder
+        private_folder(settings.home_dir)  # whichever process makes TWOFA_HOME, it is 0700
         for sub in ("queue", "processed", "control"):
             (folder / sub).mkdir(parents=True, exist_ok=True)
         # The filesystem transport polls; 1 s (its default) drains ~5 tasks/s.

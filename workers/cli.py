@@ -19,7 +19,7 @@ from rich.table import Table
 from services import migrate
 from services.accounts import teammates as teammate_service
 from services.accounts import teammates_export, workspaces
-from services.config import ConfigurationError, Settings, get_settings
+from services.config import ConfigurationError, Settings, get_settings, private_folder
 from services.db import unit_of_work
 from services.enrollment.state import STATES
 from services.errors import TwofaError
@@ -321,9 +321,14 @@ def api(
     from workers import logs, structured_logs
 
     _settings_checked()
-    log_config = structured_logs.uvicorn_config(get_settings().log_format) or logs.uvicorn_log_config()
+    settings = get_settings()
+    log_config = structured_logs.uvicorn_config(settings.log_format) or logs.uvicorn_log_config()
+    # X-Forwarded-For only from the proxies named in TWOFA_FORWARDED_ALLOW_IPS: uvicorn's own
+    # default would believe it from 127.0.0.1, i.e. from anyone on the machine.
+    proxies = settings.forwarded_allow_ips
     uvicorn.run("services.asgi:app", host=host, port=port, loop="uvloop", http="httptools",
-                log_level="info", access_log=access_log, log_config=log_config)
+                log_level="info", access_log=access_log, log_config=log_config,
+                proxy_headers=bool(proxies), forwarded_allow_ips=",".join(proxies) or None)
 
 
 class WorkerQueues(enum.StrEnum):
@@ -397,7 +402,7 @@ def up(
         cli_guards.free_port("127.0.0.1", settings.mailcatcher_port, "the mail catcher",
                              "TWOFA_MAILCATCHER_PORT")
     home = settings.home_dir
-    home.mkdir(mode=0o700, parents=True, exist_ok=True)  # keys, database: owner only
+    private_folder(home)  # keys, database, caught mail: owner only, even if it existed
     settings.keys()  # generate the embedded key once, before the children race for it
     migrate.upgrade()
     if demo:

@@ -9,17 +9,19 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 
+from services.config import private_folder, write_private
+
 
 class SaveToFolder:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        folder.mkdir(parents=True, exist_ok=True)
+        private_folder(folder)  # join links: owner only
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
         name = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}.eml"
         # Not *.eml until complete: readers glob "*.eml" (pathlib's glob matches dot-files).
         tmp = self.folder / f".{name}.part"
-        tmp.write_bytes(envelope.original_content or envelope.content)
+        write_private(tmp, envelope.original_content or envelope.content)
         tmp.rename(self.folder / name)  # readers never see half a message
         return "250 Message accepted for delivery"
 

@@ -72,8 +72,8 @@ def send_join_email(self: Task, teammate_id: int) -> None:
 @shared_task(name=Topic.SEND_NOTIFICATION_EMAIL, bind=True)
 def send_notification_email(self: Task, event_seq: int) -> None:
     with unit_of_work() as session:
-        built = notifications.event_email(session, event_seq)
-    send_emails_once(self, [built] if built else [])
+        built = notifications.event_emails(session, event_seq)
+    send_emails_once(self, built)
 
 
 def send_emails_once(task: Task, emails: Sequence[tuple[str, OutgoingEmail]]) -> None:

@@ -11,30 +11,61 @@ accept this page's origin: start twofa with `TWOFA_WEBAUTHN_ORIGINS=http://local
 (the relying party ID, `localhost` here, must cover it).
 
 Its users are a dict here; yours live in your database or behind your SSO. Its sessions are
-a dict too (token → the email this app signed in): on every request it asks twofa about the
-token *with its API key* and lets it in only if twofa names the same person. A twofa token
-on its own proves only that someone has a twofa session, not that this app signed them in.
+a dict too (its own random session id → the twofa token and the email this app signed in):
+the browser holds only that id, never the twofa token. On every request it asks twofa about
+the token *with its API key* and lets it in only if twofa names the same person. A twofa
+token on its own proves only that someone has a twofa session, not that this app signed
+them in.
+
+Its forms carry a CSRF token bound to a random per-browser cookie (an HMAC under a secret
+of the app), so another site cannot post them in a visitor's name.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 import os
+import secrets
 from html import escape
 from typing import Annotated
 from urllib.parse import parse_qsl
 
 import httpx
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 
+BROWSER_COOKIE = "host_browser"
+FORM_KEY = secrets.token_bytes(32)  # a real app keeps its secret in its configuration
+
+
+def csrf_token(browser: str) -> str:
+    return hmac.new(FORM_KEY, browser.encode(), hashlib.sha256).hexdigest()
+
+
 async def form(request: Request) -> dict[str, str]:
-    return dict(parse_qsl((await request.body()).decode()))
+    """The posted form, only with the token of this browser's cookie (else 403)."""
+    data = dict(parse_qsl((await request.body()).decode()))
+    browser = request.cookies.get(BROWSER_COOKIE, "")
+    if not browser or not hmac.compare_digest(data.get("csrf_token", ""), csrf_token(browser)):
+        raise HTTPException(403, "This form did not come from this site.")
+    data["csrf_token"] = csrf_token(browser)
+    return data
 
 
 Form = Annotated[dict[str, str], Depends(form)]
+
+
+def with_token(request: Request, html: str, status: int = 200) -> HTMLResponse:
+    """A page whose forms carry this browser's CSRF token (the cookie made here if new)."""
+    browser = request.cookies.get(BROWSER_COOKIE) or secrets.token_urlsafe(32)
+    field = f'<input type="hidden" name="csrf_token" value="{csrf_token(browser)}">'
+    response = page(html.replace("</form>", f"{field}</form>"), status)
+    if request.cookies.get(BROWSER_COOKIE) != browser:
+        response.set_cookie(BROWSER_COOKIE, browser, httponly=True, samesite="lax")
+    return response
 
 
 def page(body: str, status: int = 200) -> HTMLResponse:
@@ -82,23 +113,26 @@ def create_app(twofa: httpx.Client, api_key: str, passwords: dict[str, str]) -> 
     """`twofa` is an HTTP client whose base URL is the twofa API."""
     app = FastAPI()
     key = {"Authorization": f"Bearer {api_key}"}
-    # Who this app signed in, per twofa token (a real app keeps this in its session store).
-    signed_in_as: dict[str, str] = {}
+    # This app's sessions: its own random id (the cookie) → the twofa token and whom this app
+    # signed in (a real app keeps this in its session store).
+    signed_in_as: dict[str, tuple[str, str]] = {}
+    app.state.sessions = signed_in_as
     challenged: dict[str, str] = {}  # challenge → the email whose first factor we checked
 
     def signed_in(token: str, email: str) -> RedirectResponse:
-        signed_in_as[token] = email
+        session_id = secrets.token_urlsafe(32)
+        signed_in_as[session_id] = (token, email)
         response = RedirectResponse("/private", status_code=303)
-        response.set_cookie("session", token, httponly=True, samesite="lax")
+        response.set_cookie("session", session_id, httponly=True, samesite="lax")
         return response
 
     @app.get("/")
-    def login_form() -> HTMLResponse:
-        return page('<form method="post" action="/login"><input name="email">'
-                    '<input name="password" type="password"><button>Sign in</button></form>')
+    def login_form(request: Request) -> HTMLResponse:
+        return with_token(request, '<form method="post" action="/login"><input name="email">'
+                          '<input name="password" type="password"><button>Sign in</button></form>')
 
     @app.post("/login")
-    def login(data: Form) -> Response:
+    def login(request: Request, data: Form) -> Response:
         email, password = data.get("email", ""), data.get("password", "")
         # 1. The host's own first factor.
         if not hmac.compare_digest(passwords.get(email, "\0"), password):
@@ -116,10 +150,10 @@ def create_app(twofa: httpx.Client, api_key: str, passwords: dict[str, str]) -> 
         challenged[answer["challenge"]] = email
         # `methods` says what the teammate has; with a key, `webauthn` holds the options.
         keys = key_step(answer["challenge"], answer["webauthn"]) if "webauthn" in answer else ""
-        return page('<form method="post" action="/two-factor">'
-                    f'<input type="hidden" name="challenge" value="{escape(answer["challenge"])}">'
-                    '<input name="code" autocomplete="one-time-code"><button>Verify</button></form>'
-                    + keys)
+        return with_token(request, '<form method="post" action="/two-factor">'
+                          f'<input type="hidden" name="challenge" value="{escape(answer["challenge"])}">'
+                          '<input name="code" autocomplete="one-time-code"><button>Verify</button></form>'
+                          + keys)
 
     @app.post("/two-factor")
     def two_factor(data: Form) -> Response:
@@ -143,14 +177,14 @@ def create_app(twofa: httpx.Client, api_key: str, passwords: dict[str, str]) -> 
     def private(request: Request) -> Response:
         # 4. On every request: may this session in? Asked with our API key, so a token of
         # another workspace is simply not active; and it must be the person we signed in.
-        token = request.cookies.get("session", "")
-        ours = signed_in_as.get(token)
-        if ours is None:
+        session_id = request.cookies.get("session", "")
+        if session_id not in signed_in_as:
             return RedirectResponse("/", status_code=303)
+        token, ours = signed_in_as[session_id]
         seen = twofa.post("/v1/sessions/introspect", headers=key, json={"token": token}).json()
         if (not seen.get("active") or seen.get("level") != "full"
                 or str(seen.get("email", "")).lower() != ours.lower()):
-            signed_in_as.pop(token, None)
+            signed_in_as.pop(session_id, None)
             return RedirectResponse("/", status_code=303)
         return page(f"<p>Welcome, teammate {seen['teammate_id']} of {escape(seen['workspace'])} "
                     f"({escape(seen['email'])}).</p>")

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import ColumnElement, and_, bindparam, func, select
 
-from services import db_read
+from services import db_read, enforcement
 from services.accounts.sessions import Level, Standing
 from services.crypto import hash_token
 from services.errors import Unauthenticated
@@ -70,7 +70,7 @@ async def me(token: str) -> Me:
      methods_enforce_at, allowed, factor) = row
     enforce_at, exempt, app, keys = utc(enforce_at), utc(exempt), utc(app), utc(keys)
     standing = Standing(bool(required), enforce_at, utc(methods_enforce_at), allowed, exempt,
-                        app is not None, keys is not None, factor)
+                        app is not None, keys is not None, factor, enforcement.is_admin(role))
     enrolled = min((t for t in (app, keys) if t is not None), default=None)
     methods = tuple(m for m, on in (("totp", app), ("webauthn", keys)) if on is not None)
     return Me(tid, email, name, role, enrolled, origin, wid, slug, bool(required),

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal, cast
 
-from sqlalchemy import ColumnElement, and_, select, update
+from sqlalchemy import ColumnElement, and_, inspect, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -53,7 +53,8 @@ class SignIn:
 def is_enforced_for(teammate: Teammate, workspace: Workspace) -> bool:
     deadline = enforcement.relevant_deadline(workspace.enforce_at, workspace.methods_enforce_at,
                                              workspace.allowed_methods, teammate.two_factor_enabled)
-    return enforcement.is_enforced(workspace.require_two_factor, deadline, teammate.exempt_until)
+    return enforcement.is_enforced(workspace.require_two_factor, deadline, teammate.exempt_until,
+                                   admin=enforcement.is_admin(teammate.role))
 
 
 def level_of(teammate: Teammate, workspace: Workspace, factor: str | None = None) -> Level:
@@ -80,13 +81,14 @@ class Standing:
     has_app: bool
     has_key: bool
     factor: str | None
+    admin: bool = False  # held at once, whatever the deadline or exemption
 
     @property
     def enforced(self) -> bool:
         has_any = self.has_app or self.has_key
         deadline = enforcement.relevant_deadline(self.enforce_at, self.methods_enforce_at,
                                                  self.allowed_methods, has_any)
-        return enforcement.is_enforced(self.required, deadline, self.exempt_until)
+        return enforcement.is_enforced(self.required, deadline, self.exempt_until, admin=self.admin)
 
     @property
     def level(self) -> Level:
@@ -96,44 +98,63 @@ class Standing:
 
 
 def after_first_factor(session: Session, teammate: Teammate, workspace: Workspace,
-                       origin: Origin) -> SignIn:
+                       origin: Origin, api_key_id: int | None = None) -> SignIn:
     """The step after a password (or a host application's own first factor) checked out.
 
-    `origin` follows the challenge into the session it becomes: a sign-in that began with a
-    host application's API key stays a host session, whatever factors follow.
+    `origin` (and the host's `api_key_id`) follow the challenge into the session it becomes:
+    a sign-in that began with a host application's API key stays a host session, whatever
+    factors follow, and ends when that key is revoked.
     """
     if teammate.two_factor_enabled:
         return SignIn("two_factor_required",
-                      challenge=_open(session, teammate, "challenge", origin))
-    token = _open(session, teammate, "session", origin)
+                      challenge=_open(session, teammate, "challenge", origin,
+                                      api_key_id=api_key_id))
+    token = _open(session, teammate, "session", origin, api_key_id=api_key_id)
     if is_enforced_for(teammate, workspace):
         return SignIn("enrollment_required", token=token)
     return SignIn("authenticated", token=token)
 
 
 def open_session(session: Session, teammate: Teammate, origin: Origin = "password",
-                 factor: str | None = None, credential_id: int | None = None) -> str:
+                 factor: str | None = None, api_key_id: int | None = None,
+                 credential_id: int | None = None) -> str:
     """A new session; `factor` is the second factor that opened it, if any, and
-    `credential_id` the security key (removing that key ends the session)."""
-    return _open(session, teammate, "session", origin, factor, credential_id)
+    `credential_id` the security key (removing that key ends the session). It counts as
+    verified from now, unless it was a bypass code (services/verification/recent.py)."""
+    return _open(session, teammate, "session", origin, factor, api_key_id, credential_id)
 
 
 def _open(session: Session, teammate: Teammate, kind: str, origin: Origin,
-          factor: str | None = None, credential_id: int | None = None) -> str:
+          factor: str | None = None, api_key_id: int | None = None,
+          credential_id: int | None = None) -> str:
     settings = get_settings()
     ttl = settings.challenge_ttl_seconds if kind == "challenge" else settings.session_ttl_seconds
     token = new_token()
+    now = utcnow()
     session.add(
         AuthSession(
             kind=kind,
             origin=origin,
             factor=factor,
+            verified_at=now if factor is not None and factor != "bypass" else None,
+            api_key_id=api_key_id,
             credential_id=credential_id,
             token_hash=hash_token(token),
             teammate_id=teammate.id,
-            expires_at=utcnow() + timedelta(seconds=ttl),
+            expires_at=now + timedelta(seconds=ttl),
         )
     )
+    return token
+
+
+def renew(session: Session, auth: AuthSession) -> str:
+    """The same session under a new token (when its level rises): a copy of every column but
+    the token, and the old row ends."""
+    token = new_token()
+    kept = {attr.key: getattr(auth, attr.key) for attr in inspect(AuthSession).column_attrs
+            if attr.key not in ("id", "token_hash", "ended_at")}
+    session.add(AuthSession(**kept, token_hash=hash_token(token)))
+    end(session, auth)
     return token
 
 
@@ -181,6 +202,14 @@ def end(session: Session, auth: AuthSession) -> bool:
         return False
     set_committed_value(auth, "ended_at", now)
     return True
+
+
+def end_opened_by_key(session: Session, api_key_id: int) -> None:
+    """End every live session and challenge a host application opened with this API key."""
+    session.execute(update(AuthSession)
+                    .where(AuthSession.api_key_id == api_key_id, AuthSession.ended_at.is_(None))
+                    .values(ended_at=utcnow())
+                    .execution_options(synchronize_session=False))
 
 
 def end_all(session: Session, teammate_id: int, keep: AuthSession | None = None) -> None:

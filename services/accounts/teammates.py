@@ -16,7 +16,7 @@ from services.accounts.email_address import matches, normalize_email
 from services.accounts.passwords import hash_password
 from services.config import get_settings
 from services.crypto import derived_token, hash_token
-from services.enrollment import fanout, state
+from services.enrollment import exemptions, fanout, state
 from services.errors import Conflict, InvalidCredentials, InvalidInput, NotFound
 from services.events import recorder
 from services.events.catalog import EventType
@@ -56,7 +56,9 @@ def view(session: Session, workspace: Workspace, teammate: Teammate) -> Teammate
 
 def change_role(session: Session, workspace: Workspace, teammate: Teammate, role: str,
                 actor: Teammate) -> None:
-    """Make a teammate an admin or a member; the last admin stays one (409 `last_admin`)."""
+    """Make a teammate an admin or a member; the last admin stays one (409 `last_admin`).
+
+    A new admin is held to 2FA at once, so an exemption they had ends (`by: promotion`)."""
     if role not in ROLES:
         raise InvalidInput("role is 'admin' or 'member'.", "invalid_role")
     if teammate.role == role:
@@ -67,6 +69,9 @@ def change_role(session: Session, workspace: Workspace, teammate: Teammate, role
     recorder.record(session, workspace.id, EventType.TEAMMATE_ROLE_CHANGED,
                     {"teammate_id": teammate.id, "actor_id": actor.id, "role": role},
                     teammate_id=teammate.id)
+    if role == "admin" and teammate.exempt_until is not None:
+        session.flush()
+        exemptions.end(session, workspace, teammate, actor, promoted=True)
 
 
 def remove(session: Session, workspace: Workspace, teammate: Teammate, actor: Teammate) -> None:
@@ -97,12 +102,15 @@ def remove(session: Session, workspace: Workspace, teammate: Teammate, actor: Te
 
 
 def _keep_an_admin(session: Session, workspace: Workspace, leaving: Teammate, verb: str) -> None:
+    """Another admin who can act must remain: while 2FA is required, only admins who have it
+    count (one without it may only enroll)."""
     # The workspace row lock serialises concurrent demotions and removals: of two admins
     # demoting each other at once, one is refused.
     session.get(Workspace, workspace.id, with_for_update=True)
+    compliant = [Teammate.totp_enabled_at.is_not(None)] if workspace.require_two_factor else []
     others = session.scalar(select(func.count()).select_from(Teammate).where(
         Teammate.workspace_id == workspace.id, Teammate.role == "admin",
-        Teammate.status == "active", Teammate.id != leaving.id))
+        Teammate.status == "active", Teammate.id != leaving.id, *compliant))
     if not others:
         raise Conflict(f"Cannot {verb} the last admin: make another teammate an admin first.",
                        "last_admin")

@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from services import db_read
 from services.api import docs, errors, observability
 from services.api.body_limit import BodyLimit
+from services.api.no_store import NoStore
 from services.api.request_context import RequestContext
 from services.api.routes import (
     admin,
@@ -52,6 +53,7 @@ def create_app() -> FastAPI:
     # Every body here is a small JSON object: anything bigger is refused unread.
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
     app.add_middleware(RequestContext)  # events a request records carry its ip and user agent
+    app.add_middleware(NoStore)  # nothing with a token, secret or teammates' data is cached
     errors.install(app)
     observability.install(app)  # /metrics, /readyz, request series, 503 when the database is down
     docs.install(app)

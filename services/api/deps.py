@@ -113,11 +113,11 @@ def admin_workspace(caller: AnySession, slug: Annotated[str, Path()]) -> Workspa
 AdminWorkspace = Annotated[Workspace, Depends(admin_workspace)]
 
 
-def key_workspace(session: DB, request: Request, _: BearerDeclared) -> Workspace:
-    """The workspace of the API key in `Authorization: Bearer twofa_sk_…`."""
-    workspace = api_keys.authenticate(session, bearer_token(request, "invalid_api_key", "twofa_sk_…"))
-    jsonlog.bind(workspace_id=workspace.id)  # log lines
-    return workspace
+def key_holder(session: DB, request: Request, _: BearerDeclared) -> api_keys.KeyHolder:
+    """The API key in `Authorization: Bearer twofa_sk_…`, with its workspace."""
+    holder = api_keys.authenticate(session, bearer_token(request, "invalid_api_key", "twofa_sk_…"))
+    jsonlog.bind(workspace_id=holder.workspace.id)  # log lines
+    return holder
 
 
-KeyWorkspace = Annotated[Workspace, Depends(key_workspace)]
+KeyHolder = Annotated[api_keys.KeyHolder, Depends(key_holder)]

@@ -7,6 +7,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
 from sqlalchemy.exc import DataError, IntegrityError
 from starlette.exceptions import HTTPException
 
@@ -57,13 +58,34 @@ def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(error_body("invalid_request", "; ".join(problems)), status_code=422)
 
 
-def _http_error(_: Request, exc: Exception) -> JSONResponse:
+NOT_JSON = "The body is not JSON in UTF-8."
+
+
+def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
+    if exc.status_code == 400:
+        # FastAPI's only 400: a body it could not even decode (not UTF-8). Bad input is 422
+        # `invalid_request` everywhere else, so here too.
+        return JSONResponse(error_body("invalid_request", NOT_JSON), status_code=422)
     code, message = HTTP_ERRORS.get(exc.status_code, ("http_error", str(exc.detail)))
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = ", ".join(allowed_methods(request))
     return JSONResponse(
         error_body(code, message or str(exc.detail)), status_code=exc.status_code,
-        headers=exc.headers
+        headers=headers
     )
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route of this path serves (Starlette names only the first route's)."""
+    methods: set[str] = set()
+    path = request.scope["path"]
+    for route in iter_route_contexts(request.app.router.routes):
+        pattern = getattr(route, "path_regex", None)
+        if pattern is not None and route.methods and pattern.match(path):
+            methods |= set(route.methods)
+    return sorted(methods)
 
 
 def _integrity_error(_: Request, exc: Exception) -> JSONResponse:

@@ -21,11 +21,13 @@ ERROR_SCHEMA: dict[str, Any] = {
 }
 MEANING = {
     401: "No valid session or API key (`unauthenticated`, `invalid_api_key`, …).",
-    403: "The caller may not do this (`forbidden`, `enrollment_required`, …).",
+    403: "The caller may not do this (`forbidden`, `enrollment_required`, "
+         "`reauthentication_required`, …).",
     404: "Not found, or not the caller's to see.",
     409: "Conflicts with the current state.",
     413: "The body is over 64 KiB (`payload_too_large`).",
-    422: "Invalid input (`invalid_request` and more specific codes).",
+    422: "Invalid input (`invalid_request` and more specific codes), also for a body that is "
+         "not JSON in UTF-8.",
     429: "Too many attempts (`rate_limited`); see Retry-After.",
     503: "Overloaded or the database is unreachable (`unavailable`); see Retry-After.",
 }
@@ -33,6 +35,8 @@ RETRY_AFTER = {"Retry-After": {"schema": {"type": "integer"}, "description": "Se
 # Operations anyone may call: every other /v1 operation needs a session or an API key.
 PUBLIC = {("post", "/v1/login"), ("post", "/v1/invitations/accept"), ("post", "/v1/login/two-factor")}
 CHANGES = {"post", "put", "patch", "delete"}
+# Operations besides POSTs that check a code, and so share its failure throttle (429).
+CODE_CHECKS = {("delete", "/v1/me/two-factor")}
 
 
 def document(openapi: dict[str, Any]) -> None:
@@ -61,7 +65,7 @@ def statuses(method: str, path: str, operation: dict[str, Any]) -> set[int]:
         found |= {403, 404}
     if method in CHANGES:
         found |= {409, 422}
-    if method == "post":
+    if method == "post" or (method, path) in CODE_CHECKS:
         found.add(429)
     return found
 

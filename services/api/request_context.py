@@ -18,6 +18,7 @@ class RequestContext:
             await self.app(scope, receive, send)
             return
         client = scope.get("client")
-        ip = client[0] if client else "unknown"  # after uvicorn's trusted X-Forwarded-For
+        # uvicorn replaced it with X-Forwarded-For only if TWOFA_FORWARDED_ALLOW_IPS names the peer
+        ip = client[0] if client else "unknown"
         with caused_by(ip, Headers(scope=scope).get("user-agent", "")):
             await self.app(scope, receive, send)

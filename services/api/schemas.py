@@ -122,8 +122,14 @@ class CodeIn(Body):
     code: Code
 
 
-class ReplaceIn(Body):
-    code: Code | None = None  # may be left out by a session opened with a bypass code
+class MaybeCodeIn(Body):
+    """A sensitive change's optional code: checked when sent; without it the session must
+    have verified a second factor recently (else 403 `reauthentication_required`)."""
+
+    code: Code | None = None
+
+
+ReplaceIn = MaybeCodeIn
 
 
 class PolicyIn(Body):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from services.console import (
@@ -16,7 +16,9 @@ from services.console import (
     auth_pages,
     authentication_pages,
     dev_mail,
+    hosts,
     keys_pages,
+    reauth_pages,
     records_pages,
     settings_pages,
     teammates_pages,
@@ -31,7 +33,7 @@ def install(app: FastAPI) -> None:
     web.install_handlers(app)
     app.mount("/static", StaticFiles(directory=STATIC), name="console-static")
     # /dev/mail decides per request whether it exists (dev_mail.local_only): importing the
-    # app reads no settings.
+    # app reads no settings. Every page first checks the Host it was asked for.
     for module in (auth_pages, keys_pages, settings_pages, authentication_pages, teammates_pages,
-                   audit_pages, records_pages, dev_mail):
-        app.include_router(module.router)
+                   audit_pages, records_pages, reauth_pages, dev_mail):
+        app.include_router(module.router, dependencies=[Depends(hosts.check_host)])

@@ -43,7 +43,7 @@ def enroll_page(request: Request, workspace: str = "") -> Response:
 
 
 @router.post("/login")
-def login_submit(request: Request, form: web.Form, session: DB,
+def login_submit(request: Request, form: web.PreSessionForm, session: DB,
                  ip: Annotated[str, Depends(client_ip)]) -> Response:
     after = web.safe_next(form.get("next"))
     with web.form_errors(session) as problem:
@@ -57,7 +57,7 @@ def login_submit(request: Request, form: web.Form, session: DB,
 
 
 @router.post("/login/code")
-def code_submit(request: Request, form: web.Form, session: DB) -> Response:
+def code_submit(request: Request, form: web.PreSessionForm, session: DB) -> Response:
     after = web.safe_next(form.get("next"))
     with web.form_errors(session) as problem:
         body = TwoFactorIn.model_validate(form)
@@ -74,7 +74,7 @@ def join_page(request: Request, token: Annotated[str, Query(max_length=200)] = "
 
 
 @router.post("/join")
-def join_submit(request: Request, form: web.Form, session: DB) -> Response:
+def join_submit(request: Request, form: web.PreSessionForm, session: DB) -> Response:
     with web.form_errors(session) as problem:
         body = AcceptIn.model_validate(form)
         signed = teammates.accept(session, body.token, body.password, body.name)
@@ -89,12 +89,13 @@ def join_submit(request: Request, form: web.Form, session: DB) -> Response:
 
 @router.post("/logout")
 def logout(request: Request, form: web.Form, session: DB) -> Response:
-    token = request.cookies.get(web.SESSION_COOKIE)
+    token = web.session_token(request)
     if token:
         with suppress(Unauthenticated):  # ended already: signing out again is fine
             sessions.end(session, sessions.authenticate(session, token).auth)
     response = web.redirect("/login?signed_out=1")
-    response.delete_cookie(web.SESSION_COOKIE, path="/")
+    web.delete_cookie(response, web.SESSION_COOKIE)
+    web.delete_cookie(response, web.PRESESSION_COOKIE)  # the sign-in form gets a new token
     return response
 
 
@@ -122,4 +123,6 @@ def code_step(request: Request, session: Session, challenge: str, after: str,
 def signed_in(token: str, after: str) -> Response:
     response = web.redirect(after)
     web.set_cookie(response, web.SESSION_COOKIE, token)
+    # Forms now carry the session's token; the pre-session one is done with.
+    web.delete_cookie(response, web.PRESESSION_COOKIE)
     return response

@@ -13,6 +13,7 @@ from services.api.deps import DB
 from services.api.routes.admin import PolicyOut
 from services.api.schemas import PolicyIn
 from services.console import web
+from services.console.recent_factor import recently_verified, turns_requirement_off
 from services.enrollment import reminders
 from services.errors import InvalidInput
 from services.policy import service as policy
@@ -39,7 +40,8 @@ def authentication_page(request: Request, caller: web.AdminCaller, session: DB,
     return _authentication(request, caller, session, notice=SAVED.get(saved))
 
 
-@router.post("/authentication")
+@router.post("/authentication", dependencies=[
+    recently_verified("/admin/authentication", when=turns_requirement_off)])
 def authentication_save(request: Request, form: web.Form, caller: web.AdminCaller,
                         session: DB) -> Response:
     workspace = caller.workspace

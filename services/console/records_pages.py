@@ -13,6 +13,7 @@ from services.api.routes.webhooks import DeliveryOut, WebhookOut
 from services.api.schemas import WebhookIn
 from services.api.types import Id
 from services.console import delivery_words, web
+from services.console.recent_factor import recently_verified
 from services.events.catalog import EventType
 from services.host_checks import api_keys
 from services.timestamps import rfc3339
@@ -30,7 +31,7 @@ def webhooks_page(request: Request, caller: web.AdminCaller, session: DB) -> Res
     return _webhooks(request, caller, session)
 
 
-@router.post("/webhooks")
+@router.post("/webhooks", dependencies=[recently_verified("/admin/webhooks")])
 def webhook_add(request: Request, form: web.Form, caller: web.AdminCaller, session: DB) -> Response:
     types = ["*"] if form.get("all_types") == "on" else [t for t in EVENT_TYPES if form.get(t)]
     if not types:
@@ -105,7 +106,7 @@ def api_keys_page(request: Request, caller: web.AdminCaller, session: DB) -> Res
     return _api_keys(request, caller, session)
 
 
-@router.post("/api-keys")
+@router.post("/api-keys", dependencies=[recently_verified("/admin/api-keys")])
 def api_key_create(request: Request, form: web.Form, caller: web.AdminCaller,
                    session: DB) -> Response:
     with web.form_errors(session) as problem:

@@ -8,8 +8,9 @@ from fastapi import APIRouter, Request, Response
 
 from services.accounts import sessions
 from services.api.deps import DB
-from services.api.schemas import CodeIn, ReplaceIn
+from services.api.schemas import CodeIn, MaybeCodeIn
 from services.console import web
+from services.console.recent_factor import recently_verified
 from services.verification import qr, recovery
 from services.verification import service as verification
 from services.verification import webauthn as keys
@@ -31,7 +32,7 @@ def two_factor_page(request: Request, caller: web.AnyCaller, session: DB,
 @router.get("/qr.png")
 def qr_code(caller: web.AnyCaller) -> Response:
     """The QR code of the setup in progress, for this browser's session only."""
-    uri = verification.pending_uri(caller.teammate, caller.workspace)
+    uri = verification.pending_uri(caller.teammate, caller.workspace, caller.auth)
     return Response(qr.png(uri), media_type="image/png", headers=web.HEADERS)
 
 
@@ -44,39 +45,51 @@ def confirm(request: Request, form: web.Form, caller: web.AnyCaller, session: DB
                                      current=caller.auth)
         if not codes:  # an app beside keys: the recovery codes stay as they were
             return web.redirect("/settings/two-factor?app_added=1")
+        # Its level rose: it goes on under a new token, and the old one ends, so a token
+        # seen before the second factor (a shared computer, a log) is worth nothing after.
+        web.use_renewed_session(request, sessions.renew(session, caller.auth))
         return codes_page(request, caller, codes, first=first)
     return page(request, caller, session, error=problem.message)
 
 
-@router.post("/replace")
+BACK = "/settings/two-factor"
+
+
+@router.post("/replace", dependencies=[recently_verified(BACK, "new_method", takes_code=True)])
 def replace(request: Request, form: web.Form, caller: web.AnyCaller, session: DB) -> Response:
     """A new phone: a code of the current app (or a recovery code) starts a new pending
     secret; the old app keeps working until the new one's code confirms it."""
     with web.form_errors(session) as problem:
         code = form.get("code", "").strip() or None
-        body = ReplaceIn.model_validate({"code": code} if code else {})
+        body = MaybeCodeIn.model_validate({"code": code} if code else {})
         verification.replace(session, caller.teammate, caller.workspace, body.code,
                              current=caller.auth)
         return web.redirect("/settings/two-factor#new-phone")
     return page(request, caller, session, error=problem.message, failed="replace")
 
 
-@router.post("/recovery-codes")
+@router.post("/recovery-codes", dependencies=[recently_verified(BACK, takes_code=True)])
 def regenerate(request: Request, form: web.Form, caller: web.AnyCaller, session: DB) -> Response:
     with web.form_errors(session) as problem:
         codes = verification.regenerate_recovery_codes(
-            session, caller.teammate, CodeIn.model_validate(form).code)
+            session, caller.teammate, _code(form), current=caller.auth)
         return codes_page(request, caller, codes, first=False)
     return page(request, caller, session, error=problem.message, failed="regenerate")
 
 
-@router.post("/disable")
+@router.post("/disable", dependencies=[recently_verified(BACK, takes_code=True)])
 def disable(request: Request, form: web.Form, caller: web.AnyCaller, session: DB) -> Response:
     with web.form_errors(session) as problem:
-        verification.disable_own(session, caller.teammate, caller.workspace,
-                                 CodeIn.model_validate(form).code, current=caller.auth)
+        verification.disable_own(session, caller.teammate, caller.workspace, _code(form),
+                                 current=caller.auth)
         return web.redirect("/settings/two-factor?turned_off=1")
     return page(request, caller, session, error=problem.message, failed="disable")
+
+
+def _code(form: dict[str, str]) -> str | None:
+    """The form's code, if one was typed (a recently verified session may leave it out)."""
+    code = form.get("code", "").strip()
+    return MaybeCodeIn.model_validate({"code": code} if code else {}).code
 
 
 def page(request: Request, caller: sessions.Authenticated, session: DB,
@@ -94,8 +107,8 @@ def page(request: Request, caller: sessions.Authenticated, session: DB,
         context["bypassed"] = verification.opened_with_fresh_bypass(caller.auth)
         if teammate.totp_enabled_at is None:  # keys only: an app may be added beside them
             context["secret"] = _pending_secret(session, caller)
-        elif teammate.totp_pending_secret_enc is not None:  # a new phone being set up
-            uri = verification.pending_uri(teammate, workspace)
+        elif verification.has_pending(teammate, caller.auth):  # this session's new phone
+            uri = verification.pending_uri(teammate, workspace, caller.auth)
             context["new_secret"] = parse_qs(urlsplit(uri).query)["secret"][0]
     else:
         context["secret"] = _pending_secret(session, caller)
@@ -106,9 +119,9 @@ def page(request: Request, caller: sessions.Authenticated, session: DB,
 def _pending_secret(session: DB, caller: sessions.Authenticated) -> str:
     """The setup in progress, started on first visit and kept across reloads, so the QR code
     a phone already scanned stays the one that counts."""
-    if caller.teammate.totp_pending_secret_enc is None:
+    if not verification.has_pending(caller.teammate, caller.auth):
         return verification.setup(session, caller.teammate, caller.workspace).secret
-    uri = verification.pending_uri(caller.teammate, caller.workspace)
+    uri = verification.pending_uri(caller.teammate, caller.workspace, caller.auth)
     return parse_qs(urlsplit(uri).query)["secret"][0]
 
 

@@ -15,8 +15,10 @@ from fastapi.responses import StreamingResponse
 from services import clock
 from services.accounts import teammates, teammates_export
 from services.api.deps import DB
+from services.api.routes.exemptions import ExemptionIn
 from services.api.schemas import MAX_ID, TeammateIn
 from services.console import web
+from services.console.recent_factor import makes_admin, recently_verified
 from services.enrollment import exemptions, state
 from services.errors import InvalidInput
 from services.models import Teammate
@@ -26,6 +28,7 @@ from services.verification import service as verification
 router = APIRouter(prefix="/admin", include_in_schema=False)
 TeammateId = Annotated[int, Path(ge=1, le=MAX_ID)]
 PAGE_SIZE = 50
+BACK = "/admin/teammates"  # where a sensitive action comes back to after /reauthenticate
 
 NOTICES = {
     "invited": "Invitation sent to {email}.",
@@ -107,7 +110,7 @@ def disable_confirm(request: Request, teammate_id: TeammateId, caller: web.Admin
         "title": "Disable 2FA", "target": target}, caller=caller)
 
 
-@router.post("/teammates/{teammate_id}/disable-2fa")
+@router.post("/teammates/{teammate_id}/disable-2fa", dependencies=[recently_verified(BACK)])
 def disable(request: Request, teammate_id: TeammateId, form: web.Form,
             caller: web.AdminCaller, session: DB) -> Response:
     with web.form_errors(session) as problem:
@@ -157,7 +160,8 @@ def export_csv(caller: web.AdminCaller, two_factor: str = "", enrollment: str = 
         headers={"Content-Disposition": f'attachment; filename="{teammates_export.filename(workspace)}"'})
 
 
-@router.post("/teammates/{teammate_id}/role")
+@router.post("/teammates/{teammate_id}/role",
+             dependencies=[recently_verified(BACK, when=makes_admin)])
 def change_role(request: Request, teammate_id: TeammateId, form: web.Form,
                 caller: web.AdminCaller, session: DB) -> Response:
     target = _teammate(session, caller, teammate_id)
@@ -213,7 +217,10 @@ def exempt(request: Request, teammate_id: TeammateId, form: web.Form, caller: we
         reason = form.get("reason", "").strip()
         if not reason:
             raise InvalidInput("Give a reason: it goes into the audit log.")
-        exemptions.grant(session, caller.workspace, target, until, reason[:500], caller.teammate)
+        # The API's own checks (no control characters: PostgreSQL refuses a NUL in text).
+        body = ExemptionIn.model_validate({"until": until.isoformat(), "reason": reason[:500]})
+        exemptions.grant(session, caller.workspace, target, body.until, body.reason,
+                         caller.teammate)
         return web.redirect(f"/admin/teammates?notice=exempted&teammate={teammate_id}")
     return _exemption(request, caller, target, error=problem.message, form=form)
 
@@ -235,7 +242,7 @@ def end_exemption(request: Request, teammate_id: TeammateId, form: web.Form,
     return web.redirect(f"/admin/teammates?notice=exemption_ended&teammate={teammate_id}")
 
 
-@router.post("/teammates/{teammate_id}/bypass-code")
+@router.post("/teammates/{teammate_id}/bypass-code", dependencies=[recently_verified(BACK)])
 def bypass_code(request: Request, teammate_id: TeammateId, form: web.Form,
                 caller: web.AdminCaller, session: DB) -> Response:
     target = _teammate(session, caller, teammate_id)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,13 +24,14 @@ from sqlalchemy.orm import Session
 from services.accounts import sessions
 from services.api.deps import DB
 from services.config import get_settings
+from services.console import hosts
 from services.enforcement import is_exempt
 from services.errors import NotFound, RateLimited, TwofaError, Unauthenticated
 from services.timestamps import in_words
 from services.verification import relying_party
 
 SESSION_COOKIE = "twofa_session"
-CSRF_COOKIE = "twofa_csrf"
+PRESESSION_COOKIE = "twofa_presession"  # binds the sign-in and join forms' token
 CSRF_FIELD = "csrf_token"
 
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
@@ -74,40 +78,83 @@ class PageForbidden(Exception):
 
 
 class CsrfRefused(Exception):
-    """A form arrived without this browser's CSRF token (e.g. posted from another site)."""
+    """A form arrived without this session's CSRF token, or from another origin."""
 
 
 def secure_cookies() -> bool:
     return get_settings().public_url.lower().startswith("https://")
 
 
-def set_cookie(response: Response, name: str, value: str) -> None:
-    response.set_cookie(name, value, httponly=True, samesite="lax", secure=secure_cookies(),
-                        path="/", max_age=get_settings().session_ttl_seconds)
+def cookie_name(base: str) -> str:
+    """On https, `__Host-`: the browser then takes the cookie only from this exact origin
+    over https (Secure, Path=/, no Domain), so a sibling subdomain or a plain-http page on
+    another port cannot overwrite it."""
+    return f"__Host-{base}" if secure_cookies() else base
 
 
-def csrf_token(request: Request) -> str:
-    """This browser's token: kept in an HttpOnly cookie and repeated in every form.
+def set_cookie(response: Response, base: str, value: str) -> None:
+    response.set_cookie(cookie_name(base), value, httponly=True, samesite="lax",
+                        secure=secure_cookies(), path="/",
+                        max_age=get_settings().session_ttl_seconds)
 
-    Another site can make a browser post a form here but can neither read the cookie nor,
-    with SameSite=Lax, have it sent along, so its post never carries a matching pair.
+
+def delete_cookie(response: Response, base: str) -> None:
+    # Same attributes as when set: a __Host- cookie is only replaced by a Secure one.
+    response.delete_cookie(cookie_name(base), path="/", secure=secure_cookies(), httponly=True,
+                           samesite="lax")
+
+
+def session_token(request: Request) -> str | None:
+    """The session token this request acts under: a renewed one (set on this very response)
+    or the cookie's."""
+    renewed = getattr(request.state, "renewed_session", None)
+    return renewed or request.cookies.get(cookie_name(SESSION_COOKIE))
+
+
+def use_renewed_session(request: Request, token: str) -> None:
+    """The session got a new token (the old one ended): the page rendered next binds its
+    forms to it and hands it to the browser."""
+    request.state.renewed_session = token
+
+
+def csrf_token(request: Request, signed_in: bool) -> str:
+    """The token forms carry: derived from the session token when signed in, else from a
+    pre-session cookie (made here when missing).
+
+    Bound to a secret only this browser's cookie holds, so a page that overwrites cookies
+    (another port of the same host, a sibling subdomain) cannot post one that matches the
+    victim's session; it changes with the session (sign-in, sign-out, renewal).
     """
-    token = request.cookies.get(CSRF_COOKIE) or getattr(request.state, "csrf", None)
-    if not token:
-        token = request.state.csrf = secrets.token_urlsafe(32)
-    return str(token)
+    if signed_in:
+        return bound_to(session_token(request) or "")
+    presession = request.cookies.get(cookie_name(PRESESSION_COOKIE)) or getattr(
+        request.state, "presession", None)
+    if not presession:
+        presession = request.state.presession = secrets.token_urlsafe(32)
+    return bound_to(str(presession))
+
+
+def bound_to(secret: str) -> str:
+    if not secret:
+        return ""
+    digest = hmac.new(secret.encode(), b"twofa console form", hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
 
 def render(request: Request, template: str, context: dict[str, Any] | None = None,
            status_code: int = 200, caller: sessions.Authenticated | None = None) -> HTMLResponse:
-    token = csrf_token(request)
+    token = csrf_token(request, signed_in=caller is not None)
     response = templates.TemplateResponse(
         request, template, {"csrf": token, "csrf_field": CSRF_FIELD, "caller": caller,
                             "setup_by": setup_deadline(caller) if caller else None,
                             "webauthn_on": relying_party.available(),
                             **(context or {})}, status_code=status_code)
-    if request.cookies.get(CSRF_COOKIE) != token:
-        set_cookie(response, CSRF_COOKIE, token)
+    made = getattr(request.state, "presession", None)
+    if made and not request.cookies.get(cookie_name(PRESESSION_COOKIE)):
+        set_cookie(response, PRESESSION_COOKIE, made)
+    renewed_token = getattr(request.state, "renewed_session", None)
+    if renewed_token:
+        set_cookie(response, SESSION_COOKIE, renewed_token)
     response.headers.update(HEADERS)
     return response
 
@@ -137,20 +184,35 @@ def safe_next(target: str | None) -> str:
 
 
 async def form_data(request: Request) -> dict[str, str]:
-    """The posted form, after checking its CSRF token against this browser's cookie."""
+    """A signed-in form: from this site, with the token of this browser's session."""
+    return await _checked_form(request, bound_to(request.cookies.get(
+        cookie_name(SESSION_COOKIE), "")))
+
+
+async def pre_session_form_data(request: Request) -> dict[str, str]:
+    """Sign-in and join: from this site, with the token of this browser's pre-session cookie
+    (so another site cannot sign a browser in as someone else)."""
+    return await _checked_form(request, bound_to(request.cookies.get(
+        cookie_name(PRESESSION_COOKIE), "")))
+
+
+async def _checked_form(request: Request, expected: str) -> dict[str, str]:
+    if not hosts.same_origin(request):
+        raise CsrfRefused()
     form = await request.form()
-    sent, kept = form.get(CSRF_FIELD), request.cookies.get(CSRF_COOKIE)
-    if not isinstance(sent, str) or not kept or not secrets.compare_digest(sent, kept):
+    sent = form.get(CSRF_FIELD)
+    if not isinstance(sent, str) or not expected or not hmac.compare_digest(sent, expected):
         raise CsrfRefused()
     return {key: value for key, value in form.items() if isinstance(value, str)}
 
 
 Form = Annotated[dict[str, str], Depends(form_data)]
+PreSessionForm = Annotated[dict[str, str], Depends(pre_session_form_data)]
 
 
 def signed_in(request: Request, session: DB) -> sessions.Authenticated:
     """The cookie's session at any level (the 2FA settings page and sign-out accept both)."""
-    token = request.cookies.get(SESSION_COOKIE)
+    token = request.cookies.get(cookie_name(SESSION_COOKIE))
     back = "/login?next=" + quote(request.url.path, safe="/")
     if not token:
         raise Redirect(back)
@@ -237,7 +299,7 @@ def _redirect_page(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, Redirect)
     response = redirect(exc.location)
     if exc.clear_session:
-        response.delete_cookie(SESSION_COOKIE, path="/")
+        delete_cookie(response, SESSION_COOKIE)
     return response
 
 
@@ -256,7 +318,25 @@ def _csrf_page(request: Request, exc: Exception) -> Response:
     }, status_code=403)
 
 
+def _host_page(request: Request, exc: Exception) -> Response:
+    # No cookie is set for a host we do not answer to.
+    response = templates.TemplateResponse(request, "error.html", {
+        "title": "Unknown host", "caller": None, "csrf": "", "csrf_field": CSRF_FIELD,
+        "message": "This server does not answer to that host name. Use the address you were "
+        "given.",
+    }, status_code=400)
+    response.headers.update(HEADERS)
+    return response
+
+
+def _public_url_page(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, hosts.ToPublicUrl)
+    return redirect(exc.location)
+
+
 def install_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(hosts.HostRefused, _host_page)
+    app.add_exception_handler(hosts.ToPublicUrl, _public_url_page)
     app.add_exception_handler(Redirect, _redirect_page)
     app.add_exception_handler(PageForbidden, _forbidden_page)
     app.add_exception_handler(CsrfRefused, _csrf_page)

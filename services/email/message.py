@@ -7,9 +7,10 @@ fan-out builds thousands.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
-from email.utils import formatdate, parseaddr
+from email.utils import format_datetime, parseaddr
 
 from services.config import get_settings
 from services.email.render import Rendered
@@ -28,12 +29,17 @@ def message_id(local: str) -> str:
     return f"<{local}@{domain}>"
 
 
+def date_now() -> str:
+    """RFC 5322's numeric zone (`+0000`); the `GMT` form is obsolete syntax."""
+    return format_datetime(datetime.now(UTC))
+
+
 def build(to: str, rendered: Rendered, msg_id: str) -> OutgoingEmail:
     mime = MIMEMultipart("alternative")
     mime["Subject"] = rendered.subject
     mime["From"] = get_settings().mail_from
     mime["To"] = to
-    mime["Date"] = formatdate(usegmt=True)
+    mime["Date"] = date_now()
     mime["Message-ID"] = msg_id
     mime["Auto-Submitted"] = "auto-generated"
     mime.attach(MIMEText(rendered.text, "plain", "utf-8"))

@@ -1,4 +1,5 @@
-"""One-off emails (join link, 2FA on/off, recovery code used, locked out), each sent once.
+"""One-off emails (the join link, and the notices of services/events/notices.py: 2FA on or
+off, methods, recovery codes, bypass codes, roles, a lockout, wrong codes), each sent once.
 
 A `SentEmail` row keyed by what the email is about makes a redelivered task a no-op; a send
 that a crash cut short before the row committed repeats with the same Message-ID.
@@ -6,6 +7,7 @@ that a crash cut short before the row committed repeats with the same Message-ID
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -14,18 +16,17 @@ from sqlalchemy.orm import Session
 from services.config import get_settings
 from services.crypto import rederive_token
 from services.db import dialect_insert, unit_of_work
+from services.email import browsers
 from services.email import message as mail
 from services.email.render import render
 from services.email.smtp import SmtpMailer
 from services.events.catalog import EventType
+from services.events.notices import NOTICES, Notice
 from services.models import Event, SentEmail, Teammate, Workspace, utcnow
+from services.timestamps import in_words
 
-TEMPLATE_FOR_EVENT = {
-    EventType.ENABLED.value: "two-factor-enabled",
-    EventType.DISABLED.value: "two-factor-disabled",
-    EventType.RECOVERY_CODE_USED.value: "recovery-code-used",
-    EventType.TEAMMATE_LOCKED.value: "teammate-locked",
-}
+METHOD_IN_WORDS = {"totp": "An authenticator app", "webauthn": "A security key"}
+TEMPLATE_FOR_EVENT = {type_.value: notices[0].template for type_, notices in NOTICES.items()}
 
 
 def already_sent(session: Session, key: str) -> bool:
@@ -79,24 +80,61 @@ def _join_key(teammate: Teammate) -> str:
     return f"join:{teammate.id}:{teammate.join_nonce}"
 
 
-def event_email(session: Session, event_seq: int) -> tuple[str, mail.OutgoingEmail] | None:
+def event_emails(session: Session, event_seq: int) -> list[tuple[str, mail.OutgoingEmail]]:
+    """The notices of one event (services/events/notices.py), keyed for sending once."""
     event = session.get(Event, event_seq)
-    if event is None or event.type not in TEMPLATE_FOR_EVENT:
-        return None
+    notices = NOTICES.get(EventType(event.type), ()) if event is not None else ()
+    if event is None or not notices:
+        return []
     teammate = session.get(Teammate, event.data["teammate_id"])
     workspace = session.get(Workspace, event.workspace_id)
     if teammate is None or workspace is None:
-        return None
-    context: dict[str, Any] = {
-        "name": teammate.name,
+        return []
+    context = _context(session, event, teammate, workspace)
+    built = []
+    for notice in notices:
+        if notice.told_by is not None and _same_action(session, event, notice.told_by):
+            continue  # the action's more specific event tells it
+        for recipient in _audience(session, notice, event, teammate):
+            key = f"event:{event.id}" if recipient.id == teammate.id \
+                else f"event:{event.id}:{recipient.id}"
+            rendered = render(notice.template, {**context, "name": recipient.name})
+            built.append(mail.keyed(key, recipient.email, rendered))
+    return built
+
+
+def _context(session: Session, event: Event, teammate: Teammate,
+             workspace: Workspace) -> dict[str, Any]:
+    actor = session.get(Teammate, event.data["actor_id"]) if event.data.get("actor_id") else None
+    return {
         "workspace_name": workspace.name,
         "require_two_factor": workspace.require_two_factor,
         "settings_url": f"{get_settings().public_url.rstrip('/')}/settings/two-factor",
         **event.data,
+        "teammate_name": teammate.name, "teammate_email": teammate.email,
+        "actor_name": actor.name if actor else "an admin",
+        "when": in_words(event.time),
+        "browser": browsers.in_words(str(event.data.get("user_agent", ""))),
+        # A method's own name; `name` is the recipient's in every template.
+        "name_of_method": event.data.get("name", ""),
+        "method_name": METHOD_IN_WORDS.get(str(event.data.get("method")), "A sign-in method"),
+        "expires_words": in_words(datetime.fromisoformat(expires)) if (
+            expires := event.data.get("expires_at")) else "",
     }
-    if event.type == EventType.DISABLED.value:
-        actor = session.get(Teammate, event.data.get("actor_id"))
-        context["actor_name"] = actor.name if actor else "an admin"
-    rendered = render(TEMPLATE_FOR_EVENT[event.type], context)
-    key = f"event:{event.id}"
-    return mail.keyed(key, teammate.email, rendered)
+
+
+def _same_action(session: Session, event: Event, other: EventType) -> bool:
+    """Whether the action that recorded `event` also recorded `other` for the same teammate
+    (events of one action share their time: services/events/recorder.py)."""
+    return session.scalar(select(Event.seq).where(
+        Event.workspace_id == event.workspace_id, Event.type == other.value,
+        Event.subject == event.subject, Event.time == event.time).limit(1)) is not None
+
+
+def _audience(session: Session, notice: Notice, event: Event,
+              teammate: Teammate) -> list[Teammate]:
+    if notice.to == "teammate":
+        return [teammate]
+    return list(session.scalars(select(Teammate).where(
+        Teammate.workspace_id == event.workspace_id, Teammate.role == "admin",
+        Teammate.status == "active", Teammate.id != teammate.id).order_by(Teammate.id)))

@@ -20,12 +20,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
-from email.utils import formatdate
 from typing import Any
 
 from markupsafe import escape
 
 from services.config import get_settings
+from services.email.message import date_now
 from services.email.render import Rendered, render
 
 # Markers: private-use characters cannot come from a template, and ASCII header markers are
@@ -97,7 +97,7 @@ class MessageTemplate:
         if not to.isascii() or "\n" in to or "\r" in to:
             return None
         text, html = self.bodies(name)
-        values = {"to": to.encode(), "date": formatdate(usegmt=True).encode(),
+        values = {"to": to.encode(), "date": date_now().encode(),
                   "message_id": message_id.encode(), "text": _b64(text), "html": _b64(html)}
         return Copy(to, message_id, b"".join(
             s if isinstance(s, bytes) else values[s] for s in self._segments))

@@ -1,5 +1,7 @@
-"""Exemptions that expire: a teammate exempted until a date (30 days at most) is not held
-to enrollment until then.
+"""Exemptions that expire: a teammate exempted until a date is not held to enrollment until
+then. Never an admin (admins are held to 2FA at once). An unbroken run of exemptions (the
+next one starting within 30 days of the last one's end) ends at most 30 days after it began,
+so renewing again and again cannot push it further.
 
 Live means `exempt_until` is in the future, so an exemption stops counting the moment it
 lapses; the periodic sweep then records `twofa.exemption.ended` (`by: expiry`), clears it,
@@ -10,12 +12,13 @@ went out for the current version.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Literal
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from services import clock
-from services.enforcement import is_exempt
+from services.enforcement import is_admin, is_exempt
 from services.enrollment import fanout
 from services.errors import Forbidden, InvalidInput
 from services.events import recorder
@@ -24,6 +27,9 @@ from services.models import EnrollmentInvitation, Teammate, Workspace, utcnow
 from services.timestamps import rfc3339
 
 MAX_DAYS = 30
+RUN_GAP = timedelta(days=30)  # a new exemption this soon after the last one continues its run
+
+EndedBy = Literal["admin", "expiry", "promotion"]
 
 
 def grant(session: Session, workspace: Workspace, teammate: Teammate, until: datetime,
@@ -31,14 +37,20 @@ def grant(session: Session, workspace: Workspace, teammate: Teammate, until: dat
     if teammate.id == actor.id:
         # An admin without 2FA could otherwise exempt themselves again and again.
         raise Forbidden("Admins cannot exempt themselves.", "forbidden")
+    if is_admin(teammate.role):
+        raise InvalidInput("Admins are held to two-factor authentication at once: they cannot "
+                           "be exempt.", "admin_cannot_be_exempt")
     now = clock.now()
     if until.tzinfo is None:
         raise InvalidInput("until needs a UTC offset (RFC 3339).")
     if until <= now:
         raise InvalidInput("until must be in the future.")
-    if until > now + timedelta(days=MAX_DAYS):
-        raise InvalidInput(f"An exemption lasts {MAX_DAYS} days at most.")
+    started = run_start(teammate, now)
+    if until > started + timedelta(days=MAX_DAYS):
+        raise InvalidInput(f"An exemption lasts {MAX_DAYS} days at most, counted from the start "
+                           f"of its run ({rfc3339(started)}): renewing cannot push it further.")
     teammate.exempt_until, teammate.exempt_reason = until, reason
+    teammate.exempt_run_started_at = started
     # A not yet sent invitation of this version waits. One a batch holds (leased) is left to
     # it: it may be on its way already, and the batch records what it sends (skipping the
     # row here would leave a sent email unrecorded, and send it again after the exemption).
@@ -55,9 +67,24 @@ def grant(session: Session, workspace: Workspace, teammate: Teammate, until: dat
                      "reason": reason}, teammate_id=teammate.id)
 
 
+def run_start(teammate: Teammate, now: datetime) -> datetime:
+    """When the teammate's run of exemptions began: a live one, or one that ended less than
+    RUN_GAP ago, continues it; otherwise a new run starts now."""
+    started, ended = teammate.exempt_run_started_at, teammate.exempt_last_ended_at
+    if started is None:
+        return now
+    if is_exempt(teammate.exempt_until, now):
+        return started
+    last_end = teammate.exempt_until or ended
+    if last_end is not None and now - last_end <= RUN_GAP:
+        return started
+    return now
+
+
 def end(session: Session, workspace: Workspace, teammate: Teammate,
-        actor: Teammate | None, plan: bool = True) -> bool:
-    """End it now (an admin) or record that it lapsed (`actor` None). False if none.
+        actor: Teammate | None, plan: bool = True, promoted: bool = False) -> bool:
+    """End it now (an admin, or the teammate's promotion to admin) or record that it lapsed
+    (`actor` None). False if none.
 
     An admin ending one that has lapsed already records `by: expiry`, as the sweep would.
     """
@@ -65,11 +92,16 @@ def end(session: Session, workspace: Workspace, teammate: Teammate,
     session.refresh(teammate, with_for_update=True)
     if teammate.exempt_until is None:
         return False
-    by = "admin" if actor is not None and is_exempt(teammate.exempt_until) else "expiry"
+    now = clock.now()
+    live = is_exempt(teammate.exempt_until, now)
+    by: EndedBy = "expiry"
+    if actor is not None and live:
+        by = "promotion" if promoted else "admin"
+    teammate.exempt_last_ended_at = min(teammate.exempt_until, now)
     teammate.exempt_until = teammate.exempt_reason = None
     recorder.record(session, workspace.id, EventType.EXEMPTION_ENDED,
                     {"teammate_id": teammate.id, "by": by,
-                     "actor_id": actor.id if by == "admin" and actor else None},
+                     "actor_id": actor.id if by != "expiry" and actor else None},
                     teammate_id=teammate.id)
     if workspace.require_two_factor and teammate.status == "active" \
             and not teammate.two_factor_enabled:

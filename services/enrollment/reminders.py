@@ -97,10 +97,12 @@ def _is_current(workspace: Workspace, reminder: EnrollmentReminder, now: datetim
 
 
 def _still_to_enroll(session: Session, workspace: Workspace, now: datetime) -> Iterator[int]:
-    """`state.to_enroll`, streamed: a team of any size never sits in memory."""
+    """`state.to_enroll`, streamed: a team of any size never sits in memory. Admins are
+    held at once, so no deadline is theirs to be reminded of."""
     return iter(session.scalars(
         select(Teammate.id)
-        .where(state.to_enroll(workspace.id, now, workspace.allowed_methods))
+        .where(state.to_enroll(workspace.id, now, workspace.allowed_methods),
+               Teammate.role != "admin")
         .order_by(Teammate.id)
         .execution_options(yield_per=1000)))
 
@@ -131,7 +133,7 @@ def emails(session: Session, reminder_id: int,
         compliant_since = teammate.webauthn_enabled_at \
             if workspace.allowed_methods == "security_keys" else teammate.enrolled_at
         if not state.still_to_enroll(teammate.status, compliant_since,
-                                     teammate.exempt_until):
+                                     teammate.exempt_until) or teammate.role == "admin":
             continue
         rendered = render("enrollment-reminder", {
             "name": teammate.name, "workspace_name": workspace.name,

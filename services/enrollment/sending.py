@@ -25,6 +25,7 @@ from services.email import message as mail
 from services.email.render import render
 from services.email.smtp import PermanentSendError, SmtpMailer
 from services.email.template import MessageTemplate
+from services.enforcement import is_admin
 from services.enrollment import recording, state
 from services.models import EnrollmentInvitation, Teammate, Workspace, utcnow
 from services.timestamps import in_words
@@ -44,7 +45,14 @@ class Outgoing:
     version: int
     resends: int
     enforce_at: datetime | None = None  # the end of a grace period, said in the email
+    # (None for admins: they are held at once, whatever the grace period)
     template: str = "enrollment-invitation"  # or "security-key-invitation" (security_keys)
+
+    @property
+    def template_key(self) -> tuple[int, str, bool]:
+        """Copies of one template: a workspace's invitations of one wording, with or without
+        its deadline."""
+        return self.workspace_id, self.template, self.enforce_at is not None
 
 
 @dataclass
@@ -124,18 +132,18 @@ class _Messages:
     """The batch's messages: one template per workspace, copies per teammate."""
 
     def __init__(self, batch: list[Outgoing]) -> None:
-        self.templates: dict[tuple[int, str, datetime | None], MessageTemplate | None] = {}
+        self.templates: dict[tuple[int, str, bool], MessageTemplate | None] = {}
         for item in batch:
-            if _kind(item) not in self.templates:
+            if item.template_key not in self.templates:
                 template = MessageTemplate(item.template, _context(item))
                 # A template that does more with the name than print it: render each in full.
-                self.templates[_kind(item)] = (
+                self.templates[item.template_key] = (
                     template if template.first_copy_matches(item.name) else None)
 
     def send(self, mailer: SmtpMailer, item: Outgoing) -> str:
         """Send one invitation (in a connection's thread); returns its Message-ID."""
         message_id = _message_id(item)
-        template = self.templates[_kind(item)]
+        template = self.templates[item.template_key]
         copy = template.copy(item.email, item.name, message_id) if template else None
         if copy is None:
             email = invitation_email(item)
@@ -187,11 +195,6 @@ INVITATION = "enrollment-invitation"
 KEY_INVITATION = "security-key-invitation"
 
 
-def _kind(item: Outgoing) -> tuple[int, str, datetime | None]:
-    """What makes two invitations of a batch the same but for the name."""
-    return item.workspace_id, item.template, item.enforce_at
-
-
 def _context(item: Outgoing) -> dict[str, str]:
     """Everything the invitation shows but the teammate's name: the same for a workspace."""
     return {
@@ -233,7 +236,7 @@ def _claim(session: Session, ids: Sequence[int], claim: str) -> list[Outgoing]:
         select(Inv.id, Inv.teammate_id, Inv.workspace_id, Inv.policy_version, Inv.resends,
                Teammate.email, Teammate.name, Teammate.totp_enabled_at,
                Teammate.webauthn_enabled_at, Teammate.status,
-               Teammate.exempt_until,
+               Teammate.exempt_until, Teammate.role,
                Workspace.name.label("workspace_name"), Workspace.slug,
                Workspace.require_two_factor, Workspace.policy_version.label("live_version"),
                Workspace.enforce_at, Workspace.allowed_methods, Workspace.methods_enforce_at)
@@ -256,7 +259,8 @@ def _claim(session: Session, ids: Sequence[int], claim: str) -> list[Outgoing]:
         deadline = row.methods_enforce_at if keys_only and row.totp_enabled_at else row.enforce_at
         batch.append(Outgoing(row.id, row.teammate_id, row.workspace_id, row.email, row.name,
                               row.workspace_name, row.slug, row.policy_version, row.resends,
-                              deadline, KEY_INVITATION if keys_only else INVITATION))
+                              None if is_admin(row.role) else deadline,
+                              KEY_INVITATION if keys_only else INVITATION))
     if stale:
         session.execute(update(Inv).where(Inv.id.in_(stale))
                         .values(status="skipped", lease_owner=None, lease_until=None))

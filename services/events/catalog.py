@@ -24,14 +24,18 @@ class EventType(StrEnum):
     BYPASS_CODE_USED = "twofa.bypass_code.used"
     EXEMPTION_GRANTED = "twofa.exemption.granted"
     EXEMPTION_ENDED = "twofa.exemption.ended"
+    METHOD_ADDED = "twofa.method.added"
+    METHOD_REMOVED = "twofa.method.removed"
+    METHOD_REPLACED = "twofa.method.replaced"
+    RECOVERY_CODES_REGENERATED = "twofa.recovery_codes.regenerated"
+    PASSWORD_CHANGED = "twofa.password.changed"  # noqa: S105 - an event type, no secret
+    VERIFICATION_SUSPICIOUS = "twofa.verification.suspicious"
     INVITATION_ACCEPTED = "twofa.invitation.accepted"
     API_KEY_CREATED = "twofa.api_key.created"
     API_KEY_REVOKED = "twofa.api_key.revoked"
     WEBHOOK_CREATED = "twofa.webhook.created"
     WEBHOOK_CHANGED = "twofa.webhook.changed"
     WEBHOOK_DELETED = "twofa.webhook.deleted"
-    METHOD_ADDED = "twofa.method.added"
-    METHOD_REMOVED = "twofa.method.removed"
 
 
 ALL_TYPES: frozenset[str] = frozenset(t.value for t in EventType)

@@ -25,11 +25,12 @@ STRICT = ConfigDict(extra="forbid", strict=True)
 class PolicyChanged:
     require_two_factor: bool
     version: int
-    changed_by: int  # the admin's teammate id
+    changed_by: int  # the admin's teammate id (kept for older receivers; = actor_id)
     # The grace period in force and when the requirement is enforced (None: at once or off).
     # Recorded since migration 0005: older events lack them.
     grace_period_hours: int = 0
     enforce_at: str | None = None  # RFC 3339, UTC
+    actor_id: int | None = None  # the same admin; recorded since migration 0007
     # Which second factors count, and when app-only teammates are held (security keys).
     allowed_methods: Literal["any", "security_keys"] = "any"
     methods_enforce_at: str | None = None  # RFC 3339, UTC
@@ -116,8 +117,49 @@ class ExemptionGranted:
 @dataclass(frozen=True, config=STRICT)
 class ExemptionEnded:
     teammate_id: int
-    by: Literal["admin", "expiry"]
+    by: Literal["admin", "expiry", "promotion"]  # promotion: made an admin
     actor_id: int | None  # None when it expired
+
+
+@dataclass(frozen=True, config=STRICT)
+class MethodAdded:
+    teammate_id: int
+    method: Literal["totp", "webauthn"]
+    name: str  # "Authenticator app", or a security key's name
+
+
+@dataclass(frozen=True, config=STRICT)
+class MethodRemoved:
+    teammate_id: int
+    method: Literal["totp", "webauthn"]
+    name: str
+
+
+@dataclass(frozen=True, config=STRICT)
+class MethodReplaced:
+    teammate_id: int
+    method: Literal["totp", "webauthn"]  # a new phone: the app's secret replaced
+
+
+@dataclass(frozen=True, config=STRICT)
+class RecoveryCodesRegenerated:
+    teammate_id: int
+
+
+@dataclass(frozen=True, config=STRICT)
+class PasswordChanged:
+    teammate_id: int
+    by: Literal["self", "reset"]
+
+
+@dataclass(frozen=True, config=STRICT)
+class VerificationSuspicious:
+    """A right password (or a host's check) followed by wrong second factors in a row."""
+
+    teammate_id: int
+    failures: int
+    ip: str
+    user_agent: str
 
 
 @dataclass(frozen=True, config=STRICT)
@@ -159,25 +201,13 @@ class WebhookDeleted:
     actor_id: int | None
 
 
-@dataclass(frozen=True, config=STRICT)
-class MethodAdded:
-    teammate_id: int
-    method: Literal["totp", "webauthn"]
-    name: str  # a key's name; "Authenticator app" for an app
-
-
-@dataclass(frozen=True, config=STRICT)
-class MethodRemoved:
-    teammate_id: int
-    method: Literal["totp", "webauthn"]
-    name: str
-
-
 Payload = (PolicyChanged | EnrollmentInvited | Enabled | Disabled | VerificationFailed
            | TeammateLocked | RecoveryCodeUsed | TeammateAdded | TeammateRemoved
            | TeammateRoleChanged | BypassCodeIssued | BypassCodeUsed | ExemptionGranted
-           | ExemptionEnded | InvitationAccepted | ApiKeyCreated | ApiKeyRevoked | WebhookCreated
-           | WebhookChanged | WebhookDeleted | MethodAdded | MethodRemoved)
+           | ExemptionEnded | MethodAdded | MethodRemoved | MethodReplaced
+           | RecoveryCodesRegenerated | PasswordChanged | VerificationSuspicious
+           | InvitationAccepted | ApiKeyCreated | ApiKeyRevoked | WebhookCreated
+           | WebhookChanged | WebhookDeleted)
 
 PAYLOADS: dict[EventType, type[Payload]] = {
     EventType.POLICY_CHANGED: PolicyChanged,
@@ -194,14 +224,18 @@ PAYLOADS: dict[EventType, type[Payload]] = {
     EventType.BYPASS_CODE_USED: BypassCodeUsed,
     EventType.EXEMPTION_GRANTED: ExemptionGranted,
     EventType.EXEMPTION_ENDED: ExemptionEnded,
+    EventType.METHOD_ADDED: MethodAdded,
+    EventType.METHOD_REMOVED: MethodRemoved,
+    EventType.METHOD_REPLACED: MethodReplaced,
+    EventType.RECOVERY_CODES_REGENERATED: RecoveryCodesRegenerated,
+    EventType.PASSWORD_CHANGED: PasswordChanged,
+    EventType.VERIFICATION_SUSPICIOUS: VerificationSuspicious,
     EventType.INVITATION_ACCEPTED: InvitationAccepted,
     EventType.API_KEY_CREATED: ApiKeyCreated,
     EventType.API_KEY_REVOKED: ApiKeyRevoked,
     EventType.WEBHOOK_CREATED: WebhookCreated,
     EventType.WEBHOOK_CHANGED: WebhookChanged,
     EventType.WEBHOOK_DELETED: WebhookDeleted,
-    EventType.METHOD_ADDED: MethodAdded,
-    EventType.METHOD_REMOVED: MethodRemoved,
 }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -26,7 +27,10 @@ def record(
     type_: EventType,
     data: payloads.Payload | Mapping[str, Any],
     teammate_id: int | None = None,
+    time: datetime | None = None,
 ) -> Event:
+    """`time`: events of one action share it (services/events/notices.py tells people about
+    an action once, from its most specific event)."""
     event = Event(
         id=str(uuid.uuid4()),
         workspace_id=workspace_id,
@@ -34,6 +38,8 @@ def record(
         subject=f"teammates/{teammate_id}" if teammate_id is not None else None,
         data=request_context.with_request(payloads.checked(type_, data)),
     )
+    if time is not None:
+        event.time = time
     session.add(event)
     session.flush()  # assigns seq
     outbox.enqueue(session, Topic.DISPATCH_EVENTS, event_seqs=[event.seq])

@@ -29,6 +29,11 @@ def caused_by(ip: str, user_agent: str) -> Iterator[None]:
         _current.reset(token)
 
 
+def current() -> dict[str, str]:
+    """The `ip` and `user_agent` of the request being served (empty outside one)."""
+    return dict(_current.get() or {})
+
+
 def with_request(data: dict[str, Any]) -> dict[str, Any]:
     """`data` plus the current request's `ip` and `user_agent`, if an event is recorded in one."""
     current = _current.get()

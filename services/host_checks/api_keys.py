@@ -7,11 +7,13 @@ no session token (`sessions.authenticate` never accepts it).
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
+from services.accounts import sessions
 from services.crypto import hash_token
 from services.errors import NotFound, Unauthenticated
 from services.events import recorder
@@ -21,6 +23,14 @@ from services.models import ApiKey, Workspace, utcnow
 PREFIX = "twofa_sk_"
 SHOWN_PREFIX = len(PREFIX) + 6  # enough to tell keys apart in a list, far too little to guess
 LAST_USE_PRECISION = timedelta(seconds=60)  # last_used_at is rewritten at most this often
+
+
+@dataclass(frozen=True)
+class KeyHolder:
+    """A live API key and its workspace: a host application's call."""
+
+    api_key_id: int
+    workspace: Workspace
 
 
 def create(session: Session, workspace: Workspace, name: str,
@@ -43,18 +53,21 @@ def list_keys(session: Session, workspace: Workspace) -> list[ApiKey]:
 
 def revoke(session: Session, workspace: Workspace, key_id: int,
            actor_id: int | None = None) -> None:
-    """Revoke a key of this workspace (idempotent; another workspace's key is not found)."""
+    """Revoke a key of this workspace (idempotent; another workspace's key is not found).
+
+    The host sessions it opened end with it: they were vouched for by the key alone."""
     row = session.get(ApiKey, key_id)
     if row is None or row.workspace_id != workspace.id:
         raise NotFound("No such API key in this workspace.", "api_key_not_found")
     if row.revoked_at is None:
         row.revoked_at = utcnow()
+        sessions.end_opened_by_key(session, row.id)
         recorder.record(session, workspace.id, EventType.API_KEY_REVOKED,
                         {"api_key_id": row.id, "actor_id": actor_id})
 
 
-def authenticate(session: Session, key: str) -> Workspace:
-    """The workspace a live key belongs to; records the use. 401 invalid_api_key otherwise.
+def authenticate(session: Session, key: str) -> KeyHolder:
+    """The live key with its workspace; records the use. 401 invalid_api_key otherwise.
 
     `last_used_at` is written at most once a minute (LAST_USE_PRECISION) per key: a host
     application checks many logins with one key, and an UPDATE per check would make every
@@ -78,5 +91,5 @@ def authenticate(session: Session, key: str) -> Workspace:
             .execution_options(synchronize_session=False))
     workspace = session.get(Workspace, row.workspace_id)
     assert workspace is not None
-    return workspace
+    return KeyHolder(row.id, workspace)
 

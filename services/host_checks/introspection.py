@@ -15,7 +15,7 @@ from datetime import datetime
 
 from sqlalchemy import and_, bindparam, or_, select, update
 
-from services import db_read
+from services import db_read, enforcement
 from services.accounts.session_lookup import live_session, utc
 from services.accounts.sessions import Level, Standing
 from services.crypto import hash_token
@@ -29,7 +29,7 @@ INTROSPECT = (select(ApiKey.id, ApiKey.revoked_at, ApiKey.last_used_at, Workspac
                      Workspace.require_two_factor, Workspace.enforce_at, Teammate.id,
                      Teammate.email, Teammate.totp_enabled_at, Teammate.webauthn_enabled_at,
                      Teammate.exempt_until, Workspace.methods_enforce_at,
-                     Workspace.allowed_methods, AuthSession.factor)
+                     Workspace.allowed_methods, AuthSession.factor, Teammate.role)
               .select_from(ApiKey)
               .join(Workspace, Workspace.id == ApiKey.workspace_id)
               .outerjoin(AuthSession, live_session())
@@ -63,12 +63,13 @@ async def introspect(key: str, token: str) -> Introspection:
     if row is None or row[1] is not None:
         raise Unauthenticated("The API key is unknown or revoked.", "invalid_api_key")
     (key_id, _, last_used, slug, required, enforce_at, tid, email, app, keys, exempt,
-     methods_enforce_at, allowed, factor) = row
+     methods_enforce_at, allowed, factor, role) = row
     await _record_use(key_id, utc(last_used), now)
     if tid is None:
         return Introspection(slug)
     standing = Standing(bool(required), utc(enforce_at), utc(methods_enforce_at), allowed,
-                        utc(exempt), app is not None, keys is not None, factor)
+                        utc(exempt), app is not None, keys is not None, factor,
+                        enforcement.is_admin(role or ""))
     return Introspection(slug, tid, email, standing.level)
 
 

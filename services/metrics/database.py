@@ -16,7 +16,14 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from services.db import session_factory
-from services.models import EnrollmentInvitation, OutboxMessage, WebhookDelivery, WebhookEndpoint, utcnow
+from services.models import (
+    INVITATION_STATUSES,
+    EnrollmentInvitation,
+    OutboxMessage,
+    WebhookDelivery,
+    WebhookEndpoint,
+    utcnow,
+)
 
 
 class DatabaseCollector(Collector):
@@ -39,8 +46,9 @@ class DatabaseCollector(Collector):
 
 def _families(session: Session) -> Iterator[GaugeMetricFamily]:
     now = utcnow()
+    # Every state from 0, so an alert on `failed` has a series before the first failure.
     yield _by_label(session, "twofa_invitations", "Invitations by state (all versions).",
-                    "state", EnrollmentInvitation.status)
+                    "state", EnrollmentInvitation.status, INVITATION_STATUSES)
     yield _by_label(session, "twofa_webhook_deliveries", "Webhook deliveries by outcome.",
                     "outcome", WebhookDelivery.status)
     unpublished = session.scalar(
@@ -61,10 +69,14 @@ def _families(session: Session) -> Iterator[GaugeMetricFamily]:
     yield endpoints
 
 
-def _by_label(session: Session, name: str, doc: str, label: str, column: object) -> GaugeMetricFamily:
+def _by_label(session: Session, name: str, doc: str, label: str, column: object,
+              known: tuple[str, ...] = ()) -> GaugeMetricFamily:
     family = GaugeMetricFamily(name, doc, labels=[label])
+    counts = dict.fromkeys(known, 0)
     for value, count in session.execute(select(column, func.count()).group_by(column)):  # type: ignore[call-overload]
-        family.add_metric([str(value)], count)
+        counts[str(value)] = count
+    for value, count in counts.items():
+        family.add_metric([value], count)
     return family
 
 

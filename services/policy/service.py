@@ -80,7 +80,8 @@ def set_policy(session: Session, workspace: Workspace, require: bool | None, act
         return  # nothing changed: no event (a retried PUT is a no-op)
     recorder.record(session, locked.id, EventType.POLICY_CHANGED, {
         "require_two_factor": locked.require_two_factor, "version": locked.policy_version,
-        "changed_by": actor_id, "grace_period_hours": locked.grace_period_hours,
+        "changed_by": actor_id, "actor_id": actor_id,
+        "grace_period_hours": locked.grace_period_hours,
         "enforce_at": rfc3339_or_none(locked.enforce_at),
         "allowed_methods": locked.allowed_methods,
         "methods_enforce_at": rfc3339_or_none(locked.methods_enforce_at)})

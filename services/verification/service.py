@@ -7,33 +7,30 @@ changes (the counted failure and its audit event commit although the request fai
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Literal, cast
+from datetime import datetime, timedelta
+from typing import cast
 
 from sqlalchemy import delete, update
 from sqlalchemy.orm import Session
 
 from services import crypto, team_counts
 from services.accounts import sessions
+from services.config import get_settings
 from services.enforcement import is_exempt
 from services.enrollment import fanout
 from services.errors import (
     Conflict,
     Forbidden,
-    InvalidCode,
-    InvalidInput,
     NotFound,
-    RateLimited,
     Unauthenticated,
 )
 from services.events import recorder
 from services.events.catalog import EventType
 from services.models import AuthSession, Teammate, WebAuthnCredential, Workspace, utcnow
 from services.timestamps import rfc3339
-from services.verification import bypass, recovery, throttle, totp
+from services.verification import bypass, factors, recent, recovery, totp
 
-Method = Literal["totp", "recovery_code", "bypass"]
-APP_NAME = "Authenticator app"  # an app's `name` in twofa.method.* events
+APP_NAME = "Authenticator app"  # how the TOTP method is named in events and emails
 
 
 @dataclass(frozen=True)
@@ -52,43 +49,73 @@ def setup(session: Session, teammate: Teammate, workspace: Workspace) -> Setup:
         raise Conflict("Two-factor authentication is on already; turn it off first.",
                        "two_factor_already_enabled")
     secret = totp.new_secret()
-    teammate.totp_pending_secret_enc = crypto.encrypt(secret)
+    _set_pending(teammate, secret, owner=None)
     return Setup(secret, totp.provisioning_uri(secret, teammate.email, workspace.name))
 
 
-def pending_uri(teammate: Teammate, workspace: Workspace) -> str:
+def _set_pending(teammate: Teammate, secret: str | None, owner: AuthSession | None) -> None:
+    """A first setup's secret is the teammate's; a new phone's belongs to `owner`, the session
+    that started it, and lives TWOFA_CHALLENGE_TTL_SECONDS."""
+    teammate.totp_pending_secret_enc = crypto.encrypt(secret) if secret else None
+    teammate.totp_pending_session_id = owner.id if owner else None
+    ttl = timedelta(seconds=get_settings().challenge_ttl_seconds)
+    teammate.totp_pending_expires_at = utcnow() + ttl if owner else None
+
+
+def _pending_for(teammate: Teammate, current: AuthSession | None) -> bytes | None:
+    """The pending secret this session may see and confirm: a first setup's, or the new
+    phone it started itself, before it expires."""
+    pending = teammate.totp_pending_secret_enc
+    if pending is None or teammate.totp_pending_session_id is None:
+        return pending
+    expires = teammate.totp_pending_expires_at
+    if current is None or current.id != teammate.totp_pending_session_id \
+            or expires is None or expires <= utcnow():
+        return None
+    return pending
+
+
+def pending_uri(teammate: Teammate, workspace: Workspace,
+                current: AuthSession | None = None) -> str:
     """The key URI of the setup in progress (what the QR code shows)."""
-    if teammate.totp_pending_secret_enc is None:
+    pending = _pending_for(teammate, current)
+    if pending is None:
         raise NotFound("Start with POST /v1/me/two-factor/setup.", "no_pending_setup")
-    secret = crypto.decrypt(teammate.totp_pending_secret_enc)
-    return totp.provisioning_uri(secret, teammate.email, workspace.name)
+    return totp.provisioning_uri(crypto.decrypt(pending), teammate.email, workspace.name)
+
+
+def has_pending(teammate: Teammate, current: AuthSession | None) -> bool:
+    return _pending_for(teammate, current) is not None
 
 
 def confirm(session: Session, teammate: Teammate, code: str, at: float | None = None,
             current: AuthSession | None = None) -> list[str]:
     """Activate the pending secret with a code from the app; returns 10 fresh recovery codes.
 
-    Also completes a replacement (`replace`): the new app's code switches to the new secret,
-    and until then the old app keeps working. Every other session of the teammate ends
-    (`current`, the caller's, lives on): one opened with the password alone must not become
-    `full` without ever showing a code.
+    Also completes a replacement (`replace`), in the session that started it: the new app's
+    code switches to the new secret, and until then the old app keeps working. Every other
+    session of the teammate ends (`current`, the caller's, lives on and counts as verified):
+    one opened with the password alone must not become `full` without ever showing a code.
     """
     replacing = teammate.totp_enabled_at is not None
     first = not teammate.two_factor_enabled
-    if teammate.totp_pending_secret_enc is None:
-        if replacing:
+    pending_enc = _pending_for(teammate, current)
+    if pending_enc is None:
+        if replacing and teammate.totp_pending_secret_enc is None:
             raise Conflict("Two-factor authentication is on already.", "two_factor_already_enabled")
         raise NotFound("Start with POST /v1/me/two-factor/setup.", "no_pending_setup")
-    pending_enc = teammate.totp_pending_secret_enc
     # A replacement's codes come from another secret: the old app's last step says nothing
     # about them (the conditional UPDATE below still lets one confirm win).
-    _check_totp(session, teammate, crypto.decrypt(pending_enc), code, at, new_secret=replacing)
+    factors.check_totp(session, factors.Attempt(teammate, code, at), crypto.decrypt(pending_enc),
+                       new_secret=replacing)
     # One conditional UPDATE switches: of concurrent confirms (steps N and N+1 are both
     # valid) exactly one matches, so the recovery codes it returns are the ones that count.
     on = Teammate.totp_enabled_at.is_not(None) if replacing else Teammate.totp_enabled_at.is_(None)
-    values: dict[str, object] = {"totp_secret_enc": pending_enc, "totp_pending_secret_enc": None}
+    now = utcnow()
+    values: dict[str, object] = {"totp_secret_enc": pending_enc, "totp_pending_secret_enc": None,
+                                 "totp_pending_session_id": None, "totp_pending_expires_at": None}
     if not replacing:
-        values["totp_enabled_at"] = utcnow()
+        values["totp_enabled_at"] = now
     won = session.execute(
         update(Teammate)
         .where(Teammate.id == teammate.id, on, Teammate.totp_pending_secret_enc == pending_enc,
@@ -100,41 +127,55 @@ def confirm(session: Session, teammate: Teammate, code: str, at: float | None = 
         raise Conflict("Two-factor authentication was turned on meanwhile, or its setup was "
                        "restarted.", "two_factor_already_enabled")
     session.refresh(teammate)
+    if current is not None:
+        recent.mark(current)
     if first:
         team_counts.adjust(session, teammate.workspace_id, enrolled=1)
     sessions.end_all(session, teammate.id, keep=current)
-    if first:
-        recorder.record(session, teammate.workspace_id, EventType.ENABLED,
-                        {"teammate_id": teammate.id}, teammate_id=teammate.id)
-    if not replacing:
+    if not first and not replacing:  # an app beside keys: its codes stay as they were
         recorder.record(session, teammate.workspace_id, EventType.METHOD_ADDED,
                         {"teammate_id": teammate.id, "method": "totp", "name": APP_NAME},
                         teammate_id=teammate.id)
-    # Fresh codes for a first method or a new phone; an app added beside keys keeps them.
-    return recovery.replace_all(session, teammate.id) if first or replacing else []
+        return []
+    codes = recovery.replace_all(session, teammate.id)
+    _record_confirmed(session, teammate, replacing, now)
+    return codes
+
+
+def _record_confirmed(session: Session, teammate: Teammate, replacing: bool,
+                      now: datetime) -> None:
+    """A new phone is `twofa.method.replaced`; a first method turns 2FA on (`twofa.enabled`)
+    and adds the app (`twofa.method.added`), recorded at one time: one action, one email."""
+    subject = {"teammate_id": teammate.id}
+    if replacing:
+        recorder.record(session, teammate.workspace_id, EventType.METHOD_REPLACED,
+                        {**subject, "method": "totp"}, teammate_id=teammate.id)
+        return
+    recorder.record(session, teammate.workspace_id, EventType.ENABLED, subject,
+                    teammate_id=teammate.id, time=now)
+    recorder.record(session, teammate.workspace_id, EventType.METHOD_ADDED,
+                    {**subject, "method": "totp", "name": APP_NAME}, teammate_id=teammate.id,
+                    time=now)
 
 
 def replace(session: Session, teammate: Teammate, workspace: Workspace, code: str | None,
             current: AuthSession, at: float | None = None) -> Setup:
-    """A new phone: after a code of the current app (or an unused recovery code) a new pending
-    secret; `confirm` with the new app's code switches to it. A session opened with a bypass
-    code may leave the code out for the code's lifetime (the device is what was lost)."""
+    """A new phone: a new pending secret for this session; `confirm` with the new app's code
+    switches to it. A sent code (of the current app, or a recovery code) is checked; without
+    one the session must be recently verified (services/verification/recent.py)."""
     if teammate.totp_enabled_at is None:
         raise Conflict("Two-factor authentication is not on.", "two_factor_not_enabled")
     if code is not None:
-        verify_code(session, teammate, code, at)
-    elif not opened_with_fresh_bypass(current):
-        raise InvalidInput("Send a code from your current authenticator app or a recovery code.",
-                           "code_required")
+        recent.verify(session, teammate, current, code, at)
     secret = totp.new_secret()
-    teammate.totp_pending_secret_enc = crypto.encrypt(secret)
+    _set_pending(teammate, secret, owner=current)
     return Setup(secret, totp.provisioning_uri(secret, teammate.email, workspace.name))
 
 
 def opened_with_fresh_bypass(auth: AuthSession) -> bool:
     """A session a bypass code opened, still within the code's lifetime: it may start a new
     phone without a code (the device is what was lost)."""
-    return auth.factor == "bypass" and auth.created_at > utcnow() - bypass.LIFETIME
+    return recent.opened_with_fresh_bypass(auth)
 
 
 def issue_bypass_code(session: Session, workspace: Workspace, teammate: Teammate,
@@ -161,70 +202,21 @@ def verify_challenge(session: Session, challenge: str, code: str, at: float | No
         # The contract has one 401 code for this endpoint; the message tells the two apart.
         raise Unauthenticated("The sign-in challenge is unknown, used or expired; sign in again.",
                               "invalid_code")
-    method = verify_code(session, teammate, code, at, allow_bypass=True)
+    method = factors.check(session, factors.Attempt(teammate, code, at, at_sign_in=True),
+                           allow_bypass=True)
     if not sessions.end(session, auth):
         # Completed meanwhile by a parallel request with another valid code: a challenge serves
         # one sign-in. Not a kept failure: this rolls back, so a recovery code stays unused.
         raise Unauthenticated("The sign-in challenge was used meanwhile; sign in again.",
                               "invalid_code")
-    return sessions.open_session(session, teammate, cast(sessions.Origin, auth.origin), method)
+    return sessions.open_session(session, teammate, cast(sessions.Origin, auth.origin), method,
+                                 api_key_id=auth.api_key_id)
 
 
-def verify_code(session: Session, teammate: Teammate, code: str, at: float | None = None,
-                allow_bypass: bool = False) -> Method:
-    """Check a TOTP code, a recovery code or (at sign-in) a bypass code, under the throttle."""
-    code = code.strip().replace(" ", "")
-    if totp.looks_like_code(code) and teammate.totp_secret_enc is None:  # keys only: no app
-        throttle.check(session, teammate.id)
-        raise throttle.fail(session, teammate, "invalid_code", "totp")
-    if totp.looks_like_code(code):
-        assert teammate.totp_secret_enc is not None
-        _check_totp(session, teammate, crypto.decrypt(teammate.totp_secret_enc), code, at)
-        return "totp"
-    throttle.check(session, teammate.id)
-    if allow_bypass and bypass.looks_like_bypass(code):
-        if not bypass.consume(session, teammate.id, code):
-            raise throttle.fail(session, teammate, "invalid_bypass_code", "bypass")
-        _succeeded(session, teammate)
-        recorder.record(session, teammate.workspace_id, EventType.BYPASS_CODE_USED,
-                        {"teammate_id": teammate.id}, teammate_id=teammate.id)
-        return "bypass"
-    if not recovery.consume(session, teammate.id, code):
-        raise throttle.fail(session, teammate, "invalid_recovery_code", "recovery_code")
-    _succeeded(session, teammate)
-    left = recovery.remaining(session, teammate.id)
-    recorder.record(session, teammate.workspace_id, EventType.RECOVERY_CODE_USED,
-                    {"teammate_id": teammate.id, "remaining": left}, teammate_id=teammate.id)
-    return "recovery_code"
-
-
-def _succeeded(session: Session, teammate: Teammate) -> None:
-    if not throttle.succeed(session, teammate.id):
-        # Locked meanwhile: RateLimited rolls back, so the code stays unused.
-        throttle.check(session, teammate.id)
-        raise RateLimited("Two-factor sign-in was locked meanwhile; try again.", 1)
-
-
-def _check_totp(session: Session, teammate: Teammate, secret: str, code: str,
-                at: float | None, new_secret: bool = False) -> None:
-    throttle.check(session, teammate.id)
-    step = totp.matching_step(secret, code.strip().replace(" ", ""), at)
-    if step is None:
-        raise throttle.fail(session, teammate, "invalid_code", "totp")
-    if throttle.succeed(session, teammate.id, step, new_secret):
-        return
-    throttle.check(session, teammate.id)  # a parallel guess may have locked it meanwhile
-    # A replay is audited but not counted: it gives a guesser nothing, and a double-submitted
-    # form must not lock its owner out.
-    recorder.record(session, teammate.workspace_id, EventType.VERIFICATION_FAILED,
-                    {"teammate_id": teammate.id, "reason": "replayed_code", "method": "totp"},
-                    teammate_id=teammate.id)
-    raise InvalidCode("That code was used already; wait for the next one.")
-
-
-def disable_own(session: Session, teammate: Teammate, workspace: Workspace, code: str,
-                at: float | None = None, current: AuthSession | None = None) -> None:
-    """A teammate turns their own 2FA off with a valid code; never while the workspace requires it.
+def disable_own(session: Session, teammate: Teammate, workspace: Workspace, code: str | None,
+                current: AuthSession, at: float | None = None) -> None:
+    """A teammate turns their own 2FA off; never while the workspace requires it. A sent code
+    is checked (without one the session must be recently verified: recent.py).
 
     Their other sessions end; `current` (the caller's) lives on."""
     if workspace.require_two_factor:
@@ -233,12 +225,24 @@ def disable_own(session: Session, teammate: Teammate, workspace: Workspace, code
     session.refresh(teammate, with_for_update=True)  # see _reset
     if not teammate.two_factor_enabled:
         raise Conflict("Two-factor authentication is not on.", "two_factor_not_enabled")
-    verify_code(session, teammate, code, at)
+    if code is not None:
+        recent.verify(session, teammate, current, code, at)
     _clear(session, teammate)
     sessions.end_all(session, teammate.id, keep=current)
+    _record_disabled(session, workspace, teammate, "self", teammate.id)
+
+
+def _record_disabled(session: Session, workspace: Workspace, teammate: Teammate, by: str,
+                     actor_id: int | None) -> None:
+    """2FA off as a whole (`twofa.disabled`), and the app removed with it
+    (`twofa.method.removed`), at one time: one action, one email ("2FA is off")."""
+    now = utcnow()
     recorder.record(session, workspace.id, EventType.DISABLED,
-                    {"teammate_id": teammate.id, "by": "self", "actor_id": teammate.id},
-                    teammate_id=teammate.id)
+                    {"teammate_id": teammate.id, "by": by, "actor_id": actor_id},
+                    teammate_id=teammate.id, time=now)
+    recorder.record(session, workspace.id, EventType.METHOD_REMOVED,
+                    {"teammate_id": teammate.id, "method": "totp", "name": APP_NAME},
+                    teammate_id=teammate.id, time=now)
 
 
 def remove_app(session: Session, teammate: Teammate, workspace: Workspace, code: str,
@@ -253,9 +257,10 @@ def remove_app(session: Session, teammate: Teammate, workspace: Workspace, code:
         if workspace.require_two_factor:
             raise Forbidden(f"{workspace.name} requires two-factor authentication.",
                             "two_factor_mandatory")
-        disable_own(session, teammate, workspace, code, at, current)
+        assert current is not None
+        disable_own(session, teammate, workspace, code, current, at)
         return
-    verify_code(session, teammate, code, at)
+    factors.check(session, factors.Attempt(teammate, code, at))
     teammate.totp_secret_enc = teammate.totp_pending_secret_enc = None
     teammate.totp_enabled_at = teammate.totp_last_step = None
     session.execute(update(AuthSession)
@@ -298,22 +303,25 @@ def _reset(session: Session, workspace: Workspace, teammate: Teammate, by: str,
     _clear(session, teammate)
     sessions.end_all(session, teammate.id)
     if was_enabled:
-        recorder.record(session, workspace.id, EventType.DISABLED,
-                        {"teammate_id": teammate.id, "by": by, "actor_id": actor_id},
-                        teammate_id=teammate.id)
+        _record_disabled(session, workspace, teammate, by, actor_id)
     session.flush()
     if workspace.require_two_factor and not is_exempt(teammate.exempt_until):
         fanout.resend(session, workspace, teammate)
     return was_enabled
 
 
-def regenerate_recovery_codes(session: Session, teammate: Teammate, code: str,
-                              at: float | None = None) -> list[str]:
-    """A new set of 10 (the old set dies), after a valid code."""
+def regenerate_recovery_codes(session: Session, teammate: Teammate, code: str | None,
+                              current: AuthSession, at: float | None = None) -> list[str]:
+    """A new set of 10 (the old set dies). A sent code is checked (without one the session
+    must be recently verified: recent.py)."""
     if not teammate.two_factor_enabled:
         raise Conflict("Two-factor authentication is not on.", "two_factor_not_enabled")
-    verify_code(session, teammate, code, at)
-    return recovery.replace_all(session, teammate.id)
+    if code is not None:
+        recent.verify(session, teammate, current, code, at)
+    codes = recovery.replace_all(session, teammate.id)
+    recorder.record(session, teammate.workspace_id, EventType.RECOVERY_CODES_REGENERATED,
+                    {"teammate_id": teammate.id}, teammate_id=teammate.id)
+    return codes
 
 
 def _clear(session: Session, teammate: Teammate) -> None:
@@ -324,7 +332,8 @@ def _clear(session: Session, teammate: Teammate) -> None:
     session.execute(delete(WebAuthnCredential)
                     .where(WebAuthnCredential.teammate_id == teammate.id))
     teammate.webauthn_enabled_at = None
-    teammate.totp_secret_enc = teammate.totp_pending_secret_enc = None
+    teammate.totp_secret_enc = None
+    _set_pending(teammate, None, owner=None)
     teammate.totp_enabled_at = None
     teammate.totp_last_step = None
     teammate.failed_attempts, teammate.locked_until, teammate.lockouts = 0, None, 0

@@ -14,12 +14,15 @@ from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.orm import Session
 
 from services.errors import InvalidCode, RateLimited, Throttled
-from services.events import recorder
+from services.events import recorder, request_context
 from services.events.catalog import EventType
 from services.models import Teammate, utcnow
 from services.timestamps import rfc3339
 
 MAX_FAILURES = 10
+# Wrong codes in a row after a right password (or a host's check) before the teammate is told:
+# once per streak, which a success ends (a lock in between keeps `lockouts` above 0).
+SUSPICIOUS_FAILURES = 3
 BASE_LOCK = timedelta(seconds=30)
 MAX_LOCK = timedelta(hours=24)
 _NO_SYNC = {"synchronize_session": False}
@@ -66,10 +69,11 @@ def succeed(session: Session, teammate_id: int, step: int | None = None,
 
 
 def fail(session: Session, teammate: Teammate, reason: str,
-         method: str | None = None) -> InvalidCode | Throttled:
+         at_sign_in: bool = False, method: str | None = None) -> InvalidCode | Throttled:
     """Count one failure (audited) and return the error to raise: 401, or 429 once locked.
 
-    The tenth failure itself answers 401 and starts the lock; later ones answer 429.
+    The tenth failure itself answers 401 and starts the lock; later ones answer 429. At
+    sign-in, the third of a streak is recorded as suspicious (the teammate is told).
     """
     now = utcnow()
     counted = session.execute(
@@ -89,6 +93,13 @@ def fail(session: Session, teammate: Teammate, reason: str,
     recorder.record(session, teammate.workspace_id, EventType.VERIFICATION_FAILED,
                     {"teammate_id": teammate.id, "reason": reason, "method": method},
                     teammate_id=teammate.id)
+    if at_sign_in and count == SUSPICIOUS_FAILURES and lockouts == 0:
+        caused_by = request_context.current()
+        recorder.record(session, teammate.workspace_id, EventType.VERIFICATION_SUSPICIOUS,
+                        {"teammate_id": teammate.id, "failures": count,
+                         "ip": caused_by.get("ip", "unknown"),
+                         "user_agent": caused_by.get("user_agent", "")},
+                        teammate_id=teammate.id)
     if count >= MAX_FAILURES:
         until = now + lock_duration(lockouts)
         session.execute(

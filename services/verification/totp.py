@@ -27,15 +27,22 @@ def new_secret() -> str:
 def provisioning_uri(secret: str, account: str, issuer: str) -> str:
     """The Google Authenticator key URI: label `Issuer:account`, issuer repeated as a parameter.
 
-    A colon inside the issuer would split the label wrongly, so it is dropped from it.
+    The Key Uri Format wants both issuers equal and without a colon (a colon splits the
+    label), and pyotp refuses a URI where they differ: the colon-free name goes in both.
     """
-    label = f"{quote(issuer.replace(':', ''), safe='')}:{quote(account, safe='')}"
+    issuer = key_uri_issuer(issuer)
+    label = f"{quote(issuer, safe='')}:{quote(account, safe='')}"
     params = urlencode(
         {"secret": secret, "issuer": issuer, "algorithm": "SHA1", "digits": DIGITS,
          "period": PERIOD},
         quote_via=quote,
     )
     return f"otpauth://totp/{label}?{params}"
+
+
+def key_uri_issuer(name: str) -> str:
+    """A workspace name as a key URI issuer: `R&D: Ops` → `R&D Ops`."""
+    return " ".join(name.replace(":", " ").split())
 
 
 def step_at(at: float) -> int:

@@ -212,7 +212,7 @@ def verify_assertion(session: Session, teammate: Teammate, credential: dict[str,
     throttle.check(session, teammate.id)
     kept = _own_credential(session, teammate, credential)
     if kept is None:
-        raise throttle.fail(session, teammate, "unknown_credential", method)
+        raise throttle.fail(session, teammate, "unknown_credential", method=method)
     try:
         # Counter 0 here: the library's own check cannot tell a clone from a bad signature;
         # ours below runs only on a verified signature, so a forged response is no "clone".
@@ -222,19 +222,19 @@ def verify_assertion(session: Session, teammate: Teammate, credential: dict[str,
             credential_public_key=kept.public_key, credential_current_sign_count=0,
             require_user_verification=require_user_verification)
     except (WebAuthnException, ValueError, KeyError, TypeError):
-        raise throttle.fail(session, teammate, "invalid_assertion", method) from None
+        raise throttle.fail(session, teammate, "invalid_assertion", method=method) from None
     new, old = verified.new_sign_count, kept.sign_count
     if (new or old) and new <= old:
-        raise throttle.fail(session, teammate, "cloned_credential", method)
+        raise throttle.fail(session, teammate, "cloned_credential", method=method)
     if not challenges.consume(session, row):  # a parallel request with the same assertion won
-        raise throttle.fail(session, teammate, "replayed_assertion", method)
+        raise throttle.fail(session, teammate, "replayed_assertion", method=method)
     won = session.execute(  # the counter moves forward once, whoever else races
         update(WebAuthnCredential)
         .where(WebAuthnCredential.id == kept.id, WebAuthnCredential.sign_count == old)
         .values(sign_count=new, last_used_at=utcnow(), backed_up=verified.credential_backed_up)
         .execution_options(synchronize_session=False))
     if won.rowcount != 1:  # type: ignore[attr-defined]
-        raise throttle.fail(session, teammate, "replayed_assertion", method)
+        raise throttle.fail(session, teammate, "replayed_assertion", method=method)
     session.refresh(kept)
     origin = json.loads(base64url_to_bytes(credential["response"]["clientDataJSON"]))["origin"]
     return Asserted(kept, str(origin), verified.user_verified)

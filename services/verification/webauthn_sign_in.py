@@ -82,7 +82,7 @@ def verify_second_factor(session: Session, challenge: str, credential: dict[str,
                            "second_factor")
     if row is None or row.auth_session_id != auth.id:
         throttle.check(session, teammate.id)
-        raise throttle.fail(session, teammate, "invalid_challenge", "webauthn")
+        raise throttle.fail(session, teammate, "invalid_challenge", method="webauthn")
     asserted = keys.verify_assertion(session, teammate, credential, row, method="webauthn")
     if not sessions.end(session, auth):
         raise Unauthenticated("The sign-in challenge was used meanwhile; sign in again.",

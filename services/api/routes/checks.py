@@ -7,8 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
 
-from services.api.deps import DB, AdminWorkspace, FullSession, KeyWorkspace
+from services.api.deps import DB, AdminWorkspace, FullSession, KeyHolder
 from services.api.paging import Page
+from services.api.recent_factor import SENSITIVE
 from services.api.routes.auth import SignIn, sign_in
 from services.api.schemas import Body, Short, Text
 from services.api.types import Id, Timestamp
@@ -46,11 +47,12 @@ class NewApiKeyOut(ApiKeyOut):
 
 
 @router.post("/checks/login", tags=["host checks"], response_model_exclude_none=True)
-def check_login(body: CheckLoginIn, session: DB, workspace: KeyWorkspace) -> SignIn:
-    return sign_in(login_check.check_login(session, workspace, body.email), session)
+def check_login(body: CheckLoginIn, session: DB, holder: KeyHolder) -> SignIn:
+    return sign_in(login_check.check_login(session, holder, body.email), session)
 
 
-@router.post("/workspaces/{slug}/api-keys", status_code=201, tags=["admin"])
+@router.post("/workspaces/{slug}/api-keys", status_code=201, tags=["admin"],
+             dependencies=[SENSITIVE])
 def create_api_key(body: ApiKeyIn, workspace: AdminWorkspace, caller: FullSession, session: DB,
                    response: Response) -> NewApiKeyOut:
     response.headers["Cache-Control"] = "no-store"

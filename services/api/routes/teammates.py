@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 from services.accounts import teammates, teammates_export
 from services.api.deps import DB, AdminWorkspace, FullSession
 from services.api.paging import Cursor, Page
+from services.api.recent_factor import SENSITIVE_IF_MAKING_ADMIN
 from services.api.schemas import Body, TeammateIn, Text
 from services.api.types import Id, Timestamp
 from services.enrollment import state
@@ -111,7 +112,7 @@ def get_teammate(teammate_id: Id, workspace: AdminWorkspace, session: DB) -> Tea
                                          teammates.get(session, workspace, teammate_id)))
 
 
-@router.patch("/{teammate_id}")
+@router.patch("/{teammate_id}", dependencies=[SENSITIVE_IF_MAKING_ADMIN])
 def change_role(teammate_id: Id, body: RoleIn, workspace: AdminWorkspace,
                 caller: FullSession, session: DB) -> TeammateOut:
     """Change the role; demoting the last admin answers 409 `last_admin`."""

@@ -10,10 +10,11 @@ from pydantic import BaseModel, Field
 
 from services.accounts import sessions, teammates
 from services.api.deps import DB, AdminWorkspace, AnySession, FullSession
+from services.api.recent_factor import SENSITIVE, SENSITIVE_NEW_METHOD
 from services.api.routes.auth import Authenticated, EnrollmentRequired
-from services.api.schemas import CodeIn, ReplaceIn, TwoFactorIn
+from services.api.schemas import CodeIn, MaybeCodeIn, TwoFactorIn
 from services.api.types import Id, Timestamp
-from services.verification import qr, webauthn_sign_in
+from services.verification import qr, recent, webauthn_sign_in
 from services.verification import service as verification
 
 router = APIRouter(prefix="/v1", tags=["two-factor"])
@@ -37,7 +38,7 @@ class BypassCodeOut(BaseModel):
     expires_at: Timestamp
 
 
-@router.post("/me/two-factor/setup")
+@router.post("/me/two-factor/setup", dependencies=[SENSITIVE_NEW_METHOD])
 def setup(caller: AnySession, session: DB, response: Response) -> SecretOut:
     response.headers.update(NO_STORE)
     started = verification.setup(session, caller.teammate, caller.workspace)
@@ -47,7 +48,7 @@ def setup(caller: AnySession, session: DB, response: Response) -> SecretOut:
 @router.get("/me/two-factor/qr.png", response_class=Response,
             responses={200: {"content": {"image/png": {}}}})
 def qr_code(caller: AnySession) -> Response:
-    uri = verification.pending_uri(caller.teammate, caller.workspace)
+    uri = verification.pending_uri(caller.teammate, caller.workspace, caller.auth)
     return Response(qr.png(uri), media_type="image/png", headers=NO_STORE)
 
 
@@ -58,38 +59,47 @@ def confirm(body: CodeIn, caller: AnySession, session: DB, response: Response) -
         session, caller.teammate, body.code, current=caller.auth))
 
 
-@router.post("/me/two-factor/replace")
-def replace(body: ReplaceIn, caller: AnySession, session: DB, response: Response) -> SecretOut:
-    """A new phone: a new pending secret after a current code; confirm with the new app's code
-    to switch (the old app works until then)."""
+@router.post("/me/two-factor/replace", dependencies=[SENSITIVE_NEW_METHOD])
+def replace(body: MaybeCodeIn, caller: AnySession, session: DB, response: Response) -> SecretOut:
+    """A new phone: a new pending secret for this session (a code of the current app or a
+    recovery code, or a recently verified session); confirm with the new app's code to switch
+    (the old app works until then)."""
     response.headers.update(NO_STORE)
     started = verification.replace(session, caller.teammate, caller.workspace, body.code,
                                     caller.auth)
     return SecretOut(secret=started.secret, otpauth_uri=started.otpauth_uri)
 
 
-@router.delete("/me/two-factor", status_code=204)
-def disable(body: CodeIn, caller: AnySession, session: DB) -> Response:
-    verification.disable_own(session, caller.teammate, caller.workspace, body.code,
-                             current=caller.auth)
+@router.delete("/me/two-factor", status_code=204, dependencies=[SENSITIVE])
+def disable(caller: AnySession, session: DB, body: MaybeCodeIn | None = None) -> Response:
+    verification.disable_own(session, caller.teammate, caller.workspace,
+                             body.code if body else None, current=caller.auth)
     return Response(status_code=204)
 
 
 @router.delete("/me/two-factor/totp", status_code=204)
 def remove_app(body: CodeIn, caller: AnySession, session: DB) -> Response:
     """Remove the authenticator app alone; security keys stay (with none, as DELETE
-    /v1/me/two-factor)."""
+    /v1/me/two-factor). Its code is always checked."""
     verification.remove_app(session, caller.teammate, caller.workspace, body.code,
                             current=caller.auth)
     return Response(status_code=204)
 
 
-@router.post("/me/two-factor/recovery-codes")
-def regenerate(body: CodeIn, caller: AnySession, session: DB,
-               response: Response) -> RecoveryCodesOut:
+@router.post("/me/two-factor/recovery-codes", dependencies=[SENSITIVE])
+def regenerate(caller: AnySession, session: DB, response: Response,
+               body: MaybeCodeIn | None = None) -> RecoveryCodesOut:
     response.headers.update(NO_STORE)
     return RecoveryCodesOut(recovery_codes=verification.regenerate_recovery_codes(
-        session, caller.teammate, body.code))
+        session, caller.teammate, body.code if body else None, current=caller.auth))
+
+
+@router.post("/me/reauthenticate", status_code=204)
+def reauthenticate(body: CodeIn, caller: AnySession, session: DB) -> Response:
+    """Verify a second factor again (a TOTP or recovery code, under the sign-in throttle):
+    for TWOFA_REAUTH_SECONDS this session may make sensitive changes without a code."""
+    recent.reauthenticate(session, caller, body.code)
+    return Response(status_code=204)
 
 
 @router.post("/login/two-factor")
@@ -108,7 +118,8 @@ def login_two_factor(body: TwoFactorIn, session: DB) -> SecondFactorAnswer:
     return Authenticated(status="authenticated", token=token)
 
 
-@router.post("/workspaces/{slug}/teammates/{teammate_id}/bypass-code", status_code=201)
+@router.post("/workspaces/{slug}/teammates/{teammate_id}/bypass-code", status_code=201,
+             dependencies=[SENSITIVE])
 def issue_bypass_code(teammate_id: Id, workspace: AdminWorkspace, caller: FullSession,
                       session: DB, response: Response) -> BypassCodeOut:
     """A single-use code (15 minutes) for a teammate who lost their device; issuing another
@@ -119,7 +130,8 @@ def issue_bypass_code(teammate_id: Id, workspace: AdminWorkspace, caller: FullSe
     return BypassCodeOut(code=code, expires_at=expires_at)
 
 
-@router.delete("/workspaces/{slug}/teammates/{teammate_id}/two-factor", status_code=204)
+@router.delete("/workspaces/{slug}/teammates/{teammate_id}/two-factor", status_code=204,
+               dependencies=[SENSITIVE])
 def admin_reset(teammate_id: Id, workspace: AdminWorkspace, caller: FullSession,
                 session: DB) -> Response:
     target = teammates.get(session, workspace, teammate_id)

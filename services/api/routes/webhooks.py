@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from services.api.deps import DB, AdminWorkspace, FullSession
 from services.api.paging import Cursor, Page
+from services.api.recent_factor import SENSITIVE
 from services.api.schemas import Body, WebhookEventType, WebhookIn, WebhookUrl
 from services.api.types import Id, Timestamp
 from services.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
@@ -105,7 +106,7 @@ class DeliveryOut(BaseModel):
 router = APIRouter(prefix="/v1/workspaces/{slug}/webhooks", tags=["webhooks"])
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, dependencies=[SENSITIVE])
 def create_webhook(body: WebhookIn, workspace: AdminWorkspace, caller: FullSession,
                    session: DB) -> NewWebhookOut:
     """Subscribe a URL; the `whsec_` secret is in this answer only."""

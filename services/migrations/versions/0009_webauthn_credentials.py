@@ -1,16 +1,16 @@
 """security keys and passkeys: credentials, challenges, the teammate's user handle, the
 policy's allowed methods and their deadline, the kept count of teammates with a key
 
-Revision ID: 0007
-Revises: 0006
+Revision ID: 0009
+Revises: 0008
 """
 import sqlalchemy as sa
 from alembic import op
 
 import services.models
 
-revision = "0007"
-down_revision = "0006"
+revision = "0009"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
