@@ -35,7 +35,7 @@ from services.errors import Conflict, Forbidden, InvalidInput, NotFound
 from services.events import recorder
 from services.events.catalog import EventType
 from services.models import AuthSession, Teammate, WebAuthnCredential, Workspace, utcnow
-from services.verification import recovery, relying_party, throttle
+from services.verification import recent, recovery, relying_party, throttle
 from services.verification import webauthn_challenges as challenges
 
 MAX_CREDENTIALS = 10
@@ -110,6 +110,8 @@ def register(session: Session, teammate: Teammate, name: str, credential: dict[s
         teammate.webauthn_enabled_at = utcnow()
         team_counts.adjust(session, teammate.workspace_id, with_keys=1)
     session.flush()
+    if current is not None:  # a second factor accepted: the session is verified again
+        recent.mark(current)
     if current is not None and current.factor not in KEY_FACTORS:
         # A key was just verified in this session: under `security_keys` it now counts as
         # verified with a key (not opened by one, so removing the key later leaves it).

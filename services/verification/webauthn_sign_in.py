@@ -88,7 +88,8 @@ def verify_second_factor(session: Session, challenge: str, credential: dict[str,
         raise Unauthenticated("The sign-in challenge was used meanwhile; sign in again.",
                               "invalid_code")
     return sessions.open_session(session, teammate, cast(sessions.Origin, auth.origin),
-                                 "webauthn", asserted.credential.id)
+                                 "webauthn", api_key_id=auth.api_key_id,
+                                 credential_id=asserted.credential.id)
 
 
 # --- passkey sign-in ----------------------------------------------------------------------
@@ -131,7 +132,8 @@ def passkey_login(session: Session, challenge: str, credential: dict[str, Any],
         raise refused from None
     ip_throttle.release(session, client_ip)
     origin: sessions.Origin = "host" if relying_party.is_host_origin(asserted.origin) else "password"
-    return sessions.open_session(session, teammate, origin, "passkey", asserted.credential.id)
+    return sessions.open_session(session, teammate, origin, "passkey",
+                                 credential_id=asserted.credential.id)
 
 
 def _limit_options(client_ip: str) -> None:

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from services.api.deps import DB, AnySession, client_ip
 from services.api.paging import Page
+from services.api.recent_factor import SENSITIVE, SENSITIVE_NEW_METHOD
 from services.api.routes.auth import Authenticated
 from services.api.schemas import ChallengeIn, KeyIn, KeyNameIn, PasskeyIn, PasskeyOptionsIn
 from services.api.types import Id, Timestamp
@@ -57,7 +58,8 @@ def registration_options(caller: AnySession, session: DB) -> OptionsOut:
     return OptionsOut(options=keys.registration_options(session, caller.teammate, caller.workspace))
 
 
-@router.post("/me/two-factor/webauthn", status_code=201, response_model_exclude_unset=True)
+@router.post("/me/two-factor/webauthn", status_code=201, response_model_exclude_unset=True,
+             dependencies=[SENSITIVE_NEW_METHOD])
 def register(body: KeyIn, caller: AnySession, session: DB, response: Response) -> NewKeyOut:
     """Keep a security key or passkey; the first method turns 2FA on (recovery codes)."""
     response.headers.update(NO_STORE)
@@ -79,7 +81,8 @@ def rename(credential_id: Id, body: KeyNameIn, caller: AnySession, session: DB) 
     return KeyOut.of(keys.rename(session, caller.teammate, credential_id, body.name))
 
 
-@router.delete("/me/two-factor/webauthn/{credential_id}", status_code=204)
+@router.delete("/me/two-factor/webauthn/{credential_id}", status_code=204,
+               dependencies=[SENSITIVE])
 def remove(credential_id: Id, caller: AnySession, session: DB) -> Response:
     keys.remove(session, caller.teammate, caller.workspace, credential_id)
     return Response(status_code=204)
