@@ -75,7 +75,7 @@ def remove(request: Request, credential_id: int, form: web.Form, caller: web.Any
 
 
 @router.post("/login/key")
-def login_with_key(request: Request, form: web.Form, session: DB) -> Response:
+def login_with_key(request: Request, form: web.PreSessionForm, session: DB) -> Response:
     """The code step answered with a security key instead of a code."""
     after = web.safe_next(form.get("next"))
     with web.form_errors(session) as problem:
@@ -87,7 +87,7 @@ def login_with_key(request: Request, form: web.Form, session: DB) -> Response:
 
 
 @router.post("/login/passkey/options")
-def passkey_options(form: web.Form, session: DB,
+def passkey_options(form: web.PreSessionForm, session: DB,
                     ip: Annotated[str, Depends(client_ip)]) -> Response:
     try:
         workspace = form.get("workspace", "").strip()[:320] or None
@@ -98,7 +98,7 @@ def passkey_options(form: web.Form, session: DB,
 
 
 @router.post("/login/passkey")
-def passkey_login(request: Request, form: web.Form, session: DB,
+def passkey_login(request: Request, form: web.PreSessionForm, session: DB,
                   ip: Annotated[str, Depends(client_ip)]) -> Response:
     after = web.safe_next(form.get("next"))
     with web.form_errors(session) as problem:
