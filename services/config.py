@@ -16,7 +16,7 @@ from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from cryptography.fernet import Fernet
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # Seconds between attempts, from "5,30,120": each a number ≥ 0, at least one.
@@ -42,7 +42,13 @@ class Settings(BaseSettings):
     database_statement_timeout_ms: int = Field(default=30_000, ge=0)
     broker_url: str | None = None
     smtp_url: str | None = None
-    public_url: str = "http://127.0.0.1:8000"
+    # `localhost`, not 127.0.0.1: browsers refuse an IP address as a WebAuthn relying party.
+    public_url: str = "http://localhost:8000"
+    # WebAuthn (services/verification/relying_party.py): the relying party ID (default: the
+    # public URL's host; may be a registrable suffix of it) and host applications' origins
+    # allowed to run the ceremony besides the public URL's own.
+    webauthn_rp_id: str | None = None
+    webauthn_origins: Annotated[tuple[str, ...], NoDecode] = ()
     # Reverse proxies whose X-Forwarded-For is believed (addresses or networks, "*" for any);
     # none by default: the per-IP limits and events use the connection's address.
     forwarded_allow_ips: Listed = ()
@@ -169,6 +175,36 @@ class Settings(BaseSettings):
             raise ValueError("must be an http(s) URL with a host")
         return value
 
+    @field_validator("webauthn_origins", mode="before")
+    @classmethod
+    def _parse_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = tuple(part.strip().rstrip("/") for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("webauthn_origins")
+    @classmethod
+    def _check_origins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for origin in value:
+            parts = urlsplit(origin)
+            if parts.scheme not in ("http", "https") or not parts.hostname or parts.path:
+                raise ValueError(f"{origin!r} is not an origin (scheme://host[:port])")
+        return value
+
+    @model_validator(mode="after")
+    def _check_relying_party(self) -> Settings:
+        """Every WebAuthn origin must be covered by the RP ID, or a browser would refuse the
+        ceremony there (and we would accept what no browser sends)."""
+        host = (urlsplit(self.public_url).hostname or "").lower()
+        rp_id = (self.webauthn_rp_id or host).lower()
+        if not covers(rp_id, host):
+            raise ValueError(f"TWOFA_WEBAUTHN_RP_ID {rp_id!r} is not {host!r} or a suffix of it")
+        for origin in self.webauthn_origins:
+            if not covers(rp_id, (urlsplit(origin).hostname or "").lower()):
+                raise ValueError(f"TWOFA_WEBAUTHN_ORIGINS: {origin!r} is not covered by the "
+                                 f"relying party ID {rp_id!r}")
+        return self
+
     @property
     def home_dir(self) -> Path:
         return self.home.resolve()
@@ -225,7 +261,7 @@ class Settings(BaseSettings):
                 "TWOFA_ENV=production refuses generated keys and embedded defaults; set "
                 + ", ".join(missing)
             )
-        if self.public_url.startswith("http://127.0.0.1"):
+        if self.public_url.startswith(("http://127.0.0.1", "http://localhost")):
             raise ConfigurationError("TWOFA_PUBLIC_URL is still the development default")
         if self.test_clock_file is not None:
             raise ConfigurationError(
@@ -235,6 +271,11 @@ class Settings(BaseSettings):
             raise ConfigurationError(
                 "TWOFA_ENV=production refuses TWOFA_ARGON2_PROFILE=cheapest (a test setting)"
             )
+
+
+def covers(rp_id: str, host: str) -> bool:
+    """Whether a relying party ID is the host or a parent domain of it (WebAuthn's rule)."""
+    return host == rp_id or host.endswith("." + rp_id)
 
 
 def _generated_key(path: Path) -> bytes:
@@ -278,6 +319,9 @@ def _describe(exc: ValidationError) -> str:
     """One line per bad variable, by its environment name, without echoing its value (keys)."""
     lines = []
     for error in exc.errors():
-        field = str(error["loc"][0]) if error["loc"] else "?"
+        if not error["loc"]:  # a rule across variables names them in its message
+            lines.append(str(error["msg"]).removeprefix("Value error, "))
+            continue
+        field = str(error["loc"][0])
         lines.append(f"TWOFA_{field.upper()}: {error['msg']}")
     return "invalid settings: " + "; ".join(lines)

@@ -9,6 +9,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    ColumnElement,
     DateTime,
     ForeignKey,
     Index,
@@ -18,6 +19,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    or_,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -66,6 +68,10 @@ class Workspace(Base):
     grace_period_hours: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     required_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     enforce_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Which second factors count: `any`, or `security_keys` (WebAuthn only). Teammates with
+    # only an app are held to adding a key from `methods_enforce_at` (switch time + grace).
+    allowed_methods: Mapped[str] = mapped_column(String(16), default="any", server_default="any")
+    methods_enforce_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -76,6 +82,8 @@ class WorkspaceCounts(Base):
     workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id"), primary_key=True)
     teammates: Mapped[int] = mapped_column(Integer, default=0)
     enrolled: Mapped[int] = mapped_column(Integer, default=0)
+    # Of them, with at least one security key (the `enrolled` bucket under security_keys).
+    with_keys: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class Teammate(Base):
@@ -93,6 +101,7 @@ class Teammate(Base):
         Index("ux_teammates_workspace_lower_email", "workspace_id", func.lower(text("email")),
               unique=True, postgresql_where=text("status <> 'removed'"),
               sqlite_where=text("status <> 'removed'")),
+        Index("ux_teammates_webauthn_user_handle", "webauthn_user_handle", unique=True),
     )
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id"), index=True)
@@ -132,10 +141,74 @@ class Teammate(Base):
     # When the current join link's email was handed to SMTP (while 2FA is required, the join
     # email is the teammate's invitation).
     join_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # WebAuthn: the random user handle given to authenticators (never the email), and since
+    # when the teammate has at least one credential (None: none).
+    webauthn_user_handle: Mapped[bytes | None] = mapped_column(LargeBinary)
+    webauthn_enabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     @property
     def two_factor_enabled(self) -> bool:
-        return self.totp_enabled_at is not None
+        """Any method: an authenticator app, a security key or passkey, or both."""
+        return self.totp_enabled_at is not None or self.webauthn_enabled_at is not None
+
+    @property
+    def enrolled_at(self) -> datetime | None:
+        """Since when 2FA is on (the earlier method's start)."""
+        times = [t for t in (self.totp_enabled_at, self.webauthn_enabled_at) if t is not None]
+        return min(times) if times else None
+
+
+def two_factor_enabled_sql() -> ColumnElement[bool]:
+    """`Teammate.two_factor_enabled` in SQL."""
+    return or_(Teammate.totp_enabled_at.is_not(None), Teammate.webauthn_enabled_at.is_not(None))
+
+
+def compliant_sql(allowed_methods: str) -> ColumnElement[bool]:
+    """Holds a method the policy allows: any method, or under `security_keys` a key."""
+    if allowed_methods == "security_keys":
+        return Teammate.webauthn_enabled_at.is_not(None)
+    return two_factor_enabled_sql()
+
+
+def is_compliant(teammate: Teammate, allowed_methods: str) -> bool:
+    if allowed_methods == "security_keys":
+        return teammate.webauthn_enabled_at is not None
+    return teammate.two_factor_enabled
+
+
+class WebAuthnCredential(Base):
+    """A security key or passkey of a teammate: its public key (COSE), the signature counter
+    last seen, and the relying party ID it was made for (changing the public host orphans it)."""
+
+    __tablename__ = "webauthn_credentials"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    teammate_id: Mapped[int] = mapped_column(ForeignKey("teammates.id"), index=True)
+    credential_id: Mapped[bytes] = mapped_column(LargeBinary, unique=True)
+    public_key: Mapped[bytes] = mapped_column(LargeBinary)
+    sign_count: Mapped[int] = mapped_column(BigInteger, default=0)
+    name: Mapped[str] = mapped_column(String(64))
+    rp_id: Mapped[str] = mapped_column(String(253))
+    transports: Mapped[list[str]] = mapped_column(JSON, default=list)
+    backed_up: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class WebAuthnChallenge(Base):
+    """A WebAuthn challenge handed out, stored as its SHA-256: single use, short lived, bound
+    to what it was made for (registration, a sign-in challenge, passkey sign-in)."""
+
+    __tablename__ = "webauthn_challenges"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    challenge_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    purpose: Mapped[str] = mapped_column(String(16))  # register | second_factor | passkey
+    teammate_id: Mapped[int | None] = mapped_column(ForeignKey("teammates.id"), index=True)
+    # The sign-in challenge (auth_sessions row) a second-factor assertion completes.
+    auth_session_id: Mapped[int | None] = mapped_column(ForeignKey("auth_sessions.id"))
+    workspace_id: Mapped[int | None] = mapped_column(ForeignKey("workspaces.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class RecoveryCode(Base):
@@ -160,8 +233,10 @@ class AuthSession(Base):
     # Where the first factor was checked: "password" (twofa's own sign-in) or "host" (a host
     # application with an API key). A host session never reaches an admin route.
     origin: Mapped[str] = mapped_column(String(16), default="password", server_default="password")
-    # The second factor that opened it: totp | recovery_code | bypass (None: no second factor).
+    # The second factor that opened it: totp | recovery_code | bypass | webauthn | passkey
+    # (None: no second factor); with a key, which one (removing it ends the session).
     factor: Mapped[str | None] = mapped_column(String(16))
+    credential_id: Mapped[int | None] = mapped_column(BigInteger)
     # When a second factor was last accepted for this session (sign-in, confirm,
     # /v1/me/reauthenticate): sensitive changes need it recent (services/verification/recent.py).
     verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

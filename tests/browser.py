@@ -42,10 +42,11 @@ class UpStack:
     port: int
     process: subprocess.Popen[str]
     database_url: str | None
+    host: str = "127.0.0.1"
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     @property
     def mail_dir(self) -> Path:
@@ -53,12 +54,15 @@ class UpStack:
 
 
 @contextmanager
-def twofa_up(folder: Path) -> Iterator[UpStack]:
+def twofa_up(folder: Path, host: str = "127.0.0.1", **extra_env: str) -> Iterator[UpStack]:
+    """`host` names the public URL's host: `localhost` for security keys, since browsers
+    refuse an IP address as a WebAuthn relying party (the server binds 127.0.0.1 either way)."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TWOFA_")}
     env.update({"TWOFA_MAILCATCHER_PORT": str(free_port()), "TWOFA_SWEEP_INTERVAL": "2",
-                "TWOFA_PUBLIC_URL": f"http://127.0.0.1:{port}", "COLUMNS": "200",
-                "TWOFA_WEBHOOK_ALLOW_PRIVATE": "true"})  # the test's receiver is on loopback
+                "TWOFA_PUBLIC_URL": f"http://{host}:{port}", "COLUMNS": "200",
+                "TWOFA_WEBHOOK_ALLOW_PRIVATE": "true",  # the test's receiver is on loopback
+                **extra_env})
     database_url = None
     if backend() == "postgres":
         database_url = create_database()
@@ -68,7 +72,7 @@ def twofa_up(folder: Path) -> Iterator[UpStack]:
     process = subprocess.Popen([sys.executable, "-m", "workers.cli", "up", "--demo", "--port",
                                 str(port)], cwd=folder, env=env, stdout=log,
                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    stack = UpStack(folder, port, process, database_url)
+    stack = UpStack(folder, port, process, database_url, host)
     try:
         wait_until(lambda: _healthy(stack), 90, 0.3, message="twofa up to answer")
         yield stack

@@ -73,7 +73,7 @@ def test_while_required_new_teammates_may_only_enroll(
     me = workspace.client.get("/v1/me", headers=limited)
     assert me.status_code == 200 and me.json()["two_factor"] == {
         "enabled": False, "required": True, "enforced": True, "enforce_at": None,
-        "enrolled_at": None, "recovery_codes_left": 0}
+        "enrolled_at": None, "recovery_codes_left": 0, "methods": []}
     denied = workspace.client.get(f"/v1/workspaces/{workspace.slug}/teammates", headers=limited)
     assert denied.status_code == 403
     assert denied.json()["error"]["code"] == "enrollment_required"

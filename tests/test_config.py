@@ -95,3 +95,21 @@ print(len(list(_get_active_apps())), TRANSPORT_ALIASES["filesystem"])
     r = _run(_clean_env(tmp_path, TWOFA_EMAIL_RETRY_SCHEDULE="soon"), "-c", code)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["0", "kombu.transport.filesystem:Transport"]
+
+
+def test_an_origin_the_relying_party_does_not_cover_stops_the_api(tmp_path: Path) -> None:
+    env = _clean_env(tmp_path, TWOFA_PUBLIC_URL="https://twofa.example.com",
+                     TWOFA_WEBAUTHN_ORIGINS="https://app.example.com")
+    r = _run(env, "-m", "workers.cli", "api")
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "TWOFA_WEBAUTHN_ORIGINS" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_registrable_suffix_covers_host_applications(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TWOFA_PUBLIC_URL", "https://twofa.example.com")
+    monkeypatch.setenv("TWOFA_WEBAUTHN_RP_ID", "example.com")
+    monkeypatch.setenv("TWOFA_WEBAUTHN_ORIGINS", "https://app.example.com, https://example.com")
+    assert Settings().webauthn_origins == ("https://app.example.com", "https://example.com")
+    monkeypatch.setenv("TWOFA_WEBAUTHN_RP_ID", "other.com")  # not a suffix of the public host
+    with pytest.raises(ValueError, match="TWOFA_WEBAUTHN_RP_ID"):
+        Settings()

@@ -144,9 +144,10 @@ def test_installed_twofa_up_sends_invitations_that_link_to_its_port(
 
     invitations = _invitations(mail)
     assert len(invitations) == 25  # the 25 members; the admin got "2FA is on" instead
-    assert f"http://127.0.0.1:{port}/enroll" in _text_part(invitations[0])
+    assert f"http://localhost:{port}/enroll" in _text_part(invitations[0])  # a named host
 
-    assert f"emails link  http://127.0.0.1:{port}" in output
+    assert f"emails link  http://localhost:{port}" in output
+    assert f"open         http://localhost:{port}" in output
     assert f"smtp://127.0.0.1:{smtp_port}" in output
     assert '"PUT /v1/workspaces/demo/two-factor-policy HTTP/1.1" 200' in output
     assert "not-for-logs" not in output

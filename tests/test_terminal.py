@@ -60,8 +60,10 @@ def test_access_log_config_is_uvicorns_with_the_filter() -> None:
 
 def test_public_url_follows_the_port_unless_set(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("TWOFA_PUBLIC_URL", raising=False)
-    assert cli._public_url(Settings(), "127.0.0.1", 9123) == "http://127.0.0.1:9123"
-    assert cli._public_url(Settings(), "0.0.0.0", 9123) == "http://127.0.0.1:9123"  # noqa: S104
-    assert cli._public_url(Settings(), "::1", 9123) == "http://[::1]:9123"
+    # localhost, not 127.0.0.1: browsers refuse an IP address as a WebAuthn relying party.
+    assert cli._public_url(Settings(), "127.0.0.1", 9123) == "http://localhost:9123"
+    assert cli._public_url(Settings(), "0.0.0.0", 9123) == "http://localhost:9123"  # noqa: S104
+    assert cli._public_url(Settings(), "::1", 9123) == "http://localhost:9123"
+    assert cli._public_url(Settings(), "192.0.2.7", 9123) == "http://192.0.2.7:9123"
     monkeypatch.setenv("TWOFA_PUBLIC_URL", "https://2fa.example.com")
     assert cli._public_url(Settings(), "127.0.0.1", 9123) == "https://2fa.example.com"

@@ -85,7 +85,8 @@ def test_enroll_then_sign_in_with_code(stack: Stack, make_workspace: Any) -> Non
     assert me["enabled"] is True and me["recovery_codes_left"] == 10 and me["enrolled_at"]
 
     body = ws.login()
-    assert body == {"status": "two_factor_required", "challenge": body["challenge"]}
+    assert body == {"status": "two_factor_required", "challenge": body["challenge"],
+                    "methods": ["totp", "recovery_code"]}
     now_code = code(setup["secret"])
     r = complete(client, body["challenge"], now_code)
     assert r.status_code == 200 and r.json()["status"] == "authenticated"

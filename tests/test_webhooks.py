@@ -103,6 +103,9 @@ def test_webhook_tasks_have_a_queue_of_their_own() -> None:
     assert queues(settings, "webhooks") == [hooks, events]
 
 
+ADMINS_ENROLLMENT = ("twofa.enabled", "twofa.method.added")  # their app, before the rollout
+
+
 def test_rollout_events_reach_the_receiver_signed_as_cloudevents(
     stack: Stack, make_workspace: Any, receiver: Receiver
 ) -> None:

@@ -452,11 +452,13 @@ def up(
 
 
 def _public_url(settings: Settings, host: str, port: int) -> str:
-    """TWOFA_PUBLIC_URL when set; otherwise the address `up` listens on (loopback for a
-    wildcard host), so the links in emails follow --port."""
+    """TWOFA_PUBLIC_URL when set; otherwise the address `up` listens on, so the links in
+    emails follow --port. A loopback or wildcard host is named `localhost`: browsers refuse
+    an IP address as a WebAuthn relying party, so security keys need a name."""
     if "public_url" in settings.model_fields_set:
         return settings.public_url
-    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104 - compared, not bound
+    loopback = ("0.0.0.0", "::", "", "127.0.0.1", "::1", "localhost")  # noqa: S104 - compared, not bound
+    shown = "localhost" if host in loopback else host
     return f"http://{f'[{shown}]' if ':' in shown else shown}:{port}"
 
 
@@ -471,6 +473,7 @@ def _banner(settings: Settings, host: str, port: int, public_url: str, *, caught
     if settings.is_embedded_broker:
         broker += f" ({settings.broker_folder})"
     lines = [
+        f"open         {public_url}  (the console; security keys need this name)",
         f"API          http://{host}:{port}  (OpenAPI: /docs, health: /healthz)",
         f"emails link  {public_url}",
         f"database     {_redacted(settings.resolved_database_url)}",

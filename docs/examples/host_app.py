@@ -6,7 +6,9 @@ Run it next to twofa (`twofa up`), from the repository root, with a key from
     HOST_TWOFA_URL=http://127.0.0.1:8000 HOST_TWOFA_KEY=twofa_sk_… HOST_PORT=9000 \\
     HOST_USERS=member-00001@demo.test:host-password .venv/bin/python docs/examples/host_app.py
 
-then open http://127.0.0.1:9000/.
+then open http://localhost:9000/. For security keys and passkeys at its code step, twofa must
+accept this page's origin: start twofa with `TWOFA_WEBAUTHN_ORIGINS=http://localhost:9000`
+(the relying party ID, `localhost` here, must cover it).
 
 Its users are a dict here; yours live in your database or behind your SSO. Its sessions are
 a dict too (its own random session id → the twofa token and the email this app signed in):
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import os
 import secrets
 from html import escape
@@ -69,6 +72,43 @@ def page(body: str, status: int = 200) -> HTMLResponse:
     return HTMLResponse(f"<!doctype html><title>Host app</title>{body}", status_code=status)
 
 
+# The WebAuthn ceremony on the host's own page: the browser asks the security key with the
+# request options twofa sent (bound to this sign-in's challenge) and posts its answer back
+# here as JSON; the host hands it to twofa. No library, no build step.
+KEY_SCRIPT = """
+const b64 = (t) => Uint8Array.from(atob(t.replace(/-/g, "+").replace(/_/g, "/")),
+                                   (c) => c.charCodeAt(0)).buffer;
+const enc = (b) => btoa(String.fromCharCode(...new Uint8Array(b)))
+  .replace(/\\+/g, "-").replace(/\\//g, "_").replace(/=+$/, "");
+document.getElementById("use-key").addEventListener("click", async () => {
+  const form = document.getElementById("key-form");
+  const json = JSON.parse(form.dataset.options);
+  const publicKey = PublicKeyCredential.parseRequestOptionsFromJSON
+    ? PublicKeyCredential.parseRequestOptionsFromJSON(json)
+    : {...json, challenge: b64(json.challenge),
+       allowCredentials: (json.allowCredentials || []).map((c) => ({...c, id: b64(c.id)}))};
+  const credential = await navigator.credentials.get({publicKey});
+  const r = credential.response;
+  form.elements.webauthn.value = JSON.stringify(credential.toJSON ? credential.toJSON() : {
+    id: credential.id, rawId: enc(credential.rawId), type: credential.type,
+    clientExtensionResults: credential.getClientExtensionResults(),
+    response: {clientDataJSON: enc(r.clientDataJSON), authenticatorData: enc(r.authenticatorData),
+               signature: enc(r.signature), userHandle: r.userHandle ? enc(r.userHandle) : null}});
+  form.submit();
+});
+"""
+
+
+def key_step(challenge: str, options: dict[str, object]) -> str:
+    """The code step's alternative: `Use a security key`, when twofa offered one."""
+    return (f'<form id="key-form" method="post" action="/two-factor" '
+            f'data-options="{escape(json.dumps(options))}">'
+            f'<input type="hidden" name="challenge" value="{escape(challenge)}">'
+            '<input type="hidden" name="webauthn">'
+            '<button type="button" id="use-key">Use a security key</button></form>'
+            f"<script>{KEY_SCRIPT}</script>")
+
+
 def create_app(twofa: httpx.Client, api_key: str, passwords: dict[str, str]) -> FastAPI:
     """`twofa` is an HTTP client whose base URL is the twofa API."""
     app = FastAPI()
@@ -108,21 +148,28 @@ def create_app(twofa: httpx.Client, api_key: str, passwords: dict[str, str]) -> 
             return page("<p>Your team requires two-factor authentication: set it up first.</p>"
                         f'<p data-enrollment-token="{escape(answer["token"])}"></p>', 403)
         challenged[answer["challenge"]] = email
+        # `methods` says what the teammate has; with a key, `webauthn` holds the options.
+        keys = key_step(answer["challenge"], answer["webauthn"]) if "webauthn" in answer else ""
         return with_token(request, '<form method="post" action="/two-factor">'
                           f'<input type="hidden" name="challenge" value="{escape(answer["challenge"])}">'
-                          '<input name="code" autocomplete="one-time-code"><button>Verify</button></form>')
+                          '<input name="code" autocomplete="one-time-code"><button>Verify</button></form>'
+                          + keys)
 
     @app.post("/two-factor")
     def two_factor(data: Form) -> Response:
-        # 3. The code from the teammate's authenticator app (or a recovery code), for a
-        # challenge this app asked for itself.
+        # 3. The code from the teammate's authenticator app (or a recovery code), or their
+        # security key's answer, for a challenge this app asked for itself.
         email = challenged.get(data.get("challenge", ""))
         if email is None:
             return page("<p>Sign in again.</p>", 401)
-        r = twofa.post("/v1/login/two-factor",
-                       json={"challenge": data.get("challenge", ""), "code": data.get("code", "")})
+        second: dict[str, object] = {"code": data.get("code", "")}
+        if data.get("webauthn"):
+            second = {"webauthn": json.loads(data["webauthn"])}
+        r = twofa.post("/v1/login/two-factor", json={"challenge": data.get("challenge", ""), **second})
         if r.status_code != 200:
             return page(f"<p>{escape(r.json()['error']['message'])}</p>", r.status_code)
+        if r.json()["status"] != "authenticated":  # e.g. security keys required, app used
+            return page("<p>Your team requires a security key: add one in twofa first.</p>", 403)
         del challenged[data["challenge"]]
         return signed_in(r.json()["token"], email)
 

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from sqlalchemy import ColumnElement, and_, bindparam, func, select
 
 from services import db_read, enforcement
-from services.accounts.sessions import Level, level_for
+from services.accounts.sessions import Level, Standing
 from services.crypto import hash_token
 from services.errors import Unauthenticated
 from services.models import AuthSession, RecoveryCode, Teammate, UTCDateTime, Workspace, utcnow
@@ -32,8 +32,10 @@ _RECOVERY_LEFT = (select(func.count()).where(RecoveryCode.teammate_id == Teammat
                   .scalar_subquery())
 
 ME = (select(Teammate.id, Teammate.email, Teammate.name, Teammate.role, Teammate.totp_enabled_at,
+             Teammate.webauthn_enabled_at,
              AuthSession.origin, Workspace.id, Workspace.slug, Workspace.require_two_factor,
-             Workspace.enforce_at, Teammate.exempt_until, _RECOVERY_LEFT)
+             Workspace.enforce_at, Teammate.exempt_until, _RECOVERY_LEFT,
+             Workspace.methods_enforce_at, Workspace.allowed_methods, AuthSession.factor)
       .select_from(AuthSession)
       .join(Teammate, Teammate.id == AuthSession.teammate_id)
       .join(Workspace, Workspace.id == Teammate.workspace_id)
@@ -53,10 +55,9 @@ class Me:
     enforce_at: datetime | None
     enforced: bool
     recovery_codes_left: int
+    methods: tuple[str, ...] = ()
 
-    @property
-    def level(self) -> Level:
-        return level_for(self.enforced, self.enrolled_at is not None)
+    level: Level = "full"
 
 
 async def me(token: str) -> Me:
@@ -65,12 +66,16 @@ async def me(token: str) -> Me:
         if token else None
     if row is None:
         raise Unauthenticated("The session is unknown, expired or ended.", "invalid_token")
-    tid, email, name, role, enrolled, origin, wid, slug, required, enforce_at, exempt, left = row
-    enforce_at, exempt = utc(enforce_at), utc(exempt)
-    enforced = enforcement.is_enforced(bool(required), enforce_at, exempt,
-                                       admin=enforcement.is_admin(role))
-    return Me(tid, email, name, role, utc(enrolled), origin, wid, slug, bool(required),
-              enforce_at if required else None, enforced, int(left))
+    (tid, email, name, role, app, keys, origin, wid, slug, required, enforce_at, exempt, left,
+     methods_enforce_at, allowed, factor) = row
+    enforce_at, exempt, app, keys = utc(enforce_at), utc(exempt), utc(app), utc(keys)
+    standing = Standing(bool(required), enforce_at, utc(methods_enforce_at), allowed, exempt,
+                        app is not None, keys is not None, factor, enforcement.is_admin(role))
+    enrolled = min((t for t in (app, keys) if t is not None), default=None)
+    methods = tuple(m for m, on in (("totp", app), ("webauthn", keys)) if on is not None)
+    return Me(tid, email, name, role, enrolled, origin, wid, slug, bool(required),
+              enforce_at if required else None, standing.enforced, int(left), methods,
+              standing.level)
 
 
 def utc(value: datetime | None) -> datetime | None:

@@ -8,8 +8,8 @@ teammate (services/enforcement.py) and they have none, every session of theirs i
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
-from typing import Literal
+from datetime import datetime, timedelta
+from typing import Literal, cast
 
 from sqlalchemy import ColumnElement, and_, inspect, select, update
 from sqlalchemy.orm import Session
@@ -20,7 +20,7 @@ from services.config import get_settings
 from services.crypto import hash_token, new_token
 from services.errors import NotFound, Unauthenticated
 from services.events import request_context
-from services.models import AuthSession, Teammate, Workspace, utcnow
+from services.models import AuthSession, Teammate, Workspace, is_compliant, utcnow
 
 Level = Literal["full", "enrollment"]
 Status = Literal["authenticated", "two_factor_required", "enrollment_required"]
@@ -35,7 +35,7 @@ class Authenticated:
 
     @property
     def level(self) -> Level:
-        return level_of(self.teammate, self.workspace)
+        return level_of(self.teammate, self.workspace, self.auth.factor)
 
     @property
     def is_host_session(self) -> bool:
@@ -52,20 +52,50 @@ class SignIn:
 
 
 def is_enforced_for(teammate: Teammate, workspace: Workspace) -> bool:
-    return enforcement.is_enforced(workspace.require_two_factor, workspace.enforce_at,
-                                   teammate.exempt_until,
+    deadline = enforcement.relevant_deadline(workspace.enforce_at, workspace.methods_enforce_at,
+                                             workspace.allowed_methods, teammate.two_factor_enabled)
+    return enforcement.is_enforced(workspace.require_two_factor, deadline, teammate.exempt_until,
                                    admin=enforcement.is_admin(teammate.role))
 
 
-def level_of(teammate: Teammate, workspace: Workspace) -> Level:
-    return level_for(is_enforced_for(teammate, workspace), teammate.two_factor_enabled)
+def level_of(teammate: Teammate, workspace: Workspace, factor: str | None = None) -> Level:
+    return level_for(is_enforced_for(teammate, workspace),
+                     is_compliant(teammate, workspace.allowed_methods), factor,
+                     workspace.allowed_methods)
 
 
-def level_for(enforced: bool, two_factor_enabled: bool) -> Level:
+def level_for(enforced: bool, compliant: bool, factor: str | None = None,
+              allowed_methods: str = "any") -> Level:
     """The level rule, on plain values (the read models of session_lookup use it too)."""
-    if enforced and not two_factor_enabled:
-        return "enrollment"
-    return "full"
+    return cast(Level, enforcement.level_for(enforced, compliant, factor, allowed_methods))
+
+
+@dataclass(frozen=True, slots=True)
+class Standing:
+    """The level rule's inputs as the hot reads select them (one row, no ORM objects)."""
+
+    required: bool
+    enforce_at: datetime | None
+    methods_enforce_at: datetime | None
+    allowed_methods: str
+    exempt_until: datetime | None
+    has_app: bool
+    has_key: bool
+    factor: str | None
+    admin: bool = False  # held at once, whatever the deadline or exemption
+
+    @property
+    def enforced(self) -> bool:
+        has_any = self.has_app or self.has_key
+        deadline = enforcement.relevant_deadline(self.enforce_at, self.methods_enforce_at,
+                                                 self.allowed_methods, has_any)
+        return enforcement.is_enforced(self.required, deadline, self.exempt_until, admin=self.admin)
+
+    @property
+    def level(self) -> Level:
+        compliant = self.has_key if self.allowed_methods == "security_keys" \
+            else self.has_app or self.has_key
+        return level_for(self.enforced, compliant, self.factor, self.allowed_methods)
 
 
 def after_first_factor(session: Session, teammate: Teammate, workspace: Workspace,
@@ -87,14 +117,17 @@ def after_first_factor(session: Session, teammate: Teammate, workspace: Workspac
 
 
 def open_session(session: Session, teammate: Teammate, origin: Origin = "password",
-                 factor: str | None = None, api_key_id: int | None = None) -> str:
-    """A new session; `factor` is the second factor that opened it, if any. It counts as
+                 factor: str | None = None, api_key_id: int | None = None,
+                 credential_id: int | None = None) -> str:
+    """A new session; `factor` is the second factor that opened it, if any, and
+    `credential_id` the security key (removing that key ends the session). It counts as
     verified from now, unless it was a bypass code (services/verification/recent.py)."""
-    return _open(session, teammate, "session", origin, factor, api_key_id)
+    return _open(session, teammate, "session", origin, factor, api_key_id, credential_id)
 
 
 def _open(session: Session, teammate: Teammate, kind: str, origin: Origin,
-          factor: str | None = None, api_key_id: int | None = None) -> str:
+          factor: str | None = None, api_key_id: int | None = None,
+          credential_id: int | None = None) -> str:
     settings = get_settings()
     ttl = settings.challenge_ttl_seconds if kind == "challenge" else settings.session_ttl_seconds
     token = new_token()
@@ -109,6 +142,7 @@ def _open(session: Session, teammate: Teammate, kind: str, origin: Origin,
             factor=factor,
             verified_at=now if factor is not None and factor != "bypass" else None,
             api_key_id=api_key_id,
+            credential_id=credential_id,
             token_hash=hash_token(token),
             teammate_id=teammate.id,
             expires_at=now + timedelta(seconds=ttl),

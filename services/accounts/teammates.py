@@ -20,7 +20,13 @@ from services.enrollment import exemptions, fanout, state
 from services.errors import Conflict, InvalidCredentials, InvalidInput, NotFound
 from services.events import recorder
 from services.events.catalog import EventType
-from services.models import EnrollmentInvitation, Teammate, Workspace, utcnow
+from services.models import (
+    EnrollmentInvitation,
+    Teammate,
+    Workspace,
+    two_factor_enabled_sql,
+    utcnow,
+)
 from services.topics import Topic
 
 ROLES = ("admin", "member")
@@ -81,7 +87,8 @@ def remove(session: Session, workspace: Workspace, teammate: Teammate, actor: Te
     teammate.status = "removed"
     teammate.exempt_until = teammate.exempt_reason = None
     team_counts.adjust(session, workspace.id, teammates=-1,
-                       enrolled=-1 if teammate.two_factor_enabled else 0)
+                       enrolled=-1 if teammate.two_factor_enabled else 0,
+                       with_keys=-1 if teammate.webauthn_enabled_at is not None else 0)
     teammate.join_token_hash = teammate.join_expires_at = None
     sessions.end_all(session, teammate.id)
     session.execute(
@@ -216,6 +223,12 @@ def _unusable_link() -> InvalidCredentials:
                               "sign in, or ask an admin for a new invitation.")
 
 
+def methods_of(teammate: Teammate) -> list[str]:
+    """A teammate's second factors by kind, as lists and the CSV show them."""
+    return [m for m, on in (("totp", teammate.totp_enabled_at), ("webauthn", teammate.webauthn_enabled_at))
+            if on is not None]
+
+
 @dataclass(frozen=True)
 class Filters:
     """Who to list: by 2FA (`enabled`/`disabled`), enrollment state, and `q` on name or email."""
@@ -224,6 +237,7 @@ class Filters:
     enrollment: str | None = None
     q: str | None = None
     would_be_held: bool = False  # no 2FA and no live exemption (the policy preview)
+    held_under: str | None = None  # would_be_held under these allowed methods (a preview)
 
 
 def page(
@@ -253,12 +267,16 @@ def page(
 
 
 def _conditions(workspace: Workspace, filters: Filters) -> list[ColumnElement[bool]]:
-    enabled = Teammate.totp_enabled_at.is_not(None)
+    enabled = two_factor_enabled_sql()
     conditions: list[ColumnElement[bool]] = []
-    if filters.two_factor is not None:
+    if filters.two_factor == "app_only":  # an app and no security key
+        conditions.append(and_(Teammate.totp_enabled_at.is_not(None),
+                               Teammate.webauthn_enabled_at.is_(None)))
+    elif filters.two_factor is not None:
         conditions.append(enabled if filters.two_factor == "enabled" else ~enabled)
     if filters.would_be_held:
-        conditions.append(state.would_be_held())
+        conditions.append(state.would_be_held(
+            allowed_methods=filters.held_under or workspace.allowed_methods))
     if filters.enrollment is not None:
         conditions.append(state.is_in_state(workspace, filters.enrollment))
     if filters.q:

@@ -11,7 +11,8 @@ from services.db import unit_of_work
 from services.models import Workspace
 from services.timestamps import rfc3339
 
-COLUMNS = ("id", "email", "name", "role", "two_factor_enabled", "enrollment", "exempt_until")
+COLUMNS = ("id", "email", "name", "role", "two_factor_enabled", "enrollment", "exempt_until",
+           "methods")
 CHUNK = 1000
 
 
@@ -36,11 +37,19 @@ def record(view: teammates.TeammateView) -> dict[str, object]:
     until = rfc3339(t.exempt_until) if view.enrollment == "exempt" and t.exempt_until else None
     return {"id": t.id, "email": t.email, "name": t.name, "role": t.role,
             "two_factor_enabled": t.two_factor_enabled, "enrollment": view.enrollment,
-            "exempt_until": until}
+            "exempt_until": until, "methods": teammates.methods_of(t)}
 
 
 def cells(view: teammates.TeammateView) -> list[str]:
-    return ["" if value is None else str(value) for value in record(view).values()]
+    return [_cell(value) for value in record(view).values()]
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list):  # methods: "totp webauthn"
+        return " ".join(str(v) for v in value)
+    return str(value)
 
 
 def line(values: Iterable[str]) -> str:

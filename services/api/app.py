@@ -26,6 +26,7 @@ from services.api.routes import (
     sessions,
     teammates,
     two_factor,
+    webauthn,
     webhooks,
 )
 
@@ -58,8 +59,8 @@ def create_app() -> FastAPI:
     errors.install(app)
     observability.install(app)  # /metrics, /readyz, request series, 503 when the database is down
     docs.install(app)
-    for module in (auth, me, passwords, sessions, two_factor, admin, events, teammates,
-                   exemptions, webhooks, checks):
+    for module in (auth, me, passwords, sessions, two_factor, webauthn, admin, events,
+                   teammates, exemptions, webhooks, checks):
         app.include_router(module.router)
 
     @app.get("/healthz", tags=["health"])

@@ -5,7 +5,7 @@ encoded), so such input is a 422 `invalid_request` rather than a database error.
 from __future__ import annotations
 
 import unicodedata
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
@@ -47,9 +47,68 @@ class LoginIn(Body):
     password: Password
 
 
+B64 = Annotated[str, Field(max_length=16384)]  # base64url of what an authenticator returned
+
+
+class AuthenticatorResponseIn(BaseModel):
+    """`response` of a PublicKeyCredential's JSON form; the rest is checked by py_webauthn."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+    clientDataJSON: B64  # noqa: N815 - the WebAuthn JSON form's own names
+
+
+class WebAuthnResponse(BaseModel):
+    """A PublicKeyCredential in its JSON form (`credential.toJSON()`): a registration or an
+    assertion. Its shape is checked here (422); what it proves, by py_webauthn."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+    id: B64
+    rawId: B64  # noqa: N815
+    type: Literal["public-key"]
+    response: AuthenticatorResponseIn
+
+    def as_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
 class TwoFactorIn(Body):
+    """`code` (a TOTP, recovery or bypass code) or `webauthn` (a security key's assertion)."""
+
     challenge: Token
-    code: Code
+    code: Code | None = None
+    webauthn: WebAuthnResponse | None = None
+
+    @model_validator(mode="after")
+    def _one_factor(self) -> TwoFactorIn:
+        if (self.code is None) == (self.webauthn is None):
+            raise ValueError("give code or webauthn")
+        return self
+
+
+class ChallengeIn(Body):
+    challenge: Token
+
+
+class PasskeyOptionsIn(Body):
+    workspace: Short | None = None
+
+
+class PasskeyIn(Body):
+    challenge: Token
+    webauthn: WebAuthnResponse
+    workspace: Short | None = None
+
+
+KeyName = Annotated[str, Field(min_length=1, max_length=64), Text]
+
+
+class KeyIn(Body):
+    name: KeyName
+    credential: WebAuthnResponse
+
+
+class KeyNameIn(Body):
+    name: KeyName
 
 
 class AcceptIn(Body):
@@ -96,11 +155,14 @@ class PolicyIn(Body):
 
     require_two_factor: bool | None = None
     grace_period_hours: Annotated[int, Field(ge=0, le=MAX_GRACE_HOURS)] | None = None
+    allowed_methods: Literal["any", "security_keys"] | None = None
 
     @model_validator(mode="after")
     def _something(self) -> PolicyIn:
-        if self.require_two_factor is None and self.grace_period_hours is None:
-            raise ValueError("give require_two_factor, grace_period_hours or both")
+        if self.require_two_factor is None and self.grace_period_hours is None \
+                and self.allowed_methods is None:
+            raise ValueError("give require_two_factor, grace_period_hours, allowed_methods "
+                             "or several")
         return self
 
 

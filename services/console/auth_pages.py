@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from contextlib import suppress
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
+from sqlalchemy.orm import Session
 
 from services.accounts import login as login_service
 from services.accounts import sessions, teammates
@@ -14,6 +16,7 @@ from services.api.schemas import AcceptIn, LoginIn, TwoFactorIn
 from services.console import web
 from services.errors import Unauthenticated
 from services.verification import service as verification
+from services.verification import webauthn_sign_in
 
 router = APIRouter(include_in_schema=False)
 
@@ -46,7 +49,7 @@ def login_submit(request: Request, form: web.PreSessionForm, session: DB,
     with web.form_errors(session) as problem:
         body = LoginIn.model_validate(form)
         signed = login_service.login(session, body.workspace, body.email, body.password, ip)
-        return after_first_factor(request, signed, after)
+        return after_first_factor(request, session, signed, after)
     return web.render(request, "login.html", {
         "title": "Sign in", "workspace": form.get("workspace", "")[:320],
         "email": form.get("email", "")[:320], "next": after, "error": problem.message,
@@ -58,11 +61,11 @@ def code_submit(request: Request, form: web.PreSessionForm, session: DB) -> Resp
     after = web.safe_next(form.get("next"))
     with web.form_errors(session) as problem:
         body = TwoFactorIn.model_validate(form)
-        token = verification.verify_challenge(session, body.challenge, body.code)
+        token = verification.verify_challenge(session, body.challenge, body.code or "")
         if sessions.authenticate(session, token).auth.factor == "bypass":
             after = "/settings/two-factor"  # a lost device: set up the new phone first
-        return _signed_in(token, after)
-    return _code_step(request, form.get("challenge", ""), after, problem.message)
+        return signed_in(token, after)
+    return code_step(request, session, form.get("challenge", ""), after, problem.message)
 
 
 @router.get("/join")
@@ -78,7 +81,7 @@ def join_submit(request: Request, form: web.PreSessionForm, session: DB) -> Resp
         after = "/"
         if signed.token and sessions.authenticate(session, signed.token).workspace.require_two_factor:
             after = "/settings/two-factor"  # required (even within a grace period): set it up now
-        return after_first_factor(request, signed, after)
+        return after_first_factor(request, session, signed, after)
     return web.render(request, "join.html", {
         "title": "Join your team", "token": form.get("token", ""),
         "name": form.get("name", "")[:200], "error": problem.message}, status_code=400)
@@ -96,25 +99,30 @@ def logout(request: Request, form: web.Form, session: DB) -> Response:
     return response
 
 
-def after_first_factor(request: Request, signed: sessions.SignIn, after: str) -> Response:
+def after_first_factor(request: Request, session: Session, signed: sessions.SignIn,
+                       after: str) -> Response:
     """Where a passed password leads (sign-in, join, a reset link): the code step, setup,
     or `after`."""
     if signed.status == "two_factor_required":
         assert signed.challenge is not None
-        return _code_step(request, signed.challenge, after)
+        return code_step(request, session, signed.challenge, after)
     assert signed.token is not None
     if signed.status == "enrollment_required":
-        return _signed_in(signed.token, "/settings/two-factor")
-    return _signed_in(signed.token, after)
+        return signed_in(signed.token, "/settings/two-factor")
+    return signed_in(signed.token, after)
 
 
-def _code_step(request: Request, challenge: str, after: str, error: str | None = None) -> Response:
+def code_step(request: Request, session: Session, challenge: str, after: str,
+              error: str | None = None) -> Response:
+    """The second step; with a security key, `Use a security key` gets its request options."""
+    step = webauthn_sign_in.second_step(session, challenge)
     return web.render(request, "login_code.html", {
         "title": "Enter your code", "challenge": challenge, "next": after, "error": error,
+        "webauthn": json.dumps(step.webauthn) if step.webauthn else None,
     }, status_code=400 if error else 200)
 
 
-def _signed_in(token: str, after: str) -> Response:
+def signed_in(token: str, after: str) -> Response:
     response = web.redirect(after)
     web.set_cookie(response, web.SESSION_COOKIE, token)
     # Forms now carry the session's token; the pre-session one is done with.

@@ -29,6 +29,8 @@ SAVED = {
     "off": "2FA is no longer required. Nobody was emailed.",
     "grace": "The grace period is saved; nobody was emailed.",
     "same": "Nothing changed.",
+    "methods": "The allowed methods are saved. While 2FA is required, everyone without a method "
+               "that counts now gets an email.",
 }
 
 
@@ -44,17 +46,22 @@ def authentication_save(request: Request, form: web.Form, caller: web.AdminCalle
                         session: DB) -> Response:
     workspace = caller.workspace
     with web.form_errors(session) as problem:
-        body = PolicyIn(require_two_factor=form.get("require_two_factor") == "on",
-                        grace_period_hours=_whole_hours(form.get("grace_period_hours", "")))
+        body = PolicyIn.model_validate({
+            "require_two_factor": form.get("require_two_factor") == "on",
+            "grace_period_hours": _whole_hours(form.get("grace_period_hours", "")),
+            "allowed_methods": form.get("allowed_methods") or None})
         flips = body.require_two_factor != workspace.require_two_factor
-        if flips and form.get("confirmed") != "1":  # mass email (or its end): say it first
-            policy.check_change(session, workspace, bool(body.require_two_factor), caller.teammate.id)
+        switches = body.allowed_methods not in (None, workspace.allowed_methods)
+        if (flips or switches) and form.get("confirmed") != "1":  # mass email: say it first
+            policy.check_change(session, workspace, bool(body.require_two_factor),
+                                caller.teammate.id, body.allowed_methods)
             return _confirm(request, caller, session, body)
         grace_before = workspace.grace_period_hours
         policy.set_policy(session, workspace, body.require_two_factor, caller.teammate.id,
-                          grace_period_hours=body.grace_period_hours)
-        saved = ("on" if body.require_two_factor else "off") if flips else (
-            "grace" if workspace.grace_period_hours != grace_before else "same")
+                          grace_period_hours=body.grace_period_hours,
+                          allowed_methods=body.allowed_methods)
+        saved = ("on" if body.require_two_factor else "off") if flips else "methods" if switches \
+            else ("grace" if workspace.grace_period_hours != grace_before else "same")
         return web.redirect(f"/admin/authentication?saved={saved}")
     return _authentication(request, caller, session, error=problem.message)
 
@@ -66,11 +73,16 @@ def _confirm(request: Request, caller: web.AdminCaller, session: DB, body: Polic
     grace = (body.grace_period_hours if body.grace_period_hours is not None
              else workspace.grace_period_hours)
     deadline = clock.now() + timedelta(hours=grace) if grace else None
+    switching = body.allowed_methods not in (None, workspace.allowed_methods) and \
+        body.require_two_factor == workspace.require_two_factor
+    title = ("Allow only security keys and passkeys?" if body.allowed_methods == "security_keys"
+             else "Allow any second factor?") if switching else \
+        "Require 2FA?" if body.require_two_factor else "Stop requiring 2FA?"
     return web.render(request, "authentication_confirm.html", {
-        "title": "Require 2FA?" if body.require_two_factor else "Stop requiring 2FA?",
-        "turning_on": body.require_two_factor, "grace": grace,
+        "title": title, "turning_on": body.require_two_factor, "grace": grace,
+        "switching": switching, "allowed_methods": body.allowed_methods or workspace.allowed_methods,
         "deadline": in_words(deadline) if deadline else None,
-        "impact": policy.preview(session, workspace)}, caller=caller)
+        "impact": policy.preview(session, workspace, body.allowed_methods)}, caller=caller)
 
 
 def _whole_hours(text: str) -> int | None:
@@ -99,6 +111,7 @@ def _authentication(request: Request, caller: web.AdminCaller, session: DB,
     return web.render(request, "authentication.html", {
         "title": "Authentication", "policy": state, "error": error, "notice": notice,
         "enforce_at": workspace.enforce_at if workspace.require_two_factor else None,
+        "methods_enforce_at": workspace.methods_enforce_at if workspace.require_two_factor else None,
         # Reminders already sent are history, not plans.
         "reminders": [due for due in reminders.due_times(session, workspace) if due > clock.now()],
         "enforced": workspace.require_two_factor and (

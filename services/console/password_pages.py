@@ -54,7 +54,7 @@ def reset_submit(request: Request, form: web.PreSessionForm, session: DB) -> Res
     with web.form_errors(session) as problem:
         body = PasswordResetConfirmIn.model_validate(form)
         signed = password_reset.confirm(session, body.token, body.password)
-        return auth_pages.after_first_factor(request, signed, "/")
+        return auth_pages.after_first_factor(request, session, signed, "/")
     token = form.get("token", "")[:200]
     refused = password_reset.state(session, token) != "usable"
     return _reset_form(request, token, problem.message, refused=refused)

@@ -13,15 +13,20 @@ from services.console import web
 from services.console.recent_factor import recently_verified
 from services.verification import qr, recovery
 from services.verification import service as verification
+from services.verification import webauthn as keys
 
 router = APIRouter(prefix="/settings/two-factor", include_in_schema=False)
 
 
 @router.get("")
 def two_factor_page(request: Request, caller: web.AnyCaller, session: DB,
-                    turned_off: str = "") -> Response:
-    notice = "Two-factor authentication is off." if turned_off else None
-    return _page(request, caller, session, notice=notice)
+                    turned_off: str = "", key_added: str = "", key_removed: str = "",
+                    app_added: str = "") -> Response:
+    notice = ("Two-factor authentication is off." if turned_off
+              else "Security key added." if key_added
+              else "Authenticator app added." if app_added
+              else "Security key removed." if key_removed else None)
+    return page(request, caller, session, notice=notice)
 
 
 @router.get("/qr.png")
@@ -35,13 +40,16 @@ def qr_code(caller: web.AnyCaller) -> Response:
 def confirm(request: Request, form: web.Form, caller: web.AnyCaller, session: DB) -> Response:
     with web.form_errors(session) as problem:
         # The browser's own session lives on; every other session of the teammate ends.
+        first = not caller.teammate.two_factor_enabled
         codes = verification.confirm(session, caller.teammate, CodeIn.model_validate(form).code,
                                      current=caller.auth)
+        if not codes:  # an app beside keys: the recovery codes stay as they were
+            return web.redirect("/settings/two-factor?app_added=1")
         # Its level rose: it goes on under a new token, and the old one ends, so a token
         # seen before the second factor (a shared computer, a log) is worth nothing after.
         web.use_renewed_session(request, sessions.renew(session, caller.auth))
-        return _codes_page(request, caller, codes, first=True)
-    return _page(request, caller, session, error=problem.message)
+        return codes_page(request, caller, codes, first=first)
+    return page(request, caller, session, error=problem.message)
 
 
 BACK = "/settings/two-factor"
@@ -57,7 +65,7 @@ def replace(request: Request, form: web.Form, caller: web.AnyCaller, session: DB
         verification.replace(session, caller.teammate, caller.workspace, body.code,
                              current=caller.auth)
         return web.redirect("/settings/two-factor#new-phone")
-    return _page(request, caller, session, error=problem.message, failed="replace")
+    return page(request, caller, session, error=problem.message, failed="replace")
 
 
 @router.post("/recovery-codes", dependencies=[recently_verified(BACK, takes_code=True)])
@@ -65,8 +73,8 @@ def regenerate(request: Request, form: web.Form, caller: web.AnyCaller, session:
     with web.form_errors(session) as problem:
         codes = verification.regenerate_recovery_codes(
             session, caller.teammate, _code(form), current=caller.auth)
-        return _codes_page(request, caller, codes, first=False)
-    return _page(request, caller, session, error=problem.message, failed="regenerate")
+        return codes_page(request, caller, codes, first=False)
+    return page(request, caller, session, error=problem.message, failed="regenerate")
 
 
 @router.post("/disable", dependencies=[recently_verified(BACK, takes_code=True)])
@@ -75,7 +83,7 @@ def disable(request: Request, form: web.Form, caller: web.AnyCaller, session: DB
         verification.disable_own(session, caller.teammate, caller.workspace, _code(form),
                                  current=caller.auth)
         return web.redirect("/settings/two-factor?turned_off=1")
-    return _page(request, caller, session, error=problem.message, failed="disable")
+    return page(request, caller, session, error=problem.message, failed="disable")
 
 
 def _code(form: dict[str, str]) -> str | None:
@@ -84,7 +92,7 @@ def _code(form: dict[str, str]) -> str | None:
     return MaybeCodeIn.model_validate({"code": code} if code else {}).code
 
 
-def _page(request: Request, caller: sessions.Authenticated, session: DB,
+def page(request: Request, caller: sessions.Authenticated, session: DB,
           error: str | None = None, notice: str | None = None,
           failed: str = "confirm") -> Response:
     teammate, workspace = caller.teammate, caller.workspace
@@ -93,10 +101,13 @@ def _page(request: Request, caller: sessions.Authenticated, session: DB,
         "failed": failed, "required": workspace.require_two_factor,
         "enrollment_level": caller.level != "full",
     }
+    context["keys"] = keys.credentials(session, teammate)
     if teammate.two_factor_enabled:
         context["codes_left"] = recovery.remaining(session, teammate.id)
         context["bypassed"] = verification.opened_with_fresh_bypass(caller.auth)
-        if verification.has_pending(teammate, caller.auth):  # this session's new phone
+        if teammate.totp_enabled_at is None:  # keys only: an app may be added beside them
+            context["secret"] = _pending_secret(session, caller)
+        elif verification.has_pending(teammate, caller.auth):  # this session's new phone
             uri = verification.pending_uri(teammate, workspace, caller.auth)
             context["new_secret"] = parse_qs(urlsplit(uri).query)["secret"][0]
     else:
@@ -114,7 +125,7 @@ def _pending_secret(session: DB, caller: sessions.Authenticated) -> str:
     return parse_qs(urlsplit(uri).query)["secret"][0]
 
 
-def _codes_page(request: Request, caller: sessions.Authenticated, codes: list[str],
+def codes_page(request: Request, caller: sessions.Authenticated, codes: list[str],
                 first: bool) -> Response:
     return web.render(request, "recovery_codes.html", {
         "title": "Your recovery codes", "codes": codes, "first": first,

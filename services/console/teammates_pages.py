@@ -63,7 +63,7 @@ def teammates_page(request: Request, caller: web.AdminCaller, session: DB,
     return _teammates(request, caller, session, after, notice=message, shown=shown)
 
 
-TWO_FACTOR_CHOICES = ("enabled", "disabled")
+TWO_FACTOR_CHOICES = ("enabled", "disabled", "app_only")
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from services.console import hosts
 from services.enforcement import is_exempt
 from services.errors import NotFound, RateLimited, TwofaError, Unauthenticated
 from services.timestamps import in_words
+from services.verification import relying_party
 
 SESSION_COOKIE = "twofa_session"
 PRESESSION_COOKIE = "twofa_presession"  # binds the sign-in and join forms' token
@@ -146,6 +147,7 @@ def render(request: Request, template: str, context: dict[str, Any] | None = Non
     response = templates.TemplateResponse(
         request, template, {"csrf": token, "csrf_field": CSRF_FIELD, "caller": caller,
                             "setup_by": setup_deadline(caller) if caller else None,
+                            "webauthn_on": relying_party.available(),
                             **(context or {})}, status_code=status_code)
     made = getattr(request.state, "presession", None)
     if made and not request.cookies.get(cookie_name(PRESESSION_COOKIE)):

@@ -18,7 +18,7 @@ from services.db import dialect_insert, hash_joins_only
 from services.enforcement import is_exempt
 from services.enrollment import state
 from services.errors import Conflict
-from services.models import EnrollmentInvitation, Teammate, Workspace, utcnow
+from services.models import EnrollmentInvitation, Teammate, Workspace, is_compliant, utcnow
 from services.topics import Topic
 
 BATCHES_PER_CHUNK = 10  # invitation batches enqueued per statement while planning
@@ -45,7 +45,7 @@ def _insert_missing(session: Session, workspace: Workspace, version: int) -> Non
     source = select(
         literal(workspace.id), Teammate.id, literal(version), literal("pending"),
         literal(0), literal(0), literal(utcnow()),
-    ).where(state.to_enroll(workspace.id), ~already)
+    ).where(state.to_enroll(workspace.id, allowed_methods=workspace.allowed_methods), ~already)
     columns = ["workspace_id", "teammate_id", "policy_version", "status", "resends",
                "attempts", "created_at"]
     stmt = dialect_insert(session, EnrollmentInvitation)
@@ -111,7 +111,7 @@ def join_was_invitation(session: Session, workspace: Workspace, teammate: Teamma
 
 def resend(session: Session, workspace: Workspace, teammate: Teammate) -> None:
     """An admin's resend: a new message (new Message-ID) for the current version."""
-    if teammate.two_factor_enabled:
+    if is_compliant(teammate, workspace.allowed_methods):
         raise Conflict("This teammate has two-factor authentication already.", "already_enrolled")
     if not workspace.require_two_factor:
         raise Conflict("The workspace does not require two-factor authentication.",

@@ -101,7 +101,8 @@ def _still_to_enroll(session: Session, workspace: Workspace, now: datetime) -> I
     held at once, so no deadline is theirs to be reminded of."""
     return iter(session.scalars(
         select(Teammate.id)
-        .where(state.to_enroll(workspace.id, now), Teammate.role != "admin")
+        .where(state.to_enroll(workspace.id, now, workspace.allowed_methods),
+               Teammate.role != "admin")
         .order_by(Teammate.id)
         .execution_options(yield_per=1000)))
 
@@ -129,7 +130,9 @@ def emails(session: Session, reminder_id: int,
     built = []
     for teammate in session.scalars(select(Teammate).where(Teammate.id.in_(list(teammate_ids)))
                                     .order_by(Teammate.id)):
-        if not state.still_to_enroll(teammate.status, teammate.totp_enabled_at,
+        compliant_since = teammate.webauthn_enabled_at \
+            if workspace.allowed_methods == "security_keys" else teammate.enrolled_at
+        if not state.still_to_enroll(teammate.status, compliant_since,
                                      teammate.exempt_until) or teammate.role == "admin":
             continue
         rendered = render("enrollment-reminder", {

@@ -48,11 +48,13 @@ class Outgoing:
     resends: int
     enforce_at: datetime | None = None  # the end of a grace period, said in the email
     # (None for admins: they are held at once, whatever the grace period)
+    template: str = "enrollment-invitation"  # or "security-key-invitation" (security_keys)
 
     @property
-    def template_key(self) -> tuple[int, bool]:
-        """Copies of one template: a workspace's invitations with or without its deadline."""
-        return self.workspace_id, self.enforce_at is not None
+    def template_key(self) -> tuple[int, str, bool]:
+        """Copies of one template: a workspace's invitations of one wording, with or without
+        its deadline."""
+        return self.workspace_id, self.template, self.enforce_at is not None
 
 
 @dataclass
@@ -133,10 +135,10 @@ class _Messages:
     """The batch's messages: one template per workspace, copies per teammate."""
 
     def __init__(self, batch: list[Outgoing]) -> None:
-        self.templates: dict[tuple[int, bool], MessageTemplate | None] = {}
+        self.templates: dict[tuple[int, str, bool], MessageTemplate | None] = {}
         for item in batch:
             if item.template_key not in self.templates:
-                template = MessageTemplate(INVITATION, _context(item))
+                template = MessageTemplate(item.template, _context(item))
                 # A template that does more with the name than print it: render each in full.
                 self.templates[item.template_key] = (
                     template if template.first_copy_matches(item.name) else None)
@@ -193,6 +195,7 @@ class _Lease:
 
 
 INVITATION = "enrollment-invitation"
+KEY_INVITATION = "security-key-invitation"
 
 
 def _context(item: Outgoing) -> dict[str, str]:
@@ -211,7 +214,7 @@ def _message_id(item: Outgoing) -> str:
 
 def invitation_email(item: Outgoing) -> mail.OutgoingEmail:
     """The invitation rendered and built in full (a copy of the template does the same)."""
-    rendered = render(INVITATION, {**_context(item), "name": item.name})
+    rendered = render(item.template, {**_context(item), "name": item.name})
     return mail.build(item.email, rendered, _message_id(item))
 
 
@@ -234,11 +237,12 @@ def _claim(session: Session, ids: Sequence[int], claim: str) -> list[Outgoing]:
         return []
     rows = session.execute(  # plain rows, not ORM objects: this runs once per 100 emails
         select(Inv.id, Inv.teammate_id, Inv.workspace_id, Inv.policy_version, Inv.resends,
-               Teammate.email, Teammate.name, Teammate.totp_enabled_at, Teammate.status,
+               Teammate.email, Teammate.name, Teammate.totp_enabled_at,
+               Teammate.webauthn_enabled_at, Teammate.status,
                Teammate.exempt_until, Teammate.role,
                Workspace.name.label("workspace_name"), Workspace.slug,
                Workspace.require_two_factor, Workspace.policy_version.label("live_version"),
-               Workspace.enforce_at)
+               Workspace.enforce_at, Workspace.allowed_methods, Workspace.methods_enforce_at)
         .join(Teammate, Teammate.id == Inv.teammate_id)
         .join(Workspace, Workspace.id == Inv.workspace_id)
         .where(Inv.id.in_(claimed))
@@ -247,13 +251,19 @@ def _claim(session: Session, ids: Sequence[int], claim: str) -> list[Outgoing]:
     batch: list[Outgoing] = []
     stale: list[int] = []
     for row in rows:
-        if not state.still_to_enroll(row.status, row.totp_enabled_at, row.exempt_until) or not (
+        compliant_since = row.webauthn_enabled_at if row.allowed_methods == "security_keys" \
+            else row.totp_enabled_at or row.webauthn_enabled_at
+        if not state.still_to_enroll(row.status, compliant_since, row.exempt_until) or not (
                 row.require_two_factor and row.live_version == row.policy_version):
             stale.append(row.id)  # enrolled, exempted or removed meanwhile, or a new policy
             continue
+        keys_only = row.allowed_methods == "security_keys"
+        # Under security_keys their own wording; one with an app has the methods deadline.
+        deadline = row.methods_enforce_at if keys_only and row.totp_enabled_at else row.enforce_at
         batch.append(Outgoing(row.id, row.teammate_id, row.workspace_id, row.email, row.name,
                               row.workspace_name, row.slug, row.policy_version, row.resends,
-                              None if is_admin(row.role) else row.enforce_at))
+                              None if is_admin(row.role) else deadline,
+                              KEY_INVITATION if keys_only else INVITATION))
     if stale:
         session.execute(update(Inv).where(Inv.id.in_(stale))
                         .values(status="skipped", lease_owner=None, lease_until=None))

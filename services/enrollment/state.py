@@ -2,11 +2,12 @@
 they joined, and their invitation for the live policy version.
 
 The states, in the order the rollout counts them (each teammate in the first that fits):
-`enrolled` (has 2FA, whatever the policy), `exempt` (a live exemption), `not_required` (policy
-off), then while 2FA is required `invited`, `failed` or `pending`. A teammate who has not
-joined yet is `invited` once their join email is out: while 2FA is required the join email is
-their invitation. `enrollment_state` (Python, one row) and `conditions` (SQL, whole lists and
-counts) are the same rule twice; tests/test_enforcement.py checks they agree.
+`enrolled` (compliant: has 2FA, or under `security_keys` a security key), `exempt` (a live
+exemption), `not_required` (policy off), then while 2FA is required `invited`, `failed` or
+`pending`. A teammate who has not joined yet is `invited` once their join email is out:
+while 2FA is required the join email is their invitation. `enrollment_state` (Python, one
+row) and `conditions` (SQL, whole lists and counts) are the same rule twice;
+tests/test_enforcement.py checks they agree.
 """
 
 from __future__ import annotations
@@ -17,7 +18,13 @@ from sqlalchemy import ColumnElement, and_, false, or_
 
 from services import clock
 from services.enforcement import is_exempt
-from services.models import EnrollmentInvitation, Teammate, Workspace
+from services.models import (
+    EnrollmentInvitation,
+    Teammate,
+    Workspace,
+    compliant_sql,
+    is_compliant,
+)
 
 ENROLLED, NOT_REQUIRED, EXEMPT, PENDING, INVITED, FAILED = (
     "enrolled", "not_required", "exempt", "pending", "invited", "failed",
@@ -28,7 +35,7 @@ _BY_INVITATION = {"sent": INVITED, "failed": FAILED}
 
 def enrollment_state(workspace: Workspace, teammate: Teammate, invitation_status: str | None,
                      now: datetime | None = None) -> str:
-    if teammate.two_factor_enabled:
+    if is_compliant(teammate, workspace.allowed_methods):
         return ENROLLED
     if is_exempt(teammate.exempt_until, now):
         return EXEMPT
@@ -50,9 +57,9 @@ def conditions(workspace: Workspace, now: datetime | None = None) -> dict[str, C
     """SQL for "the teammate is in this state", the same rule as `enrollment_state`, over a
     query of Teammate that outer-joins `current_invitation`; exactly one holds per row."""
     now = now or clock.now()
-    enabled = Teammate.totp_enabled_at.is_not(None)
+    enabled = compliant_sql(workspace.allowed_methods)
     exempt = and_(~enabled, Teammate.exempt_until.is_not(None), Teammate.exempt_until > now)
-    rest = would_be_held(now)
+    rest = would_be_held(now, workspace.allowed_methods)
     if not workspace.require_two_factor:
         return {ENROLLED: enabled, EXEMPT: exempt, NOT_REQUIRED: rest,
                 INVITED: false(), FAILED: false(), PENDING: false()}
@@ -71,18 +78,20 @@ def conditions(workspace: Workspace, now: datetime | None = None) -> dict[str, C
     }
 
 
-def would_be_held(now: datetime | None = None) -> ColumnElement[bool]:
-    """No 2FA and no live exemption: held to enrollment once the requirement is enforced."""
+def would_be_held(now: datetime | None = None, allowed_methods: str = "any") -> ColumnElement[bool]:
+    """Not compliant (no 2FA; under `security_keys`, no key) and no live exemption: held to
+    enrollment once the requirement is enforced."""
     now = now or clock.now()
-    return and_(Teammate.totp_enabled_at.is_(None),
+    return and_(~compliant_sql(allowed_methods),
                 or_(Teammate.exempt_until.is_(None), Teammate.exempt_until <= now))
 
 
-def to_enroll(workspace_id: int, now: datetime | None = None) -> ColumnElement[bool]:
+def to_enroll(workspace_id: int, now: datetime | None = None,
+              allowed_methods: str = "any") -> ColumnElement[bool]:
     """Who invitations and reminders are for: joined teammates would be held. Who has not
     joined yet is left out: their join email is their invitation and leads to setup."""
     return and_(Teammate.workspace_id == workspace_id, Teammate.status == "active",
-                would_be_held(now))
+                would_be_held(now, allowed_methods))
 
 
 def still_to_enroll(status: str, enabled_at: datetime | None,

@@ -31,6 +31,9 @@ class PolicyChanged:
     grace_period_hours: int = 0
     enforce_at: str | None = None  # RFC 3339, UTC
     actor_id: int | None = None  # the same admin; recorded since migration 0007
+    # Which second factors count, and when app-only teammates are held (security keys).
+    allowed_methods: Literal["any", "security_keys"] = "any"
+    methods_enforce_at: str | None = None  # RFC 3339, UTC
 
 
 @dataclass(frozen=True, config=STRICT)
@@ -56,6 +59,8 @@ class Disabled:
 class VerificationFailed:
     teammate_id: int
     reason: str
+    # totp | recovery_code | bypass | webauthn | passkey; recorded since security keys came.
+    method: str | None = None
 
 
 @dataclass(frozen=True, config=STRICT)

@@ -17,7 +17,7 @@ from sqlalchemy import and_, bindparam, or_, select, update
 
 from services import db_read, enforcement
 from services.accounts.session_lookup import live_session, utc
-from services.accounts.sessions import Level, level_for
+from services.accounts.sessions import Level, Standing
 from services.crypto import hash_token
 from services.errors import Unauthenticated
 from services.host_checks.api_keys import LAST_USE_PRECISION, PREFIX
@@ -27,8 +27,9 @@ from services.models import ApiKey, AuthSession, Teammate, Workspace, utcnow
 # its row (the key is good, the session is not active for it).
 INTROSPECT = (select(ApiKey.id, ApiKey.revoked_at, ApiKey.last_used_at, Workspace.slug,
                      Workspace.require_two_factor, Workspace.enforce_at, Teammate.id,
-                     Teammate.email, Teammate.totp_enabled_at, Teammate.exempt_until,
-                     Teammate.role)
+                     Teammate.email, Teammate.totp_enabled_at, Teammate.webauthn_enabled_at,
+                     Teammate.exempt_until, Workspace.methods_enforce_at,
+                     Workspace.allowed_methods, AuthSession.factor, Teammate.role)
               .select_from(ApiKey)
               .join(Workspace, Workspace.id == ApiKey.workspace_id)
               .outerjoin(AuthSession, live_session())
@@ -61,13 +62,15 @@ async def introspect(key: str, token: str) -> Introspection:
                                                "token_hash": hash_token(token), "now": now})
     if row is None or row[1] is not None:
         raise Unauthenticated("The API key is unknown or revoked.", "invalid_api_key")
-    key_id, _, last_used, slug, required, enforce_at, tid, email, enrolled, exempt, role = row
+    (key_id, _, last_used, slug, required, enforce_at, tid, email, app, keys, exempt,
+     methods_enforce_at, allowed, factor, role) = row
     await _record_use(key_id, utc(last_used), now)
     if tid is None:
         return Introspection(slug)
-    enforced = enforcement.is_enforced(bool(required), utc(enforce_at), utc(exempt),
-                                       admin=enforcement.is_admin(role or ""))
-    return Introspection(slug, tid, email, level_for(enforced, enrolled is not None))
+    standing = Standing(bool(required), utc(enforce_at), utc(methods_enforce_at), allowed,
+                        utc(exempt), app is not None, keys is not None, factor,
+                        enforcement.is_admin(role or ""))
+    return Introspection(slug, tid, email, standing.level)
 
 
 async def _record_use(key_id: int, last_used: datetime | None, now: datetime) -> None:

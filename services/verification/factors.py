@@ -75,7 +75,10 @@ def check_totp(session: Session, attempt: Attempt, secret: str, new_secret: bool
 
 
 def _app_code(session: Session, attempt: Attempt) -> None:
-    assert attempt.teammate.totp_secret_enc is not None
+    if attempt.teammate.totp_secret_enc is None:  # security keys only: no app to match
+        throttle.check(session, attempt.teammate.id)
+        raise throttle.fail(session, attempt.teammate, "invalid_code", attempt.at_sign_in,
+                            method="totp")
     check_totp(session, attempt, crypto.decrypt(attempt.teammate.totp_secret_enc))
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import cast
 
-from sqlalchemy import update
+from sqlalchemy import delete, update
 from sqlalchemy.orm import Session
 
 from services import crypto, team_counts
@@ -26,7 +26,7 @@ from services.errors import (
 )
 from services.events import recorder
 from services.events.catalog import EventType
-from services.models import AuthSession, Teammate, Workspace, utcnow
+from services.models import AuthSession, Teammate, WebAuthnCredential, Workspace, utcnow
 from services.timestamps import rfc3339
 from services.verification import bypass, factors, recent, recovery, totp
 
@@ -42,9 +42,10 @@ class Setup:
 def setup(session: Session, teammate: Teammate, workspace: Workspace) -> Setup:
     """Start enrolling: a new pending secret, stored encrypted, active only once confirmed.
 
-    Refused while 2FA is on, so a stolen session cannot swap in the thief's authenticator.
+    Refused while an app is on, so a stolen session cannot swap in the thief's authenticator
+    (a new phone goes through `replace`). An app may be added beside security keys.
     """
-    if teammate.two_factor_enabled:
+    if teammate.totp_enabled_at is not None:
         raise Conflict("Two-factor authentication is on already; turn it off first.",
                        "two_factor_already_enabled")
     secret = totp.new_secret()
@@ -96,7 +97,8 @@ def confirm(session: Session, teammate: Teammate, code: str, at: float | None = 
     session of the teammate ends (`current`, the caller's, lives on and counts as verified):
     one opened with the password alone must not become `full` without ever showing a code.
     """
-    replacing = teammate.two_factor_enabled
+    replacing = teammate.totp_enabled_at is not None
+    first = not teammate.two_factor_enabled
     pending_enc = _pending_for(teammate, current)
     if pending_enc is None:
         if replacing and teammate.totp_pending_secret_enc is None:
@@ -127,9 +129,14 @@ def confirm(session: Session, teammate: Teammate, code: str, at: float | None = 
     session.refresh(teammate)
     if current is not None:
         recent.mark(current)
-    if not replacing:
+    if first:
         team_counts.adjust(session, teammate.workspace_id, enrolled=1)
     sessions.end_all(session, teammate.id, keep=current)
+    if not first and not replacing:  # an app beside keys: its codes stay as they were
+        recorder.record(session, teammate.workspace_id, EventType.METHOD_ADDED,
+                        {"teammate_id": teammate.id, "method": "totp", "name": APP_NAME},
+                        teammate_id=teammate.id)
+        return []
     codes = recovery.replace_all(session, teammate.id)
     _record_confirmed(session, teammate, replacing, now)
     return codes
@@ -156,7 +163,7 @@ def replace(session: Session, teammate: Teammate, workspace: Workspace, code: st
     """A new phone: a new pending secret for this session; `confirm` with the new app's code
     switches to it. A sent code (of the current app, or a recovery code) is checked; without
     one the session must be recently verified (services/verification/recent.py)."""
-    if not teammate.two_factor_enabled:
+    if teammate.totp_enabled_at is None:
         raise Conflict("Two-factor authentication is not on.", "two_factor_not_enabled")
     if code is not None:
         recent.verify(session, teammate, current, code, at)
@@ -238,6 +245,33 @@ def _record_disabled(session: Session, workspace: Workspace, teammate: Teammate,
                     teammate_id=teammate.id, time=now)
 
 
+def remove_app(session: Session, teammate: Teammate, workspace: Workspace, code: str,
+               at: float | None = None, current: AuthSession | None = None) -> None:
+    """Remove the authenticator app alone (`DELETE /v1/me/two-factor/totp`), after a valid
+    code; security keys stay. The sessions the app opened end; the last method cannot go
+    while the workspace requires 2FA."""
+    session.refresh(teammate, with_for_update=True)
+    if teammate.totp_enabled_at is None:
+        raise Conflict("No authenticator app is on.", "two_factor_not_enabled")
+    if teammate.webauthn_enabled_at is None:  # the app is the last method
+        if workspace.require_two_factor:
+            raise Forbidden(f"{workspace.name} requires two-factor authentication.",
+                            "two_factor_mandatory")
+        assert current is not None
+        disable_own(session, teammate, workspace, code, current, at)
+        return
+    factors.check(session, factors.Attempt(teammate, code, at))
+    teammate.totp_secret_enc = teammate.totp_pending_secret_enc = None
+    teammate.totp_enabled_at = teammate.totp_last_step = None
+    session.execute(update(AuthSession)
+                    .where(AuthSession.teammate_id == teammate.id, AuthSession.factor == "totp",
+                           AuthSession.ended_at.is_(None))
+                    .values(ended_at=utcnow()).execution_options(synchronize_session=False))
+    recorder.record(session, workspace.id, EventType.METHOD_REMOVED,
+                    {"teammate_id": teammate.id, "method": "totp", "name": APP_NAME},
+                    teammate_id=teammate.id)
+
+
 def admin_reset(session: Session, workspace: Workspace, teammate: Teammate, actor: Teammate) -> None:
     """An admin turns a (locked-out) teammate's 2FA off; while required they enroll again.
 
@@ -291,8 +325,13 @@ def regenerate_recovery_codes(session: Session, teammate: Teammate, code: str | 
 
 
 def _clear(session: Session, teammate: Teammate) -> None:
-    if teammate.totp_enabled_at is not None:
-        team_counts.adjust(session, teammate.workspace_id, enrolled=-1)
+    """Every method off: the app, every security key, the recovery codes."""
+    if teammate.two_factor_enabled:
+        team_counts.adjust(session, teammate.workspace_id, enrolled=-1,
+                           with_keys=-1 if teammate.webauthn_enabled_at is not None else 0)
+    session.execute(delete(WebAuthnCredential)
+                    .where(WebAuthnCredential.teammate_id == teammate.id))
+    teammate.webauthn_enabled_at = None
     teammate.totp_secret_enc = None
     _set_pending(teammate, None, owner=None)
     teammate.totp_enabled_at = None

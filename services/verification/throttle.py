@@ -69,7 +69,7 @@ def succeed(session: Session, teammate_id: int, step: int | None = None,
 
 
 def fail(session: Session, teammate: Teammate, reason: str,
-         at_sign_in: bool = False) -> InvalidCode | Throttled:
+         at_sign_in: bool = False, method: str | None = None) -> InvalidCode | Throttled:
     """Count one failure (audited) and return the error to raise: 401, or 429 once locked.
 
     The tenth failure itself answers 401 and starts the lock; later ones answer 429. At
@@ -91,7 +91,8 @@ def fail(session: Session, teammate: Teammate, reason: str,
         select(Teammate.failed_attempts, Teammate.lockouts).where(Teammate.id == teammate.id)
     ).one()
     recorder.record(session, teammate.workspace_id, EventType.VERIFICATION_FAILED,
-                    {"teammate_id": teammate.id, "reason": reason}, teammate_id=teammate.id)
+                    {"teammate_id": teammate.id, "reason": reason, "method": method},
+                    teammate_id=teammate.id)
     if at_sign_in and count == SUSPICIOUS_FAILURES and lockouts == 0:
         caused_by = request_context.current()
         recorder.record(session, teammate.workspace_id, EventType.VERIFICATION_SUSPICIOUS,

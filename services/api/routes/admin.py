@@ -5,7 +5,7 @@ routes/events.py)."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal, cast
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
@@ -23,6 +23,7 @@ from services.models import Teammate, Workspace
 from services.policy import service as policy
 
 router = APIRouter(prefix="/v1/workspaces/{slug}", tags=["admin"])
+Methods = Literal["any", "security_keys"]
 
 
 class RolloutOut(BaseModel):
@@ -44,6 +45,11 @@ class PolicyOut(BaseModel):
     enforce_at: Timestamp | None = Field(
         description="when the requirement is enforced; null when off or enforced at once")
     reminders_at: list[Timestamp] = Field(description="this version's reminder emails")
+    allowed_methods: Literal["any", "security_keys"] = Field(
+        description="`security_keys`: only security keys and passkeys count")
+    methods_enforce_at: Timestamp | None = Field(
+        description="under `security_keys` while required: from when teammates with only an "
+                    "app are held to adding a key")
     rollout: RolloutOut
 
     @classmethod
@@ -53,6 +59,8 @@ class PolicyOut(BaseModel):
         return cls(require_two_factor=required, version=workspace.policy_version,
                    grace_period_hours=workspace.grace_period_hours,
                    enforce_at=workspace.enforce_at if required else None, reminders_at=due,
+                   allowed_methods=cast(Methods, workspace.allowed_methods),
+                   methods_enforce_at=workspace.methods_enforce_at if required else None,
                    rollout=RolloutOut(**policy.rollout(session, workspace).__dict__))
 
 
@@ -82,12 +90,14 @@ def preview_policy(
     session: DB,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Cursor = None,
+    allowed_methods: Annotated[Literal["any", "security_keys"] | None, Query(
+        description="the counts for a switch to these methods")] = None,
 ) -> PreviewOut:
     """Before the flip: how many teammates would be held to enrollment if it were enforced
     now (exempt teammates are not), which admins have no 2FA, and (paged) who they are."""
-    impact = policy.preview(session, workspace)
+    impact = policy.preview(session, workspace, allowed_methods)
     views, next_id = teammates.page(session, workspace, limit, cursor,
-                                    teammates.Filters(would_be_held=True))
+                                    teammates.Filters(would_be_held=True, held_under=allowed_methods))
     page = Page[TeammateOut].of([TeammateOut.of(v) for v in views], next_id)
     return PreviewOut(items=page.items, next_cursor=page.next_cursor,
                       would_block=impact.would_block,
@@ -104,5 +114,6 @@ def put_policy(
     # set_policy's locked get (populate_existing) refreshes and updates this very object:
     # the session's identity map holds one Workspace per row.
     policy.set_policy(session, workspace, body.require_two_factor, caller.teammate.id,
-                      grace_period_hours=body.grace_period_hours)
+                      grace_period_hours=body.grace_period_hours,
+                      allowed_methods=body.allowed_methods)
     return PolicyOut.of(session, workspace)

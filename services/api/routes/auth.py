@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, ValidationError
+from sqlalchemy.orm import Session
 
 from services.accounts import login as login_service
 from services.accounts import sessions, teammates
@@ -14,6 +15,7 @@ from services.accounts.sessions import Level
 from services.api.deps import DB, AnySession, ApiKeyToken, client_ip
 from services.api.schemas import AcceptIn, LoginIn, TokenIn
 from services.host_checks import introspection
+from services.verification import webauthn_sign_in
 
 router = APIRouter(prefix="/v1", tags=["sign-in"])
 
@@ -28,6 +30,11 @@ class Authenticated(BaseModel):
 class TwoFactorRequired(BaseModel):
     status: Literal["two_factor_required"]
     challenge: str = Field(description="Send it with a code to /v1/login/two-factor.")
+    methods: list[str] = Field(description="The teammate's second factors: `totp`, `webauthn`, "
+                                           "and always `recovery_code`.")
+    webauthn: dict[str, Any] | None = Field(
+        default=None, description="With a security key: request options bound to this "
+        "challenge (`PublicKeyCredential.parseRequestOptionsFromJSON`).")
 
 
 class EnrollmentRequired(BaseModel):
@@ -39,10 +46,13 @@ SignIn = Annotated[Authenticated | TwoFactorRequired | EnrollmentRequired,
                    Field(discriminator="status")]
 
 
-def sign_in(signed: sessions.SignIn) -> Authenticated | TwoFactorRequired | EnrollmentRequired:
+def sign_in(signed: sessions.SignIn,
+            session: Session) -> Authenticated | TwoFactorRequired | EnrollmentRequired:
     if signed.status == "two_factor_required":
         assert signed.challenge is not None
-        return TwoFactorRequired(status=signed.status, challenge=signed.challenge)
+        step = webauthn_sign_in.second_step(session, signed.challenge)
+        return TwoFactorRequired(status=signed.status, challenge=signed.challenge,
+                                 methods=step.methods, webauthn=step.webauthn)
     assert signed.token is not None
     if signed.status == "enrollment_required":
         return EnrollmentRequired(status=signed.status, token=signed.token)
@@ -66,15 +76,16 @@ class InactiveSession(BaseModel):
 Introspection = Annotated[ActiveSession | InactiveSession, Field(discriminator="active")]
 
 
-@router.post("/login")
+@router.post("/login", response_model_exclude_none=True)
 def login(body: LoginIn, session: DB, ip: Annotated[str, Depends(client_ip)]) -> SignIn:
-    return sign_in(login_service.login(session, body.workspace, body.email, body.password, ip))
+    return sign_in(login_service.login(session, body.workspace, body.email, body.password, ip),
+                   session)
 
 
-@router.post("/invitations/accept")
+@router.post("/invitations/accept", response_model_exclude_none=True)
 def accept_invitation(body: AcceptIn, session: DB) -> SignIn:
     """Set a password with the join email's token; then, while 2FA is required, enroll."""
-    return sign_in(teammates.accept(session, body.token, body.password, body.name))
+    return sign_in(teammates.accept(session, body.token, body.password, body.name), session)
 
 
 @router.post("/sessions/introspect", response_model=Introspection, openapi_extra={

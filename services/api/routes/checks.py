@@ -46,9 +46,9 @@ class NewApiKeyOut(ApiKeyOut):
     key: str = Field(description="The key itself (`twofa_sk_…`), in this answer only.")
 
 
-@router.post("/checks/login", tags=["host checks"])
+@router.post("/checks/login", tags=["host checks"], response_model_exclude_none=True)
 def check_login(body: CheckLoginIn, session: DB, holder: KeyHolder) -> SignIn:
-    return sign_in(login_check.check_login(session, holder, body.email))
+    return sign_in(login_check.check_login(session, holder, body.email), session)
 
 
 @router.post("/workspaces/{slug}/api-keys", status_code=201, tags=["admin"],

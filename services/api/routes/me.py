@@ -10,6 +10,7 @@ from services.accounts import session_lookup
 from services.accounts.sessions import Level
 from services.api.deps import SessionToken
 from services.api.types import Timestamp
+from services.verification import relying_party
 
 router = APIRouter(prefix="/v1", tags=["me"])
 
@@ -21,6 +22,8 @@ class TwoFactorStateOut(BaseModel):
     enforce_at: Timestamp | None = Field(description="When a grace period ends, if one runs.")
     enrolled_at: Timestamp | None
     recovery_codes_left: int
+    methods: list[str] = Field(description="`totp` (an authenticator app), `webauthn` "
+                                           "(security keys and passkeys).")
 
 
 class MeOut(BaseModel):
@@ -48,5 +51,6 @@ async def me(token: SessionToken) -> MeOut:
             enforce_at=m.enforce_at,
             enrolled_at=m.enrolled_at,
             recovery_codes_left=m.recovery_codes_left,
+            methods=[x for x in m.methods if x != "webauthn" or relying_party.available()],
         ),
     )

@@ -40,4 +40,4 @@ def request_reset(body: PasswordResetIn, session: DB,
 def confirm_reset(body: PasswordResetConfirmIn, session: DB) -> SignIn:
     """The same answers as /v1/login: a teammate with 2FA gets `two_factor_required`.
     Every session of the teammate ends."""
-    return sign_in(password_reset.confirm(session, body.token, body.password))
+    return sign_in(password_reset.confirm(session, body.token, body.password), session)

@@ -18,7 +18,8 @@ from services.api.types import Id, Timestamp
 from services.enrollment import state
 
 EnrollmentState = Literal["enrolled", "not_required", "exempt", "pending", "invited", "failed"]
-TwoFactor = Annotated[Literal["enabled", "disabled"] | None, Query()]
+TwoFactor = Annotated[Literal["enabled", "disabled", "app_only"] | None, Query(
+    description="`app_only`: an authenticator app and no security key")]
 Enrollment = Annotated[EnrollmentState | None, Query()]
 Search = Annotated[Annotated[str, Text] | None, Query(max_length=200)]
 
@@ -39,6 +40,8 @@ class TeammateOut(BaseModel):
     status: Literal["invited", "active"] = Field(
         description="`invited` until they set a password with the join email's link.")
     two_factor_enabled: bool
+    methods: list[Literal["totp", "webauthn"]] = Field(
+        description="second factors by kind: `totp` (an app), `webauthn` (security keys)")
     enrollment: EnrollmentState = Field(description=(
         "`enrolled` (has 2FA), `not_required` (no 2FA, policy off), `exempt` (live "
         "exemption), `pending` (invitation not yet handed to SMTP), `invited` (sent) or "
@@ -52,7 +55,8 @@ class TeammateOut(BaseModel):
         # Validated, not cast: a role, status or state outside the documented ones fails here.
         return cls.model_validate({
             "id": t.id, "email": t.email, "name": t.name, "role": t.role, "status": t.status,
-            "two_factor_enabled": t.two_factor_enabled, "enrollment": view.enrollment,
+            "two_factor_enabled": t.two_factor_enabled, "methods": teammates.methods_of(t),
+            "enrollment": view.enrollment,
             "exempt_until": t.exempt_until if view.enrollment == "exempt" else None})
 
 

@@ -3,19 +3,22 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
 
-from services.accounts import teammates
+from services.accounts import sessions, teammates
 from services.api.deps import DB, AdminWorkspace, AnySession, FullSession
 from services.api.recent_factor import SENSITIVE, SENSITIVE_NEW_METHOD
-from services.api.routes.auth import Authenticated
+from services.api.routes.auth import Authenticated, EnrollmentRequired
 from services.api.schemas import CodeIn, MaybeCodeIn, TwoFactorIn
 from services.api.types import Id, Timestamp
-from services.verification import qr, recent
+from services.verification import qr, recent, webauthn_sign_in
 from services.verification import service as verification
 
 router = APIRouter(prefix="/v1", tags=["two-factor"])
+SecondFactorAnswer = Annotated[Authenticated | EnrollmentRequired, Field(discriminator="status")]
 
 # Secrets and recovery codes must not linger in browser or proxy caches.
 NO_STORE = {"Cache-Control": "no-store"}
@@ -74,6 +77,15 @@ def disable(caller: AnySession, session: DB, body: MaybeCodeIn | None = None) ->
     return Response(status_code=204)
 
 
+@router.delete("/me/two-factor/totp", status_code=204)
+def remove_app(body: CodeIn, caller: AnySession, session: DB) -> Response:
+    """Remove the authenticator app alone; security keys stay (with none, as DELETE
+    /v1/me/two-factor). Its code is always checked."""
+    verification.remove_app(session, caller.teammate, caller.workspace, body.code,
+                            current=caller.auth)
+    return Response(status_code=204)
+
+
 @router.post("/me/two-factor/recovery-codes", dependencies=[SENSITIVE])
 def regenerate(caller: AnySession, session: DB, response: Response,
                body: MaybeCodeIn | None = None) -> RecoveryCodesOut:
@@ -91,9 +103,19 @@ def reauthenticate(body: CodeIn, caller: AnySession, session: DB) -> Response:
 
 
 @router.post("/login/two-factor")
-def login_two_factor(body: TwoFactorIn, session: DB) -> Authenticated:
-    return Authenticated(status="authenticated",
-                         token=verification.verify_challenge(session, body.challenge, body.code))
+def login_two_factor(body: TwoFactorIn, session: DB) -> SecondFactorAnswer:
+    """Complete a sign-in challenge with `code` or with a security key (`webauthn`). Under
+    `security_keys`, once held to it, an app's code or a recovery code opens a session at
+    enrollment level only (`enrollment_required`), to add a key."""
+    if body.webauthn is not None:
+        token = webauthn_sign_in.verify_second_factor(session, body.challenge,
+                                                      body.webauthn.as_json())
+    else:
+        assert body.code is not None
+        token = verification.verify_challenge(session, body.challenge, body.code)
+    if sessions.authenticate(session, token).level == "enrollment":
+        return EnrollmentRequired(status="enrollment_required", token=token)
+    return Authenticated(status="authenticated", token=token)
 
 
 @router.post("/workspaces/{slug}/teammates/{teammate_id}/bypass-code", status_code=201,
