@@ -147,6 +147,19 @@ def test_the_code_step_offers_the_key(device: tuple[Page, Any], up: UpStack) -> 
     expect(page.get_by_text("You are signed in to Demo Team")).to_be_visible()
 
 
+def test_a_stale_session_shows_the_key_again_on_reauthenticate(
+        device: tuple[Page, Any], up: UpStack) -> None:
+    page, _ = device
+    page.goto("/reauthenticate?next=/settings/two-factor")
+    expect(page.get_by_label("Code")).to_be_visible()
+    expect(page.get_by_role("button", name="Use a security key")).to_be_visible()
+    check(page, "reauthenticate-key")
+    page.get_by_role("button", name="Use a security key").click()
+    # Only a verified answer leads on to `next`; a refused one stays here with the reason.
+    expect(page).to_have_url(re.compile(r"/settings/two-factor$"))
+    expect(page.get_by_role("alert")).to_have_count(0)
+
+
 def test_passkey_autofill_signs_in_where_the_browser_offers_it(
         chromium: Browser, device: tuple[Page, Any], up: UpStack) -> None:
     """Conditional mediation: the sign-in page asks for a passkey as it loads, and the

@@ -300,3 +300,39 @@ def test_the_app_alone_is_removed_and_the_keys_stay(workspace: WorkspaceHandle) 
     assert key_step(ws)["methods"] == ["webauthn", "recovery_code"]
     removed = [e["data"]["method"] for e in events(ws, token, "twofa.method.removed")]
     assert removed == ["totp"]
+
+
+def test_a_key_only_teammate_reauthenticates_with_the_key(workspace: WorkspaceHandle) -> None:
+    from tests.trust import age_verification
+
+    ws, key = workspace, new_key()
+    token = registered(ws, key)  # no app: the key is the only way to show a second factor
+    age_verification(token)
+    r = ws.client.post("/v1/me/two-factor/recovery-codes", headers=bearer(token))
+    assert r.status_code == 403 and r.json()["error"]["code"] == "reauthentication_required"
+
+    r = ws.client.post("/v1/me/reauthenticate/options", headers=bearer(token))
+    assert r.status_code == 200, r.text
+    challenge, options = r.json()["challenge"], r.json()["options"]
+    assert options["challenge"] == challenge and options["allowCredentials"]
+    step = key_step(ws)  # an assertion made for a sign-in's options does not count here
+    wrong = ws.client.post("/v1/me/reauthenticate", headers=bearer(token),
+                           json={"challenge": challenge, "webauthn": key.get(step["webauthn"])})
+    assert wrong.status_code == 401 and wrong.json()["error"]["code"] == "invalid_code"
+    again = key_step(ws)  # another session of the same teammate
+    other = complete_with(ws.client, again["challenge"], key.get(again["webauthn"]))
+    assert other.status_code == 200, other.text
+    assertion = key.get(options)
+    stolen = ws.client.post("/v1/me/reauthenticate", headers=bearer(other.json()["token"]),
+                            json={"challenge": challenge, "webauthn": assertion})
+    assert stolen.status_code == 401  # the options belong to the session that asked for them
+    r = ws.client.post("/v1/me/reauthenticate/options", headers=bearer(token))
+    fresh = r.json()
+    done = ws.client.post("/v1/me/reauthenticate", headers=bearer(token),
+                          json={"challenge": fresh["challenge"], "webauthn": key.get(fresh["options"])})
+    assert done.status_code == 204, done.text
+    r = ws.client.post("/v1/me/two-factor/recovery-codes", headers=bearer(token))
+    assert r.status_code == 200 and len(r.json()["recovery_codes"]) == 10
+    half = ws.client.post("/v1/me/reauthenticate", headers=bearer(token),
+                          json={"challenge": fresh["challenge"]})
+    assert half.status_code == 422  # a challenge without the key's answer

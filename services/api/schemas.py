@@ -140,6 +140,22 @@ class CodeIn(Body):
     code: Code
 
 
+class ReauthenticateIn(Body):
+    """`code` (a TOTP or recovery code), or `challenge` and `webauthn`: the challenge of
+    `POST /v1/me/reauthenticate/options` and a security key's assertion for it."""
+
+    code: Code | None = None
+    challenge: Token | None = None
+    webauthn: WebAuthnResponse | None = None
+
+    @model_validator(mode="after")
+    def _one_factor(self) -> ReauthenticateIn:
+        with_key = self.challenge is not None and self.webauthn is not None
+        if (self.code is None) == (not with_key) or (self.code and (self.challenge or self.webauthn)):
+            raise ValueError("give code, or challenge and webauthn")
+        return self
+
+
 class MaybeCodeIn(Body):
     """A sensitive change's optional code: checked when sent; without it the session must
     have verified a second factor recently (else 403 `reauthentication_required`)."""

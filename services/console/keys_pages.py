@@ -23,7 +23,8 @@ from services.verification import webauthn_sign_in
 router = APIRouter(include_in_schema=False)
 
 
-def _json(form: dict[str, str], field: str) -> dict[str, Any]:
+def form_json(form: dict[str, str], field: str) -> dict[str, Any]:
+    """A JSON object the page's script put in a form field (a key's answer)."""
     try:
         value = json.loads(form.get(field, ""))
     except ValueError:
@@ -50,7 +51,7 @@ def registration_options(form: web.Form, caller: web.AnyCaller, session: DB) -> 
 def add_key(request: Request, form: web.Form, caller: web.AnyCaller, session: DB) -> Response:
     with web.form_errors(session) as problem:
         done = keys.register(session, caller.teammate, form.get("name", ""),
-                             _json(form, "credential"), current=caller.auth)
+                             form_json(form, "credential"), current=caller.auth)
         if done.recovery_codes is not None:
             return settings_pages.codes_page(request, caller, done.recovery_codes, first=True)
         return web.redirect("/settings/two-factor?key_added=1#keys")
@@ -80,7 +81,7 @@ def login_with_key(request: Request, form: web.PreSessionForm, session: DB) -> R
     after = web.safe_next(form.get("next"))
     with web.form_errors(session) as problem:
         token = webauthn_sign_in.verify_second_factor(session, form.get("challenge", ""),
-                                                      _json(form, "webauthn"))
+                                                      form_json(form, "webauthn"))
         return auth_pages.signed_in(token, after)
     return auth_pages.code_step(request, session, form.get("challenge", ""), after,
                                 problem.message)
@@ -104,7 +105,7 @@ def passkey_login(request: Request, form: web.PreSessionForm, session: DB,
     with web.form_errors(session) as problem:
         workspace = form.get("workspace", "").strip()[:320] or None
         token = webauthn_sign_in.passkey_login(session, form.get("challenge", ""),
-                                               _json(form, "webauthn"), workspace, ip)
+                                               form_json(form, "webauthn"), workspace, ip)
         return auth_pages.signed_in(token, after)
     return web.render(request, "login.html", {
         "title": "Sign in", "workspace": form.get("workspace", "")[:320], "next": after,

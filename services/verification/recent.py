@@ -12,7 +12,7 @@ services/console/recent_factor.py); this module is the rule.
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from sqlalchemy.orm import Session
 
@@ -20,7 +20,7 @@ from services.accounts import sessions
 from services.config import get_settings
 from services.errors import Conflict, Forbidden
 from services.models import AuthSession, Teammate, utcnow
-from services.verification import bypass, factors
+from services.verification import bypass, factors, webauthn_sign_in
 
 # "change": any sensitive change; "new_method": replacing the authenticator or adding a
 # method, which a fresh bypass-code session may do (the lost device is what it replaces).
@@ -66,8 +66,27 @@ def verify(session: Session, teammate: Teammate, auth: AuthSession, code: str,
 
 def reauthenticate(session: Session, caller: sessions.Authenticated, code: str,
                    at: float | None = None) -> None:
-    """POST /v1/me/reauthenticate and the console's /reauthenticate."""
+    """POST /v1/me/reauthenticate and the console's /reauthenticate, with a code."""
+    _must_have_two_factor(caller)
+    verify(session, caller.teammate, caller.auth, code, at)
+
+
+def reauthenticate_with_key(session: Session, caller: sessions.Authenticated, challenge: str,
+                            credential: dict[str, Any]) -> None:
+    """The same with a security key's assertion, for options this session asked for."""
+    _must_have_two_factor(caller)
+    webauthn_sign_in.verify_reauthentication(session, caller.teammate, caller.auth.id,
+                                             challenge, credential)
+    mark(caller.auth)
+
+
+def key_options(session: Session, caller: sessions.Authenticated) -> tuple[str, dict[str, Any]]:
+    """`POST /v1/me/reauthenticate/options`: request options for one of the caller's keys."""
+    _must_have_two_factor(caller)
+    return webauthn_sign_in.reauthentication_options(session, caller.teammate, caller.auth.id)
+
+
+def _must_have_two_factor(caller: sessions.Authenticated) -> None:
     if not is_asked(caller.teammate):
         raise Conflict("Two-factor authentication is not on: nothing to verify.",
                        "two_factor_not_enabled")
-    verify(session, caller.teammate, caller.auth, code, at)

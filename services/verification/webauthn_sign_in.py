@@ -21,7 +21,7 @@ from webauthn.helpers.structs import UserVerificationRequirement
 
 from services.accounts import ip_throttle, sessions
 from services.db import dialect_insert, unit_of_work
-from services.errors import InvalidCode, InvalidCredentials, RateLimited, Unauthenticated
+from services.errors import Conflict, InvalidCode, InvalidCredentials, RateLimited, Unauthenticated
 from services.models import LoginThrottle, Teammate, Workspace, utcnow
 from services.verification import relying_party, throttle
 from services.verification import webauthn as keys
@@ -90,6 +90,38 @@ def verify_second_factor(session: Session, challenge: str, credential: dict[str,
     return sessions.open_session(session, teammate, cast(sessions.Origin, auth.origin),
                                  "webauthn", api_key_id=auth.api_key_id,
                                  credential_id=asserted.credential.id)
+
+
+# --- re-authentication (sensitive changes) --------------------------------------------------
+
+REAUTHENTICATE = "reauthenticate"
+
+
+def reauthentication_options(session: Session, teammate: Teammate,
+                             auth_session_id: int) -> tuple[str, dict[str, Any]]:
+    """Request options for one of the teammate's keys, bound to this session; the challenge
+    (base64url) names them in `POST /v1/me/reauthenticate`."""
+    relying_party.require_available()
+    if not keys.credentials(session, teammate):
+        raise Conflict("You have no security key: verify with a code instead.",
+                       "no_security_key")
+    options = keys.request_options(session, teammate, purpose=REAUTHENTICATE,
+                                   auth_session_id=auth_session_id)
+    return str(options["challenge"]), options
+
+
+def verify_reauthentication(session: Session, teammate: Teammate, auth_session_id: int,
+                            challenge: str, credential: dict[str, Any]) -> None:
+    """An assertion of one of the teammate's keys, for a challenge this session asked for;
+    anything else counts as a wrong code (401 `invalid_code`, under the throttle)."""
+    relying_party.require_available()
+    asked = challenges.challenge_of(credential, "webauthn.get")
+    row = challenges.claim(session, asked, REAUTHENTICATE)
+    if row is None or row.auth_session_id != auth_session_id or asked is None \
+            or bytes_to_base64url(asked) != challenge:
+        throttle.check(session, teammate.id)
+        raise throttle.fail(session, teammate, "invalid_challenge", method="webauthn")
+    keys.verify_assertion(session, teammate, credential, row, method="webauthn")
 
 
 # --- passkey sign-in ----------------------------------------------------------------------

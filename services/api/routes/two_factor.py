@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
@@ -12,7 +12,7 @@ from services.accounts import sessions, teammates
 from services.api.deps import DB, AdminWorkspace, AnySession, FullSession
 from services.api.recent_factor import SENSITIVE, SENSITIVE_NEW_METHOD
 from services.api.routes.auth import Authenticated, EnrollmentRequired
-from services.api.schemas import CodeIn, MaybeCodeIn, TwoFactorIn
+from services.api.schemas import CodeIn, MaybeCodeIn, ReauthenticateIn, TwoFactorIn
 from services.api.types import Id, Timestamp
 from services.verification import qr, recent, webauthn_sign_in
 from services.verification import service as verification
@@ -95,11 +95,30 @@ def regenerate(caller: AnySession, session: DB, response: Response,
 
 
 @router.post("/me/reauthenticate", status_code=204)
-def reauthenticate(body: CodeIn, caller: AnySession, session: DB) -> Response:
-    """Verify a second factor again (a TOTP or recovery code, under the sign-in throttle):
-    for TWOFA_REAUTH_SECONDS this session may make sensitive changes without a code."""
-    recent.reauthenticate(session, caller, body.code)
+def reauthenticate(body: ReauthenticateIn, caller: AnySession, session: DB) -> Response:
+    """Verify a second factor again (a TOTP or recovery code, or a security key's assertion
+    for the options of `/v1/me/reauthenticate/options`, under the sign-in throttle): for
+    TWOFA_REAUTH_SECONDS this session may make sensitive changes without a code."""
+    if body.code is not None:
+        recent.reauthenticate(session, caller, body.code)
+    else:
+        assert body.challenge is not None and body.webauthn is not None
+        recent.reauthenticate_with_key(session, caller, body.challenge, body.webauthn.as_json())
     return Response(status_code=204)
+
+
+class ReauthOptionsOut(BaseModel):
+    challenge: str = Field(description="Send it back with the assertion to /v1/me/reauthenticate.")
+    options: dict[str, Any] = Field(description="PublicKeyCredentialRequestOptions (JSON form) "
+                                                "for the caller's keys, bound to this session.")
+
+
+@router.post("/me/reauthenticate/options")
+def reauthenticate_options(caller: AnySession, session: DB) -> ReauthOptionsOut:
+    """Request options to re-authenticate with one of your security keys. 409
+    `no_security_key` without one; 409 `webauthn_unavailable` when WebAuthn is off."""
+    challenge, options = recent.key_options(session, caller)
+    return ReauthOptionsOut(challenge=challenge, options=options)
 
 
 @router.post("/login/two-factor")
