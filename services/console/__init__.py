@@ -39,4 +39,5 @@ def install(app: FastAPI) -> None:
     for module in (auth_pages, keys_pages, password_pages, settings_pages, sessions_pages,
                    authentication_pages, teammates_pages, audit_pages, records_pages,
                    reauth_pages, dev_mail):
-        app.include_router(module.router, dependencies=[Depends(hosts.check_host)])
+        app.include_router(module.router, dependencies=[Depends(hosts.check_host),
+                                                        Depends(web.posts_from_this_site)])

@@ -206,6 +206,14 @@ async def _checked_form(request: Request, expected: str) -> dict[str, str]:
     return {key: value for key, value in form.items() if isinstance(value, str)}
 
 
+def posts_from_this_site(request: Request) -> None:
+    """Every console router's first check of a POST: from a page of this site, before any
+    other dependency (a sensitive action's freshness check would otherwise answer a forged
+    cross-site post, which carries no cookie, with the sign-in page instead of a refusal)."""
+    if request.method not in ("GET", "HEAD", "OPTIONS") and not hosts.same_origin(request):
+        raise CsrfRefused()
+
+
 Form = Annotated[dict[str, str], Depends(form_data)]
 PreSessionForm = Annotated[dict[str, str], Depends(pre_session_form_data)]
 
