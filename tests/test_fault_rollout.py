@@ -14,8 +14,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from tests.rollout_helpers import require_2fa as _require_2fa
+from tests.rollout_helpers import rollout as _rollout
+from tests.rollout_helpers import workspace_with_team
 from tests.stack import Stack, wait_until
-from tests.twofactor import enroll_in_session
 
 TEAM = 1200
 POOL = 2  # pool processes of the worker the tests kill
@@ -38,38 +40,7 @@ def own_stack(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Stack]
 
 
 def _workspace_with_team(size: int) -> tuple[int, int, list[str]]:
-    from services.accounts import workspaces
-    from services.db import unit_of_work
-
-    with unit_of_work() as session:
-        ws, admin = workspaces.create(session, "fault", "Fault Line", "admin@fault.test",
-                                      "admin-password-123")
-        workspaces.seed(session, ws, size, "member-password")
-        session.flush()
-        enroll_in_session(session, admin.id)  # an admin has 2FA before requiring it
-    return ws.id, admin.id, [f"member-{i:05d}@fault.test" for i in range(1, size + 1)]
-
-
-def _require_2fa(workspace_id: int, actor_id: int) -> None:
-    from services.db import unit_of_work
-    from services.models import Workspace
-    from services.policy import service as policy
-
-    with unit_of_work() as session:
-        ws = session.get(Workspace, workspace_id)
-        assert ws is not None
-        policy.set_policy(session, ws, True, actor_id)
-
-
-def _rollout(workspace_id: int) -> dict[str, int]:
-    from services.db import unit_of_work
-    from services.models import Workspace
-    from services.policy import service as policy
-
-    with unit_of_work() as session:
-        ws = session.get(Workspace, workspace_id)
-        assert ws is not None
-        return dict(policy.rollout(session, ws).__dict__)
+    return workspace_with_team(size, "fault", "Fault Line")
 
 
 def test_worker_killed_mid_rollout_loses_nothing(own_stack: Stack) -> None:

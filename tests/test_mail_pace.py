@@ -18,9 +18,11 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from tests.rollout_helpers import require_2fa as _require_2fa
+from tests.rollout_helpers import rollout as _rollout
+from tests.rollout_helpers import workspace_with_team
 from tests.stack import Stack, wait_until
 from tests.throttling_smtp import ThrottlingSink, self_signed_certificate
-from tests.twofactor import enroll_in_session
 
 pytestmark = pytest.mark.uses_backend
 
@@ -43,44 +45,13 @@ def relay_stack(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Stac
         st.teardown()
 
 
+def _workspace(size: int) -> tuple[int, int, list[str]]:
+    return workspace_with_team(size, "pace", "Pace Setters")
+
+
 def _sink(st: Stack) -> ThrottlingSink:
     assert isinstance(st.smtp, ThrottlingSink)
     return st.smtp
-
-
-def _workspace(size: int) -> tuple[int, int, list[str]]:
-    from services.accounts import workspaces
-    from services.db import unit_of_work
-
-    with unit_of_work() as session:
-        ws, admin = workspaces.create(session, "pace", "Pace Setters", "admin@pace.test",
-                                      "admin-password-123")
-        workspaces.seed(session, ws, size, "member-password")
-        session.flush()
-        enroll_in_session(session, admin.id)  # an admin has 2FA before requiring it
-    return ws.id, admin.id, [f"member-{i:05d}@pace.test" for i in range(1, size + 1)]
-
-
-def _require_2fa(workspace_id: int, actor_id: int) -> None:
-    from services.db import unit_of_work
-    from services.models import Workspace
-    from services.policy import service as policy
-
-    with unit_of_work() as session:
-        ws = session.get(Workspace, workspace_id)
-        assert ws is not None
-        policy.set_policy(session, ws, True, actor_id)
-
-
-def _rollout(workspace_id: int) -> dict[str, int]:
-    from services.db import unit_of_work
-    from services.models import Workspace
-    from services.policy import service as policy
-
-    with unit_of_work() as session:
-        ws = session.get(Workspace, workspace_id)
-        assert ws is not None
-        return dict(policy.rollout(session, ws).__dict__)
 
 
 def _received(st: Stack) -> dict[str, list[str]]:
