@@ -16,6 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests import stack as stack_module
+from tests.private_services import PrivatePostgres, PrivateRedis
 from tests.stack import Stack, answers, backend, check_services, free_port, wait_until
 from tests.twofactor import Enrolled, bearer, enroll
 
@@ -237,3 +238,23 @@ def _backend_needs_a_mark(request: pytest.FixtureRequest) -> Iterator[None]:
 
 
 __all__ = ["wait_until"]
+
+
+# Servers of a test's own, for the tests that stop and restart them (tests/private_services.py).
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    server = PrivateRedis(tmp_path / "redis")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def private_pg() -> Iterator[PrivatePostgres]:
+    cluster = PrivatePostgres()
+    try:
+        cluster.init()
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.remove()

@@ -11,8 +11,6 @@ stops a Celery worker for good.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import redis
@@ -23,14 +21,6 @@ from tests.private_services import PrivateRedis, available
 
 pytestmark = pytest.mark.skipif(not available() and not os.environ.get("CI"),
                                 reason="redis-server needed")
-
-
-@pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
-    server = PrivateRedis(tmp_path / "redis")
-    server.start()
-    yield server
-    server.stop()
 
 
 def _worker_like(url: str, queue: str, published: int = 2, brpop: bool = True

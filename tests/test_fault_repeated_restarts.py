@@ -15,7 +15,6 @@ import os
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -34,25 +33,6 @@ TEAM = 3000
 RESTARTS = 5
 WORKERS = ("first", "second")
 POOL = 2
-
-
-@pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
-    server = PrivateRedis(tmp_path / "redis")
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def private_pg() -> Iterator[PrivatePostgres]:
-    cluster = PrivatePostgres()
-    try:
-        cluster.init()
-        cluster.start()
-        yield cluster
-    finally:
-        cluster.remove()
 
 
 def _still_running(st: Stack, workers: dict[str, subprocess.Popen[bytes]]) -> None:

@@ -12,7 +12,6 @@ import os
 import signal
 import time
 from collections import defaultdict
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,25 +29,6 @@ pytestmark = [pytest.mark.uses_backend,
               pytest.mark.skipif(not available() and not os.environ.get("CI"),
                                  reason="redis-server, initdb and pg_ctl needed")]
 FAST = {"TWOFA_OUTBOX_REDELIVER_SECONDS": "3"}
-
-
-@pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
-    server = PrivateRedis(tmp_path / "redis")
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def private_pg() -> Iterator[PrivatePostgres]:
-    cluster = PrivatePostgres()
-    try:
-        cluster.init()
-        cluster.start()
-        yield cluster
-    finally:
-        cluster.remove()
 
 
 def _stack(tmp_path: Path, **env: str) -> Stack:
