@@ -134,9 +134,13 @@ def test_changing_only_the_grace_period_keeps_the_version_and_sends_nothing(
     # alone: the same version, and no more invitations (the audit log's invited events).
     assert [e["data"]["version"] for e in events] == [0, 1, 1, 1, 1]
     assert [e["data"]["grace_period_hours"] for e in events] == [48, 48, 100, 5, 0]
-    invited = ws.client.get(f"/v1/workspaces/{ws.slug}/events?type=twofa.enrollment.invited",
-                            headers=ws.admin_headers()).json()["items"]
-    assert [e["data"]["policy_version"] for e in invited] == [1]
+    def invited() -> list[dict[str, Any]]:
+        return list(ws.client.get(f"/v1/workspaces/{ws.slug}/events?type=twofa.enrollment.invited",
+                                  headers=ws.admin_headers()).json()["items"])
+
+    # The event is recorded right after the sink accepted the email the test waited for above.
+    wait_until(invited, 30, message="the invitation's event")
+    assert [e["data"]["policy_version"] for e in invited()] == [1]
 
     for bad in ({}, {"grace_period_hours": 2161}, {"grace_period_hours": -1},
                 {"grace_period_hours": "5"}, {"grace_period_hours": 1.5},
