@@ -31,19 +31,22 @@ def record(
 ) -> Event:
     """`time`: events of one action share it (services/events/notices.py tells people about
     an action once, from its most specific event)."""
-    event = Event(
-        id=str(uuid.uuid4()),
-        workspace_id=workspace_id,
-        type=type_.value,
-        subject=f"teammates/{teammate_id}" if teammate_id is not None else None,
-        data=request_context.with_request(payloads.checked(type_, data)),
-    )
+    event = Event(**columns(workspace_id, type_, data, teammate_id))
     if time is not None:
         event.time = time
     session.add(event)
     session.flush()  # assigns seq
     outbox.enqueue(session, Topic.DISPATCH_EVENTS, event_seqs=[event.seq])
     return event
+
+
+def columns(workspace_id: int, type_: EventType, data: payloads.Payload | Mapping[str, Any],
+            teammate_id: int | None = None) -> dict[str, Any]:
+    """An event's row but its `seq` and `time` (the sign-in code step inserts it without the
+    ORM: services/verification/code_step.py)."""
+    return {"id": str(uuid.uuid4()), "workspace_id": workspace_id, "type": type_.value,
+            "subject": f"teammates/{teammate_id}" if teammate_id is not None else None,
+            "data": request_context.with_request(payloads.checked(type_, data))}
 
 
 def record_many(

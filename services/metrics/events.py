@@ -28,11 +28,16 @@ def _collect(session: Session, _context: Any, _instances: Any) -> None:
 
 def _count(session: Session) -> None:
     for type_, data in session.info.pop(PENDING, []):
-        registry.EVENTS.labels(type_).inc()
-        if type_ == VERIFICATION_FAILED:
-            registry.VERIFICATIONS.labels(str(data.get("reason", "unknown"))).inc()
-        elif type_ == TEAMMATE_LOCKED:
-            registry.LOCKOUTS.inc()
+        count(type_, data)
+
+
+def count(type_: str, data: dict[str, Any]) -> None:
+    """One committed event (also for events written without the ORM: the sign-in code step)."""
+    registry.EVENTS.labels(type_).inc()
+    if type_ == VERIFICATION_FAILED:
+        registry.VERIFICATIONS.labels(str(data.get("reason", "unknown"))).inc()
+    elif type_ == TEAMMATE_LOCKED:
+        registry.LOCKOUTS.inc()
 
 
 def _forget(session: Session) -> None:

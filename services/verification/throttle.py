@@ -44,7 +44,7 @@ def check(session: Session, teammate_id: int) -> None:
     now = utcnow()
     until = locked_until(session, teammate_id, now)
     if until:
-        raise RateLimited(_locked_message(), _seconds(until - now))
+        raise refusal(until, now)
 
 
 def succeed(session: Session, teammate_id: int, step: int | None = None,
@@ -55,7 +55,7 @@ def succeed(session: Session, teammate_id: int, step: int | None = None,
     gets rowcount 1 (the row lock orders them; the losers see the new `totp_last_step`).
     """
     now = utcnow()
-    stmt = update(Teammate).where(Teammate.id == teammate_id, _unlocked(now))
+    stmt = update(Teammate).where(Teammate.id == teammate_id, unlocked(now))
     # A success also forgets earlier lockouts: otherwise anyone who knows the password could
     # keep doubling the owner's lock (and its email) for good.
     values: dict[str, object] = {"failed_attempts": 0, "lockouts": 0}
@@ -78,7 +78,7 @@ def fail(session: Session, teammate: Teammate, reason: str,
     now = utcnow()
     counted = session.execute(
         update(Teammate)
-        .where(Teammate.id == teammate.id, _unlocked(now))
+        .where(Teammate.id == teammate.id, unlocked(now))
         .values(failed_attempts=Teammate.failed_attempts + 1)
         .execution_options(**_NO_SYNC)
     )
@@ -93,7 +93,7 @@ def fail(session: Session, teammate: Teammate, reason: str,
     recorder.record(session, teammate.workspace_id, EventType.VERIFICATION_FAILED,
                     {"teammate_id": teammate.id, "reason": reason, "method": method},
                     teammate_id=teammate.id)
-    if at_sign_in and count == SUSPICIOUS_FAILURES and lockouts == 0:
+    if suspicious(count, lockouts, at_sign_in):
         caused_by = request_context.current()
         recorder.record(session, teammate.workspace_id, EventType.VERIFICATION_SUSPICIOUS,
                         {"teammate_id": teammate.id, "failures": count,
@@ -114,7 +114,23 @@ def fail(session: Session, teammate: Teammate, reason: str,
     return InvalidCode("That code is not valid.")
 
 
-def _unlocked(now: datetime) -> ColumnElement[bool]:
+def suspicious(count: int, lockouts: int, at_sign_in: bool) -> bool:
+    """Whether this failure is the one the teammate is told about (see `fail`)."""
+    return at_sign_in and count == SUSPICIOUS_FAILURES and lockouts == 0
+
+
+def plain(count: int, lockouts: int, at_sign_in: bool) -> bool:
+    """A counted failure that neither tells the teammate nor starts a lock: only its
+    `twofa.verification.failed` event is recorded."""
+    return count < MAX_FAILURES and not suspicious(count, lockouts, at_sign_in)
+
+
+def refusal(until: datetime, now: datetime) -> RateLimited:
+    """The answer to any code while locked until `until` (as `check` raises it)."""
+    return RateLimited(_locked_message(), _seconds(until - now))
+
+
+def unlocked(now: datetime | ColumnElement[datetime]) -> ColumnElement[bool]:
     return or_(Teammate.locked_until.is_(None), Teammate.locked_until <= now)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Response
+from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from services.accounts import sessions, teammates
@@ -14,7 +15,8 @@ from services.api.recent_factor import SENSITIVE, SENSITIVE_NEW_METHOD
 from services.api.routes.auth import Authenticated, EnrollmentRequired
 from services.api.schemas import CodeIn, MaybeCodeIn, ReauthenticateIn, TwoFactorIn
 from services.api.types import Id, Timestamp
-from services.verification import qr, recent, webauthn_sign_in
+from services.db import unit_of_work
+from services.verification import code_step, qr, recent, webauthn_sign_in
 from services.verification import service as verification
 
 router = APIRouter(prefix="/v1", tags=["two-factor"])
@@ -122,19 +124,31 @@ def reauthenticate_options(caller: AnySession, session: DB) -> ReauthOptionsOut:
 
 
 @router.post("/login/two-factor")
-def login_two_factor(body: TwoFactorIn, session: DB) -> SecondFactorAnswer:
+async def login_two_factor(body: TwoFactorIn) -> SecondFactorAnswer:
     """Complete a sign-in challenge with `code` or with a security key (`webauthn`). Under
     `security_keys`, once held to it, an app's code or a recovery code opens a session at
     enrollment level only (`enrollment_required`), to add a key."""
-    if body.webauthn is not None:
-        token = webauthn_sign_in.verify_second_factor(session, body.challenge,
-                                                      body.webauthn.as_json())
+    # Async: an app's code, the usual case, is checked on the event loop (code_step); the
+    # rest goes to the thread pool, in one transaction as a sync route has.
+    done = await code_step.complete(body.challenge, body.code) if body.code is not None else None
+    if done is None:
+        token, level = await run_in_threadpool(_complete, body)
     else:
-        assert body.code is not None
-        token = verification.verify_challenge(session, body.challenge, body.code)
-    if sessions.authenticate(session, token).level == "enrollment":
+        token, level = done.token, done.level
+    if level == "enrollment":
         return EnrollmentRequired(status="enrollment_required", token=token)
     return Authenticated(status="authenticated", token=token)
+
+
+def _complete(body: TwoFactorIn) -> tuple[str, sessions.Level]:
+    with unit_of_work() as session:
+        if body.webauthn is not None:
+            token = webauthn_sign_in.verify_second_factor(session, body.challenge,
+                                                          body.webauthn.as_json())
+        else:
+            assert body.code is not None
+            token = verification.verify_challenge(session, body.challenge, body.code)
+        return token, sessions.authenticate(session, token).level
 
 
 @router.post("/workspaces/{slug}/teammates/{teammate_id}/bypass-code", status_code=201,
