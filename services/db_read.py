@@ -10,16 +10,11 @@ they cost a thread-pool hop, a pool pre-ping, BEGIN and COMMIT around the SELECT
 * SQLite (the embedded default): the sync engine in a worker thread, without the BEGIN
   IMMEDIATE that write transactions take (a lone statement is its own snapshot).
 Statements are SQLAlchemy Core, so both databases run the same query.
-
-`transaction` holds one asyncpg connection for a few such statements that must commit
-together (the sign-in code step: services/verification/code_step.py); PostgreSQL only.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
@@ -65,38 +60,6 @@ async def execute(stmt: Executable, params: dict[str, Any]) -> int:
 
 def on_postgres() -> bool:
     return not get_settings().resolved_database_url.startswith("sqlite")
-
-
-class Transaction:
-    """Statements on one connection between BEGIN and COMMIT (see `transaction`)."""
-
-    def __init__(self, conn: asyncpg.Connection) -> None:
-        self.conn = conn
-
-    async def fetch_one(self, stmt: Executable, params: dict[str, Any]) -> tuple[Any, ...] | None:
-        sql, args = _sql(stmt, params)
-        row = await _guarded(self.conn.fetchrow(sql, *args))
-        return tuple(row) if row is not None else None
-
-
-@asynccontextmanager
-async def transaction() -> AsyncIterator[Transaction]:
-    """One PostgreSQL transaction: COMMIT when the block ends, ROLLBACK when it raises
-    (a domain error too: what it wrote is undone, as `unit_of_work` does without
-    `keep_changes`)."""
-    async with _pool(get_settings().resolved_database_url).held() as conn:
-        yield Transaction(conn)
-
-
-async def _guarded(call: Any) -> Any:
-    """A statement inside a transaction: a broken connection or a cancelled statement is the
-    API's 503, as for a lone statement."""
-    try:
-        return await call
-    except _CANCELLED as exc:
-        raise _too_slow() from exc
-    except _BROKEN as exc:
-        raise _unreachable() from exc
 
 
 async def close_pools() -> None:
@@ -189,54 +152,6 @@ class _Pool:
                 raise
             self.idle.append(conn)
             return result
-        raise AssertionError("unreachable")
-
-    @asynccontextmanager
-    async def held(self) -> AsyncIterator[asyncpg.Connection]:
-        """A connection inside BEGIN … COMMIT for the block (ROLLBACK if it raises)."""
-        async with self.slots:
-            conn = await self._begun()
-            try:
-                yield conn
-            except BaseException:
-                await self._rolled_back(conn)
-                raise
-            try:
-                await conn.execute("COMMIT")
-            except BaseException as exc:
-                conn.terminate()  # nothing committed, or nothing known: never reused
-                if isinstance(exc, _BROKEN):
-                    raise _unreachable() from exc
-                raise
-            self.idle.append(conn)
-
-    async def _rolled_back(self, conn: asyncpg.Connection) -> None:
-        """ROLLBACK, then idle again; a connection that cannot is dropped (the error that
-        made us roll back is the one to raise, not this one's)."""
-        try:
-            await conn.execute("ROLLBACK")
-        except BaseException:
-            conn.terminate()
-            return
-        self.idle.append(conn)
-
-    async def _begun(self) -> asyncpg.Connection:
-        """A connection after BEGIN. A reused one that fails it was left dead by a restart:
-        one retry on a new one."""
-        for attempt in (1, 2):
-            reused = bool(self.idle)
-            conn = self.idle.pop() if reused else await self._connect()
-            try:
-                await conn.execute("BEGIN")
-                return conn
-            except _BROKEN as exc:
-                conn.terminate()
-                if reused and attempt == 1:
-                    continue
-                raise _unreachable() from exc
-            except BaseException:
-                conn.terminate()
-                raise
         raise AssertionError("unreachable")
 
     async def _connect(self) -> asyncpg.Connection:

@@ -8,8 +8,8 @@ from typing import Any
 import httpx
 from fastapi.testclient import TestClient
 
-from tests.conftest import WorkspaceHandle
-from tests.twofactor import bearer, code, complete, enroll, steady
+from tests.conftest import ADMIN_PASSWORD, WorkspaceHandle
+from tests.twofactor import bearer, code, complete, enroll, sign_in, steady, wrong_codes
 
 MEMBER_PASSWORD = "member-password"
 
@@ -75,3 +75,46 @@ def test_concurrent_confirms_of_one_setup_one_wins(
         done = complete(client, challenge, winner.json()["recovery_codes"][0])
         assert done.status_code == 200, done.text
         assert _codes_left(client, done.json()["token"]) == 9
+
+
+def test_right_and_wrong_codes_at_once_over_http_one_session_each_wrong_counted_once(
+        make_ws: Any) -> None:
+    """Against the real server: the right code on five challenges and wrong codes on three
+    others, all at once. One sign-in per step (the others are refused replays, and their
+    challenges stay usable), and every wrong code is counted and audited exactly once."""
+    steady(8)
+    ws: WorkspaceHandle = make_ws()
+    admin_token = ws.login()["token"]
+    enrolled = enroll(ws.client, admin_token)
+    # A recovery code claims no step: the current one (enroll confirmed the last) is unused.
+    admin = bearer(sign_in(ws.client, ws.slug, ws.admin_email, ADMIN_PASSWORD,
+                           enrolled.recovery_codes[1]))
+    steady(8)
+    challenges = [ws.login()["challenge"] for _ in range(8)]
+    right = code(enrolled.secret)
+    wrong = wrong_codes(enrolled.secret, 8)
+    calls = [lambda c=c: complete(ws.client, c, right) for c in challenges[:5]]
+    calls += [lambda i=i: complete(ws.client, challenges[5 + i % 3], wrong[i]) for i in range(8)]
+    answers = _race(calls)
+    rights, wrongs = answers[:5], answers[5:]
+    assert sorted(a.status_code for a in rights) == [200, 401, 401, 401, 401], \
+        [a.text for a in rights]
+    assert [a.status_code for a in wrongs] == [401] * 8, [a.text for a in wrongs]
+    [winner] = [a for a in rights if a.status_code == 200]
+    me = ws.client.get("/v1/me", headers=bearer(winner.json()["token"]))
+    assert me.status_code == 200 and me.json()["level"] == "full", me.text
+
+    failed = _events(ws, admin, "twofa.verification.failed")
+    reasons = sorted(e["data"]["reason"] for e in failed)
+    assert reasons == ["invalid_code"] * 8 + ["replayed_code"] * 4, reasons
+    # A refused replay leaves its challenge live: a recovery code completes one of them.
+    loser = challenges[[a.status_code for a in rights].index(401)]
+    done = complete(ws.client, loser, enrolled.recovery_codes[0])
+    assert done.status_code == 200, done.text
+
+
+def _events(ws: WorkspaceHandle, headers: dict[str, str], type_: str) -> list[dict[str, Any]]:
+    r = ws.client.get(f"/v1/workspaces/{ws.slug}/events", params={"type": type_, "limit": 500},
+                      headers=headers)
+    assert r.status_code == 200, r.text
+    return list(r.json()["items"])

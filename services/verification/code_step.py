@@ -1,19 +1,19 @@
 """The sign-in code step with an app's code, on the event loop (PostgreSQL).
 
 Every teammate meets `/v1/login/two-factor` at every sign-in. Through the ORM in the thread
-pool it made about nine round trips and cost ~100× a TOTP check in CPU
-(docs/measurements.md). Here the usual outcomes take one read and one statement in a
-transaction on `db_read`'s asyncpg connections:
+pool it made about nine round trips and cost ~2,000× a TOTP check in CPU
+(docs/measurements.md). Here the usual outcomes take one read and one statement on
+`db_read`'s asyncpg connections, the statement atomic on its own (no BEGIN, no COMMIT):
 
 * a right code: claim its step and reset the counts (`throttle.succeed`), end the challenge
   (`sessions.end`) and open the session (`sessions.open_session`), all or nothing;
 * a wrong code: count it and record its `twofa.verification.failed` (`throttle.fail`).
 
 The same rules as `service.verify_challenge`, which stays the one place for the rest: this
-returns None (the caller runs that, in a transaction of its own) for recovery and bypass
-codes, teammates without an app, a replayed step or a lock that began meanwhile (both were
-rolled back here), and the failures that tell the teammate or lock them. SQLite, the
-embedded default, always takes that path.
+returns None, having written nothing, and the caller runs that in a transaction of its own,
+for recovery and bypass codes, teammates without an app, a replayed step, a lock or a
+used challenge met meanwhile, and the failures that tell the teammate or lock them. SQLite,
+the embedded default, always takes that path.
 """
 
 from __future__ import annotations
@@ -72,17 +72,27 @@ CHALLENGE = (select(AuthSession.id, Teammate.id, Teammate.workspace_id, Teammate
 
 
 def _succeed_statement() -> Select[tuple[int, int]]:
-    """(steps claimed, sessions opened): 1, 1 is a sign-in; 1, 0 a challenge ended meanwhile;
-    0, 0 a replayed step or a lock (the caller rolls back all but the first)."""
+    """(steps claimed, sessions opened): 1, 1 or, having written nothing, 0, 0.
+
+    Both rows are locked first, in `verify_challenge`'s order (teammate, then challenge), and
+    their conditions checked on the rows as locked (FOR UPDATE reads the latest committed
+    version): so the step is claimed exactly when the challenge ends, and of concurrent
+    submissions exactly one does both."""
+    teammate = (select(Teammate.id)
+                .where(Teammate.id == bindparam("teammate_id"), throttle.unlocked(NOW),
+                       (Teammate.totp_last_step.is_(None))
+                       | (Teammate.totp_last_step < bindparam("step")))
+                .with_for_update().cte("teammate"))
+    challenge = (select(AuthSession.id)
+                 .where(AuthSession.id == bindparam("challenge_id"),
+                        AuthSession.ended_at.is_(None), exists(select(teammate.c.id)))
+                 .with_for_update().cte("challenge"))
     claimed = (update(Teammate)
-               .where(Teammate.id == bindparam("teammate_id"), throttle.unlocked(NOW),
-                      (Teammate.totp_last_step.is_(None))
-                      | (Teammate.totp_last_step < bindparam("step")))
+               .where(Teammate.id.in_(select(teammate.c.id)), exists(select(challenge.c.id)))
                .values(failed_attempts=0, lockouts=0, totp_last_step=bindparam("step"))
                .returning(Teammate.id).cte("claimed"))
     ended = (update(AuthSession)
-             .where(AuthSession.id == bindparam("challenge_id"), AuthSession.ended_at.is_(None),
-                    exists(select(claimed.c.id)))
+             .where(AuthSession.id.in_(select(challenge.c.id)))
              .values(ended_at=NOW)
              .returning(AuthSession.teammate_id, AuthSession.origin, AuthSession.api_key_id)
              .cte("ended"))
@@ -100,13 +110,15 @@ def _succeed_statement() -> Select[tuple[int, int]]:
                   select(func.count()).select_from(opened).scalar_subquery())
 
 
-def _fail_statement() -> Select[tuple[int, int, int]]:
-    """(failures, lockouts) after counting one, its event and outbox message recorded; no row
-    when a lock began meanwhile."""
+def _fail_statement() -> Select[tuple[int, int]]:
+    """(seq of the event, outbox messages) when the failure was counted and recorded; no row,
+    having written nothing, when it is not a plain one or a lock began meanwhile (the UPDATE
+    checks both on the row as locked)."""
     counted = (update(Teammate)
-               .where(Teammate.id == bindparam("teammate_id"), throttle.unlocked(NOW))
+               .where(Teammate.id == bindparam("teammate_id"), throttle.unlocked(NOW),
+                      throttle.next_is_plain())
                .values(failed_attempts=Teammate.failed_attempts + 1)
-               .returning(Teammate.failed_attempts, Teammate.lockouts).cte("counted"))
+               .returning(Teammate.id).cte("counted"))
     event = (insert(Event)
              .from_select(["id", "workspace_id", "type", "subject", "time", "data"],
                           select(bindparam("event_id", type_=String),
@@ -114,7 +126,7 @@ def _fail_statement() -> Select[tuple[int, int, int]]:
                                  bindparam("type", type_=String),
                                  bindparam("subject", type_=String), NOW,
                                  bindparam("data", type_=JSON))
-                          .where(exists(select(counted.c.failed_attempts))))
+                          .where(exists(select(counted.c.id))))
              .returning(Event.seq).cte("event"))
     # What outbox.enqueue(…, Topic.DISPATCH_EVENTS, event_seqs=[seq]) writes.
     queued = (insert(OutboxMessage)
@@ -124,8 +136,7 @@ def _fail_statement() -> Select[tuple[int, int, int]]:
                                                          func.json_build_array(event.c.seq)),
                                   NOW, literal(0)))
               .returning(OutboxMessage.id).cte("queued"))
-    return (select(counted.c.failed_attempts, counted.c.lockouts,
-                   select(func.count()).select_from(queued).scalar_subquery()))
+    return select(event.c.seq, select(func.count()).select_from(queued).scalar_subquery())
 
 
 SUCCEED = _succeed_statement()
@@ -164,41 +175,29 @@ async def complete(challenge: str, code: str) -> SignedIn | None:
         return None
     token = crypto.new_token()
     opened_by = request_context.current()
-    async with db_read.transaction() as tx:
-        claimed, opened = await tx.fetch_one(SUCCEED, {  # type: ignore[misc]  # one row
-            "teammate_id": teammate_id, "step": step, "challenge_id": challenge_id, "now": now,
-            "token_hash": crypto.hash_token(token), "ip": opened_by.get("ip"),
-            "user_agent": opened_by.get("user_agent"),
-            "expires_at": now + timedelta(seconds=get_settings().session_ttl_seconds)})
-        if claimed and not opened:  # completed meanwhile by a parallel request: roll back
-            raise Unauthenticated("The sign-in challenge was used meanwhile; sign in again.",
-                                  "invalid_code")
-        if not claimed:  # a replayed step, or locked meanwhile: nothing was written
-            return None
+    claimed, _ = await db_read.fetch_one(SUCCEED, {  # type: ignore[misc]  # always one row
+        "teammate_id": teammate_id, "step": step, "challenge_id": challenge_id, "now": now,
+        "token_hash": crypto.hash_token(token), "ip": opened_by.get("ip"),
+        "user_agent": opened_by.get("user_agent"),
+        "expires_at": now + timedelta(seconds=get_settings().session_ttl_seconds)})
+    if not claimed:
+        return None
     standing = sessions.Standing(bool(required), utc(enforce_at), utc(methods_enforce_at),
                                  allowed, utc(exempt), app is not None, keys is not None, FACTOR,
                                  enforcement.is_admin(role))
     return SignedIn(token, standing.level)
 
 
-class _Undo(Exception):
-    """Rolls the transaction back: the failure is `verify_challenge`'s to count."""
-
-
 async def _fail(teammate_id: int, workspace_id: int) -> None:
-    """Count a wrong code with its event, then raise 401; None when the failure does more
-    than that (tells the teammate, locks them) or a lock began meanwhile."""
+    """Count a wrong code with its event, then raise 401; return (having written nothing)
+    when the failure does more than that or a lock began meanwhile."""
     event = recorder.columns(workspace_id, EventType.VERIFICATION_FAILED,
                              {"teammate_id": teammate_id, "reason": "invalid_code"}, teammate_id)
-    try:
-        async with db_read.transaction() as tx:
-            row = await tx.fetch_one(FAIL, {
-                "teammate_id": teammate_id, "now": utcnow(), "event_id": event["id"],
-                "workspace_id": workspace_id, "type": event["type"],
-                "subject": event["subject"], "data": json.dumps(event["data"])})
-            if row is None or not throttle.plain(row[0], row[1], at_sign_in=True):
-                raise _Undo
-    except _Undo:
-        return None
+    row = await db_read.fetch_one(FAIL, {
+        "teammate_id": teammate_id, "now": utcnow(), "event_id": event["id"],
+        "workspace_id": workspace_id, "type": event["type"], "subject": event["subject"],
+        "data": json.dumps(event["data"])})
+    if row is None:
+        return
     event_metrics.count(event["type"], event["data"])
     raise InvalidCode("That code is not valid.")

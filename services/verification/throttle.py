@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from math import ceil
 
-from sqlalchemy import ColumnElement, or_, select, update
+from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from services.errors import InvalidCode, RateLimited, Throttled
@@ -119,10 +119,13 @@ def suspicious(count: int, lockouts: int, at_sign_in: bool) -> bool:
     return at_sign_in and count == SUSPICIOUS_FAILURES and lockouts == 0
 
 
-def plain(count: int, lockouts: int, at_sign_in: bool) -> bool:
-    """A counted failure that neither tells the teammate nor starts a lock: only its
-    `twofa.verification.failed` event is recorded."""
-    return count < MAX_FAILURES and not suspicious(count, lockouts, at_sign_in)
+def next_is_plain() -> ColumnElement[bool]:
+    """Whether the failure about to be counted at sign-in, in SQL on the row, is a plain one:
+    it neither tells the teammate (`suspicious`) nor starts a lock, so that its
+    `twofa.verification.failed` event is all that `fail` would record."""
+    count = Teammate.failed_attempts + 1
+    return and_(count < MAX_FAILURES,
+                or_(count != SUSPICIOUS_FAILURES, Teammate.lockouts != 0))
 
 
 def refusal(until: datetime, now: datetime) -> RateLimited:
