@@ -59,6 +59,9 @@ def main() -> None:
                         help=f"comma-separated parts of: {', '.join(PARTS)}")
     parser.add_argument("--seconds", type=float, default=8, help="wrk duration per request")
     parser.add_argument("--teammates", type=int, default=10_000, help="rollout and webhooks size")
+    parser.add_argument("--verification-teammates", type=int,
+                        default=bench_verification.TEAMMATES,
+                        help="enrolled teammates of the sign-in scenarios (one success each per step)")
     parser.add_argument("--workers", type=int, default=2, help="rollout worker processes")
     parser.add_argument("--remote-teammates", type=int, default=3000,
                         help="rollouts through the loopback relays (remote, throttle, starttls)")
@@ -76,7 +79,8 @@ def main() -> None:
     out: dict[str, Any] = {"when": datetime.now(UTC).isoformat(timespec="seconds"),
                            "machine": machine(), "load_average_before": os.getloadavg()[0]}
     if "verification" in parts:
-        out["verification"] = bench_verification.run(args.seconds, 1000, args.embedded)
+        out["verification"] = bench_verification.run(args.seconds, args.verification_teammates,
+                                                     args.embedded)
     if "rollout" in parts:
         out["rollout"] = bench_rollout.run(args.teammates, args.workers)
     if "remote" in parts:

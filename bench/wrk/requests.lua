@@ -1,5 +1,6 @@
 -- Requests for wrk from a file prepared by the harness, one per line:
 --   METHOD <TAB> PATH <TAB> AUTHORIZATION (may be empty) <TAB> JSON BODY (may be empty)
+--   [<TAB> CLIENT ADDRESS, sent as X-Forwarded-For (may be empty)]
 -- Environment: BENCH_REQUESTS (the file), BENCH_THREADS (wrk -t), BENCH_ONCE=1 to send each
 -- line once and stop (single-use codes), BENCH_EXPECT (a string every 2xx body must hold).
 -- done() prints one JSON line that the harness parses.
@@ -20,9 +21,11 @@ function init(args)
   local i = 0
   for line in io.lines(os.getenv("BENCH_REQUESTS")) do
     if i % n == id then
-      local method, path, auth, body = line:match("^([^\t]*)\t([^\t]*)\t([^\t]*)\t(.*)$")
+      local method, path, auth, body, client =
+        line:match("^([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t?([^\t]*)$")
       local headers = {}
       if auth ~= "" then headers["Authorization"] = auth end
+      if client ~= "" then headers["X-Forwarded-For"] = client end
       if body == "" then body = nil else headers["Content-Type"] = "application/json" end
       table.insert(requests, wrk.format(method, path, headers, body))
     end

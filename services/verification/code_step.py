@@ -19,8 +19,6 @@ the embedded default, always takes that path.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from datetime import timedelta
 
 from sqlalchemy import (
     JSON,
@@ -36,12 +34,10 @@ from sqlalchemy import (
     update,
 )
 
-from services import crypto, db_read, enforcement
-from services.accounts import sessions
-from services.accounts.session_lookup import NOW, utc
-from services.config import get_settings
+from services import crypto, db_read
+from services.accounts.session_lookup import NOW
 from services.errors import InvalidCode, Unauthenticated
-from services.events import recorder, request_context
+from services.events import recorder
 from services.events.catalog import EventType
 from services.metrics import events as event_metrics
 from services.models import (
@@ -49,26 +45,16 @@ from services.models import (
     Event,
     OutboxMessage,
     Teammate,
-    UTCDateTime,
-    Workspace,
     utcnow,
 )
 from services.topics import Topic
-from services.verification import throttle, totp
+from services.verification import sign_in_rows, throttle, totp
+from services.verification.sign_in_rows import SignedIn
 
 FACTOR = "totp"
 
-# The live challenge with what the check and the new session's level need.
-CHALLENGE = (select(AuthSession.id, Teammate.id, Teammate.workspace_id, Teammate.totp_secret_enc,
-                    Teammate.totp_enabled_at, Teammate.webauthn_enabled_at, Teammate.locked_until,
-                    Teammate.role, Teammate.exempt_until, Workspace.require_two_factor,
-                    Workspace.enforce_at, Workspace.methods_enforce_at, Workspace.allowed_methods)
-             .select_from(AuthSession)
-             .join(Teammate, Teammate.id == AuthSession.teammate_id)
-             .join(Workspace, Workspace.id == Teammate.workspace_id)
-             .where(AuthSession.token_hash == bindparam("challenge_hash"),
-                    AuthSession.kind == "challenge", AuthSession.ended_at.is_(None),
-                    AuthSession.expires_at > NOW))
+# The live challenge, and the app's secret.
+CHALLENGE = sign_in_rows.live_challenge().add_columns(Teammate.totp_secret_enc)
 
 
 def _succeed_statement() -> Select[tuple[int, int]]:
@@ -96,16 +82,7 @@ def _succeed_statement() -> Select[tuple[int, int]]:
              .values(ended_at=NOW)
              .returning(AuthSession.teammate_id, AuthSession.origin, AuthSession.api_key_id)
              .cte("ended"))
-    opened = (insert(AuthSession)
-              .from_select(["kind", "origin", "factor", "verified_at", "api_key_id", "token_hash",
-                            "teammate_id", "created_at", "expires_at", "ip", "user_agent"],
-                           select(literal("session"), ended.c.origin, literal(FACTOR), NOW,
-                                  ended.c.api_key_id, bindparam("token_hash", type_=String),
-                                  ended.c.teammate_id, NOW,
-                                  bindparam("expires_at", type_=UTCDateTime),
-                                  bindparam("ip", type_=String),
-                                  bindparam("user_agent", type_=String)))
-              .returning(AuthSession.id).cte("opened"))
+    opened = sign_in_rows.opened(ended, FACTOR)
     return select(select(func.count()).select_from(claimed).scalar_subquery(),
                   select(func.count()).select_from(opened).scalar_subquery())
 
@@ -143,12 +120,6 @@ SUCCEED = _succeed_statement()
 FAIL = _fail_statement()
 
 
-@dataclass(frozen=True)
-class SignedIn:
-    token: str
-    level: sessions.Level
-
-
 async def complete(challenge: str, code: str) -> SignedIn | None:
     """A sign-in challenge completed with an app's `code`, or None: `verify_challenge` decides.
 
@@ -160,32 +131,27 @@ async def complete(challenge: str, code: str) -> SignedIn | None:
     now = utcnow()
     row = await db_read.fetch_one(CHALLENGE, {"challenge_hash": crypto.hash_token(challenge),
                                               "now": now})
-    if row is None or (row[4] is None and row[5] is None):
+    found = sign_in_rows.Challenge.of(row) if row is not None else None
+    if found is None or not found.two_factor_enabled:
         raise Unauthenticated("The sign-in challenge is unknown, used or expired; sign in again.",
                               "invalid_code")
-    (challenge_id, teammate_id, workspace_id, secret_enc, app, keys, locked_until, role, exempt,
-     required, enforce_at, methods_enforce_at, allowed) = row
+    secret_enc = row[-1]  # type: ignore[index]
     if secret_enc is None:  # security keys only: the general path counts the attempt
         return None
-    if locked_until is not None and utc(locked_until) > now:  # type: ignore[operator]
-        raise throttle.refusal(utc(locked_until), now)  # type: ignore[arg-type]
+    until = found.locked(now)
+    if until is not None:
+        raise throttle.refusal(until, now)
     step = totp.matching_step(crypto.decrypt(bytes(secret_enc)), code)
     if step is None:
-        await _fail(teammate_id, workspace_id)  # raises 401 unless it is not for this path
+        await _fail(found.teammate_id, found.workspace_id)  # 401 unless not for this path
         return None
     token = crypto.new_token()
-    opened_by = request_context.current()
     claimed, _ = await db_read.fetch_one(SUCCEED, {  # type: ignore[misc]  # always one row
-        "teammate_id": teammate_id, "step": step, "challenge_id": challenge_id, "now": now,
-        "token_hash": crypto.hash_token(token), "ip": opened_by.get("ip"),
-        "user_agent": opened_by.get("user_agent"),
-        "expires_at": now + timedelta(seconds=get_settings().session_ttl_seconds)})
+        **sign_in_rows.session_params(crypto.hash_token(token), now),
+        "teammate_id": found.teammate_id, "step": step, "challenge_id": found.id})
     if not claimed:
         return None
-    standing = sessions.Standing(bool(required), utc(enforce_at), utc(methods_enforce_at),
-                                 allowed, utc(exempt), app is not None, keys is not None, FACTOR,
-                                 enforcement.is_admin(role))
-    return SignedIn(token, standing.level)
+    return SignedIn(token, found.level(FACTOR))
 
 
 async def _fail(teammate_id: int, workspace_id: int) -> None:

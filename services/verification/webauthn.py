@@ -18,6 +18,7 @@ from typing import Any
 import webauthn as py_webauthn
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
+from webauthn.authentication.verify_authentication_response import VerifiedAuthentication
 from webauthn.helpers import base64url_to_bytes, bytes_to_base64url, options_to_json_dict
 from webauthn.helpers.exceptions import WebAuthnException
 from webauthn.helpers.structs import (
@@ -216,17 +217,12 @@ def verify_assertion(session: Session, teammate: Teammate, credential: dict[str,
     if kept is None:
         raise throttle.fail(session, teammate, "unknown_credential", method=method)
     try:
-        # Counter 0 here: the library's own check cannot tell a clone from a bad signature;
-        # ours below runs only on a verified signature, so a forged response is no "clone".
-        verified = py_webauthn.verify_authentication_response(
-            credential=credential, expected_challenge=challenges.raw(credential),
-            expected_rp_id=kept.rp_id, expected_origin=relying_party.origins(),
-            credential_public_key=kept.public_key, credential_current_sign_count=0,
-            require_user_verification=require_user_verification)
-    except (WebAuthnException, ValueError, KeyError, TypeError):
+        verified = check_signature(credential, kept.public_key, kept.rp_id,
+                                   require_user_verification)
+    except INVALID:
         raise throttle.fail(session, teammate, "invalid_assertion", method=method) from None
     new, old = verified.new_sign_count, kept.sign_count
-    if (new or old) and new <= old:
+    if cloned(new, old):
         raise throttle.fail(session, teammate, "cloned_credential", method=method)
     if not challenges.consume(session, row):  # a parallel request with the same assertion won
         raise throttle.fail(session, teammate, "replayed_assertion", method=method)
@@ -242,30 +238,52 @@ def verify_assertion(session: Session, teammate: Teammate, credential: dict[str,
     return Asserted(kept, str(origin), verified.user_verified)
 
 
+# What py_webauthn raises for a response that does not verify.
+INVALID = (WebAuthnException, ValueError, KeyError, TypeError)
+
+
+def check_signature(credential: dict[str, Any], public_key: bytes, rp_id: str,
+                    require_user_verification: bool) -> VerifiedAuthentication:
+    """py_webauthn's checks of an assertion (challenge, origin, RP ID, flags, signature);
+    raises one of INVALID."""
+    # Counter 0 here: the library's own check cannot tell a clone from a bad signature;
+    # `cloned` runs only on a verified signature, so a forged response is no "clone".
+    return py_webauthn.verify_authentication_response(
+        credential=credential, expected_challenge=challenges.raw(credential),
+        expected_rp_id=rp_id, expected_origin=relying_party.origins(),
+        credential_public_key=public_key, credential_current_sign_count=0,
+        require_user_verification=require_user_verification)
+
+
+def cloned(new: int, old: int) -> bool:
+    """A signature counter that did not grow (when either value is non-zero)."""
+    return bool(new or old) and new <= old
+
+
 def _own_credential(session: Session, teammate: Teammate,
                     credential: dict[str, Any]) -> WebAuthnCredential | None:
-    raw_id = _raw_id(credential)
-    if raw_id is None:
+    sent = raw_id(credential)
+    if sent is None:
         return None
     return session.scalar(select(WebAuthnCredential).where(
-        WebAuthnCredential.credential_id == raw_id, WebAuthnCredential.teammate_id == teammate.id))
+        WebAuthnCredential.credential_id == sent, WebAuthnCredential.teammate_id == teammate.id))
 
 
 def owner_of(session: Session, credential: dict[str, Any]) -> Teammate | None:
     """The teammate whose key made this assertion, by credential id and user handle."""
-    raw_id = _raw_id(credential)
-    if raw_id is None:
+    sent = raw_id(credential)
+    if sent is None:
         return None
     teammate = session.scalar(select(Teammate).join(
         WebAuthnCredential, WebAuthnCredential.teammate_id == Teammate.id)
-        .where(WebAuthnCredential.credential_id == raw_id))
+        .where(WebAuthnCredential.credential_id == sent))
     handle = credential.get("response", {}).get("userHandle")
     if teammate is None or (handle and _b64(handle) != teammate.webauthn_user_handle):
         return None
     return teammate
 
 
-def _raw_id(credential: dict[str, Any]) -> bytes | None:
+def raw_id(credential: dict[str, Any]) -> bytes | None:
     value = credential.get("rawId") or credential.get("id")
     return _b64(value) if isinstance(value, str) else None
 

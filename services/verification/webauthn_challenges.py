@@ -30,7 +30,7 @@ def ttl_ms() -> int:
     return get_settings().challenge_ttl_seconds * 1000
 
 
-def _hash(challenge: bytes) -> str:
+def hash_of(challenge: bytes) -> str:
     return hashlib.sha256(challenge).hexdigest()
 
 
@@ -42,7 +42,7 @@ def issue(session: Session, purpose: str, *, teammate_id: int | None = None,
         WebAuthnChallenge.expires_at < now - timedelta(hours=1)))
     challenge = secrets.token_bytes(CHALLENGE_BYTES)
     session.add(WebAuthnChallenge(
-        challenge_hash=_hash(challenge), purpose=purpose, teammate_id=teammate_id,
+        challenge_hash=hash_of(challenge), purpose=purpose, teammate_id=teammate_id,
         auth_session_id=auth_session_id, workspace_id=workspace_id, created_at=now,
         expires_at=now + timedelta(seconds=get_settings().challenge_ttl_seconds)))
     session.flush()
@@ -71,7 +71,7 @@ def claim(session: Session, challenge: bytes | None, purpose: str) -> WebAuthnCh
     if challenge is None:
         return None
     return session.scalar(select(WebAuthnChallenge).where(
-        WebAuthnChallenge.challenge_hash == _hash(challenge), WebAuthnChallenge.purpose == purpose,
+        WebAuthnChallenge.challenge_hash == hash_of(challenge), WebAuthnChallenge.purpose == purpose,
         WebAuthnChallenge.used_at.is_(None), WebAuthnChallenge.expires_at > utcnow()))
 
 

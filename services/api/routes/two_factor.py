@@ -16,7 +16,7 @@ from services.api.routes.auth import Authenticated, EnrollmentRequired
 from services.api.schemas import CodeIn, MaybeCodeIn, ReauthenticateIn, TwoFactorIn
 from services.api.types import Id, Timestamp
 from services.db import unit_of_work
-from services.verification import code_step, qr, recent, webauthn_sign_in
+from services.verification import code_step, key_step, qr, recent, webauthn_sign_in
 from services.verification import service as verification
 
 router = APIRouter(prefix="/v1", tags=["two-factor"])
@@ -128,9 +128,14 @@ async def login_two_factor(body: TwoFactorIn) -> SecondFactorAnswer:
     """Complete a sign-in challenge with `code` or with a security key (`webauthn`). Under
     `security_keys`, once held to it, an app's code or a recovery code opens a session at
     enrollment level only (`enrollment_required`), to add a key."""
-    # Async: an app's code, the usual case, is checked on the event loop (code_step); the
-    # rest goes to the thread pool, in one transaction as a sync route has.
-    done = await code_step.complete(body.challenge, body.code) if body.code is not None else None
+    # Async: an app's code or a key's assertion that verifies, the usual cases, are checked
+    # on the event loop (code_step, key_step); the rest goes to the thread pool, in one
+    # transaction as a sync route has.
+    if body.webauthn is not None:
+        done = await key_step.complete(body.challenge, body.webauthn.as_json())
+    else:
+        assert body.code is not None
+        done = await code_step.complete(body.challenge, body.code)
     if done is None:
         token, level = await run_in_threadpool(_complete, body)
     else:
