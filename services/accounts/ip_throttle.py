@@ -12,7 +12,7 @@ it ends.
 from __future__ import annotations
 
 import ipaddress
-from datetime import timedelta
+from datetime import datetime, timedelta
 from math import ceil
 
 from sqlalchemy import select, update
@@ -54,6 +54,13 @@ def _take(key: str, limit: int, window: timedelta, message: str) -> None:
         row.failures += 1
         if row.failures >= limit:
             row.locked_until = row.window_start + window
+
+
+def full(failures: int | None, window_start: datetime | None, now: datetime) -> bool:
+    """Whether a bucket read as (failures, window_start) refuses the next attempt (as
+    `reserve` would, 429)."""
+    return failures is not None and window_start is not None \
+        and now - window_start <= WINDOW and failures >= MAX_FAILURES
 
 
 def release(session: Session, client_ip: str) -> None:

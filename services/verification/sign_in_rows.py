@@ -74,17 +74,18 @@ class Challenge:
                                  enforcement.is_admin(self.role)).level
 
 
-def opened(ended: CTE, factor: str, credential_id: Any = None) -> CTE:
-    """INSERT the session the challenge rows of `ended` (teammate_id, origin, api_key_id)
-    become, verified now with `factor`; its token's hash is :token_hash."""
+def opened(source: CTE, factor: str, credential_id: Any = None) -> CTE:
+    """INSERT the sessions of `source`'s rows (teammate_id, origin, api_key_id: the
+    challenges a step ended, or a passkey's teammate), verified now with `factor`; its
+    token's hash is :token_hash."""
     return (insert(AuthSession)
             .from_select(["kind", "origin", "factor", "credential_id", "verified_at",
                           "api_key_id", "token_hash", "teammate_id", "created_at", "expires_at",
                           "ip", "user_agent"],
-                         select(literal("session"), ended.c.origin, literal(factor),
+                         select(literal("session"), source.c.origin, literal(factor),
                                 null() if credential_id is None else credential_id, NOW,
-                                ended.c.api_key_id, bindparam("token_hash", type_=String),
-                                ended.c.teammate_id, NOW,
+                                source.c.api_key_id, bindparam("token_hash", type_=String),
+                                source.c.teammate_id, NOW,
                                 bindparam("expires_at", type_=UTCDateTime),
                                 bindparam("ip", type_=String),
                                 bindparam("user_agent", type_=String)))

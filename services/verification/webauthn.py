@@ -234,8 +234,7 @@ def verify_assertion(session: Session, teammate: Teammate, credential: dict[str,
     if won.rowcount != 1:  # type: ignore[attr-defined]
         raise throttle.fail(session, teammate, "replayed_assertion", method=method)
     session.refresh(kept)
-    origin = json.loads(base64url_to_bytes(credential["response"]["clientDataJSON"]))["origin"]
-    return Asserted(kept, str(origin), verified.user_verified)
+    return Asserted(kept, client_origin(credential), verified.user_verified)
 
 
 # What py_webauthn raises for a response that does not verify.
@@ -253,6 +252,11 @@ def check_signature(credential: dict[str, Any], public_key: bytes, rp_id: str,
         expected_rp_id=rp_id, expected_origin=relying_party.origins(),
         credential_public_key=public_key, credential_current_sign_count=0,
         require_user_verification=require_user_verification)
+
+
+def client_origin(credential: dict[str, Any]) -> str:
+    """The origin in a response's clientDataJSON (check_signature checks it is one of ours)."""
+    return str(json.loads(base64url_to_bytes(credential["response"]["clientDataJSON"]))["origin"])
 
 
 def cloned(new: int, old: int) -> bool:
@@ -278,17 +282,17 @@ def owner_of(session: Session, credential: dict[str, Any]) -> Teammate | None:
         WebAuthnCredential, WebAuthnCredential.teammate_id == Teammate.id)
         .where(WebAuthnCredential.credential_id == sent))
     handle = credential.get("response", {}).get("userHandle")
-    if teammate is None or (handle and _b64(handle) != teammate.webauthn_user_handle):
+    if teammate is None or (handle and b64(handle) != teammate.webauthn_user_handle):
         return None
     return teammate
 
 
 def raw_id(credential: dict[str, Any]) -> bytes | None:
     value = credential.get("rawId") or credential.get("id")
-    return _b64(value) if isinstance(value, str) else None
+    return b64(value) if isinstance(value, str) else None
 
 
-def _b64(value: str) -> bytes | None:
+def b64(value: str) -> bytes | None:
     try:
         return base64url_to_bytes(value)
     except (ValueError, TypeError):

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from services.api.deps import DB, AnySession, client_ip
@@ -14,9 +15,10 @@ from services.api.recent_factor import SENSITIVE, SENSITIVE_NEW_METHOD
 from services.api.routes.auth import Authenticated
 from services.api.schemas import ChallengeIn, KeyIn, KeyNameIn, PasskeyIn, PasskeyOptionsIn
 from services.api.types import Id, Timestamp
+from services.db import unit_of_work
 from services.models import WebAuthnCredential
+from services.verification import passkey_step, webauthn_sign_in
 from services.verification import webauthn as keys
-from services.verification import webauthn_sign_in
 
 router = APIRouter(prefix="/v1", tags=["security keys"])
 
@@ -102,10 +104,19 @@ def passkey_options(body: PasskeyOptionsIn, session: DB,
 
 
 @router.post("/login/passkey", tags=["sign-in"])
-def passkey_login(body: PasskeyIn, session: DB, response: Response,
-                  ip: Annotated[str, Depends(client_ip)]) -> Authenticated:
+async def passkey_login(body: PasskeyIn, request: Request, response: Response) -> Authenticated:
     """No password: a user-verifying passkey is both factors."""
     response.headers.update(NO_STORE)
-    token = webauthn_sign_in.passkey_login(session, body.challenge, body.webauthn.as_json(),
-                                           body.workspace, ip)
+    # Async: a passkey that verifies, the usual case, is checked on the event loop
+    # (passkey_step); the rest goes to the thread pool, in one transaction.
+    ip = client_ip(request)
+    done = await passkey_step.complete(body.challenge, body.webauthn.as_json(), body.workspace,
+                                       ip)
+    token = done.token if done is not None else await run_in_threadpool(_passkey_login, body, ip)
     return Authenticated(status="authenticated", token=token)
+
+
+def _passkey_login(body: PasskeyIn, ip: str) -> str:
+    with unit_of_work() as session:
+        return webauthn_sign_in.passkey_login(session, body.challenge, body.webauthn.as_json(),
+                                              body.workspace, ip)
