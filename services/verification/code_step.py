@@ -1,7 +1,7 @@
 """The sign-in code step with an app's code, on the event loop (PostgreSQL).
 
 Every teammate meets `/v1/login/two-factor` at every sign-in. Through the ORM in the thread
-pool it made about nine round trips and cost ~2,000× a TOTP check in CPU
+pool it made nine round trips and cost ~2,500× a TOTP check in CPU
 (docs/measurements.md). Here the usual outcomes take one read and one statement on
 `db_read`'s asyncpg connections, the statement atomic on its own (no BEGIN, no COMMIT):
 
