@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from tests.conftest import WorkspaceHandle
-from tests.stack import Stack, wait_until
-from tests.test_change_notices import mail_to, one_event, pending_notices
+from tests.stack import Stack
+from tests.test_change_notices import mail_to, one_event, outbox_drained
 from tests.trust import (
     MEMBER_PASSWORD,
     age_verification,
@@ -72,7 +72,7 @@ def confirm(ws: WorkspaceHandle, token: str, password: str = NEW_PASSWORD) -> An
 def settled() -> None:
     """Wait until the worker has done every outbox message (an email not sent by then
     never will be)."""
-    wait_until(lambda: not pending_notices(), 60, message="the outbox drained")
+    outbox_drained()
 
 
 def status_of(ws: WorkspaceHandle, token: str) -> int:
