@@ -173,7 +173,7 @@ def test_the_password_bound_holds_for_unknown_addresses_too(
     assert r.status_code == 429 and int(r.headers["Retry-After"]) > 0
 
 
-def test_a_passkey_signs_in_during_the_password_wait_and_clears_it(
+def test_a_passkey_signs_in_during_the_password_wait_clears_it_and_is_listed_as_one(
         api: httpx.Client, make_ws: Any) -> None:
     from tests.twofactor import password_login
     from tests.webauthn_authenticator import SoftKey
@@ -196,6 +196,8 @@ def test_a_passkey_signs_in_during_the_password_wait_and_clears_it(
     r = api.post("/v1/login/passkey", headers=here, json={
         "challenge": begun["challenge"], "webauthn": key.get(begun["options"])})
     assert r.status_code == 200 and r.json()["status"] == "authenticated", r.text
+    listed = api.get("/v1/me/sessions", headers=bearer(r.json()["token"])).json()["items"]
+    assert [(s["origin"], s["current"]) for s in listed] == [("passkey", True), ("password", False)]
     r = api.post("/v1/login", headers=here, json=sign_in)
     assert r.status_code == 200 and r.json()["status"] == "two_factor_required", r.text
 
