@@ -31,12 +31,13 @@ def sign_in(ws: WorkspaceHandle, email: str) -> str:
     return str(r.json()["token"])
 
 
-def add_key(ws: WorkspaceHandle, headers: dict[str, str]) -> None:
+def add_key(ws: WorkspaceHandle, headers: dict[str, str]) -> SoftKey:
     key = SoftKey(rp_id=RP_ID, origin=ORIGIN)
     options = ws.client.post("/v1/me/two-factor/webauthn/options", headers=headers).json()
     r = ws.client.post("/v1/me/two-factor/webauthn", headers=headers,
                        json={"name": "Key", "credential": key.create(options["options"])})
     assert r.status_code == 201, r.text
+    return key
 
 
 def put_policy(ws: WorkspaceHandle, body: dict[str, Any]) -> dict[str, Any]:
@@ -129,3 +130,32 @@ def reminder_states(ws: WorkspaceHandle) -> list[str]:
         ws_id = session.scalar(select(Workspace.id).where(Workspace.slug == ws.slug))
         return list(session.scalars(select(EnrollmentReminder.status)
                                     .where(EnrollmentReminder.workspace_id == ws_id)))
+
+
+def test_a_session_re_verified_with_a_key_is_full_under_security_keys(make_ws: Any) -> None:
+    from tests.conftest import ADMIN_PASSWORD
+    from tests.twofactor import code, steady
+
+    steady()
+    ws: WorkspaceHandle = make_ws()
+    app = ws.enroll_admin()
+    key = add_key(ws, ws.admin_headers())
+    ws.require_two_factor()
+    assert put_policy(ws, {"allowed_methods": "security_keys"})["allowed_methods"] == "security_keys"
+
+    # The app still completes a sign-in, at enrollment level only: it is no allowed method.
+    step = ws.client.post("/v1/login", json={"workspace": ws.slug, "email": ws.admin_email,
+                                             "password": ADMIN_PASSWORD}).json()
+    r = ws.client.post("/v1/login/two-factor", json={"challenge": step["challenge"],
+                                                      "code": code(app.secret, 30)})
+    assert r.status_code == 200 and r.json()["status"] == "enrollment_required", r.text
+    held = bearer(r.json()["token"])
+    assert ws.client.get("/v1/me", headers=held).json()["level"] == "enrollment"
+
+    # Re-verified with the key, the same session is a key's: full.
+    asked = ws.client.post("/v1/me/reauthenticate/options", headers=held).json()
+    r = ws.client.post("/v1/me/reauthenticate", headers=held, json={
+        "challenge": asked["challenge"], "webauthn": key.get(asked["options"])})
+    assert r.status_code == 204, r.text
+    assert ws.client.get("/v1/me", headers=held).json()["level"] == "full"
+    assert ws.client.get(f"/v1/workspaces/{ws.slug}/teammates", headers=held).status_code == 200
