@@ -36,6 +36,7 @@ from sqlalchemy import (
 
 from services import crypto, db_read
 from services.accounts.session_lookup import NOW
+from services.db import ROW_LOCK
 from services.errors import InvalidCode, Unauthenticated
 from services.events import recorder
 from services.events.catalog import EventType
@@ -68,11 +69,11 @@ def _succeed_statement() -> Select[tuple[int, int]]:
                 .where(Teammate.id == bindparam("teammate_id"), throttle.unlocked(NOW),
                        (Teammate.totp_last_step.is_(None))
                        | (Teammate.totp_last_step < bindparam("step")))
-                .with_for_update().cte("teammate"))
+                .with_for_update(**ROW_LOCK).cte("teammate"))
     challenge = (select(AuthSession.id)
                  .where(AuthSession.id == bindparam("challenge_id"),
                         AuthSession.ended_at.is_(None), exists(select(teammate.c.id)))
-                 .with_for_update().cte("challenge"))
+                 .with_for_update(**ROW_LOCK).cte("challenge"))
     claimed = (update(Teammate)
                .where(Teammate.id.in_(select(teammate.c.id)), exists(select(challenge.c.id)))
                .values(failed_attempts=0, lockouts=0, totp_last_step=bindparam("step"))
@@ -158,7 +159,8 @@ async def _fail(teammate_id: int, workspace_id: int) -> None:
     """Count a wrong code with its event, then raise 401; return (having written nothing)
     when the failure does more than that or a lock began meanwhile."""
     event = recorder.columns(workspace_id, EventType.VERIFICATION_FAILED,
-                             {"teammate_id": teammate_id, "reason": "invalid_code"}, teammate_id)
+                             {"teammate_id": teammate_id, "reason": "invalid_code",
+                              "method": FACTOR}, teammate_id)
     row = await db_read.fetch_one(FAIL, {
         "teammate_id": teammate_id, "now": utcnow(), "event_id": event["id"],
         "workspace_id": workspace_id, "type": event["type"], "subject": event["subject"],

@@ -17,6 +17,7 @@ from sqlalchemy import BigInteger, Boolean, Select, and_, bindparam, exists, fun
 
 from services import crypto, db_read
 from services.accounts.session_lookup import NOW
+from services.db import ROW_LOCK
 from services.errors import Unauthenticated
 from services.models import AuthSession, Teammate, WebAuthnChallenge, WebAuthnCredential, utcnow
 from services.verification import relying_party, sign_in_rows, throttle
@@ -40,23 +41,24 @@ CHALLENGE = (sign_in_rows.live_challenge()
                  WebAuthnCredential.teammate_id == Teammate.id)))
 
 
-def _succeed_statement() -> Select[tuple[int]]:
-    """(sessions opened): 1, or 0 having written nothing. The rows are locked in
+def _succeed_statement() -> Select[tuple[int, int, int]]:
+    """(sessions opened, challenges used, counters moved): 1, 1, 1, or 0, 0, 0 having
+    written nothing. The rows are locked in
     `verify_assertion`'s order (WebAuthn challenge, key, sign-in challenge) and checked as
     locked: unused, the counter as read, not ended."""
     webauthn = (select(WebAuthnChallenge.id)
                 .where(WebAuthnChallenge.id == bindparam("webauthn_id"),
                        WebAuthnChallenge.used_at.is_(None))
-                .with_for_update().cte("webauthn"))
+                .with_for_update(**ROW_LOCK).cte("webauthn"))
     key = (select(WebAuthnCredential.id)
            .where(WebAuthnCredential.id == bindparam("key_id"),
                   WebAuthnCredential.sign_count == bindparam("old_count"),
                   exists(select(webauthn.c.id)))
-           .with_for_update().cte("credential"))
+           .with_for_update(**ROW_LOCK).cte("credential"))
     challenge = (select(AuthSession.id)
                  .where(AuthSession.id == bindparam("challenge_id"),
                         AuthSession.ended_at.is_(None), exists(select(key.c.id)))
-                 .with_for_update().cte("challenge"))
+                 .with_for_update(**ROW_LOCK).cte("challenge"))
     used = (update(WebAuthnChallenge)
             .where(WebAuthnChallenge.id.in_(select(webauthn.c.id)), exists(select(challenge.c.id)))
             .values(used_at=NOW).returning(WebAuthnChallenge.id).cte("used"))

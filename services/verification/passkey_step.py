@@ -21,6 +21,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     cast,
+    delete,
     exists,
     func,
     null,
@@ -30,10 +31,12 @@ from sqlalchemy import (
 from webauthn.helpers import bytes_to_base64url
 
 from services import crypto, db_read
-from services.accounts import ip_throttle, sessions
+from services.accounts import ip_throttle, password_bound, sessions
 from services.accounts.session_lookup import NOW, utc
+from services.db import ROW_LOCK
 from services.models import (
     LoginThrottle,
+    PasswordFailures,
     Teammate,
     WebAuthnChallenge,
     WebAuthnCredential,
@@ -51,7 +54,7 @@ FACTOR = PURPOSE = "passkey"
 # address's failure bucket.
 LOOKUP = (select(WebAuthnCredential.id, WebAuthnCredential.public_key,
                  WebAuthnCredential.sign_count, WebAuthnCredential.rp_id, Teammate.id,
-                 Teammate.status, Teammate.webauthn_user_handle, Teammate.locked_until,
+                 Teammate.email, Teammate.status, Teammate.webauthn_user_handle, Teammate.locked_until,
                  Workspace.id, Workspace.slug, WebAuthnChallenge.id,
                  WebAuthnChallenge.workspace_id, LoginThrottle.failures,
                  LoginThrottle.window_start)
@@ -66,19 +69,20 @@ LOOKUP = (select(WebAuthnCredential.id, WebAuthnCredential.public_key,
           .where(WebAuthnCredential.credential_id == bindparam("credential_id")))
 
 
-def _succeed_statement() -> Select[tuple[int]]:
-    """(sessions opened): 1, or 0 having written nothing. The challenge and the key are
-    locked in `verify_assertion`'s order and checked as locked (unused, the counter as read),
-    then both move and the session opens."""
+def _succeed_statement() -> Select[tuple[int, int, int]]:
+    """(sessions opened, challenges used, password buckets cleared): 1, 1, 0 or 1; or 0, 0, 0
+    having written nothing. The challenge and the key are locked in `verify_assertion`'s
+    order and checked as locked (unused, the counter as read), then both move, the password
+    bound of the teammate's address clears and the session opens."""
     webauthn = (select(WebAuthnChallenge.id)
                 .where(WebAuthnChallenge.id == bindparam("webauthn_id"),
                        WebAuthnChallenge.used_at.is_(None))
-                .with_for_update().cte("webauthn"))
+                .with_for_update(**ROW_LOCK).cte("webauthn"))
     credential = (select(WebAuthnCredential.id)
                   .where(WebAuthnCredential.id == bindparam("key_id"),
                          WebAuthnCredential.sign_count == bindparam("old_count"),
                          exists(select(webauthn.c.id)))
-                  .with_for_update().cte("credential"))
+                  .with_for_update(**ROW_LOCK).cte("credential"))
     used = (update(WebAuthnChallenge)
             .where(WebAuthnChallenge.id.in_(select(webauthn.c.id)),
                    exists(select(credential.c.id)))
@@ -88,13 +92,20 @@ def _succeed_statement() -> Select[tuple[int]]:
                .values(sign_count=bindparam("new_count", type_=BigInteger), last_used_at=NOW,
                        backed_up=bindparam("backed_up", type_=Boolean))
                .returning(WebAuthnCredential.id).cte("counted"))
+    # A passkey is both factors: the wrong passwords before it were not its owner's
+    # (password_bound.clear).
+    cleared = (delete(PasswordFailures)
+               .where(PasswordFailures.key == bindparam("password_bucket"),
+                      exists(select(counted.c.id)))
+               .returning(PasswordFailures.key).cte("cleared"))
     source = (select(bindparam("teammate_id", type_=BigInteger).label("teammate_id"),
                      bindparam("origin", type_=String).label("origin"),
                      cast(null(), BigInteger).label("api_key_id"))
               .where(exists(select(counted.c.id))).cte("source"))
     opened = sign_in_rows.opened(source, FACTOR, bindparam("key_id", type_=BigInteger))
     return select(select(func.count()).select_from(opened).scalar_subquery(),
-                  select(func.count()).select_from(used).scalar_subquery())
+                  select(func.count()).select_from(used).scalar_subquery(),
+                  select(func.count()).select_from(cleared).scalar_subquery())
 
 
 SUCCEED = _succeed_statement()
@@ -115,8 +126,8 @@ async def complete(challenge: str, credential: dict[str, Any], slug: str | None,
         "bucket": ip_throttle.bucket(client_ip)})
     if row is None:
         return None
-    (key_id, public_key, old, rp_id, teammate_id, status, handle, locked_until, workspace_id,
-     workspace_slug, webauthn_id, bound_to, failures, window_start) = row
+    (key_id, public_key, old, rp_id, teammate_id, email, status, handle, locked_until,
+     workspace_id, workspace_slug, webauthn_id, bound_to, failures, window_start) = row
     sent_handle = credential.get("response", {}).get("userHandle")
     locked = locked_until is not None and utc(locked_until) > now  # type: ignore[operator]
     if webauthn_id is None or status != "active" or locked \
@@ -134,9 +145,10 @@ async def complete(challenge: str, credential: dict[str, Any], slug: str | None,
     origin: sessions.Origin = ("host" if relying_party.is_host_origin(keys.client_origin(credential))
                                else "password")
     token = crypto.new_token()
-    opened, _ = await db_read.fetch_one(SUCCEED, {  # type: ignore[misc]  # always one row
+    opened, _, _ = await db_read.fetch_one(SUCCEED, {  # type: ignore[misc]  # always one row
         **sign_in_rows.session_params(crypto.hash_token(token), now),
         "webauthn_id": webauthn_id, "key_id": key_id, "old_count": old,
         "new_count": verified.new_sign_count, "backed_up": verified.credential_backed_up,
-        "teammate_id": teammate_id, "origin": origin})
+        "teammate_id": teammate_id, "origin": origin,
+        "password_bucket": password_bound.key(workspace_slug, email)})
     return SignedIn(token, "full") if opened else None
