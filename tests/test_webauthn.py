@@ -342,3 +342,30 @@ def test_a_key_only_teammate_reauthenticates_with_the_key(workspace: WorkspaceHa
     half = ws.client.post("/v1/me/reauthenticate", headers=bearer(token),
                           json={"challenge": fresh["challenge"]})
     assert half.status_code == 422  # a challenge without the key's answer
+
+
+def test_one_assertion_sent_twelve_times_at_once_signs_in_once(workspace: WorkspaceHandle) -> None:
+    """The same security-key assertion, and the same passkey assertion, each sent twelve
+    times at once: one session each, the others refused, and the key's counter moved once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    ws, key = workspace, new_key()
+    token = registered(ws, key)
+    body = key_step(ws)
+    assertion = key.get(body["webauthn"])
+    with ThreadPoolExecutor(12) as pool:
+        answers = list(pool.map(lambda _: complete_with(ws.client, body["challenge"], assertion),
+                                range(12)))
+    assert sorted(a.status_code for a in answers) == [200] + [401] * 11, [a.text for a in answers]
+
+    begun = ws.client.post("/v1/login/passkey/options", json={"workspace": ws.slug}).json()
+    passkey = key.get(begun["options"])
+    with ThreadPoolExecutor(12) as pool:
+        answers = list(pool.map(lambda _: ws.client.post("/v1/login/passkey", json={
+            "challenge": begun["challenge"], "webauthn": passkey}), range(12)))
+    assert sorted(a.status_code for a in answers) == [200] + [401] * 11, [a.text for a in answers]
+    # The counter stands at the last assertion's: the next one (one more) still signs in.
+    body = key_step(ws)
+    r = complete_with(ws.client, body["challenge"], key.get(body["webauthn"]))
+    assert r.status_code == 200, r.text
+    assert ws.client.get("/v1/me", headers=bearer(token)).status_code == 200
