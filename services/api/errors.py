@@ -40,6 +40,11 @@ def error_body(code: str, message: str) -> dict[str, dict[str, str]]:
 
 def _twofa_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, errors.TwofaError)
+    return response_for(exc)
+
+
+def response_for(exc: errors.TwofaError) -> JSONResponse:
+    """The answer to a domain error (what the handler installed below answers)."""
     status = next((s for kind, s in STATUS if isinstance(exc, kind)), 400)
     headers = {}
     if isinstance(exc, errors.RateLimited | errors.Unavailable):
