@@ -364,6 +364,9 @@ class OutboxMessage(Base):
     published_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     publish_count: Mapped[int] = mapped_column(Integer, default=0)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The span that wrote the row (a W3C traceparent carrier, services/tracing.py): the
+    # relay publishes the row's task in that trace. NULL while tracing is off.
+    trace_context: Mapped[dict[str, str] | None] = mapped_column(JSON)
 
 
 class SentEmail(Base):
@@ -441,6 +444,8 @@ class WebhookDelivery(Base):
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The dispatch that created it, in its event's trace: each attempt's span joins it.
+    trace_context: Mapped[dict[str, str] | None] = mapped_column(JSON)
 
 
 class WebhookAttempt(Base):

@@ -18,6 +18,7 @@ throttling relay costs time, not the batch's other items.
 
 from __future__ import annotations
 
+import contextvars
 import queue
 import threading
 from collections import deque
@@ -118,7 +119,10 @@ def send_all(
                 mailers.put(mailer)
             done.put(None)
 
-    threads = [threading.Thread(target=connection, name=f"smtp-{i}", daemon=True)
+    # Each thread runs in a copy of the caller's context: its sends' spans (services/tracing.py)
+    # are children of the task's.
+    threads = [threading.Thread(target=contextvars.copy_context().run, args=(connection,),
+                                name=f"smtp-{i}", daemon=True)
                for i in range(max(1, min(connections, len(items))))]
     for thread in threads:
         thread.start()

@@ -14,13 +14,13 @@ from collections.abc import Sequence
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from services import outbox
+from services import outbox, tracing
 from services.db import dialect_insert
 from services.models import Event, WebhookDelivery, WebhookEndpoint, utcnow
 from services.topics import Topic
 from services.webhooks.service import WILDCARD
 
-# Rows per INSERT statement (6 bound parameters each), well inside the parameter limits of
+# Rows per INSERT statement (7 bound parameters each), well inside the parameter limits of
 # SQLite (32766) and PostgreSQL (65535); a dispatch batch normally fits in one statement.
 INSERT_ROWS = 1000
 
@@ -34,14 +34,15 @@ def create_deliveries(session: Session, events: Sequence[Event]) -> None:
     if not events:
         return
     endpoints = _endpoints_by_workspace(session, {event.workspace_id for event in events})
-    now = utcnow()
+    now, trace = utcnow(), tracing.capture()  # each attempt's span joins this trace
     rows = []
     endpoint_ids: dict[int, None] = {}  # those that got a delivery, in first-seen order
     for event in events:
         for endpoint in endpoints.get(event.workspace_id, ()):
             if subscribed(endpoint, event.type):
                 rows.append({"endpoint_id": endpoint.id, "event_seq": event.seq, "status": "pending",
-                             "attempts": 0, "next_attempt_at": now, "created_at": now})
+                             "attempts": 0, "next_attempt_at": now, "created_at": now,
+                             "trace_context": trace})
                 endpoint_ids[endpoint.id] = None
     for start in range(0, len(rows), INSERT_ROWS):
         session.execute(

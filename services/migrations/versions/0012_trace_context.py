@@ -1,0 +1,24 @@
+"""trace context kept with outbox messages and webhook deliveries (OpenTelemetry)
+
+Revision ID: 0012
+Revises: 0011
+"""
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0012"
+down_revision = "0011"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    for table in ("outbox", "webhook_deliveries"):
+        with op.batch_alter_table(table) as batch:
+            batch.add_column(sa.Column("trace_context", sa.JSON(), nullable=True))
+
+
+def downgrade() -> None:
+    for table in ("outbox", "webhook_deliveries"):
+        with op.batch_alter_table(table) as batch:
+            batch.drop_column("trace_context")
