@@ -332,6 +332,9 @@ class Event(Base):
     subject: Mapped[str | None] = mapped_column(String(128))
     time: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     data: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # The span that recorded it (services/tracing.py): what the event sets in motion (a
+    # rollout, emails, webhook deliveries) continues that trace. NULL while tracing is off.
+    trace_context: Mapped[dict[str, str] | None] = mapped_column(JSON)
 
 
 class OutboxMessage(Base):
@@ -444,7 +447,7 @@ class WebhookDelivery(Base):
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    # The dispatch that created it, in its event's trace: each attempt's span joins it.
+    # Its event's (Event.trace_context): each attempt's span joins that trace.
     trace_context: Mapped[dict[str, str] | None] = mapped_column(JSON)
 
 

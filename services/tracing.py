@@ -97,6 +97,24 @@ def span(name: str, parent: Carrier | None = None, links: Sequence[Carrier | Non
 
 
 @contextmanager
+def resumed(carrier: Carrier | None) -> Iterator[None]:
+    """The block runs in the captured context, without a span of its own (what it writes
+    to the outbox continues that trace); as it was without a carrier."""
+    if not _on or not carrier:
+        yield
+        return
+    from opentelemetry import context
+
+    parent = _parent(carrier)
+    assert parent is not None
+    token = context.attach(parent)
+    try:
+        yield
+    finally:
+        context.detach(token)
+
+
+@contextmanager
 def quiet() -> Iterator[None]:
     """No spans from the instrumented libraries inside (the relay's polling, which would
     otherwise make a trace of one SELECT five times a second). Spans made by `span` inside

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from services import outbox, tracing
+from services import outbox
 from services.db import dialect_insert
 from services.models import Event, WebhookDelivery, WebhookEndpoint, utcnow
 from services.topics import Topic
@@ -34,7 +34,7 @@ def create_deliveries(session: Session, events: Sequence[Event]) -> None:
     if not events:
         return
     endpoints = _endpoints_by_workspace(session, {event.workspace_id for event in events})
-    now, trace = utcnow(), tracing.capture()  # each attempt's span joins this trace
+    now = utcnow()
     rows = []
     endpoint_ids: dict[int, None] = {}  # those that got a delivery, in first-seen order
     for event in events:
@@ -42,7 +42,8 @@ def create_deliveries(session: Session, events: Sequence[Event]) -> None:
             if subscribed(endpoint, event.type):
                 rows.append({"endpoint_id": endpoint.id, "event_seq": event.seq, "status": "pending",
                              "attempts": 0, "next_attempt_at": now, "created_at": now,
-                             "trace_context": trace})
+                             # Each attempt's span joins its event's trace.
+                             "trace_context": event.trace_context})
                 endpoint_ids[endpoint.id] = None
     for start in range(0, len(rows), INSERT_ROWS):
         session.execute(

@@ -1,4 +1,4 @@
-"""trace context kept with outbox messages and webhook deliveries (OpenTelemetry)
+"""trace context kept with events, outbox messages and webhook deliveries (OpenTelemetry)
 
 Revision ID: 0012
 Revises: 0011
@@ -13,12 +13,12 @@ depends_on = None
 
 
 def upgrade() -> None:
-    for table in ("outbox", "webhook_deliveries"):
+    for table in ("events", "outbox", "webhook_deliveries"):
         with op.batch_alter_table(table) as batch:
             batch.add_column(sa.Column("trace_context", sa.JSON(), nullable=True))
 
 
 def downgrade() -> None:
-    for table in ("outbox", "webhook_deliveries"):
+    for table in ("events", "outbox", "webhook_deliveries"):
         with op.batch_alter_table(table) as batch:
             batch.drop_column("trace_context")
