@@ -79,6 +79,7 @@ def _policy_hook(hooks: Receiver) -> Any:
                  if json.loads(r.body)["type"] == "twofa.policy.changed"), None)
 
 
+@pytest.mark.slow
 @pytest.mark.uses_backend
 def test_one_trace_from_the_flip_to_the_last_email(
         tmp_path: Path, collector: OtlpReceiver, hooks: Receiver) -> None:
@@ -92,8 +93,8 @@ def test_one_trace_from_the_flip_to_the_last_email(
         by_id = {s.span_id: s for s in trace}
 
         # The relay published the event's dispatch linked to the request (in its trace, or
-        # in another one if it merged the event with an earlier request's), then the
-        # rollout's batches in the flip's trace.
+        # in another one if it merged the event with an earlier request's), and the
+        # rollout's batch in the flip's trace (planned by the dispatch or the sweep).
         dispatches = [s for s in collector.snapshot() if s.name == "outbox publish events.dispatch"
                       and any(t == flip.trace_id for t, _ in s.links)]
         assert [s.kind for s in dispatches] == ["PRODUCER"]
@@ -154,6 +155,7 @@ def _json_lines(st: Stack, name: str) -> list[dict[str, Any]]:
     return [e for e in lines if isinstance(e, dict)]
 
 
+@pytest.mark.slow
 @pytest.mark.uses_backend
 def test_tracing_turned_off_sends_nothing(
         tmp_path: Path, collector: OtlpReceiver, hooks: Receiver) -> None:
