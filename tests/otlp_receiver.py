@@ -29,6 +29,8 @@ class Span:
     attributes: dict[str, Any]
     links: tuple[tuple[str, str], ...]  # (trace_id, span_id) of each link
     failed: bool
+    start_ns: int
+    end_ns: int
 
 
 @dataclass
@@ -92,6 +94,7 @@ class OtlpReceiver:
                         attributes=_attributes(span.attributes),
                         links=tuple((link.trace_id.hex(), link.span_id.hex()) for link in span.links),
                         failed=span.status.code == span.status.STATUS_CODE_ERROR,
+                        start_ns=span.start_time_unix_nano, end_ns=span.end_time_unix_nano,
                     ))
         with self.lock:
             self.requests += 1

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import WorkspaceHandle, start_api
+from tests.conftest import ADMIN_PASSWORD, WorkspaceHandle, start_api
 from tests.otlp_receiver import OtlpReceiver, Span
 from tests.stack import ROOT, Stack, wait_until
 from tests.webhook_receiver import Receiver
@@ -63,7 +63,7 @@ def _flip(st: Stack, http: httpx.Client, hooks: Receiver) -> tuple[WorkspaceHand
 
         with unit_of_work() as session:
             ws, admin = workspaces.create(session, "traced", "Traced", "admin@traced.test",
-                                          "admin-password-123")
+                                          ADMIN_PASSWORD)
             workspaces.seed(session, ws, TEAM, "member-password")
             service.create(session, ws, hooks.url("/hooks"), ["*"])
             handle = WorkspaceHandle(ws.slug, ws.name, admin.email, admin.id, http)  # type: ignore[arg-type]
