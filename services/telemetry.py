@@ -102,4 +102,16 @@ def _instrument_clients() -> None:
     # are unchanged in 2.1 (tests/test_tracing.py sees its spans).
     SQLAlchemyInstrumentor().instrument(skip_dep_check=True)
     RedisInstrumentor().instrument()
-    HTTPXClientInstrumentor().instrument()
+    HTTPXClientInstrumentor().instrument(request_hook=_url_without_path)
+
+
+def _url_without_path(span: Any, request: Any) -> None:
+    """httpx's span names the URL; a webhook URL's path or query may be the receiver's
+    secret (…/hooks/T0/B0/XXXX), so the span keeps its scheme, host and port only."""
+    if not span.is_recording():
+        return
+    url = request.url
+    kept = f"{url.scheme}://{url.netloc.decode()}/…"
+    for key in ("url.full", "http.url"):
+        if key in (span.attributes or {}):
+            span.set_attribute(key, kept)
