@@ -86,6 +86,7 @@ def test_one_trace_from_the_flip_to_the_last_email(
     with _stack(tmp_path, OTEL_EXPORTER_OTLP_ENDPOINT=collector.endpoint,
                 OTEL_BSP_SCHEDULE_DELAY="100") as (st, http):
         _, members = _flip(st, http, hooks)
+        assert http.get("/healthz?token=not-for-traces").status_code == 200
         flip = wait_until(lambda: _flip_span(collector), 30, message="the flip's server span")
         hook = _policy_hook(hooks)
         trace = wait_until(lambda: _complete(collector.trace(flip.trace_id), hook.webhook_id), 60,
@@ -117,7 +118,8 @@ def test_one_trace_from_the_flip_to_the_last_email(
         assert hook.headers["traceparent"].split("-")[1] == flip.trace_id
 
         # Each process names itself, with an instance id.
-        spans = collector.snapshot()
+        spans = wait_until(lambda: _with_query(collector), 30, message="the /healthz span")
+        assert "not-for-traces" not in json.dumps([s.attributes for s in spans])
         assert {s.service for s in spans} == SERVICES == {s.service for s in trace}
         assert all(s.instance for s in spans)
         assert len({s.instance for s in spans if s.service == "twofa-relay"}) == 1
@@ -135,6 +137,11 @@ def _flip_span(collector: OtlpReceiver) -> Span | None:
     return next((s for s in collector.snapshot() if s.kind == "SERVER"
                  and s.service == "twofa-api" and s.name.startswith("PUT ")
                  and s.name.endswith("/two-factor-policy")), None)
+
+
+def _with_query(collector: OtlpReceiver) -> list[Span] | None:
+    spans = collector.snapshot()
+    return spans if any("token=" in json.dumps(s.attributes) for s in spans) else None
 
 
 def _complete(trace: list[Span], event_id: str) -> list[Span] | None:
