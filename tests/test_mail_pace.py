@@ -156,6 +156,32 @@ def test_a_relay_that_throttles_slows_the_rollout_and_nothing_fails(relay_stack:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("relay_stack", [({"refuse_for": 8.0}, {})], indirect=True)
+def test_pauses_longer_than_the_send_lease_send_each_invitation_once(relay_stack: Stack) -> None:
+    """The relay refuses every message for its first 8 s: the senders pause 0.5, 1, 2, 4,
+    then 8 s, and the batch has nothing to record from its first messages' third refusal
+    (3.5 s in, they are deferred) until 15.5 s, three times the tests' 4 s send lease. The
+    batch keeps its lease through the pauses, so the sweep hands its rows to no other batch
+    (the worker has a process to spare for one): each invitation arrives once. A lease
+    renewed only when a send was recorded lapsed here, and two processes sent the rest of
+    the batch when the pause ended."""
+    sink = _sink(relay_stack)
+    assert float(relay_stack.env["TWOFA_SEND_LEASE_SECONDS"]) <= 4
+    team = 20  # one batch
+    ws_id, admin_id, addresses = _workspace(team)
+    relay_stack.start_relay()
+    relay_stack.start_worker(concurrency=3)  # the batch, its deferred rows, one to spare
+    _require_2fa(ws_id, admin_id)
+    wait_until(lambda: _rollout(ws_id)["pending"] == 0, 90, 0.2, message="rollout to finish")
+
+    assert sink.refused > 0, "the relay never refused: nothing was tested"
+    received = _received(relay_stack)
+    assert {a: len(received.get(a, [])) for a in addresses
+            if len(received.get(a, [])) != 1} == {}, _rollout(ws_id)
+    assert _rollout(ws_id)["failed"] == 0
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("relay_stack", [({}, {"TWOFA_SMTP_MAX_RATE": "10"})], indirect=True)
 def test_transactional_mail_goes_ahead_of_a_rollouts_invitations(relay_stack: Stack) -> None:
     """A join email asked for while a rollout's batches wait in the queue is sent before
