@@ -2,7 +2,8 @@
 
 `data` is the event type's dataclass (services/events/payloads.py) or a dict of the same
 fields; either way it is checked before anything is written. An event recorded while a
-request is served also carries that request's `ip` and `user_agent`.
+request is served also carries that request's `ip` and `user_agent`, and with tracing on
+every event keeps the trace context of the span that recorded it (services/tracing.py).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from services import outbox
+from services import outbox, tracing
 from services.events import payloads, request_context
 from services.events.catalog import EventType
 from services.models import Event
@@ -43,10 +44,11 @@ def record(
 def columns(workspace_id: int, type_: EventType, data: payloads.Payload | Mapping[str, Any],
             teammate_id: int | None = None) -> dict[str, Any]:
     """An event's row but its `seq` and `time` (the sign-in code step inserts it without the
-    ORM: services/verification/code_step.py)."""
+    ORM, its outbox message with the same `trace_context`: services/verification/code_step.py)."""
     return {"id": str(uuid.uuid4()), "workspace_id": workspace_id, "type": type_.value,
             "subject": f"teammates/{teammate_id}" if teammate_id is not None else None,
-            "data": request_context.with_request(payloads.checked(type_, data))}
+            "data": request_context.with_request(payloads.checked(type_, data)),
+            "trace_context": tracing.capture()}
 
 
 def record_many(
@@ -57,10 +59,12 @@ def record_many(
 ) -> list[Event]:
     """Several events of one type, (data, teammate_id) each, dispatched by one outbox message:
     a fan-out records thousands, and one message per event would be one task per event."""
+    trace = tracing.capture()
     events = [
         Event(id=str(uuid.uuid4()), workspace_id=workspace_id, type=type_.value,
               subject=f"teammates/{teammate_id}" if teammate_id is not None else None,
-              data=request_context.with_request(payloads.checked(type_, data)))
+              data=request_context.with_request(payloads.checked(type_, data)),
+              trace_context=trace)
         for data, teammate_id in items
     ]
     if not events:

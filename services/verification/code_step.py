@@ -98,21 +98,23 @@ def _fail_statement() -> Select[tuple[int, int]]:
                .values(failed_attempts=Teammate.failed_attempts + 1)
                .returning(Teammate.id).cte("counted"))
     event = (insert(Event)
-             .from_select(["id", "workspace_id", "type", "subject", "time", "data"],
+             .from_select(["id", "workspace_id", "type", "subject", "time", "data",
+                           "trace_context"],
                           select(bindparam("event_id", type_=String),
                                  bindparam("workspace_id", type_=BigInteger),
                                  bindparam("type", type_=String),
                                  bindparam("subject", type_=String), NOW,
-                                 bindparam("data", type_=JSON))
+                                 bindparam("data", type_=JSON),
+                                 bindparam("trace_context", type_=JSON))
                           .where(exists(select(counted.c.id))))
              .returning(Event.seq).cte("event"))
     # What outbox.enqueue(…, Topic.DISPATCH_EVENTS, event_seqs=[seq]) writes.
     queued = (insert(OutboxMessage)
-              .from_select(["topic", "payload", "created_at", "publish_count"],
+              .from_select(["topic", "payload", "created_at", "publish_count", "trace_context"],
                            select(literal(Topic.DISPATCH_EVENTS.value),
                                   func.json_build_object("event_seqs",
                                                          func.json_build_array(event.c.seq)),
-                                  NOW, literal(0)))
+                                  NOW, literal(0), bindparam("trace_context", type_=JSON)))
               .returning(OutboxMessage.id).cte("queued"))
     return select(event.c.seq, select(func.count()).select_from(queued).scalar_subquery())
 
@@ -164,7 +166,8 @@ async def _fail(teammate_id: int, workspace_id: int) -> None:
     row = await db_read.fetch_one(FAIL, {
         "teammate_id": teammate_id, "now": utcnow(), "event_id": event["id"],
         "workspace_id": workspace_id, "type": event["type"], "subject": event["subject"],
-        "data": json.dumps(event["data"])})
+        "data": json.dumps(event["data"]),
+        "trace_context": json.dumps(trace) if (trace := event["trace_context"]) else None})
     if row is None:
         return
     event_metrics.count(event["type"], event["data"])
