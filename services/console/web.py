@@ -351,5 +351,5 @@ def or_not_found() -> Iterator[None]:
 
 
 def _not_found_page(request: Request, exc: Exception) -> Response:
-    return render(request, "error.html", {"title": "Not found",
+    return render(request, "error.html", {"title": "Page not found",
                                           "message": "There is no such page."}, status_code=404)
