@@ -85,7 +85,7 @@ def test_the_teammates_table_is_readable_at_1280_px_and_keeps_its_filters(admin:
     name = admin.get_by_role("row", name=re.compile(MEMBER)).get_by_role("rowheader")
     box = name.bounding_box()
     assert box and box["width"] > 80, box  # "Member 1" on one line, not "Member / 1"
-    check(admin, "teammates")
+    check(admin, "teammates-long-values")
 
     # An action comes back to the same filtered list.
     admin.get_by_label("Enrollment").select_option("Not required")
@@ -126,7 +126,7 @@ def test_disabling_2fa_in_a_grace_period_says_the_deadline_and_sends_no_new_invi
     said = admin.locator("#after-disable")
     expect(said).to_contain_text("asks them to set it up again by")
     expect(said).to_contain_text("Until then they sign in as usual")
-    check(admin, "disable-2fa-confirm")
+    check(admin, "disable-2fa-grace-confirm")
     admin.get_by_role("button", name="Yes, disable 2FA").click()
     expect(admin.get_by_role("status")).to_contain_text(
         f"Two-factor authentication is off for {MEMBER}. They were emailed to set it up again "

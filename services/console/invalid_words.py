@@ -6,6 +6,7 @@ programmers and name no field a person can see; every console form says these in
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from pydantic import ValidationError
@@ -52,6 +53,8 @@ def _sentence(err: Any, labels: dict[str, str]) -> str:
         return f"{field}: choose at most {ctx['max_length']}."
     if kind == "literal_error":
         return f"{field} must be one of {ctx['expected'].replace(chr(39), '')}."
-    if kind == "value_error" and "control character" in str(ctx.get("error", "")):
-        return f"{field} holds an invisible control character (a tab or a line break): remove it."
+    control = re.search(r"control character (U\+[0-9A-F]{4,6})", str(ctx.get("error", "")))
+    if kind == "value_error" and control:
+        return (f"{field} holds a control character ({control.group(1)}, such as a tab or a "
+                "line break), which cannot be used here: remove it.")
     return f"{field} is not valid."
