@@ -41,6 +41,7 @@ class _ConfiguredHasher:
 
 _hasher = _ConfiguredHasher()
 MIN_LENGTH = 8
+MAX_LENGTH = 1024  # for a password being chosen; one being checked may be any length
 T = TypeVar("T")
 
 
@@ -68,6 +69,8 @@ def _dummy() -> str:
 def hash_password(password: str) -> str:
     if len(password) < MIN_LENGTH:
         raise InvalidInput(f"Passwords need at least {MIN_LENGTH} characters.", "weak_password")
+    if len(password) > MAX_LENGTH:
+        raise InvalidInput(f"Passwords have at most {MAX_LENGTH} characters.")
     return _bounded(lambda: _hasher.hash(password))
 
 

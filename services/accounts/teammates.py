@@ -18,6 +18,7 @@ from services.accounts.email_address import matches, new_address, normalize_emai
 from services.accounts.passwords import hash_password
 from services.config import get_settings
 from services.crypto import derived_token, hash_token
+from services.db import ROW_LOCK
 from services.enrollment import exemptions, fanout, state
 from services.errors import Conflict, InvalidCredentials, InvalidInput, NotFound
 from services.events import recorder
@@ -26,6 +27,7 @@ from services.models import (
     EnrollmentInvitation,
     Teammate,
     Workspace,
+    compliant_sql,
     two_factor_enabled_sql,
     utcnow,
 )
@@ -83,7 +85,7 @@ def remove(session: Session, workspace: Workspace, teammate: Teammate, actor: Te
         _keep_an_admin(session, workspace, teammate, "remove")
     # The row lock orders concurrent removals (and 2FA changes) of this teammate: the kept
     # counts move once, from the state this transaction then sees.
-    session.refresh(teammate, with_for_update=True)
+    session.refresh(teammate, with_for_update=ROW_LOCK)
     if teammate.status == "removed":
         return  # a concurrent removal won
     teammate.status = "removed"
@@ -104,12 +106,12 @@ def remove(session: Session, workspace: Workspace, teammate: Teammate, actor: Te
 
 
 def _keep_an_admin(session: Session, workspace: Workspace, leaving: Teammate, verb: str) -> None:
-    """Another admin who can act must remain: while 2FA is required, only admins who have it
-    count (one without it may only enroll)."""
+    """Another admin who can act must remain: while 2FA is required, only compliant admins
+    count (a method the policy allows; one without it may only enroll)."""
     # The workspace row lock serialises concurrent demotions and removals: of two admins
     # demoting each other at once, one is refused.
-    session.get(Workspace, workspace.id, with_for_update=True)
-    compliant = [Teammate.totp_enabled_at.is_not(None)] if workspace.require_two_factor else []
+    session.get(Workspace, workspace.id, with_for_update=ROW_LOCK)
+    compliant = [compliant_sql(workspace.allowed_methods)] if workspace.require_two_factor else []
     others = session.scalar(select(func.count()).select_from(Teammate).where(
         Teammate.workspace_id == workspace.id, Teammate.role == "admin",
         Teammate.status == "active", Teammate.id != leaving.id, *compliant))

@@ -49,7 +49,7 @@ def _row(auth: AuthSession, current: AuthSession) -> dict[str, object]:
     return {"id": auth.id, "created_at": rfc3339(auth.created_at),
             "when": in_words(auth.created_at), "ip": auth.ip or "not recorded",
             "browser": user_agent.in_words(auth.user_agent),
-            "began": BEGAN.get(auth.origin, auth.origin), "current": auth.id == current.id}
+            "began": BEGAN[sessions.began(auth)], "current": auth.id == current.id}
 
 
 def _page(request: Request, caller: web.FullCaller, session: DB, error: str | None = None,
