@@ -228,3 +228,33 @@ def test_disabling_2fa_in_a_grace_period_sends_no_second_invitation(
     assert policy["rollout"]["pending"] == 0
     invitations = [m for m in stack.smtp.to(member(ws, 1)) if "now requires" in m.subject]
     assert len(invitations) == 1, [m.subject for m in stack.smtp.to(member(ws, 1))]
+
+
+def test_a_reset_after_the_sender_skipped_their_invitation_leaves_nothing_to_send(
+        stack: Stack, make_ws: Any) -> None:
+    """Enrolled before their invitation went out (the sender skipped it), then reset: the
+    "turned off" email stands as the invitation, nothing stays queued."""
+    from sqlalchemy import update
+
+    from services.db import unit_of_work
+    from services.models import EnrollmentInvitation
+
+    ws = make_ws(teammates=1)
+    ws.require_two_factor()
+    wait_until(lambda: stack.smtp.to(member(ws, 1)), 60, message="the invitation")
+    enroll(ws.client, sign_in(ws, member(ws, 1)))
+    one = listed(ws, "&q=member-00001")[0]
+
+    def skipped() -> int:  # as the sender leaves the row of someone who enrolled meanwhile
+        with unit_of_work() as session:
+            return int(session.execute(update(EnrollmentInvitation)
+                                       .where(EnrollmentInvitation.teammate_id == one["id"])
+                                       .values(status="skipped")).rowcount)
+
+    wait_until(skipped, 60, message="their invitation row")
+    base = f"/v1/workspaces/{ws.slug}"
+    r = ws.client.delete(f"{base}/teammates/{one['id']}/two-factor", headers=ws.admin_headers())
+    assert r.status_code == 204, r.text
+    assert listed(ws, "&q=member-00001")[0]["enrollment"] == "invited"
+    policy = ws.client.get(f"{base}/two-factor-policy", headers=ws.admin_headers()).json()
+    assert policy["rollout"]["pending"] == 0
