@@ -24,8 +24,7 @@ from sqlalchemy.orm import Session
 from services.accounts import sessions
 from services.api.deps import DB
 from services.config import get_settings
-from services.console import hosts
-from services.enforcement import is_exempt
+from services.console import hosts, invalid_words
 from services.errors import NotFound, RateLimited, TwofaError, Unauthenticated
 from services.timestamps import in_words
 from services.verification import relying_party
@@ -162,14 +161,8 @@ def render(request: Request, template: str, context: dict[str, Any] | None = Non
 def setup_deadline(caller: sessions.Authenticated) -> str | None:
     """For a teammate without 2FA in a workspace that requires it but does not enforce it on
     them yet (a grace period, an exemption): until when, in words."""
-    workspace, teammate = caller.workspace, caller.teammate
-    if (not workspace.require_two_factor or teammate.two_factor_enabled
-            or sessions.is_enforced_for(teammate, workspace)):
-        return None
-    # Held to it once both the grace period and their exemption are over.
-    ends = [when for when in (workspace.enforce_at, teammate.exempt_until)
-            if when is not None and is_exempt(when)]
-    return in_words(max(ends)) if ends else None
+    held = sessions.held_from(caller.teammate, caller.workspace)
+    return in_words(held) if held else None
 
 
 def redirect(location: str) -> RedirectResponse:
@@ -265,11 +258,12 @@ class Problem:
 
 
 @contextmanager
-def form_errors(session: Session) -> Iterator[Problem]:
+def form_errors(session: Session, labels: dict[str, str] | None = None) -> Iterator[Problem]:
     """Turn a refused action into words on the page instead of an error response.
 
     Like the API's unit of work, a refusal that keeps its changes (a counted wrong code)
-    still commits; any other refusal is rolled back before the page renders.
+    still commits; any other refusal is rolled back before the page renders. `labels` names
+    fields as this page's form labels them where the usual label differs.
     """
     problem = Problem()
     try:
@@ -279,7 +273,7 @@ def form_errors(session: Session) -> Iterator[Problem]:
             session.rollback()
         problem.message = describe(exc)
     except ValidationError as exc:
-        problem.message = describe_invalid(exc)
+        problem.message = invalid_words.describe(exc, labels)
 
 
 def describe(exc: TwofaError) -> str:
@@ -293,14 +287,6 @@ def wait_words(seconds: int) -> str:
         return f"{seconds} second{'s' if seconds != 1 else ''}"
     minutes = (seconds + 59) // 60
     return f"{minutes} minutes"
-
-
-def describe_invalid(exc: ValidationError) -> str:
-    problems = []
-    for err in exc.errors()[:3]:
-        field = ".".join(str(p) for p in err.get("loc", ())) or "form"
-        problems.append(f"{field.replace('_', ' ').capitalize()}: {err.get('msg', 'invalid')}")
-    return "; ".join(problems) + "."
 
 
 def _redirect_page(request: Request, exc: Exception) -> Response:
@@ -365,5 +351,5 @@ def or_not_found() -> Iterator[None]:
 
 
 def _not_found_page(request: Request, exc: Exception) -> Response:
-    return render(request, "error.html", {"title": "Not found",
+    return render(request, "error.html", {"title": "Page not found",
                                           "message": "There is no such page."}, status_code=404)

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from services.accounts import sessions
 from services.config import get_settings
 from services.crypto import rederive_token
 from services.db import dialect_insert, unit_of_work
@@ -167,6 +168,8 @@ def _context(session: Session, event: Event, teammate: Teammate,
         "method_name": METHOD_IN_WORDS.get(str(event.data.get("method")), "A sign-in method"),
         "expires_words": in_words(datetime.fromisoformat(expires)) if (
             expires := event.data.get("expires_at")) else "",
+        # Within a grace period or an exemption: when 2FA will hold them (else "").
+        "set_up_by": in_words(held) if (held := sessions.held_from(teammate, workspace)) else "",
     }
 
 

@@ -1,7 +1,7 @@
 // twofa console: a few lines of progressive enhancement; every page works without them.
 "use strict";
 document.addEventListener("DOMContentLoaded", () => {
-  // Copy buttons (recovery codes).
+  // Copy buttons (recovery codes, a TOTP secret, a bypass code).
   for (const button of document.querySelectorAll("button[data-copy]")) {
     button.addEventListener("click", async () => {
       const status = button.parentElement.querySelector(".copy-status");
@@ -9,7 +9,7 @@ document.addEventListener("DOMContentLoaded", () => {
         await navigator.clipboard.writeText(button.dataset.copy);
         if (status) status.textContent = "Copied to the clipboard.";
       } catch (e) {
-        if (status) status.textContent = "Could not copy: select the codes and copy them by hand.";
+        if (status) status.textContent = "Could not copy: select the text and copy it by hand.";
       }
     });
   }
