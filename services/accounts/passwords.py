@@ -67,7 +67,8 @@ def _dummy() -> str:
 
 def hash_password(password: str) -> str:
     if len(password) < MIN_LENGTH:
-        raise InvalidInput(f"Passwords need at least {MIN_LENGTH} characters.", "weak_password")
+        raise InvalidInput("Passwords need at least {length} characters.", "weak_password",
+                           length=MIN_LENGTH)
     return _bounded(lambda: _hasher.hash(password))
 
 

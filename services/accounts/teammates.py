@@ -17,7 +17,7 @@ from services.accounts.passwords import hash_password
 from services.config import get_settings
 from services.crypto import derived_token, hash_token
 from services.enrollment import exemptions, fanout, state
-from services.errors import Conflict, InvalidCredentials, InvalidInput, NotFound
+from services.errors import N_, Conflict, InvalidCredentials, InvalidInput, NotFound
 from services.events import recorder
 from services.events.catalog import EventType
 from services.models import (
@@ -101,6 +101,12 @@ def remove(session: Session, workspace: Workspace, teammate: Teammate, actor: Te
                     {"teammate_id": teammate.id, "actor_id": actor.id}, teammate_id=teammate.id)
 
 
+LAST_ADMIN = {
+    "demote": N_("Cannot demote the last admin: make another teammate an admin first."),
+    "remove": N_("Cannot remove the last admin: make another teammate an admin first."),
+}
+
+
 def _keep_an_admin(session: Session, workspace: Workspace, leaving: Teammate, verb: str) -> None:
     """Another admin who can act must remain: while 2FA is required, only admins who have it
     count (one without it may only enroll)."""
@@ -112,8 +118,7 @@ def _keep_an_admin(session: Session, workspace: Workspace, leaving: Teammate, ve
         Teammate.workspace_id == workspace.id, Teammate.role == "admin",
         Teammate.status == "active", Teammate.id != leaving.id, *compliant))
     if not others:
-        raise Conflict(f"Cannot {verb} the last admin: make another teammate an admin first.",
-                       "last_admin")
+        raise Conflict(LAST_ADMIN[verb], "last_admin")
 
 
 def find_by_email(session: Session, workspace: Workspace, email: str) -> Teammate:
@@ -122,7 +127,8 @@ def find_by_email(session: Session, workspace: Workspace, email: str) -> Teammat
         Teammate.workspace_id == workspace.id, matches(normalize_email(email)),
         Teammate.status != "removed"))
     if teammate is None:
-        raise NotFound(f"No teammate {email} in this workspace.", "teammate_not_found")
+        raise NotFound("No teammate {email} in this workspace.", "teammate_not_found",
+                       email=email)
     return teammate
 
 
@@ -134,7 +140,7 @@ def add(session: Session, workspace: Workspace, email: str, name: str, role: str
     exists = select(Teammate.id).where(
         Teammate.workspace_id == workspace.id, matches(email), Teammate.status != "removed")
     if session.scalar(exists) is not None:
-        raise Conflict(f"{email} is already a teammate.", "teammate_exists")
+        raise Conflict("{email} is already a teammate.", "teammate_exists", email=email)
     teammate = Teammate(
         workspace_id=workspace.id,
         email=email,
@@ -148,7 +154,7 @@ def add(session: Session, workspace: Workspace, email: str, name: str, role: str
         with session.begin_nested():
             session.add(teammate)
     except IntegrityError:
-        raise Conflict(f"{email} is already a teammate.", "teammate_exists") from None
+        raise Conflict("{email} is already a teammate.", "teammate_exists", email=email) from None
     team_counts.adjust(session, workspace.id, teammates=1)
     issue_join_link(session, teammate)
     recorder.record(session, workspace.id, EventType.TEAMMATE_ADDED,

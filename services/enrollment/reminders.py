@@ -22,7 +22,7 @@ from services.email import message as mail
 from services.email.render import render
 from services.enrollment import state
 from services.models import EnrollmentReminder, Teammate, Workspace
-from services.timestamps import in_words
+from services.i18n.dates import in_words
 from services.topics import Topic
 
 # Hours before enforce_at; only those still ahead when planned are kept, so a period of more
@@ -138,7 +138,8 @@ def emails(session: Session, reminder_id: int,
         rendered = render("enrollment-reminder", {
             "name": teammate.name, "workspace_name": workspace.name,
             "workspace_slug": workspace.slug, "enroll_url": links.enroll_url(workspace.slug),
-            "deadline": in_words(workspace.enforce_at)})
+            "deadline": in_words(workspace.enforce_at, teammate.locale, teammate.time_zone)},
+            teammate.locale, teammate.time_zone)
         built.append(mail.keyed(f"reminder:{reminder.id}:{teammate.id}", teammate.email,
                                 rendered))
     return built
