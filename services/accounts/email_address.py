@@ -37,7 +37,8 @@ def normalize_email(address: str) -> str:
             address.strip(), check_deliverability=False, allow_smtputf8=False,
             allow_display_name=False, allow_domain_literal=False, allow_quoted_local=False)
     except email_validator.EmailNotValidError as exc:
-        raise InvalidInput(f"{address!r} is not an email address: {exc}", "invalid_email") from None
+        raise InvalidInput("{address} is not an email address: {problem}", "invalid_email",
+                           address=repr(address), problem=str(exc)) from None
     return str(valid.ascii_email)
 
 

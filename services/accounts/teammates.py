@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from services import clock, outbox, team_counts
-from services.accounts import sessions
+from services.accounts import preferences, sessions
 from services.accounts.email_address import matches, normalize_email
 from services.accounts.passwords import hash_password
 from services.config import get_settings
@@ -20,6 +20,7 @@ from services.enrollment import exemptions, fanout, state
 from services.errors import N_, Conflict, InvalidCredentials, InvalidInput, NotFound
 from services.events import recorder
 from services.events.catalog import EventType
+from services.i18n.locales import check_locale
 from services.models import (
     EnrollmentInvitation,
     Teammate,
@@ -133,7 +134,9 @@ def find_by_email(session: Session, workspace: Workspace, email: str) -> Teammat
 
 
 def add(session: Session, workspace: Workspace, email: str, name: str, role: str,
-        actor_id: int | None = None) -> Teammate:
+        actor_id: int | None = None, locale: str | None = None) -> Teammate:
+    """A new teammate, invited by email; `locale` is the language of that email and of
+    what they read afterwards (None: taken from their browser when they join)."""
     if role not in ROLES:
         raise InvalidInput("role is 'admin' or 'member'.", "invalid_role")
     email = normalize_email(email)
@@ -147,6 +150,7 @@ def add(session: Session, workspace: Workspace, email: str, name: str, role: str
         name=name.strip() or email,
         role=role,
         status="invited",
+        locale=check_locale(locale) if locale is not None else None,
     )
     try:
         # A concurrent add of the same address passes the check above too; the unique
@@ -186,7 +190,8 @@ def join_token(teammate: Teammate) -> str:
     return derived_token("join", teammate.id, teammate.join_nonce)
 
 
-def accept(session: Session, token: str, password: str, name: str | None) -> sessions.SignIn:
+def accept(session: Session, token: str, password: str, name: str | None,
+           browser_locale: str | None = None) -> sessions.SignIn:
     """Set the password of an invited teammate; a token serves once, and only until it expires.
 
     The password is hashed first (a check that fails on a weak one should not burn the
@@ -209,6 +214,7 @@ def accept(session: Session, token: str, password: str, name: str | None) -> ses
         raise _unusable_link()
     teammate = session.get(Teammate, teammate_id, populate_existing=True)
     assert teammate is not None
+    preferences.first_locale(session, teammate, browser_locale)
     workspace = session.get(Workspace, teammate.workspace_id)
     assert workspace is not None
     recorder.record(session, workspace.id, EventType.INVITATION_ACCEPTED,

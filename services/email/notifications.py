@@ -22,12 +22,12 @@ from services.email import message as mail
 from services.email.pace import get_pace
 from services.email.render import render
 from services.email.smtp import SmtpMailer, Throttled
+from services.errors import N_
 from services.events.catalog import EventType
 from services.events.notices import NOTICES, Notice
-from services.models import Event, PasswordReset, SentEmail, Teammate, Workspace, utcnow
-from services.errors import N_
 from services.i18n.catalogs import translate
 from services.i18n.dates import in_words
+from services.models import Event, PasswordReset, SentEmail, Teammate, Workspace, utcnow
 
 METHOD_IN_WORDS = {"totp": N_("An authenticator app"), "webauthn": N_("A security key")}
 SOME_METHOD = N_("A sign-in method")

@@ -21,8 +21,8 @@ from services.email import links
 from services.email import message as mail
 from services.email.render import render
 from services.enrollment import state
-from services.models import EnrollmentReminder, Teammate, Workspace
 from services.i18n.dates import in_words
+from services.models import EnrollmentReminder, Teammate, Workspace
 from services.topics import Topic
 
 # Hours before enforce_at; only those still ahead when planned are kept, so a period of more

@@ -30,8 +30,8 @@ from services.email.smtp import PermanentSendError, SmtpMailer
 from services.email.template import MessageTemplate
 from services.enforcement import is_admin
 from services.enrollment import recording, state
-from services.models import EnrollmentInvitation, Teammate, Workspace, utcnow
 from services.i18n.dates import in_words
+from services.models import EnrollmentInvitation, Teammate, Workspace, utcnow
 
 Inv = EnrollmentInvitation
 

@@ -11,7 +11,6 @@ from services.errors import N_
 from services.i18n.catalogs import translate
 from services.models import Teammate, WebhookEndpoint, Workspace
 
-
 KEPT_FAILING = N_("it kept failing")
 
 
