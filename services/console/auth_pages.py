@@ -10,11 +10,11 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from sqlalchemy.orm import Session
 
 from services.accounts import login as login_service
-from services.accounts import sessions, teammates
+from services.accounts import preferences, sessions, teammates
 from services.api.deps import DB, client_ip
 from services.api.schemas import AcceptIn, LoginIn, TwoFactorIn
 from services.console import web
-from services.errors import Unauthenticated
+from services.errors import N_, Unauthenticated
 from services.verification import service as verification
 from services.verification import webauthn_sign_in
 
@@ -23,22 +23,22 @@ router = APIRouter(include_in_schema=False)
 
 @router.get("/")
 def home(request: Request, caller: web.FullCaller) -> Response:
-    return web.render(request, "home.html", {"title": "Home"}, caller=caller)
+    return web.render(request, "home.html", {"title": N_("Home")}, caller=caller)
 
 
 @router.get("/login")
 def login_page(request: Request, workspace: str = "", next: str = "/",
                signed_out: str = "") -> Response:
     return web.render(request, "login.html", {
-        "title": "Sign in", "workspace": workspace[:320], "next": web.safe_next(next),
-        "notice": "You are signed out." if signed_out else None})
+        "title": N_("Sign in"), "workspace": workspace[:320], "next": web.safe_next(next),
+        "notice": N_("You are signed out.") if signed_out else None})
 
 
 @router.get("/enroll")
 def enroll_page(request: Request, workspace: str = "") -> Response:
     """The invitation's link: sign-in with the workspace filled in, then enrollment."""
     return web.render(request, "login.html", {
-        "title": "Sign in to set up two-factor authentication", "workspace": workspace[:320],
+        "title": N_("Sign in to set up two-factor authentication"), "workspace": workspace[:320],
         "next": "/settings/two-factor", "enrolling": True})
 
 
@@ -49,9 +49,11 @@ def login_submit(request: Request, form: web.PreSessionForm, session: DB,
     with web.form_errors(session) as problem:
         body = LoginIn.model_validate(form)
         signed = login_service.login(session, body.workspace, body.email, body.password, ip)
+        if signed.token:
+            remember_browser_zone(session, signed.token, form)
         return after_first_factor(request, session, signed, after)
     return web.render(request, "login.html", {
-        "title": "Sign in", "workspace": form.get("workspace", "")[:320],
+        "title": N_("Sign in"), "workspace": form.get("workspace", "")[:320],
         "email": form.get("email", "")[:320], "next": after, "error": problem.message,
     }, status_code=400)
 
@@ -64,13 +66,14 @@ def code_submit(request: Request, form: web.PreSessionForm, session: DB) -> Resp
         token = verification.verify_challenge(session, body.challenge, body.code or "")
         if sessions.authenticate(session, token).auth.factor == "bypass":
             after = "/settings/two-factor"  # a lost device: set up the new phone first
+        remember_browser_zone(session, token, form)
         return signed_in(token, after)
     return code_step(request, session, form.get("challenge", ""), after, problem.message)
 
 
 @router.get("/join")
 def join_page(request: Request, token: Annotated[str, Query(max_length=200)] = "") -> Response:
-    return web.render(request, "join.html", {"title": "Join your team", "token": token})
+    return web.render(request, "join.html", {"title": N_("Join your team"), "token": token})
 
 
 @router.post("/join")
@@ -83,7 +86,7 @@ def join_submit(request: Request, form: web.PreSessionForm, session: DB) -> Resp
             after = "/settings/two-factor"  # required (even within a grace period): set it up now
         return after_first_factor(request, session, signed, after)
     return web.render(request, "join.html", {
-        "title": "Join your team", "token": form.get("token", ""),
+        "title": N_("Join your team"), "token": form.get("token", ""),
         "name": form.get("name", "")[:200], "error": problem.message}, status_code=400)
 
 
@@ -117,9 +120,16 @@ def code_step(request: Request, session: Session, challenge: str, after: str,
     """The second step; with a security key, `Use a security key` gets its request options."""
     step = webauthn_sign_in.second_step(session, challenge)
     return web.render(request, "login_code.html", {
-        "title": "Enter your code", "challenge": challenge, "next": after, "error": error,
+        "title": N_("Enter your code"), "challenge": challenge, "next": after, "error": error,
         "webauthn": json.dumps(step.webauthn) if step.webauthn else None,
     }, status_code=400 if error else 200)
+
+
+def remember_browser_zone(session: Session, token: str, form: dict[str, str]) -> None:
+    """The zone the sign-in page's script read from the browser (a hidden field), kept for
+    the teammate's emails and pages only while they have none."""
+    teammate = sessions.authenticate(session, token).teammate
+    preferences.browser_zone(session, teammate.id, form.get("time_zone", "")[:64])
 
 
 def signed_in(token: str, after: str) -> Response:

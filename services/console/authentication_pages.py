@@ -15,7 +15,7 @@ from services.api.schemas import PolicyIn
 from services.console import web
 from services.console.recent_factor import recently_verified, turns_requirement_off
 from services.enrollment import reminders
-from services.errors import InvalidInput
+from services.errors import N_, InvalidInput
 from services.policy import service as policy
 from services.timestamps import in_words
 
@@ -109,7 +109,7 @@ def _authentication(request: Request, caller: web.AdminCaller, session: DB,
     held, _ = teammates.page(session, workspace, PREVIEW_NAMES, None,
                              teammates.Filters(would_be_held=True))
     return web.render(request, "authentication.html", {
-        "title": "Authentication", "policy": state, "error": error, "notice": notice,
+        "title": N_("Authentication"), "policy": state, "error": error, "notice": notice,
         "enforce_at": workspace.enforce_at if workspace.require_two_factor else None,
         "methods_enforce_at": workspace.methods_enforce_at if workspace.require_two_factor else None,
         # Reminders already sent are history, not plans.

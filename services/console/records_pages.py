@@ -14,6 +14,7 @@ from services.api.schemas import WebhookIn
 from services.api.types import Id
 from services.console import delivery_words, web
 from services.console.recent_factor import recently_verified
+from services.errors import N_
 from services.events.catalog import EventType
 from services.host_checks import api_keys
 from services.timestamps import rfc3339
@@ -51,7 +52,7 @@ def webhook_delete_confirm(request: Request, endpoint_id: Id, caller: web.AdminC
     with web.or_not_found():
         endpoint = webhooks.get(session, caller.workspace, endpoint_id)
     return web.render(request, "webhook_delete_confirm.html", {
-        "title": "Delete a webhook", "endpoint": WebhookOut.of(endpoint)}, caller=caller)
+        "title": N_("Delete a webhook"), "endpoint": WebhookOut.of(endpoint)}, caller=caller)
 
 
 @router.post("/webhooks/{endpoint_id}/delete")
@@ -133,7 +134,7 @@ def _webhooks(request: Request, caller: web.AdminCaller, session: DB, error: str
                  for e in webhooks.list_endpoints(session, caller.workspace)]
     deleted = request.query_params.get("deleted") == "1" and not (error or created or rotated)
     return web.render(request, "webhooks.html", {
-        "title": "Webhooks", "endpoints": endpoints, "types": EVENT_TYPES, "error": error,
+        "title": N_("Webhooks"), "endpoints": endpoints, "types": EVENT_TYPES, "error": error,
         "created": created, "rotated": rotated, "url": url,
         "notice": "The webhook was deleted; nothing more is sent to it." if deleted else None},
         status_code=400 if error else 200, caller=caller)
@@ -146,7 +147,7 @@ def _deliveries(request: Request, caller: web.AdminCaller, session: DB, endpoint
     records, _ = webhooks.deliveries(session, caller.workspace, endpoint_id, PAGE_SIZE, None)
     items = [_delivery(r, caller.workspace.slug) for r in records]
     return web.render(request, "deliveries.html", {
-        "title": "Webhook deliveries", "endpoint": endpoint, "items": items, "error": error,
+        "title": N_("Webhook deliveries"), "endpoint": endpoint, "items": items, "error": error,
         "notice": notice}, status_code=400 if error else 200, caller=caller)
 
 
@@ -165,5 +166,5 @@ def _api_keys(request: Request, caller: web.AdminCaller, session: DB, error: str
     keys = [ApiKeyOut.of(k).model_dump(mode="json")
             for k in api_keys.list_keys(session, caller.workspace)]
     return web.render(request, "api_keys.html", {
-        "title": "API keys", "keys": keys, "created": created, "error": error},
+        "title": N_("API keys"), "keys": keys, "created": created, "error": error},
         status_code=400 if error else 200, caller=caller)

@@ -20,7 +20,7 @@ from services.api.schemas import MAX_ID, TeammateIn
 from services.console import web
 from services.console.recent_factor import makes_admin, recently_verified
 from services.enrollment import exemptions, state
-from services.errors import InvalidInput
+from services.errors import N_, InvalidInput
 from services.models import Teammate
 from services.timestamps import in_words
 from services.verification import service as verification
@@ -107,7 +107,7 @@ def disable_confirm(request: Request, teammate_id: TeammateId, caller: web.Admin
     """The confirm step before an admin turns a teammate's 2FA off."""
     target = _teammate(session, caller, teammate_id)
     return web.render(request, "disable_confirm.html", {
-        "title": "Disable 2FA", "target": target}, caller=caller)
+        "title": N_("Disable 2FA"), "target": target}, caller=caller)
 
 
 @router.post("/teammates/{teammate_id}/disable-2fa", dependencies=[recently_verified(BACK)])
@@ -143,7 +143,7 @@ def _teammates(request: Request, caller: web.AdminCaller, session: DB, after: in
     shown = shown or Shown()
     views, next_id = teammates.page(session, caller.workspace, PAGE_SIZE, after, shown.filters())
     return web.render(request, "teammates.html", {
-        "title": "Teammates", "views": views, "next_id": next_id, "after": after,
+        "title": N_("Teammates"), "views": views, "next_id": next_id, "after": after,
         "error": error, "notice": notice, "invite": invite or {}, "shown": shown,
         "states": state.STATES, "words": in_words,
     }, status_code=400 if error else 200, caller=caller)
@@ -178,7 +178,7 @@ def remove_confirm(request: Request, teammate_id: TeammateId, caller: web.AdminC
     """The confirm step before an admin removes a teammate."""
     target = _teammate(session, caller, teammate_id)
     return web.render(request, "remove_confirm.html", {
-        "title": "Remove teammate", "target": target}, caller=caller)
+        "title": N_("Remove teammate"), "target": target}, caller=caller)
 
 
 @router.post("/teammates/{teammate_id}/remove")
@@ -202,7 +202,7 @@ def _exemption(request: Request, caller: web.AdminCaller, target: Teammate,
                error: str | None = None, form: dict[str, str] | None = None) -> Response:
     today = clock.now().date()
     return web.render(request, "exemption.html", {
-        "title": "Exempt from 2FA", "target": target, "error": error, "form": form or {},
+        "title": N_("Exempt from 2FA"), "target": target, "error": error, "form": form or {},
         "first_day": today.isoformat(),
         "last_day": (today + timedelta(days=exemptions.MAX_DAYS - 1)).isoformat(),
     }, status_code=400 if error else 200, caller=caller)
@@ -250,7 +250,7 @@ def bypass_code(request: Request, teammate_id: TeammateId, form: web.Form,
         code, expires_at = verification.issue_bypass_code(session, caller.workspace, target,
                                                           caller.teammate)
         response = web.render(request, "bypass_code.html", {
-            "title": "Bypass code", "target": target, "code": code,
+            "title": N_("Bypass code"), "target": target, "code": code,
             "expires": f"{expires_at:%H:%M} UTC"}, caller=caller)
         response.headers["Cache-Control"] = "no-store"  # shown once, never kept by a cache
         return response

@@ -28,7 +28,7 @@ def translations(locale: str | None) -> NullTranslations:
     return Translations.load(str(DIRECTORY), [language], DOMAIN)
 
 
-def translate(locale: str | None, message: str, **params: Any) -> str:
+def translate(locale: str | None, message: str, /, **params: Any) -> str:
     """`message` in `locale`, with its `{name}` placeholders filled in."""
     translated = translations(locale).gettext(message)
     return translated.format(**params) if params else translated

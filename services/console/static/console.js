@@ -1,6 +1,10 @@
 // twofa console: a few lines of progressive enhancement; every page works without them.
 "use strict";
 document.addEventListener("DOMContentLoaded", () => {
+  // Sign-in tells the server this browser's time zone; it keeps it only while the teammate
+  // has none (Settings → Language and time changes it).
+  const zone = (() => { try { return Intl.DateTimeFormat().resolvedOptions().timeZone || ""; } catch (e) { return ""; } })();
+  for (const field of document.querySelectorAll("input[data-browser-zone]")) field.value = zone;
   // Copy buttons (recovery codes).
   for (const button of document.querySelectorAll("button[data-copy]")) {
     button.addEventListener("click", async () => {
