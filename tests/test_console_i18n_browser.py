@@ -91,6 +91,7 @@ def test_sign_in_follows_the_browser_and_settings_change_language_and_zone(
     exact = signed_in.get_attribute("title") or ""
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", exact), exact
     assert f"({exact[11:16]} UTC)" in signed_in.inner_text()
+    check(page, "sessions-de")
 
     # A zone that is not one is refused, in German, and nothing changes.
     page.goto("/settings/language")

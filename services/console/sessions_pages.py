@@ -11,7 +11,7 @@ from services.api.types import Id
 from services.console import user_agent, web
 from services.errors import N_, NotFound
 from services.models import AuthSession
-from services.timestamps import in_words, rfc3339
+from services.timestamps import rfc3339
 
 router = APIRouter(prefix="/settings/sessions", include_in_schema=False)
 BEGAN = {"password": N_("Password"), "passkey": N_("Passkey"),
@@ -46,16 +46,18 @@ def end_one(request: Request, session_id: Id, form: web.Form, caller: web.FullCa
     return web.redirect("/settings/sessions?ended=one")
 
 
-def _row(auth: AuthSession, current: AuthSession) -> dict[str, object]:
+def _row(auth: AuthSession, current: AuthSession, locale: str) -> dict[str, object]:
     return {"id": auth.id, "created_at": rfc3339(auth.created_at),
-            "when": in_words(auth.created_at), "ip": auth.ip or N_("not recorded"),
-            "browser": user_agent.in_words(auth.user_agent),
+            "ip": auth.ip or N_("not recorded"),
+            "browser": user_agent.in_words(auth.user_agent, locale),
             "began": BEGAN.get(auth.origin, auth.origin), "current": auth.id == current.id}
 
 
 def _page(request: Request, caller: web.FullCaller, session: DB, error: str | None = None,
           notice: str | None = None) -> Response:
-    rows = [_row(s, caller.auth) for s in sessions.live_sessions(session, caller.teammate.id)]
+    locale = web.page_locale(request, caller)
+    rows = [_row(s, caller.auth, locale)
+            for s in sessions.live_sessions(session, caller.teammate.id)]
     return web.render(request, "sessions.html", {
         "title": N_("Sessions"), "rows": rows, "error": error, "notice": notice,
         "others": sum(1 for r in rows if not r["current"])},
