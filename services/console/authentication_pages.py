@@ -17,7 +17,6 @@ from services.console.recent_factor import recently_verified, turns_requirement_
 from services.enrollment import reminders
 from services.errors import N_, InvalidInput
 from services.policy import service as policy
-from services.timestamps import in_words
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
 PREVIEW_NAMES = 10  # the first names of who would be held; the Teammates page lists them all
@@ -81,7 +80,7 @@ def _confirm(request: Request, caller: web.AdminCaller, session: DB, body: Polic
     return web.render(request, "authentication_confirm.html", {
         "title": title, "turning_on": body.require_two_factor, "grace": grace,
         "switching": switching, "allowed_methods": body.allowed_methods or workspace.allowed_methods,
-        "deadline": in_words(deadline) if deadline else None,
+        "deadline": web.time_words(request, caller)(deadline) if deadline else None,
         "impact": policy.preview(session, workspace, body.allowed_methods)}, caller=caller)
 
 
@@ -116,7 +115,7 @@ def _authentication(request: Request, caller: web.AdminCaller, session: DB,
         "reminders": [due for due in reminders.due_times(session, workspace) if due > clock.now()],
         "enforced": workspace.require_two_factor and (
             workspace.enforce_at is None or workspace.enforce_at <= clock.now()),
-        "words": in_words,
+        "words": web.time_words(request, caller),
         "impact": impact, "held": held,
     }, status_code=400 if error else 200, caller=caller)
 

@@ -22,7 +22,6 @@ from services.console.recent_factor import makes_admin, recently_verified
 from services.enrollment import exemptions, state
 from services.errors import N_, InvalidInput
 from services.models import Teammate
-from services.timestamps import in_words
 from services.verification import service as verification
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
@@ -145,7 +144,7 @@ def _teammates(request: Request, caller: web.AdminCaller, session: DB, after: in
     return web.render(request, "teammates.html", {
         "title": N_("Teammates"), "views": views, "next_id": next_id, "after": after,
         "error": error, "notice": notice, "invite": invite or {}, "shown": shown,
-        "states": state.STATES, "words": in_words,
+        "states": state.STATES, "words": web.time_words(request, caller),
     }, status_code=400 if error else 200, caller=caller)
 
 

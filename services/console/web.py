@@ -11,10 +11,11 @@ import base64
 import hashlib
 import hmac
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -212,6 +213,12 @@ def render(request: Request, template: str, context: dict[str, Any] | None = Non
         set_cookie(response, SESSION_COOKIE, renewed_token)
     response.headers.update(HEADERS)
     return response
+
+
+def time_words(request: Request, caller: sessions.Authenticated) -> Callable[[datetime], str]:
+    """`in_words` for a page's own use: in the caller's language and time zone."""
+    return partial(dates.in_words, locale=page_locale(request, caller),
+                   time_zone=caller.teammate.time_zone)
 
 
 def setup_deadline(caller: sessions.Authenticated) -> str | None:
