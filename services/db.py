@@ -16,6 +16,14 @@ from services.config import get_settings, private_folder, write_private
 
 CONNECT_TIMEOUT_SECONDS = 5
 
+# How a transaction locks a teammate's or workspace's row before changing it: FOR NO KEY
+# UPDATE on PostgreSQL. It still orders concurrent changes of that row, but does not block
+# the KEY SHARE lock that inserting a row referencing it takes (an event or invitation a
+# worker records at the same time). Plain FOR UPDATE deadlocked there: a removal held the
+# teammate and waited for the invitation a worker was recording, which waited for the
+# teammate. We never change a primary key, so nothing needs the stronger lock.
+ROW_LOCK: dict[str, Any] = {"key_share": True}
+
 
 def make_engine(url: str, statement_timeout_ms: int = 0) -> Engine:
     """An engine for `url`; on PostgreSQL every connection gets `statement_timeout` (0: none)."""

@@ -5,15 +5,15 @@ a newer one, expiring, never skipping the second factor, limited), and one's own
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
 
 from tests.conftest import WorkspaceHandle
-from tests.stack import Stack, wait_until
-from tests.test_change_notices import mail_to, one_event, pending_notices
+from tests.stack import Stack
+from tests.test_change_notices import mail_to, one_event, outbox_drained, outbox_mark
 from tests.trust import (
     MEMBER_PASSWORD,
     age_verification,
@@ -35,6 +35,14 @@ def _fresh_reset_bucket() -> Iterator[None]:
     uncounted (the limit itself is a test of its own)."""
     forget_reset_requests()
     yield
+
+
+@pytest.fixture()
+def settled() -> Callable[[], None]:
+    """Wait until the worker has done every outbox message this test caused (an email not
+    sent by then never will be)."""
+    mark = outbox_mark()
+    return lambda: outbox_drained(mark)
 
 
 def forget_reset_requests() -> None:
@@ -67,12 +75,6 @@ def reset_links(stack: Stack, address: str, count: int = 1) -> list[str]:
 def confirm(ws: WorkspaceHandle, token: str, password: str = NEW_PASSWORD) -> Any:
     return ws.client.post("/v1/password-reset/confirm", json={"token": token,
                                                               "password": password})
-
-
-def settled() -> None:
-    """Wait until the worker has done every outbox message (an email not sent by then
-    never will be)."""
-    wait_until(lambda: not pending_notices(), 60, message="the outbox drained")
 
 
 def status_of(ws: WorkspaceHandle, token: str) -> int:
@@ -135,7 +137,7 @@ def test_a_stale_session_must_show_its_second_factor_before_the_password_is_chec
 # --- the reset link ----------------------------------------------------------------------
 
 def test_asking_for_a_reset_answers_alike_for_known_and_unknown_addresses(
-        stack: Stack, make_ws: Any) -> None:
+        stack: Stack, make_ws: Any, settled: Callable[[], None]) -> None:
     ws = make_ws(teammates=1)
     invited = ws.client.post(f"/v1/workspaces/{ws.slug}/teammates", headers=ws.admin_headers(),
                              json={"email": f"newcomer@{ws.slug}.test", "name": "New",
@@ -222,7 +224,7 @@ def test_a_reset_never_skips_the_second_factor_and_ends_every_session(
 
 
 def test_reset_requests_are_limited_per_address_and_per_teammate(
-        stack: Stack, make_ws: Any) -> None:
+        stack: Stack, make_ws: Any, settled: Callable[[], None]) -> None:
     ws = make_ws(teammates=1)
     answers = [ask_reset(ws, member(ws)).status_code for _ in range(5)]
     assert answers == [202] * 5

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from services.accounts import password_bound, sessions
 from services.accounts.passwords import hash_password, verify_password
+from services.db import ROW_LOCK
 from services.errors import AttemptFailed, Forbidden
 from services.events import recorder
 from services.events.catalog import EventType
@@ -39,7 +40,7 @@ def change(session: Session, caller: sessions.Authenticated, current_password: s
     if failed_before:
         password_bound.clear(session, slug, email)
     new_hash = hash_password(new_password)
-    teammate = session.get(Teammate, teammate_id, with_for_update=True)
+    teammate = session.get(Teammate, teammate_id, with_for_update=ROW_LOCK)
     assert teammate is not None
     teammate.password_hash = new_hash
     sessions.end_all(session, teammate.id, keep=caller.auth)

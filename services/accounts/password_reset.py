@@ -25,6 +25,7 @@ from services.accounts import ip_throttle, password_bound, sessions
 from services.accounts.email_address import matches, normalize_email
 from services.accounts.passwords import hash_password
 from services.crypto import derived_token, hash_token
+from services.db import ROW_LOCK
 from services.errors import N_, InvalidCredentials, InvalidInput
 from services.events import recorder
 from services.events.catalog import EventType
@@ -65,7 +66,7 @@ def issue(session: Session, slug: str, email: str, request_id: str) -> PasswordR
     if teammate is None:
         return None
     # The teammate's row lock orders concurrent requests: the hour's count stays exact.
-    session.refresh(teammate, with_for_update=True)
+    session.refresh(teammate, with_for_update=ROW_LOCK)
     made = session.scalar(select(PasswordReset).where(
         PasswordReset.teammate_id == teammate.id, PasswordReset.nonce == request_id))
     if made is not None:
@@ -113,7 +114,7 @@ def confirm(session: Session, token: str, password: str) -> sessions.SignIn:
         .values(used_at=utcnow()).execution_options(synchronize_session=False))
     if claimed.rowcount != 1:  # type: ignore[attr-defined]  # a concurrent use won
         raise _refused("used")
-    teammate = session.get(Teammate, reset.teammate_id, with_for_update=True)
+    teammate = session.get(Teammate, reset.teammate_id, with_for_update=ROW_LOCK)
     if teammate is None or teammate.status != "active":
         raise _refused("unknown")
     workspace = session.get(Workspace, teammate.workspace_id)

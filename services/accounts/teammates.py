@@ -16,6 +16,7 @@ from services.accounts.email_address import matches, normalize_email
 from services.accounts.passwords import hash_password
 from services.config import get_settings
 from services.crypto import derived_token, hash_token
+from services.db import ROW_LOCK
 from services.enrollment import exemptions, fanout, state
 from services.errors import N_, Conflict, InvalidCredentials, InvalidInput, NotFound
 from services.events import recorder
@@ -82,7 +83,7 @@ def remove(session: Session, workspace: Workspace, teammate: Teammate, actor: Te
         _keep_an_admin(session, workspace, teammate, "remove")
     # The row lock orders concurrent removals (and 2FA changes) of this teammate: the kept
     # counts move once, from the state this transaction then sees.
-    session.refresh(teammate, with_for_update=True)
+    session.refresh(teammate, with_for_update=ROW_LOCK)
     if teammate.status == "removed":
         return  # a concurrent removal won
     teammate.status = "removed"
@@ -113,7 +114,7 @@ def _keep_an_admin(session: Session, workspace: Workspace, leaving: Teammate, ve
     count (one without it may only enroll)."""
     # The workspace row lock serialises concurrent demotions and removals: of two admins
     # demoting each other at once, one is refused.
-    session.get(Workspace, workspace.id, with_for_update=True)
+    session.get(Workspace, workspace.id, with_for_update=ROW_LOCK)
     compliant = [Teammate.totp_enabled_at.is_not(None)] if workspace.require_two_factor else []
     others = session.scalar(select(func.count()).select_from(Teammate).where(
         Teammate.workspace_id == workspace.id, Teammate.role == "admin",

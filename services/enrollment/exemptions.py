@@ -18,6 +18,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from services import clock
+from services.db import ROW_LOCK
 from services.enforcement import is_admin, is_exempt
 from services.enrollment import fanout
 from services.errors import Forbidden, InvalidInput
@@ -90,7 +91,7 @@ def end(session: Session, workspace: Workspace, teammate: Teammate,
     An admin ending one that has lapsed already records `by: expiry`, as the sweep would.
     """
     # Locked and read again: of an admin's DELETE and the sweep, one ends it.
-    session.refresh(teammate, with_for_update=True)
+    session.refresh(teammate, with_for_update=ROW_LOCK)
     if teammate.exempt_until is None:
         return False
     now = clock.now()

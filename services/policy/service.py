@@ -13,6 +13,7 @@ from sqlalchemy import Subquery, case, func, literal_column, select, union
 from sqlalchemy.orm import Session
 
 from services import clock, team_counts
+from services.db import ROW_LOCK
 from services.enforcement import MAX_GRACE_HOURS
 from services.enrollment import reminders, state
 from services.errors import Conflict, InvalidInput
@@ -56,7 +57,7 @@ def set_policy(session: Session, workspace: Workspace, require: bool | None, act
         raise InvalidInput("allowed_methods is any or security_keys.")
     if grace_period_hours is not None and not 0 <= grace_period_hours <= MAX_GRACE_HOURS:
         raise InvalidInput("grace_period_hours is 0 to {hours}.", hours=MAX_GRACE_HOURS)
-    locked = session.get(Workspace, workspace.id, with_for_update=True, populate_existing=True)
+    locked = session.get(Workspace, workspace.id, with_for_update=ROW_LOCK, populate_existing=True)
     assert locked is not None
     turning_on = require is True and not locked.require_two_factor
     if turning_on:

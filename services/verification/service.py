@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from services import crypto, team_counts
 from services.accounts import sessions
 from services.config import get_settings
+from services.db import ROW_LOCK
 from services.enforcement import is_exempt
 from services.enrollment import fanout
 from services.errors import (
@@ -222,7 +223,7 @@ def disable_own(session: Session, teammate: Teammate, workspace: Workspace, code
     if workspace.require_two_factor:
         raise Forbidden("{workspace} requires two-factor authentication.",
                         "two_factor_mandatory", workspace=workspace.name)
-    session.refresh(teammate, with_for_update=True)  # see _reset
+    session.refresh(teammate, with_for_update=ROW_LOCK)  # see _reset
     if not teammate.two_factor_enabled:
         raise Conflict("Two-factor authentication is not on.", "two_factor_not_enabled")
     if code is not None:
@@ -250,7 +251,7 @@ def remove_app(session: Session, teammate: Teammate, workspace: Workspace, code:
     """Remove the authenticator app alone (`DELETE /v1/me/two-factor/totp`), after a valid
     code; security keys stay. The sessions the app opened end; the last method cannot go
     while the workspace requires 2FA."""
-    session.refresh(teammate, with_for_update=True)
+    session.refresh(teammate, with_for_update=ROW_LOCK)
     if teammate.totp_enabled_at is None:
         raise Conflict("No authenticator app is on.", "two_factor_not_enabled")
     if teammate.webauthn_enabled_at is None:  # the app is the last method
@@ -296,7 +297,7 @@ def _reset(session: Session, workspace: Workspace, teammate: Teammate, by: str,
     survived could enroll an attacker's authenticator in the owner's place."""
     # Locked and read again: of concurrent resets (admin, operator, the teammate) one turns it
     # off, records the event and moves the kept count; the others find it off already.
-    session.refresh(teammate, with_for_update=True)
+    session.refresh(teammate, with_for_update=ROW_LOCK)
     if not teammate.two_factor_enabled and teammate.totp_pending_secret_enc is None:
         return False
     was_enabled = teammate.two_factor_enabled

@@ -30,6 +30,7 @@ from webauthn.helpers.structs import (
 
 from services import team_counts
 from services.accounts import sessions
+from services.db import ROW_LOCK
 from services.enforcement import KEY_FACTORS
 from services.errors import Conflict, Forbidden, InvalidInput, NotFound
 from services.events import recorder
@@ -81,7 +82,7 @@ def register(session: Session, teammate: Teammate, name: str, credential: dict[s
     name = name.strip()
     if not 1 <= len(name) <= 64:
         raise InvalidInput("Give the key a name of 1 to 64 characters.", "invalid_request")
-    session.refresh(teammate, with_for_update=True)  # one count, one first method
+    session.refresh(teammate, with_for_update=ROW_LOCK)  # one count, one first method
     if len(credentials(session, teammate)) >= MAX_CREDENTIALS:
         raise Conflict("At most {count} security keys; remove one first.",
                        "too_many_credentials", count=MAX_CREDENTIALS)
@@ -154,7 +155,7 @@ def rename(session: Session, teammate: Teammate, credential_id: int, name: str) 
 def remove(session: Session, teammate: Teammate, workspace: Workspace, credential_id: int) -> None:
     """Remove one key; the sessions it opened end. The last method cannot go while the
     workspace requires 2FA (403 `two_factor_mandatory`)."""
-    session.refresh(teammate, with_for_update=True)
+    session.refresh(teammate, with_for_update=ROW_LOCK)
     row = get(session, teammate, credential_id)
     others = session.scalar(select(func.count()).select_from(WebAuthnCredential).where(
         WebAuthnCredential.teammate_id == teammate.id, WebAuthnCredential.id != row.id)) or 0
