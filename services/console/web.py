@@ -81,6 +81,20 @@ def _when(context: Context, value: str | None) -> Markup:
 
 templates.env.filters["when"] = _when
 
+
+@pass_context
+def _day(context: Context, value: datetime) -> str:
+    return dates.day(value, context.get(LOCALE), context.get(TIME_ZONE))
+
+
+@pass_context
+def _moment(context: Context, value: datetime) -> str:
+    return dates.moment(value, context.get(LOCALE), context.get(TIME_ZONE))
+
+
+templates.env.filters["day"] = _day
+templates.env.filters["moment"] = _moment
+
 # Pages hold secrets (TOTP secret, recovery codes): never cached, never framed; only our
 # own script and stylesheet run.
 HEADERS = {

@@ -12,7 +12,15 @@ from datetime import UTC, datetime, tzinfo
 from functools import lru_cache
 
 from babel import Locale
-from babel.dates import format_datetime, format_skeleton, get_timezone_gmt, get_timezone_name, match_skeleton
+from babel.dates import (
+    format_date,
+    format_datetime,
+    format_skeleton,
+    get_datetime_format,
+    get_timezone_gmt,
+    get_timezone_name,
+    match_skeleton,
+)
 
 from services.i18n.catalogs import translate
 from services.i18n.locales import effective, zone
@@ -40,6 +48,25 @@ def in_words(value: datetime, locale: str | None = None, time_zone: str | None =
                    day=_day(value, tz, language),
                    time=format_skeleton("Hm", value, tzinfo=tz, locale=language),
                    zone=_zone_name(value.astimezone(tz), language), utc_time=utc_time)
+
+
+def day(value: datetime, locale: str | None = None, time_zone: str | None = None) -> str:
+    """A calendar day in the reader's zone: "2 December 2026", "2. Dezember 2026"."""
+    return format_date(value.astimezone(zone(time_zone) or UTC), "long", locale=cldr(locale))
+
+
+def moment(value: datetime, locale: str | None = None, time_zone: str | None = None) -> str:
+    """A short day and time in the reader's zone, named: "2 Dec 2026, 15:00 CET"."""
+    value = value.astimezone(UTC)
+    tz = zone(time_zone)
+    local = value if tz is None or tz.key in _UTC_NAMES else value.astimezone(tz)
+    name = "UTC" if local is value else _zone_name(local, cldr(locale))
+    language = cldr(locale)
+    # CLDR's glue of a date and a time ("{1}, {0}"), then the zone's name after the time.
+    glued = str(get_datetime_format("medium", locale=language)).format(
+        format_skeleton("Hm", local, locale=language),
+        format_skeleton("yMMMd", local, locale=language))
+    return f"{glued} {name}"
 
 
 def _day(value: datetime, tz: tzinfo, language: str) -> str:
