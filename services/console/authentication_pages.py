@@ -24,12 +24,12 @@ PREVIEW_NAMES = 10  # the first names of who would be held; the Teammates page l
 
 # What the page says after a save, by what changed (?saved=…).
 SAVED = {
-    "on": "2FA is now required. Invitations are going out to everyone without it.",
-    "off": "2FA is no longer required. Nobody was emailed.",
-    "grace": "The grace period is saved; nobody was emailed.",
-    "same": "Nothing changed.",
-    "methods": "The allowed methods are saved. While 2FA is required, everyone without a method "
-               "that counts now gets an email.",
+    "on": N_("2FA is now required. Invitations are going out to everyone without it."),
+    "off": N_("2FA is no longer required. Nobody was emailed."),
+    "grace": N_("The grace period is saved; nobody was emailed."),
+    "same": N_("Nothing changed."),
+    "methods": N_("The allowed methods are saved. While 2FA is required, everyone without a "
+                  "method that counts now gets an email."),
 }
 
 
@@ -74,9 +74,9 @@ def _confirm(request: Request, caller: web.AdminCaller, session: DB, body: Polic
     deadline = clock.now() + timedelta(hours=grace) if grace else None
     switching = body.allowed_methods not in (None, workspace.allowed_methods) and \
         body.require_two_factor == workspace.require_two_factor
-    title = ("Allow only security keys and passkeys?" if body.allowed_methods == "security_keys"
-             else "Allow any second factor?") if switching else \
-        "Require 2FA?" if body.require_two_factor else "Stop requiring 2FA?"
+    title = (N_("Allow only security keys and passkeys?") if body.allowed_methods == "security_keys"
+             else N_("Allow any second factor?")) if switching else \
+        N_("Require 2FA?") if body.require_two_factor else N_("Stop requiring 2FA?")
     return web.render(request, "authentication_confirm.html", {
         "title": title, "turning_on": body.require_two_factor, "grace": grace,
         "switching": switching, "allowed_methods": body.allowed_methods or workspace.allowed_methods,
