@@ -21,6 +21,7 @@ from services.console import web
 from services.console.recent_factor import makes_admin, recently_verified
 from services.enrollment import exemptions, state
 from services.errors import N_, InvalidInput
+from services.i18n import dates
 from services.models import Teammate
 from services.verification import service as verification
 
@@ -30,15 +31,15 @@ PAGE_SIZE = 50
 BACK = "/admin/teammates"  # where a sensitive action comes back to after /reauthenticate
 
 NOTICES = {
-    "invited": "Invitation sent to {email}.",
-    "resent": "Invitation sent again to {email}.",
-    "disabled": "Two-factor authentication is off for {email}. They were emailed to set it up "
-    "again; once the deadline has passed, signing in only lets them do that.",
-    "disabled_optional": "Two-factor authentication is off for {email}; they sign in with "
-    "their password alone until they turn it on again.",
-    "exempted": "{email} is exempt from two-factor authentication until the date you chose.",
-    "exemption_ended": "{email} is no longer exempt from two-factor authentication.",
-    "role": "{email} has a new role.",
+    "invited": N_("Invitation sent to {email}."),
+    "resent": N_("Invitation sent again to {email}."),
+    "disabled": N_("Two-factor authentication is off for {email}. They were emailed to set it "
+                   "up again; once the deadline has passed, signing in only lets them do that."),
+    "disabled_optional": N_("Two-factor authentication is off for {email}; they sign in with "
+                            "their password alone until they turn it on again."),
+    "exempted": N_("{email} is exempt from two-factor authentication until the date you chose."),
+    "exemption_ended": N_("{email} is no longer exempt from two-factor authentication."),
+    "role": N_("{email} has a new role."),
 }
 
 
@@ -48,17 +49,18 @@ def teammates_page(request: Request, caller: web.AdminCaller, session: DB,
                    notice: str = "", teammate: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
                    two_factor: str = "", enrollment: str = "",
                    q: Annotated[str, Query(max_length=200)] = "") -> Response:
-    message = None
+    message: web.Words | None = None
     if notice == "removed" and teammate:  # no longer listed, but still in the audit trail
         gone = session.get(Teammate, teammate)
         if gone is not None and gone.workspace_id == caller.workspace.id:
-            message = f"{gone.email} was removed: signed out everywhere, nothing more is sent."
+            message = web.Words(N_("{email} was removed: signed out everywhere, nothing more "
+                                   "is sent."), {"email": gone.email})
     elif notice in NOTICES and teammate:
         email = _teammate(session, caller, teammate).email
-        message = NOTICES[notice].format(email=email)
+        message = web.Words(NOTICES[notice], {"email": email})
     shown = Shown.of(two_factor, enrollment, q)
     if (shown.two_factor, shown.enrollment) != (two_factor, enrollment):
-        message = "Unknown filter value: that filter is not applied."
+        message = web.Words(N_("Unknown filter value: that filter is not applied."), {})
     return _teammates(request, caller, session, after, notice=message, shown=shown)
 
 
@@ -137,7 +139,7 @@ def _teammate(session: DB, caller: web.AdminCaller, teammate_id: int) -> Teammat
 
 
 def _teammates(request: Request, caller: web.AdminCaller, session: DB, after: int | None,
-               error: str | None = None, notice: str | None = None,
+               error: object = None, notice: web.Words | str | None = None,
                invite: dict[str, str] | None = None, shown: Shown | None = None) -> Response:
     shown = shown or Shown()
     views, next_id = teammates.page(session, caller.workspace, PAGE_SIZE, after, shown.filters())
@@ -250,7 +252,8 @@ def bypass_code(request: Request, teammate_id: TeammateId, form: web.Form,
                                                           caller.teammate)
         response = web.render(request, "bypass_code.html", {
             "title": N_("Bypass code"), "target": target, "code": code,
-            "expires": f"{expires_at:%H:%M} UTC"}, caller=caller)
+            "expires": dates.moment(expires_at, web.page_locale(request, caller),
+                                    caller.teammate.time_zone)}, caller=caller)
         response.headers["Cache-Control"] = "no-store"  # shown once, never kept by a cache
         return response
     return _teammates(request, caller, session, None, error=problem.message)
