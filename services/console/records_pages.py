@@ -37,7 +37,7 @@ def webhook_add(request: Request, form: web.Form, caller: web.AdminCaller, sessi
     types = ["*"] if form.get("all_types") == "on" else [t for t in EVENT_TYPES if form.get(t)]
     if not types:
         return _webhooks(request, caller, session, url=form.get("url", ""),
-                         error="Choose at least one event type, or All events.")
+                         error=N_("Choose at least one event type, or All events."))
     with web.form_errors(session) as problem:
         body = WebhookIn.model_validate({"url": form.get("url", ""), "event_types": types})
         endpoint, secret = webhooks.create(session, caller.workspace, body.url, body.event_types,
@@ -88,8 +88,8 @@ def webhook_rotate(request: Request, endpoint_id: Id, form: web.Form, caller: we
 @router.get("/webhooks/{endpoint_id}")
 def deliveries_page(request: Request, endpoint_id: Id, caller: web.AdminCaller, session: DB,
                     redelivered: str = "", tested: str = "") -> Response:
-    notice = ("Queued to be sent again." if redelivered else
-              "A test event is on its way; its delivery is listed below." if tested else None)
+    notice = (N_("Queued to be sent again.") if redelivered else
+              N_("A test event is on its way; its delivery is listed below.") if tested else None)
     return _deliveries(request, caller, session, endpoint_id, notice=notice)
 
 
@@ -136,7 +136,7 @@ def _webhooks(request: Request, caller: web.AdminCaller, session: DB, error: str
     return web.render(request, "webhooks.html", {
         "title": N_("Webhooks"), "endpoints": endpoints, "types": EVENT_TYPES, "error": error,
         "created": created, "rotated": rotated, "url": url,
-        "notice": "The webhook was deleted; nothing more is sent to it." if deleted else None},
+        "notice": N_("The webhook was deleted; nothing more is sent to it.") if deleted else None},
         status_code=400 if error else 200, caller=caller)
 
 
