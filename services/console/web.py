@@ -409,22 +409,24 @@ def _redirect_page(request: Request, exc: Exception) -> Response:
 def _forbidden_page(request: Request, exc: Exception) -> Response:
     return render(request, "error.html", {
         "title": N_("Not allowed"),
-        "message": "Only admins of this workspace may open this page.",
+        "message": N_("Only admins of this workspace may open this page."),
     }, status_code=403)
 
 
 def _csrf_page(request: Request, exc: Exception) -> Response:
     return render(request, "error.html", {
         "title": N_("Form refused"),
-        "message": "This form was refused because it did not come from a page of this site "
-        "(its security token was missing or wrong). Go back, reload the page and try again.",
+        "message": N_("This form was refused because it did not come from a page of this site "
+                      "(its security token was missing or wrong). Go back, reload the page and "
+                      "try again."),
     }, status_code=403)
 
 
 def _host_page(request: Request, exc: Exception) -> Response:
     # No cookie is set for a host we do not answer to.
     response = templates.TemplateResponse(request, "error.html", {
-        "title": N_("Unknown host"), "caller": None, "csrf": "", "csrf_field": CSRF_FIELD,
+        "title": "Unknown host", "caller": None, "csrf": "", "csrf_field": CSRF_FIELD,
+        LOCALE: "en",  # said before anything is known of who asks: plain English
         "message": "This server does not answer to that host name. Use the address you were "
         "given.",
     }, status_code=400)
@@ -461,4 +463,5 @@ def or_not_found() -> Iterator[None]:
 
 def _not_found_page(request: Request, exc: Exception) -> Response:
     return render(request, "error.html", {"title": N_("Not found"),
-                                          "message": "There is no such page."}, status_code=404)
+                                          "message": N_("There is no such page.")},
+                  status_code=404)
