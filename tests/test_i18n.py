@@ -19,7 +19,7 @@ import pytest
 from babel.messages.mofile import read_mo
 from babel.messages.pofile import read_po
 
-from tests.conftest import WorkspaceHandle
+from tests.conftest import Clock, WorkspaceHandle
 from tests.stack import ROOT, Caught, Stack, wait_until
 from tests.twofactor import bearer
 
@@ -117,8 +117,9 @@ def test_deadlines_are_said_in_the_zone_on_both_sides_of_a_daylight_saving_chang
 # ---- over HTTP to a real `twofa api`, worker and relay ----
 
 def subject(mail: Caught) -> str:
-    """The Subject as a mail client shows it (non-ASCII ones arrive RFC 2047-encoded)."""
-    return str(make_header(decode_header(mail.subject)))
+    """The Subject as a mail client shows it: unfolded, RFC 2047 words decoded."""
+    unfolded = re.sub(r"\r?\n(?=[ \t])", "", mail.subject)
+    return str(make_header(decode_header(unfolded)))
 
 
 def member(ws: WorkspaceHandle, n: int) -> str:
@@ -281,3 +282,41 @@ def test_an_event_notice_says_its_time_in_the_recipients_language_and_zone(
     assert re.search(r"se cambió el \w+, \d+ de \w+, \d\d:\d\d CET \(\d\d:\d\d UTC\)", text), text
     madrid = before.astimezone(ZoneInfo("Europe/Madrid"))
     assert f"{madrid.day} de " in text
+
+
+def test_reminders_go_out_in_each_teammates_language_and_zone(
+        stack: Stack, make_ws: Any, clock: Clock) -> None:
+    """One reminder batch, three teammates: German in Berlin, Spanish in São Paulo, English
+    in UTC; each reads the same deadline in their own words."""
+    ws = make_ws(teammates=3)
+    for n, prefs in ((1, {"locale": "de", "time_zone": "Europe/Berlin"}),
+                     (2, {"locale": "es", "time_zone": "America/Sao_Paulo"})):
+        assert ws.client.patch("/v1/me", headers=sign_in(ws, member(ws, n)),
+                               json=prefs).status_code == 200
+    ws.enroll_admin()
+    r = ws.client.put(f"/v1/workspaces/{ws.slug}/two-factor-policy", headers=ws.admin_headers(),
+                      json={"require_two_factor": True, "grace_period_hours": 30})
+    assert r.status_code == 200, r.text
+    deadline = datetime.fromisoformat(r.json()["enforce_at"]).astimezone(UTC)
+    wait_until(lambda: all(stack.smtp.to(member(ws, n)) for n in (1, 2, 3)), 60,
+               message="the invitations")
+
+    clock.advance(hours=6, minutes=1)  # the 24-hour reminder is due
+    def second(n: int) -> Caught | None:  # the invitation came first
+        caught = stack.smtp.to(member(ws, n))
+        return caught[1] if len(caught) == 2 else None
+
+    german, spanish, english = wait_until(
+        lambda: all(second(n) for n in (1, 2, 3)) and [second(n) for n in (1, 2, 3)], 60,
+        message="the reminders")
+    berlin = deadline.astimezone(ZoneInfo("Europe/Berlin"))
+    assert subject(german).startswith(f"Erinnerung: Richten Sie bis {GERMAN_DAYS[berlin.weekday()]}")
+    assert (f"bis {GERMAN_DAYS[berlin.weekday()]}, {berlin.day}. {GERMAN_MONTHS[berlin.month - 1]}"
+            f", {berlin:%H:%M} {'MESZ' if berlin.dst() else 'MEZ'} ({deadline:%H:%M} UTC)"
+            in " ".join(german.part("plain").split()))
+    sao_paulo = deadline.astimezone(ZoneInfo("America/Sao_Paulo"))
+    assert subject(spanish).startswith("Recordatorio: configura la autenticación en dos pasos")
+    assert (f"{sao_paulo.day} de " in spanish.part("plain")
+            and f", {sao_paulo.hour}:{sao_paulo:%M} GMT-03:00 ({deadline:%H:%M} UTC)"
+            in " ".join(spanish.part("plain").split()))
+    assert f"by {deadline:%A} {deadline.day} {deadline:%B}, {deadline:%H:%M} UTC" in subject(english)

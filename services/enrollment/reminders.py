@@ -19,7 +19,8 @@ from services import clock, outbox
 from services.config import get_settings
 from services.email import links
 from services.email import message as mail
-from services.email.render import render
+from services.email.render import Rendered, render
+from services.email.template import MessageTemplate
 from services.enrollment import state
 from services.i18n.dates import in_words
 from services.models import EnrollmentReminder, Teammate, Workspace
@@ -128,6 +129,7 @@ def emails(session: Session, reminder_id: int,
         return []
     assert workspace.enforce_at is not None
     built = []
+    templates = _Templates(workspace)
     for teammate in session.scalars(select(Teammate).where(Teammate.id.in_(list(teammate_ids)))
                                     .order_by(Teammate.id)):
         compliant_since = teammate.webauthn_enabled_at \
@@ -135,12 +137,37 @@ def emails(session: Session, reminder_id: int,
         if not state.still_to_enroll(teammate.status, compliant_since,
                                      teammate.exempt_until) or teammate.role == "admin":
             continue
-        rendered = render("enrollment-reminder", {
-            "name": teammate.name, "workspace_name": workspace.name,
-            "workspace_slug": workspace.slug, "enroll_url": links.enroll_url(workspace.slug),
-            "deadline": in_words(workspace.enforce_at, teammate.locale, teammate.time_zone)},
-            teammate.locale, teammate.time_zone)
         built.append(mail.keyed(f"reminder:{reminder.id}:{teammate.id}", teammate.email,
-                                rendered))
+                                templates.rendered(teammate)))
     return built
+
+
+class _Templates:
+    """The reminder rendered once per (language, time zone) of the batch, then only the name
+    substituted per teammate (services/email/template.py); a template that does more with
+    the name than print it is rendered in full for each."""
+
+    def __init__(self, workspace: Workspace) -> None:
+        self.workspace = workspace
+        self.made: dict[tuple[str | None, str | None], MessageTemplate | None] = {}
+
+    def context(self, locale: str | None, zone: str | None) -> dict[str, str]:
+        w = self.workspace
+        assert w.enforce_at is not None
+        return {"workspace_name": w.name, "workspace_slug": w.slug,
+                "enroll_url": links.enroll_url(w.slug),
+                "deadline": in_words(w.enforce_at, locale, zone)}
+
+    def rendered(self, teammate: Teammate) -> Rendered:
+        key = (teammate.locale, teammate.time_zone)
+        if key not in self.made:
+            made = MessageTemplate(REMINDER, self.context(*key), *key)
+            self.made[key] = made if made.first_copy_matches(teammate.name) else None
+        template = self.made[key]
+        if template is None:
+            return render(REMINDER, {**self.context(*key), "name": teammate.name}, *key)
+        return Rendered(template.subject, *template.bodies(teammate.name))
+
+
+REMINDER = "enrollment-reminder"
 
