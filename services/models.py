@@ -69,9 +69,11 @@ class Workspace(Base):
     required_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     enforce_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Which second factors count: `any`, or `security_keys` (WebAuthn only). Teammates with
-    # only an app are held to adding a key from `methods_enforce_at` (switch time + grace).
+    # only an app are held to adding a key from `methods_enforce_at` (switch time + grace);
+    # `methods_switched_at` is that switch time, so a new grace period moves it as well.
     allowed_methods: Mapped[str] = mapped_column(String(16), default="any", server_default="any")
     methods_enforce_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    methods_switched_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -309,9 +311,12 @@ class EnrollmentInvitation(Base):
 
 
 class EnrollmentReminder(Base):
-    """A reminder due before `enforce_at`, for everyone of one policy version still without
-    2FA. The sweep sends it when due (never a broker countdown, which a restart could lose);
-    each teammate's copy is sent once (`SentEmail` key `reminder:{id}:{teammate_id}`)."""
+    """A reminder due before a deadline, for the teammates of one policy version it holds and
+    who are still not compliant: `audience` `all` (before `enforce_at`; everyone), or, under
+    `security_keys` with two deadlines, `no_method` (before `enforce_at`) and `app_only`
+    (before `methods_enforce_at`). The sweep sends it when due (never a broker countdown,
+    which a restart could lose); each teammate's copy is sent once (`SentEmail` key
+    `reminder:{id}:{teammate_id}`)."""
 
     __tablename__ = "enrollment_reminders"
     __table_args__ = (Index("ix_reminders_status_due", "status", "due_at"),)
@@ -319,6 +324,7 @@ class EnrollmentReminder(Base):
     workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id"), index=True)
     policy_version: Mapped[int] = mapped_column(Integer)
     due_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    audience: Mapped[str] = mapped_column(String(16), default="all", server_default="all")
     status: Mapped[str] = mapped_column(String(16), default="pending")  # pending|sent|cancelled
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

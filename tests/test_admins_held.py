@@ -141,3 +141,41 @@ def reminded_ids() -> set[int]:
         payloads = session.scalars(select(OutboxMessage.payload).where(
             OutboxMessage.topic == Topic.SEND_REMINDER_BATCH.value)).all()
     return {i for p in payloads for i in p["teammate_ids"]}
+
+
+def add_key(ws: WorkspaceHandle, headers: dict[str, str]) -> None:
+    from tests.webauthn_authenticator import SoftKey
+
+    key = SoftKey(rp_id="twofa.example.test", origin="https://twofa.example.test")
+    options = ws.client.post("/v1/me/two-factor/webauthn/options", headers=headers).json()
+    r = ws.client.post("/v1/me/two-factor/webauthn", headers=headers,
+                       json={"name": "Key", "credential": key.create(options["options"])})
+    assert r.status_code == 201, r.text
+
+
+def test_last_admin_counts_admins_who_hold_an_allowed_method(make_ws: Any) -> None:
+    from tests.twofactor import enroll
+
+    # Under `any`, another admin with only a security key can act: the owner may step down.
+    ws = make_ws(teammates=1)
+    ws.require_two_factor()
+    held = password_sign_in(ws, member(ws, 1))
+    assert held["status"] == "enrollment_required"
+    add_key(ws, bearer(held["token"]))
+    assert set_role(ws, teammate_id(ws, member(ws, 1)), "admin").status_code == 200
+    r = set_role(ws, ws.admin_id, "member")
+    assert r.status_code == 200, r.text
+
+    # Under `security_keys`, another admin with only an app cannot: they may only add a key.
+    ws = make_ws(teammates=1)
+    ws.enroll_admin()
+    add_key(ws, ws.admin_headers())
+    ws.require_two_factor()
+    held = password_sign_in(ws, member(ws, 1))
+    enroll(ws.client, held["token"])
+    assert set_role(ws, teammate_id(ws, member(ws, 1)), "admin").status_code == 200
+    r = ws.client.put(f"/v1/workspaces/{ws.slug}/two-factor-policy", headers=ws.admin_headers(),
+                      json={"allowed_methods": "security_keys"})
+    assert r.status_code == 200, r.text
+    r = set_role(ws, ws.admin_id, "member")
+    assert r.status_code == 409 and error_code(r) == "last_admin", r.text

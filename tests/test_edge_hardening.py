@@ -173,6 +173,35 @@ def test_the_password_bound_holds_for_unknown_addresses_too(
     assert r.status_code == 429 and int(r.headers["Retry-After"]) > 0
 
 
+def test_a_passkey_signs_in_during_the_password_wait_clears_it_and_is_listed_as_one(
+        api: httpx.Client, make_ws: Any) -> None:
+    from tests.twofactor import password_login
+    from tests.webauthn_authenticator import SoftKey
+
+    ws: WorkspaceHandle = make_ws(teammates=1)
+    target = member(ws)
+    token = password_login(api, ws.slug, target, MEMBER_PASSWORD)["token"]
+    key = SoftKey(rp_id="twofa.example.test", origin="https://twofa.example.test")
+    options = api.post("/v1/me/two-factor/webauthn/options", headers=bearer(token)).json()
+    r = api.post("/v1/me/two-factor/webauthn", headers=bearer(token),
+                 json={"name": "Laptop", "credential": key.create(options["options"])})
+    assert r.status_code == 201, r.text
+    assert set(_wrong_passwords(api, ws.slug, target, 100)) == {401}
+    here = {"X-Forwarded-For": fresh_ip()}
+    sign_in = {"workspace": ws.slug, "email": target, "password": MEMBER_PASSWORD}
+    assert api.post("/v1/login", headers=here, json=sign_in).status_code == 429
+
+    # The password wait does not hold up a passkey (both factors), and the passkey ends it.
+    begun = api.post("/v1/login/passkey/options", headers=here, json={}).json()
+    r = api.post("/v1/login/passkey", headers=here, json={
+        "challenge": begun["challenge"], "webauthn": key.get(begun["options"])})
+    assert r.status_code == 200 and r.json()["status"] == "authenticated", r.text
+    listed = api.get("/v1/me/sessions", headers=bearer(r.json()["token"])).json()["items"]
+    assert [(s["origin"], s["current"]) for s in listed] == [("passkey", True), ("password", False)]
+    r = api.post("/v1/login", headers=here, json=sign_in)
+    assert r.status_code == 200 and r.json()["status"] == "two_factor_required", r.text
+
+
 # --- no-store -------------------------------------------------------------------------------
 
 

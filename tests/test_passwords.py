@@ -110,6 +110,13 @@ def test_a_wrong_current_password_or_a_short_new_one_is_refused(make_ws: Any) ->
                            json={"current_password": "not-my-password",
                                  "new_password": NEW_PASSWORD})
     assert wrong.status_code == 403 and error_code(wrong) == "wrong_password"
+    # 8–1024 characters holds for new passwords only: a longer one being checked is just wrong.
+    wrong = ws.client.post("/v1/me/password", headers=bearer(token),
+                           json={"current_password": "x" * 2000, "new_password": NEW_PASSWORD})
+    assert wrong.status_code == 403 and error_code(wrong) == "wrong_password", wrong.text
+    r = ws.client.post("/v1/login", json={"workspace": ws.slug, "email": member(ws),
+                                          "password": "x" * 2000})
+    assert r.status_code == 401 and error_code(r) == "invalid_credentials", r.text
     for new in ("short", "x" * 1025):
         r = ws.client.post("/v1/me/password", headers=bearer(token),
                            json={"current_password": MEMBER_PASSWORD, "new_password": new})

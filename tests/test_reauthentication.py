@@ -192,3 +192,47 @@ def test_the_console_sends_a_stale_session_to_reauthenticate_and_back(
     r = browser.post(f"/admin/teammates/{target}/role",
                      data={"csrf_token": token_of(browser, "/admin/teammates"), "role": "admin"})
     assert r.status_code == 303 and "notice=role" in r.headers["location"], r.text
+
+
+def test_changing_the_allowed_methods_is_a_sensitive_change(make_ws: Any) -> None:
+    from tests.webauthn_authenticator import SoftKey
+
+    steady(8)
+    ws = make_ws(teammates=1)
+    token = admin_token(ws)
+    key = SoftKey(rp_id="twofa.example.test", origin="https://twofa.example.test")
+    options = ws.client.post("/v1/me/two-factor/webauthn/options", headers=bearer(token)).json()
+    r = ws.client.post("/v1/me/two-factor/webauthn", headers=bearer(token),
+                       json={"name": "Key", "credential": key.create(options["options"])})
+    assert r.status_code == 201, r.text
+    ws.require_two_factor()
+    policy = f"/v1/workspaces/{ws.slug}/two-factor-policy"
+    age_verification(token)
+    r = ws.client.put(policy, headers=bearer(token), json={"allowed_methods": "security_keys"})
+    assert r.status_code == 403 and error_code(r) == "reauthentication_required", r.text
+    r = ws.client.get(policy, headers=bearer(token))
+    assert r.json()["allowed_methods"] == "any" and r.json()["version"] == 1  # nothing changed
+    # Naming the methods it already has changes nothing, so nothing is asked.
+    r = ws.client.put(policy, headers=bearer(token), json={"allowed_methods": "any"})
+    assert r.status_code == 200, r.text
+    assert ws.admin_secret
+    reauthenticate(ws, token, ws.admin_secret)
+    r = ws.client.put(policy, headers=bearer(token), json={"allowed_methods": "security_keys"})
+    assert r.status_code == 200 and r.json()["allowed_methods"] == "security_keys", r.text
+
+
+def test_the_console_asks_again_before_switching_the_allowed_methods(
+        browser: TestClient, make_workspace: Any) -> None:
+    steady(8)
+    ws: WorkspaceHandle = make_workspace()
+    console_sign_in(browser, ws)
+    console_enroll(browser)
+    cookie = session_cookie(browser)
+    assert cookie
+    age_verification(cookie)
+    form = {"csrf_token": token_of(browser, "/admin/authentication"), "grace_period_hours": "0"}
+    r = browser.post("/admin/authentication", data={**form, "allowed_methods": "security_keys"})
+    assert r.status_code == 303, r.text
+    assert r.headers["location"] == "/reauthenticate?next=/admin/authentication"
+    r = browser.post("/admin/authentication", data={**form, "allowed_methods": "any"})
+    assert r.status_code == 303 and "saved=" in r.headers["location"], r.text

@@ -104,8 +104,9 @@ def test_enroll_then_sign_in_with_code(stack: Stack, make_workspace: Any) -> Non
 
     assert [e["data"] for e in events(ws, bearer(full), "twofa.enabled")] == [
         {"teammate_id": ws.admin_id, **BY_TESTCLIENT}]
-    reasons = [e["data"]["reason"] for e in events(ws, bearer(full), "twofa.verification.failed")]
-    assert reasons == ["invalid_code", "replayed_code"]
+    failed = [e["data"] for e in events(ws, bearer(full), "twofa.verification.failed")]
+    assert [(d["reason"], d["method"]) for d in failed] == [("invalid_code", "totp"),
+                                                           ("replayed_code", "totp")]
     [mail] = wait_until(lambda: [m for m in stack.smtp.to(ws.admin_email)
                                  if "turned on" in m.part("plain")], 30, message="enabled email")
     assert "If this was not you" in mail.part("plain")
@@ -225,6 +226,9 @@ def test_recovery_code_signs_in_once(stack: Stack, make_workspace: Any) -> None:
     assert again.status_code == 401 and again.json()["error"]["code"] == "invalid_code"
     [used] = events(ws, bearer(token), "twofa.recovery_code.used")
     assert used["data"] == {"teammate_id": ws.admin_id, "remaining": 9, **BY_TESTCLIENT}
+    [failed] = events(ws, bearer(token), "twofa.verification.failed")
+    assert (failed["data"]["reason"], failed["data"]["method"]) == ("invalid_recovery_code",
+                                                                    "recovery_code")
     wait_until(lambda: [m for m in stack.smtp.to(ws.admin_email) if "9 left" in m.part("plain")],
                30, message="recovery-code email")
 

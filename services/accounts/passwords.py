@@ -41,6 +41,7 @@ class _ConfiguredHasher:
 
 _hasher = _ConfiguredHasher()
 MIN_LENGTH = 8
+MAX_LENGTH = 1024  # for a password being chosen; one being checked may be any length
 T = TypeVar("T")
 
 
@@ -69,6 +70,8 @@ def hash_password(password: str) -> str:
     if len(password) < MIN_LENGTH:
         raise InvalidInput("Passwords need at least {length} characters.", "weak_password",
                            length=MIN_LENGTH)
+    if len(password) > MAX_LENGTH:
+        raise InvalidInput("Passwords have at most {length} characters.", length=MAX_LENGTH)
     return _bounded(lambda: _hasher.hash(password))
 
 

@@ -27,6 +27,14 @@ Status = Literal["authenticated", "two_factor_required", "enrollment_required"]
 Origin = Literal["password", "host"]
 
 
+def began(auth: AuthSession) -> str:
+    """How a session began, as a teammate's session list says it: `host` (a host
+    application's sign-in), `passkey` (a passkey alone) or `password`."""
+    if auth.origin == "host":
+        return "host"
+    return "passkey" if auth.factor == "passkey" else "password"
+
+
 @dataclass(frozen=True)
 class Authenticated:
     auth: AuthSession

@@ -26,6 +26,7 @@ from services.models import (
     EnrollmentInvitation,
     Teammate,
     Workspace,
+    compliant_sql,
     two_factor_enabled_sql,
     utcnow,
 )
@@ -110,12 +111,12 @@ LAST_ADMIN = {
 
 
 def _keep_an_admin(session: Session, workspace: Workspace, leaving: Teammate, verb: str) -> None:
-    """Another admin who can act must remain: while 2FA is required, only admins who have it
-    count (one without it may only enroll)."""
+    """Another admin who can act must remain: while 2FA is required, only compliant admins
+    count (a method the policy allows; one without it may only enroll)."""
     # The workspace row lock serialises concurrent demotions and removals: of two admins
     # demoting each other at once, one is refused.
     session.get(Workspace, workspace.id, with_for_update=ROW_LOCK)
-    compliant = [Teammate.totp_enabled_at.is_not(None)] if workspace.require_two_factor else []
+    compliant = [compliant_sql(workspace.allowed_methods)] if workspace.require_two_factor else []
     others = session.scalar(select(func.count()).select_from(Teammate).where(
         Teammate.workspace_id == workspace.id, Teammate.role == "admin",
         Teammate.status == "active", Teammate.id != leaving.id, *compliant))

@@ -67,6 +67,14 @@ def turns_requirement_off(body: Any, caller: sessions.Authenticated) -> bool:
     return _field(body, "require_two_factor") is False and caller.workspace.require_two_factor
 
 
+def loosens_or_switches_methods(body: Any, caller: sessions.Authenticated) -> bool:
+    """Turning the requirement off, or changing which methods count (either way: a switch
+    to keys holds teammates, a switch back lets apps in again)."""
+    methods = _field(body, "allowed_methods")
+    return turns_requirement_off(body, caller) or (
+        methods is not None and methods != caller.workspace.allowed_methods)
+
+
 def _sensitive(purpose: recent.Purpose = "change", when: Condition | None = None,
                first: bool = False) -> Any:
     # scope="function": the check must run before the unit of work commits (services/api/deps.DB).
@@ -79,4 +87,4 @@ SENSITIVE = _sensitive()
 SENSITIVE_FIRST = _sensitive(first=True)
 SENSITIVE_NEW_METHOD = _sensitive("new_method")
 SENSITIVE_IF_MAKING_ADMIN = _sensitive(when=makes_admin)
-SENSITIVE_IF_TURNING_OFF = _sensitive(when=turns_requirement_off)
+SENSITIVE_POLICY_CHANGE = _sensitive(when=loosens_or_switches_methods)

@@ -26,7 +26,9 @@ def printable(value: str) -> str:
 
 Text = AfterValidator(printable)
 Short = Annotated[str, Field(min_length=1, max_length=320), Text]
-Password = Annotated[str, Field(min_length=1, max_length=1024), Text]
+# A password being checked: any length (the 64 KiB body limit bounds it), so a wrong one of
+# any length is a wrong password (401), never a 422.
+Password = Annotated[str, Field(min_length=1), Text]
 # A password being chosen (join, change, reset): 8 to 1024 characters. Passwords being
 # checked keep the looser `Password`, so an old short one still signs in.
 NewPassword = Annotated[str, Field(min_length=8, max_length=1024), Text]
@@ -113,7 +115,7 @@ class KeyNameIn(Body):
 
 class AcceptIn(Body):
     token: Token
-    password: Password
+    password: NewPassword  # chosen when joining
     name: Name = ""
 
 

@@ -13,7 +13,7 @@ from services.api.deps import DB
 from services.api.routes.admin import PolicyOut
 from services.api.schemas import PolicyIn
 from services.console import web
-from services.console.recent_factor import recently_verified, turns_requirement_off
+from services.console.recent_factor import loosens_or_switches_methods, recently_verified
 from services.enrollment import reminders
 from services.errors import N_, InvalidInput
 from services.policy import service as policy
@@ -40,7 +40,7 @@ def authentication_page(request: Request, caller: web.AdminCaller, session: DB,
 
 
 @router.post("/authentication", dependencies=[
-    recently_verified("/admin/authentication", when=turns_requirement_off)])
+    recently_verified("/admin/authentication", when=loosens_or_switches_methods)])
 def authentication_save(request: Request, form: web.Form, caller: web.AdminCaller,
                         session: DB) -> Response:
     workspace = caller.workspace

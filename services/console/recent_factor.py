@@ -48,6 +48,13 @@ def turns_requirement_off(form: dict[str, str], caller: sessions.Authenticated) 
     return form.get("require_two_factor") != "on" and caller.workspace.require_two_factor
 
 
+def loosens_or_switches_methods(form: dict[str, str], caller: sessions.Authenticated) -> bool:
+    """Turning the requirement off, or changing which methods count."""
+    methods = form.get("allowed_methods") or None
+    return turns_requirement_off(form, caller) or (
+        methods is not None and methods != caller.workspace.allowed_methods)
+
+
 def recently_verified(back: str | None = None, purpose: recent.Purpose = "change",
                       when: Condition | None = None, takes_code: bool = False) -> Any:
     """What a route lists in `dependencies=[…]`."""

@@ -50,7 +50,7 @@ def _row(auth: AuthSession, current: AuthSession, locale: str) -> dict[str, obje
     return {"id": auth.id, "created_at": rfc3339(auth.created_at),
             "ip": auth.ip or N_("not recorded"),
             "browser": user_agent.in_words(auth.user_agent, locale),
-            "began": BEGAN.get(auth.origin, auth.origin), "current": auth.id == current.id}
+            "began": BEGAN[sessions.began(auth)], "current": auth.id == current.id}
 
 
 def _page(request: Request, caller: web.FullCaller, session: DB, error: str | None = None,

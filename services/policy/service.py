@@ -74,7 +74,11 @@ def set_policy(session: Session, workspace: Workspace, require: bool | None, act
         _flip(session, locked, require)
     elif methods_changed and locked.require_two_factor:
         locked.policy_version += 1  # a new rollout: app-only teammates are invited to add a key
-        _set_methods_deadline(locked, clock.now())
+        now = clock.now()
+        if grace_changed:
+            locked.enforce_at = _deadline(locked, now)
+        _set_methods_deadline(locked, now)
+        reminders.replan(session, locked, now)  # the old version's reminders would lapse
     elif grace_changed and locked.require_two_factor:
         _move_deadline(session, locked)
     elif not grace_changed and not methods_changed:
@@ -99,8 +103,9 @@ def _set_methods_deadline(workspace: Workspace, now: datetime) -> None:
     """App-only teammates are held from the switch time + the grace period (None: off, or
     every method counts)."""
     if workspace.allowed_methods != "security_keys" or not workspace.require_two_factor:
-        workspace.methods_enforce_at = None
+        workspace.methods_enforce_at = workspace.methods_switched_at = None
         return
+    workspace.methods_switched_at = now
     workspace.methods_enforce_at = now + timedelta(hours=workspace.grace_period_hours)
 
 
@@ -127,6 +132,7 @@ def _flip(session: Session, workspace: Workspace, require: bool) -> None:
     workspace.require_two_factor = require
     workspace.policy_version += 1
     now = clock.now()
+    _set_methods_deadline(workspace, now)
     if require:
         workspace.required_at = now
         workspace.enforce_at = _deadline(workspace, now)
@@ -134,14 +140,19 @@ def _flip(session: Session, workspace: Workspace, require: bool) -> None:
     else:
         workspace.required_at = workspace.enforce_at = None
         reminders.cancel(session, workspace.id)
-    _set_methods_deadline(workspace, now)
 
 
 def _move_deadline(session: Session, workspace: Workspace) -> None:
+    """A new grace period moves both deadlines: each is its start + the period, at the
+    earliest now."""
     now = clock.now()
     workspace.enforce_at = _deadline(workspace, now)
-    reminders.cancel(session, workspace.id)
-    reminders.plan(session, workspace, now)
+    if workspace.methods_enforce_at is not None:
+        # Rows from before the switch time was kept start from the requirement's start.
+        start = workspace.methods_switched_at or workspace.required_at or now
+        workspace.methods_enforce_at = max(
+            start + timedelta(hours=workspace.grace_period_hours), now)
+    reminders.replan(session, workspace, now)
 
 
 def _deadline(workspace: Workspace, now: datetime) -> datetime | None:

@@ -63,14 +63,15 @@ def check_totp(session: Session, attempt: Attempt, secret: str, new_secret: bool
     throttle.check(session, teammate.id)
     step = totp.matching_step(secret, attempt.code.strip().replace(" ", ""), attempt.at)
     if step is None:
-        raise throttle.fail(session, teammate, "invalid_code", attempt.at_sign_in)
+        raise throttle.fail(session, teammate, "invalid_code", attempt.at_sign_in, method="totp")
     if throttle.succeed(session, teammate.id, step, new_secret):
         return
     throttle.check(session, teammate.id)  # a parallel guess may have locked it meanwhile
     # A replay is audited but not counted: it gives a guesser nothing, and a double-submitted
     # form must not lock its owner out.
     recorder.record(session, teammate.workspace_id, EventType.VERIFICATION_FAILED,
-                    {"teammate_id": teammate.id, "reason": "replayed_code"}, teammate_id=teammate.id)
+                    {"teammate_id": teammate.id, "reason": "replayed_code", "method": "totp"},
+                    teammate_id=teammate.id)
     raise InvalidCode("That code was used already; wait for the next one.")
 
 
@@ -86,7 +87,8 @@ def _bypass_code(session: Session, attempt: Attempt) -> None:
     teammate = attempt.teammate
     throttle.check(session, teammate.id)
     if not bypass.consume(session, teammate.id, attempt.code):
-        raise throttle.fail(session, teammate, "invalid_bypass_code", attempt.at_sign_in)
+        raise throttle.fail(session, teammate, "invalid_bypass_code", attempt.at_sign_in,
+                            method="bypass")
     succeeded(session, teammate)
     recorder.record(session, teammate.workspace_id, EventType.BYPASS_CODE_USED,
                     {"teammate_id": teammate.id}, teammate_id=teammate.id)
@@ -96,7 +98,8 @@ def _recovery_code(session: Session, attempt: Attempt) -> None:
     teammate = attempt.teammate
     throttle.check(session, teammate.id)
     if not recovery.consume(session, teammate.id, attempt.code):
-        raise throttle.fail(session, teammate, "invalid_recovery_code", attempt.at_sign_in)
+        raise throttle.fail(session, teammate, "invalid_recovery_code", attempt.at_sign_in,
+                            method="recovery_code")
     succeeded(session, teammate)
     left = recovery.remaining(session, teammate.id)
     recorder.record(session, teammate.workspace_id, EventType.RECOVERY_CODE_USED,

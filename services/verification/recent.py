@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from services.accounts import sessions
 from services.config import get_settings
+from services.enforcement import KEY_FACTORS
 from services.errors import Conflict, Forbidden
 from services.models import AuthSession, Teammate, utcnow
 from services.verification import bypass, factors, webauthn_sign_in
@@ -78,6 +79,10 @@ def reauthenticate_with_key(session: Session, caller: sessions.Authenticated, ch
     webauthn_sign_in.verify_reauthentication(session, caller.teammate, caller.auth.id,
                                              challenge, credential)
     mark(caller.auth)
+    if caller.auth.factor not in KEY_FACTORS:
+        # Re-verified with a key: under `security_keys` the session now counts as a key's
+        # (as when a key is registered in it), so an app's session held to enrollment rises.
+        caller.auth.factor = "webauthn"
 
 
 def key_options(session: Session, caller: sessions.Authenticated) -> tuple[str, dict[str, Any]]:

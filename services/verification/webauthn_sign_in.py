@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from webauthn.helpers import bytes_to_base64url
 from webauthn.helpers.structs import UserVerificationRequirement
 
-from services.accounts import ip_throttle, sessions
+from services.accounts import ip_throttle, password_bound, sessions
 from services.db import dialect_insert, unit_of_work
 from services.errors import Conflict, InvalidCode, InvalidCredentials, RateLimited, Unauthenticated
 from services.models import LoginThrottle, Teammate, Workspace, utcnow
@@ -163,6 +163,8 @@ def passkey_login(session: Session, challenge: str, credential: dict[str, Any],
     except InvalidCode:
         raise refused from None
     ip_throttle.release(session, client_ip)
+    # A passkey is both factors: the wrong passwords before it were not its owner's.
+    password_bound.clear(session, workspace.slug, teammate.email)
     origin: sessions.Origin = "host" if relying_party.is_host_origin(asserted.origin) else "password"
     return sessions.open_session(session, teammate, origin, "passkey",
                                  credential_id=asserted.credential.id)

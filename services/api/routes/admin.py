@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from services.accounts import teammates
 from services.api.deps import DB, AdminWorkspace, FullSession
 from services.api.paging import Cursor, Page
-from services.api.recent_factor import SENSITIVE_IF_TURNING_OFF
+from services.api.recent_factor import SENSITIVE_POLICY_CHANGE
 from services.api.routes.teammates import TeammateOut
 from services.api.schemas import PolicyIn
 from services.api.types import Timestamp
@@ -105,7 +105,7 @@ def preview_policy(
                                                  for t in impact.admins_without_two_factor])
 
 
-@router.put("/two-factor-policy", dependencies=[SENSITIVE_IF_TURNING_OFF])
+@router.put("/two-factor-policy", dependencies=[SENSITIVE_POLICY_CHANGE])
 def put_policy(
     body: PolicyIn, workspace: AdminWorkspace, caller: FullSession, session: DB
 ) -> PolicyOut:

@@ -26,7 +26,7 @@ class SessionOut(BaseModel):
 
 def _out(auth: AuthSession, current: AuthSession) -> SessionOut:
     return SessionOut(id=auth.id, created_at=auth.created_at, ip=auth.ip,
-                      user_agent=auth.user_agent, origin=auth.origin,
+                      user_agent=auth.user_agent, origin=sessions.began(auth),
                       current=auth.id == current.id)
 
 

@@ -52,11 +52,17 @@ def qr_code(caller: AnySession) -> Response:
     return Response(qr.png(uri), media_type="image/png", headers=NO_STORE)
 
 
-@router.post("/me/two-factor/confirm")
-def confirm(body: CodeIn, caller: AnySession, session: DB, response: Response) -> RecoveryCodesOut:
+class ConfirmedOut(BaseModel):
+    recovery_codes: list[str] | None = Field(
+        default=None, description="10 single-use codes, for a first method or a replacement; "
+                                  "left out for an app added beside keys (their codes stay).")
+
+
+@router.post("/me/two-factor/confirm", response_model_exclude_unset=True)
+def confirm(body: CodeIn, caller: AnySession, session: DB, response: Response) -> ConfirmedOut:
     response.headers.update(NO_STORE)
-    return RecoveryCodesOut(recovery_codes=verification.confirm(
-        session, caller.teammate, body.code, current=caller.auth))
+    codes = verification.confirm(session, caller.teammate, body.code, current=caller.auth)
+    return ConfirmedOut(recovery_codes=codes) if codes else ConfirmedOut()
 
 
 @router.post("/me/two-factor/replace", dependencies=[SENSITIVE_NEW_METHOD])
