@@ -8,7 +8,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, text
+import sqlalchemy
+from sqlalchemy import Connection, Engine, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -26,12 +27,16 @@ ROW_LOCK: dict[str, Any] = {"key_share": True}
 
 
 def make_engine(url: str, statement_timeout_ms: int = 0) -> Engine:
-    """An engine for `url`; on PostgreSQL every connection gets `statement_timeout` (0: none)."""
+    """An engine for `url`; on PostgreSQL every connection gets `statement_timeout` (0: none).
+
+    `sqlalchemy.create_engine` is looked up at each call, not imported by name, so that the
+    tracing set up after this module was imported (services/telemetry.py) sees every engine.
+    """
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             _create_private(Path(path))
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        engine = sqlalchemy.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
         # pysqlite's own transaction handling defers BEGIN; take control so that a
         # transaction that will write starts as a write transaction (no upgrade deadlocks).
@@ -43,7 +48,7 @@ def make_engine(url: str, statement_timeout_ms: int = 0) -> Engine:
     connect_args: dict[str, Any] = {"connect_timeout": CONNECT_TIMEOUT_SECONDS}
     if statement_timeout_ms:
         connect_args["options"] = f"-c statement_timeout={int(statement_timeout_ms)}"
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20,
+    return sqlalchemy.create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20,
                          connect_args=connect_args)
 
 

@@ -5,6 +5,9 @@ cosmicpython's `handlers` does; `services/events/` below it only names and recor
 A handler gets the events of its types from one dispatched batch, in order, and turns them
 into outbox work in the dispatching transaction. Dispatch is at least once (the relay
 republishes), so every handler is idempotent.
+
+One dispatch may serve the events of many requests; what each event sets in motion continues
+that event's own trace (services/tracing.py), so one trace still shows a flip to its emails.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from collections.abc import Callable, Sequence
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from services import outbox
+from services import outbox, tracing
 from services.enrollment import fanout
 from services.events import payloads
 from services.events.catalog import EventType
@@ -30,12 +33,16 @@ def start_enrollment_rollout(session: Session, events: Sequence[Event]) -> None:
     for event in events:
         policy = payloads.of(event, payloads.PolicyChanged)
         if policy.require_two_factor:
-            fanout.plan(session, event.workspace_id, policy.version)
+            with tracing.span("enrollment plan", parent=event.trace_context,
+                              links=[tracing.capture()],
+                              attributes={"twofa.policy.version": policy.version}):
+                fanout.plan(session, event.workspace_id, policy.version)
 
 
 def send_notification_email(session: Session, events: Sequence[Event]) -> None:
     for event in events:
-        outbox.enqueue(session, Topic.SEND_NOTIFICATION_EMAIL, event_seq=event.seq)
+        with tracing.resumed(event.trace_context):
+            outbox.enqueue(session, Topic.SEND_NOTIFICATION_EMAIL, event_seq=event.seq)
 
 
 def deliver_webhooks(session: Session, events: Sequence[Event]) -> None:

@@ -1,5 +1,6 @@
 """Structured logs (TWOFA_LOG_FORMAT=json): one JSON object per line, with the request id and
-the workspace and teammate ids where known, and nothing secret.
+the workspace and teammate ids where known, the `trace_id` and `span_id` of the current span
+when tracing is on (services/tracing.py), and nothing secret.
 
 The request context is a dict held in a ContextVar and filled in place: FastAPI runs sync
 dependencies in worker threads with a copy of the context, so a new value set there would
@@ -15,6 +16,8 @@ import sys
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
+
+from services import tracing
 
 _context: ContextVar[dict[str, Any] | None] = ContextVar("twofa_log_context", default=None)
 
@@ -64,6 +67,7 @@ class JsonFormatter(logging.Formatter):
             "message": redact(record.getMessage()),
         }
         entry.update(current())
+        entry.update(tracing.log_ids())
         for name, value in vars(record).items():
             if name not in RECORD_ATTRIBUTES and not name.startswith("_"):
                 entry[name] = "…" if name in SECRET_FIELDS else value

@@ -342,6 +342,9 @@ class Event(Base):
     subject: Mapped[str | None] = mapped_column(String(128))
     time: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     data: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # The span that recorded it (services/tracing.py): what the event sets in motion (a
+    # rollout, emails, webhook deliveries) continues that trace. NULL while tracing is off.
+    trace_context: Mapped[dict[str, str] | None] = mapped_column(JSON)
 
 
 class OutboxMessage(Base):
@@ -374,6 +377,9 @@ class OutboxMessage(Base):
     published_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     publish_count: Mapped[int] = mapped_column(Integer, default=0)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The span that wrote the row (a W3C traceparent carrier, services/tracing.py): the
+    # relay publishes the row's task in that trace. NULL while tracing is off.
+    trace_context: Mapped[dict[str, str] | None] = mapped_column(JSON)
 
 
 class SentEmail(Base):
@@ -451,6 +457,8 @@ class WebhookDelivery(Base):
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Its event's (Event.trace_context): each attempt's span joins that trace.
+    trace_context: Mapped[dict[str, str] | None] = mapped_column(JSON)
 
 
 class WebhookAttempt(Base):

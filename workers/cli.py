@@ -352,6 +352,9 @@ def worker(
 
     worker_metrics.prepare(get_settings().worker_metrics_port)  # before prometheus_client loads
     structured_logs.prepare_worker(get_settings().log_format)
+    from workers import tracing
+
+    tracing.prepare_worker()  # OTEL_* variables: traces from each pool process
     from workers.celery_app import app
     from workers.celery_app import queues as worker_queues
 
@@ -394,8 +397,10 @@ def relay() -> None:
     import threading
 
     from workers import relay as relay_loop
+    from workers import tracing
     from workers.celery_app import app
 
+    tracing.start_relay(app)  # OTEL_* variables: before the first engine, whose queries it traces
     stop = threading.Event()
 
     def on_signal(*_: object) -> None:

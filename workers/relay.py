@@ -4,6 +4,10 @@ Each task carries the ids of the outbox rows it serves in a message header; when
 succeeds, the worker marks them complete (workers/tasks.py). Rows published but never
 completed are published again after TWOFA_OUTBOX_REDELIVER_SECONDS. The relay also sends the
 periodic sweeps that finish rollouts and webhook retries whatever crashed.
+
+With tracing on, each task is published in a span that continues the trace of the request
+(or task) that wrote its outbox rows, and links to every row's trace: a dispatch task merges
+the events of many requests. The relay's own polling makes no spans.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from datetime import timedelta
 
 from celery import Celery
 
-from services import outbox
+from services import outbox, tracing
 from services.config import get_settings
 from services.db import unit_of_work
 from services.models import OutboxMessage
@@ -29,11 +33,17 @@ CLAIM_LIMIT = 500  # outbox rows per loop
 
 def _publish(app: Celery, messages: Sequence[OutboxMessage]) -> None:
     for pub in outbox.merge(messages):
-        app.send_task(pub.task, kwargs=pub.kwargs, headers={"outbox_ids": pub.outbox_ids})
+        if not pub.traces:  # written outside any trace (or with tracing off): no span
+            app.send_task(pub.task, kwargs=pub.kwargs, headers={"outbox_ids": pub.outbox_ids})
+            continue
+        # The oldest message's trace is the parent; every message's is linked.
+        with tracing.span(f"outbox publish {pub.task}", parent=pub.traces[0], links=pub.traces,
+                          kind="producer", attributes={"twofa.outbox.ids": pub.outbox_ids}):
+            app.send_task(pub.task, kwargs=pub.kwargs, headers={"outbox_ids": pub.outbox_ids})
 
 
 def relay_once(app: Celery, limit: int = CLAIM_LIMIT) -> int:
-    with unit_of_work() as session:
+    with tracing.quiet(), unit_of_work() as session:
         messages = outbox.claim_unpublished(session, limit)
         if not messages:
             return 0
@@ -44,7 +54,7 @@ def relay_once(app: Celery, limit: int = CLAIM_LIMIT) -> int:
 
 def republish_overdue(app: Celery, limit: int = 500) -> int:
     older_than = timedelta(seconds=get_settings().outbox_redeliver_seconds)
-    with unit_of_work() as session:
+    with tracing.quiet(), unit_of_work() as session:
         messages = outbox.claim_overdue(session, older_than, limit)
         if messages:
             log.warning("republishing %d outbox messages whose tasks did not complete",

@@ -16,6 +16,7 @@ from functools import lru_cache
 from types import TracebackType
 from urllib.parse import unquote, urlsplit
 
+from services import tracing
 from services.config import get_settings
 from services.email.message import OutgoingEmail
 
@@ -90,7 +91,14 @@ class SmtpMailer:
         self.send_bytes(email.to, _wire(email))
 
     def send_bytes(self, to: str, data: bytes) -> None:
-        """Send a message already serialised with CRLF line ends (services/email/template.py)."""
+        """Send a message already serialised with CRLF line ends (services/email/template.py),
+        in a span of its own (the recipient is not named in it: no addresses in traces)."""
+        with tracing.span("smtp send", kind="client", attributes={
+                "server.address": self.url.hostname or "127.0.0.1",
+                "server.port": self.url.port or 0}):
+            self._send_bytes(to, data)
+
+    def _send_bytes(self, to: str, data: bytes) -> None:
         for attempt in (1, 2):
             reused = self._conn is not None
             if self._conn is None:

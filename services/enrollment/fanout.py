@@ -3,6 +3,9 @@
 Rows are the idempotency record; batches of their ids become outbox messages for the workers.
 Planning is safe to repeat at any time (the periodic sweep does): it adds only missing rows
 and re-enqueues only pending rows that no live batch holds.
+
+Whoever plans, the batches continue the trace of the flip they serve (services/tracing.py):
+the event's dispatch plans in that trace, and the sweep resumes it for what it enqueues.
 """
 
 from __future__ import annotations
@@ -12,13 +15,14 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, exists, literal, or_, select, update
 from sqlalchemy.orm import Session
 
-from services import outbox
+from services import outbox, tracing
 from services.config import get_settings
 from services.db import dialect_insert, hash_joins_only
 from services.enforcement import is_exempt
 from services.enrollment import state
 from services.errors import Conflict
-from services.models import EnrollmentInvitation, Teammate, Workspace, is_compliant, utcnow
+from services.events.catalog import EventType
+from services.models import EnrollmentInvitation, Event, Teammate, Workspace, is_compliant, utcnow
 from services.topics import Topic
 
 BATCHES_PER_CHUNK = 10  # invitation batches enqueued per statement while planning
@@ -93,8 +97,21 @@ def sweep(session: Session) -> int:
     """Periodic safety net: finish every current rollout whatever crashed or was lost."""
     batches = 0
     for workspace in session.scalars(select(Workspace).where(Workspace.require_two_factor)):
-        batches += plan(session, workspace.id, workspace.policy_version)
+        # Quiet: a sweep that finds nothing to do every few seconds adds no spans to the
+        # flip's trace; batches it enqueues (the dispatch had not planned yet) join it.
+        with tracing.resumed(_flip_trace(session, workspace)), tracing.quiet():
+            batches += plan(session, workspace.id, workspace.policy_version)
     return batches
+
+
+def _flip_trace(session: Session, workspace: Workspace) -> tracing.Carrier | None:
+    """The trace of the policy change that started the workspace's rollout (with tracing on)."""
+    if not tracing.enabled():
+        return None
+    return session.scalar(
+        select(Event.trace_context)
+        .where(Event.workspace_id == workspace.id, Event.type == EventType.POLICY_CHANGED)
+        .order_by(Event.seq.desc()).limit(1))
 
 
 def join_was_invitation(session: Session, workspace: Workspace, teammate: Teammate) -> None:

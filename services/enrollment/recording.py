@@ -5,7 +5,8 @@ This is the rollout's hot path (it once took 77% of a send task: seven statement
 commit per email through the ORM). On PostgreSQL a group is one statement on a connection
 the batch keeps, in autocommit (a single statement is its own transaction): the UPDATE,
 both INSERTs and the read of the policy version as data-modifying CTEs. SQLite has no DML
-in CTEs; there the same steps run as separate statements in one local transaction.
+in CTEs; there the same steps run as separate statements in one local transaction. Both
+keep the batch's trace context with the events and their outbox message (services/tracing.py).
 Either way the answer says whether the batch's policy version is still the live one, so
 checking it costs nothing extra.
 """
@@ -20,6 +21,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import Connection, select, text, update
 
+from services import tracing
 from services.db import get_engine, unit_of_work
 from services.events import payloads, recorder
 from services.events.catalog import EventType
@@ -53,13 +55,15 @@ WITH v AS (
     WHERE i.id = v.id AND i.status = 'pending' AND i.lease_owner = :claim
     RETURNING i.id, i.workspace_id, i.teammate_id, v.event_id, v.data
 ), recorded AS (
-    INSERT INTO events (id, workspace_id, type, subject, time, data)
-    SELECT event_id, workspace_id, :type, 'teammates/' || teammate_id, :now, CAST(data AS json)
+    INSERT INTO events (id, workspace_id, type, subject, time, data, trace_context)
+    SELECT event_id, workspace_id, :type, 'teammates/' || teammate_id, :now, CAST(data AS json),
+           CAST(:trace AS json)
     FROM done ORDER BY id
     RETURNING seq
 ), dispatch AS (
-    INSERT INTO outbox (topic, payload, created_at, publish_count)
-    SELECT :topic, json_build_object('event_seqs', json_agg(seq ORDER BY seq)), :now, 0
+    INSERT INTO outbox (topic, payload, created_at, publish_count, trace_context)
+    SELECT :topic, json_build_object('event_seqs', json_agg(seq ORDER BY seq)), :now, 0,
+           CAST(:trace AS json)
     FROM recorded HAVING count(*) > 0
 )
 SELECT (SELECT count(*) FROM done),
@@ -115,6 +119,7 @@ class SentRecorder:
                 "now": utcnow(), "claim": self.claim, "type": EventType.ENROLLMENT_INVITED.value,
                 "topic": Topic.DISPATCH_EVENTS.value, "version": version,
                 "workspace_id": workspace_id,
+                "trace": json.dumps(trace) if (trace := tracing.capture()) else None,
             }).one()
             return int(row[0]), bool(row[1])
         return _sent_in_steps(self.claim, workspace_id, version, pairs)

@@ -2,7 +2,8 @@
 
 `data` is the event type's dataclass (services/events/payloads.py) or a dict of the same
 fields; either way it is checked before anything is written. An event recorded while a
-request is served also carries that request's `ip` and `user_agent`.
+request is served also carries that request's `ip` and `user_agent`, and with tracing on
+every event keeps the trace context of the span that recorded it (services/tracing.py).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from services import outbox
+from services import outbox, tracing
 from services.events import payloads, request_context
 from services.events.catalog import EventType
 from services.models import Event
@@ -37,6 +38,7 @@ def record(
         type=type_.value,
         subject=f"teammates/{teammate_id}" if teammate_id is not None else None,
         data=request_context.with_request(payloads.checked(type_, data)),
+        trace_context=tracing.capture(),
     )
     if time is not None:
         event.time = time
@@ -54,10 +56,12 @@ def record_many(
 ) -> list[Event]:
     """Several events of one type, (data, teammate_id) each, dispatched by one outbox message:
     a fan-out records thousands, and one message per event would be one task per event."""
+    trace = tracing.capture()
     events = [
         Event(id=str(uuid.uuid4()), workspace_id=workspace_id, type=type_.value,
               subject=f"teammates/{teammate_id}" if teammate_id is not None else None,
-              data=request_context.with_request(payloads.checked(type_, data)))
+              data=request_context.with_request(payloads.checked(type_, data)),
+              trace_context=trace)
         for data, teammate_id in items
     ]
     if not events:

@@ -12,6 +12,9 @@ Costs are per window, not per delivery: one transaction records a window and lea
 next, the endpoint's secret is decrypted once per run and the HTTP connection is kept alive.
 A worker that dies mid-window leaves its lease to lapse: the window is sent again (at least
 once; receivers dedupe on webhook-id).
+
+Each attempt is a span in the trace of its event's dispatch (kept with the delivery,
+services/tracing.py), linked to the run that sent it, which may serve many events.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from services import crypto, outbox
+from services import crypto, outbox, tracing
 from services.config import get_settings
 from services.db import unit_of_work
 from services.events.catalog import to_cloudevent
@@ -70,6 +73,7 @@ class Job:
     event_id: str
     body: str
     secret_enc: bytes  # decrypted once per run, not per delivery
+    trace_context: tracing.Carrier | None = None  # its event's dispatch
 
 
 @dataclass
@@ -129,12 +133,25 @@ def send_window(sender: Sender, signer: signing.Signer, jobs: list[Job], leased_
             sent.unsent = jobs[i:]
             break
         started = utcnow()
-        outcome = sender.post(job.url, job.body, signer.headers(job.event_id, started, job.body))
+        outcome = _post(sender, signer, job, started)
         sent.done.append((job, outcome, started))
         if not outcome.ok:  # later events wait behind this one: per-endpoint order
             sent.unsent = jobs[i + 1:]
             break
     return sent
+
+
+def _post(sender: Sender, signer: signing.Signer, job: Job, started: datetime) -> Outcome:
+    """One attempt, in its event's trace (the URL stays out: it may carry a secret)."""
+    with tracing.span("webhook deliver", parent=job.trace_context, links=[tracing.capture()],
+                      kind="client", attributes={"twofa.webhook.endpoint_id": job.endpoint_id,
+                                                 "twofa.event.id": job.event_id}) as span:
+        outcome = sender.post(job.url, job.body, signer.headers(job.event_id, started, job.body))
+        if outcome.status is not None:
+            span.set("http.response.status_code", outcome.status)
+        if not outcome.ok:
+            span.fail(f"HTTP {outcome.status}" if outcome.status else "no answer")
+        return outcome
 
 
 def claim_window(session: Session, endpoint_id: int, size: int,
@@ -184,6 +201,7 @@ def claim_window(session: Session, endpoint_id: int, size: int,
             event_id=event.id,
             body=json.dumps(to_cloudevent(event, workspace.slug), separators=(",", ":")),
             secret_enc=endpoint.secret_enc,
+            trace_context=delivery.trace_context,
         )
         for delivery, event in taken
     ]

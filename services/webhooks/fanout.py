@@ -20,7 +20,7 @@ from services.models import Event, WebhookDelivery, WebhookEndpoint, utcnow
 from services.topics import Topic
 from services.webhooks.service import WILDCARD
 
-# Rows per INSERT statement (6 bound parameters each), well inside the parameter limits of
+# Rows per INSERT statement (7 bound parameters each), well inside the parameter limits of
 # SQLite (32766) and PostgreSQL (65535); a dispatch batch normally fits in one statement.
 INSERT_ROWS = 1000
 
@@ -41,7 +41,9 @@ def create_deliveries(session: Session, events: Sequence[Event]) -> None:
         for endpoint in endpoints.get(event.workspace_id, ()):
             if subscribed(endpoint, event.type):
                 rows.append({"endpoint_id": endpoint.id, "event_seq": event.seq, "status": "pending",
-                             "attempts": 0, "next_attempt_at": now, "created_at": now})
+                             "attempts": 0, "next_attempt_at": now, "created_at": now,
+                             # Each attempt's span joins its event's trace.
+                             "trace_context": event.trace_context})
                 endpoint_ids[endpoint.id] = None
     for start in range(0, len(rows), INSERT_ROWS):
         session.execute(

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from services import crypto, outbox
+from services import crypto, outbox, tracing
 from services.errors import Conflict
 from services.events import recorder
 from services.events.catalog import TEST_TYPE, EventType
@@ -111,12 +111,14 @@ def send_test(session: Session, workspace: Workspace, endpoint_id: int) -> Webho
                        "webhook_disabled", reason=endpoint.disabled_reason)
     event = Event(id=str(uuid.uuid4()), workspace_id=workspace.id, type=TEST_EVENT_TYPE,
                   subject=f"webhooks/{endpoint.id}",
-                  data={"endpoint_id": endpoint.id, "message": "A test event sent by an admin."})
+                  data={"endpoint_id": endpoint.id, "message": "A test event sent by an admin."},
+                  trace_context=tracing.capture())
     session.add(event)
     session.flush()
     now = utcnow()
     delivery = WebhookDelivery(endpoint_id=endpoint.id, event_seq=event.seq, status="pending",
-                               attempts=0, next_attempt_at=now, created_at=now)
+                               attempts=0, next_attempt_at=now, created_at=now,
+                               trace_context=event.trace_context)  # the request's trace
     session.add(delivery)
     session.flush()
     outbox.enqueue(session, Topic.DELIVER_WEBHOOKS, endpoint_id=endpoint.id)

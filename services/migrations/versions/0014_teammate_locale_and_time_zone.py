@@ -1,14 +1,14 @@
 """a teammate's language (BCP 47: en, de, es; NULL until chosen: English) and time zone
 (IANA name; NULL: UTC)
 
-Revision ID: 0013
-Revises: 0012
+Revision ID: 0014
+Revises: 0013
 """
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0013"
-down_revision = "0012"
+revision = "0014"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 
