@@ -123,6 +123,9 @@ def enroll(page: Page, email: str, name: str | None = None) -> list[str]:
     assert re.fullmatch(r"[A-Z2-7]{32}", secret), secret
     uri = qr_text(page)  # the QR code and the text say the same
     assert uri.startswith("otpauth://totp/Demo%20Team:") and f"secret={secret}" in uri, uri
+    # A phone cannot scan its own screen: the same key URI, as a link its app opens.
+    add = page.get_by_role("link", name="Add to authenticator app")
+    assert add.get_attribute("href") == uri
     if name:
         check(page, name)
     page.get_by_label("Code", exact=True).fill(code_for(secret))
@@ -144,6 +147,9 @@ def test_admin_enrolls_requires_2fa_and_watches_the_rollout(admin: Page, up: UpS
         "Turn on two-factor authentication for your own account before you require it for everyone.")
     expect(admin.get_by_label("Require all teammates to authenticate via 2FA")).not_to_be_checked()
     nav(admin, "Two-factor authentication")
+    admin.get_by_role("button", name="Copy secret").click()
+    expect(admin.get_by_text("Copied to the clipboard.")).to_be_visible()
+    assert admin.evaluate("navigator.clipboard.readText()") == secret_on(admin)
     codes = enroll(admin, ADMIN, name="two-factor-setup")
     admin.get_by_role("button", name="Copy").click()
     expect(admin.get_by_text("Copied to the clipboard.")).to_be_visible()
@@ -252,16 +258,22 @@ def test_admin_invites_a_newcomer_who_joins_straight_into_setup(
     open_caught_mail(person, NEWCOMER, "You have been invited to Demo Team")
     person.get_by_role("link", name=re.compile(r"join\?token=")).click()
     join_url = person.url
+    expect(person.get_by_role("heading", name="Join Demo Team")).to_be_visible()
+    expect(person.get_by_label("Name")).to_have_value("New Comer")  # as the admin typed it
+    assert person.get_by_label("Password").get_attribute("minlength") == "8"
     person.get_by_label("Name").fill("Nova Comer")
     person.get_by_label("Password").fill("a-new-password-42")
     check(person, "join")
     person.get_by_role("button", name="Join").click()
     enroll(person, NEWCOMER)
 
-    person.goto(join_url)  # the link served once
-    person.get_by_label("Password").fill("another-password")
-    person.get_by_role("button", name="Join").click()
-    expect(person.get_by_role("alert")).to_contain_text("invitation link")
+    person.goto(join_url)  # the link served once: said before any form
+    expect(person.get_by_role("alert")).to_contain_text("This invitation link was used already")
+    expect(person.get_by_role("button", name="Join")).to_have_count(0)
+    expect(person.get_by_label("Password")).to_have_count(0)
+    check(person, "join-used")
+    person.get_by_role("link", name="Sign in to Demo Team").click()
+    expect(person.get_by_label("Workspace")).to_have_value("demo")
 
 
 def test_admin_creates_an_api_key_and_a_webhook(admin: Page, up: UpStack,
@@ -443,7 +455,8 @@ def test_admin_sets_a_grace_period_and_exempts_a_teammate(admin: Page, up: UpSta
     admin.get_by_label("Enrollment").select_option("exempt")
     admin.get_by_role("button", name="Filter").click()
     row = admin.get_by_role("row", name=re.compile("member-00003@demo.test"))
-    expect(row).to_contain_text("exempt until")
+    expect(row).to_contain_text("Exempt until")
+    expect(row).to_contain_text("Reason: Travelling without a phone")
     check(admin, "teammates-exempt")
     row.get_by_role("button", name=re.compile("^End exemption")).click()
     expect(admin.get_by_role("status")).to_contain_text("no longer exempt")

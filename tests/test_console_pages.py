@@ -166,10 +166,10 @@ def test_expired_join_link_and_bad_sign_in_are_said_on_the_page(
         late = teammates.add(session, ws, f"late@{workspace.slug}.test", "Late", "member")
         token = teammates.join_token(late)
         late.join_expires_at = utcnow() - timedelta(seconds=1)
-    r = browser.post("/join", data={"csrf_token": token_of(browser, f"/join?token={token}"),
-                                    "token": token, "password": "a-password", "name": "X"})
-    assert r.status_code == 400
-    assert "This invitation link is unknown, expired or was used already" in r.text
+    r = browser.get(f"/join?token={token}")  # said before any form
+    assert r.status_code == 400 and "This invitation link has expired." in r.text
+    assert "Ask an admin of Acme &amp; Co &lt;Team&gt; to send you a new invitation" in r.text
+    assert ">Join</button>" not in r.text
     r = browser.post("/login", data={"csrf_token": token_of(browser), "workspace": "nope",
                                      "email": "a@b.test", "password": "x"})
     assert r.status_code == 400 and "Workspace, email or password is wrong." in r.text

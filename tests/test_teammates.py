@@ -9,10 +9,12 @@ import json
 import os
 import subprocess
 import sys
+from datetime import datetime
 from typing import Any
 
 import httpx
 
+from services.timestamps import in_words
 from tests.conftest import WorkspaceHandle
 from tests.stack import ROOT, Stack, wait_until
 from tests.twofactor import bearer, enroll
@@ -186,3 +188,73 @@ def test_events_caused_by_a_request_carry_its_address_and_user_agent(make_ws: An
     [added] = ws.client.get(f"/v1/workspaces/{ws.slug}/events?type=twofa.teammate.added",
                             headers=ws.admin_headers()).json()["items"]
     assert added["data"]["ip"] == "2001:db8::7" and added["data"]["user_agent"] == "Auditor/1.0"
+
+
+def test_an_address_over_64_characters_before_the_at_is_refused(make_ws: Any) -> None:
+    ws = make_ws()
+    url = f"/v1/workspaces/{ws.slug}/teammates"
+    r = ws.client.post(url, headers=ws.admin_headers(),
+                       json={"email": f"{'a' * 65}@{ws.slug}.test"})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_email", r.text
+    assert "at most 64" in r.json()["error"]["message"]
+    r = ws.client.post(url, headers=ws.admin_headers(), json={"email": f"{'a' * 64}@{ws.slug}.test"})
+    assert r.status_code == 201, r.text
+
+
+def test_disabling_2fa_in_a_grace_period_sends_no_second_invitation(
+        stack: Stack, make_ws: Any) -> None:
+    """The "turned off" email asks them to set it up again by the deadline: no "now requires"
+    email follows as if the policy were new."""
+    ws = make_ws(teammates=1)
+    ws.enroll_admin()
+    base = f"/v1/workspaces/{ws.slug}"
+    r = ws.client.put(f"{base}/two-factor-policy", headers=ws.admin_headers(),
+                      json={"require_two_factor": True, "grace_period_hours": 48})
+    assert r.status_code == 200, r.text
+    wait_until(lambda: stack.smtp.to(member(ws, 1)), 60, message="the invitation")
+    enroll(ws.client, sign_in(ws, member(ws, 1)))
+    one = listed(ws, "&q=member-00001")[0]
+    r = ws.client.delete(f"{base}/teammates/{one['id']}/two-factor", headers=ws.admin_headers())
+    assert r.status_code == 204, r.text
+
+    [off] = wait_until(lambda: [m for m in stack.smtp.to(member(ws, 1))
+                                if "turned off" in m.subject], 60, message="the notice")
+    policy = ws.client.get(f"{base}/two-factor-policy", headers=ws.admin_headers()).json()
+    by = in_words(datetime.fromisoformat(policy["enforce_at"]))
+    assert f"set it up again by {by}" in off.part("plain")
+    assert "Until then you sign in as usual" in off.part("plain")
+    # The notice stands as their invitation: recorded as sent, nothing left to send.
+    assert listed(ws, "&q=member-00001")[0]["enrollment"] == "invited"
+    assert policy["rollout"]["pending"] == 0
+    invitations = [m for m in stack.smtp.to(member(ws, 1)) if "now requires" in m.subject]
+    assert len(invitations) == 1, [m.subject for m in stack.smtp.to(member(ws, 1))]
+
+
+def test_a_reset_after_the_sender_skipped_their_invitation_leaves_nothing_to_send(
+        stack: Stack, make_ws: Any) -> None:
+    """Enrolled before their invitation went out (the sender skipped it), then reset: the
+    "turned off" email stands as the invitation, nothing stays queued."""
+    from sqlalchemy import update
+
+    from services.db import unit_of_work
+    from services.models import EnrollmentInvitation
+
+    ws = make_ws(teammates=1)
+    ws.require_two_factor()
+    wait_until(lambda: stack.smtp.to(member(ws, 1)), 60, message="the invitation")
+    enroll(ws.client, sign_in(ws, member(ws, 1)))
+    one = listed(ws, "&q=member-00001")[0]
+
+    def skipped() -> int:  # as the sender leaves the row of someone who enrolled meanwhile
+        with unit_of_work() as session:
+            return int(session.execute(update(EnrollmentInvitation)
+                                       .where(EnrollmentInvitation.teammate_id == one["id"])
+                                       .values(status="skipped")).rowcount)
+
+    wait_until(skipped, 60, message="their invitation row")
+    base = f"/v1/workspaces/{ws.slug}"
+    r = ws.client.delete(f"{base}/teammates/{one['id']}/two-factor", headers=ws.admin_headers())
+    assert r.status_code == 204, r.text
+    assert listed(ws, "&q=member-00001")[0]["enrollment"] == "invited"
+    policy = ws.client.get(f"{base}/two-factor-policy", headers=ws.admin_headers()).json()
+    assert policy["rollout"]["pending"] == 0

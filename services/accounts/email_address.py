@@ -45,3 +45,18 @@ def normalize_email(address: str) -> str:
 def matches(address: str) -> ColumnElement[bool]:
     """`Teammate.email` equals `address` whatever the case (uses the lower(email) index)."""
     return func.lower(Teammate.email) == address.lower()
+
+
+LOCAL_PART_MAX = 64  # RFC 5321, 4.5.3.1.1: mail servers may refuse a longer local part
+
+
+def new_address(address: str) -> str:
+    """A teammate's address being added: normalized, and mailable (at most 64 characters
+    before the @). Lookups keep `normalize_email` alone, so nobody already stored is shut out."""
+    email = normalize_email(address)
+    local = email.rpartition("@")[0]
+    if len(local) > LOCAL_PART_MAX:
+        raise InvalidInput("Email: the part before the @ has {length} characters, and "
+                           "email addresses allow at most {limit}.", "invalid_email",
+                           length=len(local), limit=LOCAL_PART_MAX)
+    return email

@@ -66,6 +66,17 @@ def is_enforced_for(teammate: Teammate, workspace: Workspace) -> bool:
                                    admin=enforcement.is_admin(teammate.role))
 
 
+def held_from(teammate: Teammate, workspace: Workspace) -> datetime | None:
+    """For a teammate without 2FA in a workspace that requires it but does not hold them to
+    it yet (a grace period, an exemption): when it will, once both are over."""
+    if (not workspace.require_two_factor or teammate.two_factor_enabled
+            or is_enforced_for(teammate, workspace)):
+        return None
+    ends = [when for when in (workspace.enforce_at, teammate.exempt_until)
+            if when is not None and enforcement.is_exempt(when)]
+    return max(ends) if ends else None
+
+
 def level_of(teammate: Teammate, workspace: Workspace, factor: str | None = None) -> Level:
     return level_for(is_enforced_for(teammate, workspace),
                      is_compliant(teammate, workspace.allowed_methods), factor,

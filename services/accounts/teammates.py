@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Literal
 
-from sqlalchemy import ColumnElement, and_, func, or_, select, update
+from sqlalchemy import ColumnElement, Row, and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from services import clock, outbox, team_counts
 from services.accounts import preferences, sessions
-from services.accounts.email_address import matches, normalize_email
+from services.accounts.email_address import matches, new_address, normalize_email
 from services.accounts.passwords import hash_password
 from services.config import get_settings
 from services.crypto import derived_token, hash_token
@@ -141,7 +143,7 @@ def add(session: Session, workspace: Workspace, email: str, name: str, role: str
     what they read afterwards (None: taken from their browser when they join)."""
     if role not in ROLES:
         raise InvalidInput("role is 'admin' or 'member'.", "invalid_role")
-    email = normalize_email(email)
+    email = new_address(email)
     exists = select(Teammate.id).where(
         Teammate.workspace_id == workspace.id, matches(email), Teammate.status != "removed")
     if session.scalar(exists) is not None:
@@ -205,8 +207,10 @@ def accept(session: Session, token: str, password: str, name: str | None,
     if teammate_id is None:
         raise _unusable_link()
     password_hash = hash_password(password)
+    # The token's hash stays (no longer joinable once active), so the link, opened again,
+    # can say it was used rather than that nobody knows it.
     values: dict[str, object] = {"password_hash": password_hash, "status": "active",
-                                 "join_token_hash": None, "join_expires_at": None}
+                                 "join_expires_at": None}
     if name and name.strip():
         values["name"] = name.strip()
     claimed = session.execute(
@@ -224,6 +228,33 @@ def accept(session: Session, token: str, password: str, name: str | None,
     if workspace.require_two_factor:
         fanout.join_was_invitation(session, workspace, teammate)
     return sessions.after_first_factor(session, teammate, workspace, origin="password")
+
+
+JoinState = Literal["usable", "used", "expired", "unknown"]
+
+
+@dataclass(frozen=True)
+class JoinLink:
+    """What a join link is now, and whose it is (the join page says it before its form)."""
+
+    state: JoinState
+    teammate: Teammate | None = None
+    workspace: Workspace | None = None
+
+
+def join_link(session: Session, token: str) -> JoinLink:
+    """A link replaced by a newer one is `unknown`: only the newest link's hash is kept."""
+    teammate = session.scalar(select(Teammate).where(
+        Teammate.join_token_hash == hash_token(token))) if 0 < len(token) <= 200 else None
+    if teammate is None or teammate.status == "removed":
+        return JoinLink("unknown")
+    workspace = session.get(Workspace, teammate.workspace_id)
+    if teammate.status != "invited":
+        return JoinLink("used", teammate, workspace)
+    expires = teammate.join_expires_at
+    if expires is None or expires <= utcnow():
+        return JoinLink("expired", teammate, workspace)
+    return JoinLink("usable", teammate, workspace)
 
 
 def _joinable(token_hash: str) -> ColumnElement[bool]:
@@ -256,28 +287,46 @@ class Filters:
 
 def page(
     session: Session, workspace: Workspace, limit: int, after_id: int | None,
-    filters: Filters | None = None,
+    filters: Filters | None = None, before_id: int | None = None,
 ) -> tuple[list[TeammateView], int | None]:
     """Teammates (not removed) in id order with their enrollment state; the cursor is the
-    last id."""
+    last id. With `before_id`, the page that ends just before it (a list's previous page)."""
     query = (
         select(Teammate, EnrollmentInvitation.status)
         .outerjoin(EnrollmentInvitation, state.current_invitation(workspace))
-        .where(Teammate.workspace_id == workspace.id, Teammate.status != "removed",
-               *_conditions(workspace, filters or Filters()))
-        .order_by(Teammate.id)
-        .limit(limit + 1)
+        .where(*_listed(workspace, filters))
     )
+    if before_id is not None:
+        earlier = session.execute(query.where(Teammate.id < before_id)
+                                  .order_by(Teammate.id.desc()).limit(limit)).all()
+        return _views(workspace, earlier[::-1]), before_id
     if after_id is not None:
         query = query.where(Teammate.id > after_id)
-    rows = session.execute(query).all()
-    now = clock.now()
-    views = [
-        TeammateView(t, state.enrollment_state(workspace, t, status, now))
-        for t, status in rows[:limit]
-    ]
+    rows = session.execute(query.order_by(Teammate.id).limit(limit + 1)).all()
+    views = _views(workspace, rows[:limit])
     next_id = views[-1].teammate.id if len(rows) > limit else None
     return views, next_id
+
+
+def count(session: Session, workspace: Workspace, filters: Filters | None = None,
+          below_id: int | None = None) -> int:
+    """How many teammates a list with these filters holds (those before `below_id` only)."""
+    query = (select(func.count()).select_from(Teammate)
+             .outerjoin(EnrollmentInvitation, state.current_invitation(workspace))
+             .where(*_listed(workspace, filters)))
+    if below_id is not None:
+        query = query.where(Teammate.id < below_id)
+    return session.scalar(query) or 0
+
+
+def _listed(workspace: Workspace, filters: Filters | None) -> list[ColumnElement[bool]]:
+    return [Teammate.workspace_id == workspace.id, Teammate.status != "removed",
+            *_conditions(workspace, filters or Filters())]
+
+
+def _views(workspace: Workspace, rows: Sequence[Row[Teammate, str]]) -> list[TeammateView]:
+    now = clock.now()
+    return [TeammateView(t, state.enrollment_state(workspace, t, status, now)) for t, status in rows]
 
 
 def _conditions(workspace: Workspace, filters: Filters) -> list[ColumnElement[bool]]:

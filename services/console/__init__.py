@@ -16,6 +16,7 @@ from services.console import (
     auth_pages,
     authentication_pages,
     dev_mail,
+    error_pages,
     hosts,
     keys_pages,
     password_pages,
@@ -34,6 +35,7 @@ STATIC = Path(__file__).parent / "static"
 def install(app: FastAPI) -> None:
     """Mount the console's pages, static files and error pages on the API's app."""
     web.install_handlers(app)
+    error_pages.install(app)
     app.mount("/static", StaticFiles(directory=STATIC), name="console-static")
     # /dev/mail decides per request whether it exists (dev_mail.local_only): importing the
     # app reads no settings. Every page first checks the Host it was asked for.

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from services.accounts import login as login_service
 from services.accounts import preferences, sessions, teammates
+from services.accounts.passwords import MIN_LENGTH
 from services.api.deps import DB, client_ip
 from services.api.schemas import AcceptIn, LoginIn, TwoFactorIn
 from services.console import web
@@ -72,8 +73,10 @@ def code_submit(request: Request, form: web.PreSessionForm, session: DB) -> Resp
 
 
 @router.get("/join")
-def join_page(request: Request, token: Annotated[str, Query(max_length=200)] = "") -> Response:
-    return web.render(request, "join.html", {"title": N_("Join your team"), "token": token})
+def join_page(request: Request, session: DB,
+              token: Annotated[str, Query(max_length=200)] = "") -> Response:
+    """The link is checked first: a used, expired or unknown one is said so, with no form."""
+    return _join(request, teammates.join_link(session, token), token)
 
 
 @router.post("/join")
@@ -85,9 +88,23 @@ def join_submit(request: Request, form: web.PreSessionForm, session: DB) -> Resp
         if signed.token and sessions.authenticate(session, signed.token).workspace.require_two_factor:
             after = "/settings/two-factor"  # required (even within a grace period): set it up now
         return after_first_factor(request, session, signed, after)
+    token = form.get("token", "")[:200]
+    link = teammates.join_link(session, token)
+    return _join(request, link, token, name=form.get("name", "")[:200],
+                 error=None if link.state != "usable" else problem.message)
+
+
+def _join(request: Request, link: teammates.JoinLink, token: str, name: str | None = None,
+          error: web.Words | str | None = None) -> Response:
+    joining = link.teammate if link.state == "usable" else None
+    if name is None and joining is not None and joining.name != joining.email:
+        name = joining.name  # the name the admin typed in, to keep or correct
+    title = web.Words(N_("Join {workspace}"), {"workspace": link.workspace.name}) \
+        if joining and link.workspace else N_("This invitation link cannot be used")
+    status = 200 if joining and not error else 400  # as the reset page answers a spent link
     return web.render(request, "join.html", {
-        "title": N_("Join your team"), "token": form.get("token", ""),
-        "name": form.get("name", "")[:200], "error": problem.message}, status_code=400)
+        "title": title, "token": token, "link": link, "name": name or "", "error": error,
+        "min_length": MIN_LENGTH}, status_code=status)
 
 
 @router.post("/logout")

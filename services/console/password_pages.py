@@ -52,7 +52,7 @@ def reset_page(request: Request, session: DB,
 
 @router.post("/reset-password")
 def reset_submit(request: Request, form: web.PreSessionForm, session: DB) -> Response:
-    with web.form_errors(session) as problem:
+    with web.form_errors(session, labels={"password": "New password"}) as problem:
         body = PasswordResetConfirmIn.model_validate(form)
         signed = password_reset.confirm(session, body.token, body.password)
         return auth_pages.after_first_factor(request, session, signed, "/")

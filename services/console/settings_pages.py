@@ -107,23 +107,29 @@ def page(request: Request, caller: sessions.Authenticated, session: DB,
         context["codes_left"] = recovery.remaining(session, teammate.id)
         context["bypassed"] = verification.opened_with_fresh_bypass(caller.auth)
         if teammate.totp_enabled_at is None:  # keys only: an app may be added beside them
-            context["secret"] = _pending_secret(session, caller)
+            context.update(_secret(_pending_uri(session, caller)))
         elif verification.has_pending(teammate, caller.auth):  # this session's new phone
             uri = verification.pending_uri(teammate, workspace, caller.auth)
-            context["new_secret"] = parse_qs(urlsplit(uri).query)["secret"][0]
+            context.update(_secret(uri, "new_"))
     else:
-        context["secret"] = _pending_secret(session, caller)
+        context.update(_secret(_pending_uri(session, caller)))
     return web.render(request, "two_factor.html", context,
                       status_code=400 if error else 200, caller=caller)
 
 
-def _pending_secret(session: DB, caller: sessions.Authenticated) -> str:
+def _pending_uri(session: DB, caller: sessions.Authenticated) -> str:
     """The setup in progress, started on first visit and kept across reloads, so the QR code
     a phone already scanned stays the one that counts."""
     if not verification.has_pending(caller.teammate, caller.auth):
-        return verification.setup(session, caller.teammate, caller.workspace).secret
-    uri = verification.pending_uri(caller.teammate, caller.workspace, caller.auth)
-    return parse_qs(urlsplit(uri).query)["secret"][0]
+        return verification.setup(session, caller.teammate, caller.workspace).otpauth_uri
+    return verification.pending_uri(caller.teammate, caller.workspace, caller.auth)
+
+
+def _secret(uri: str, prefix: str = "") -> dict[str, str]:
+    """The secret as text and the key URI itself: a phone cannot scan its own screen, so
+    the page links the URI for the authenticator app on the same phone to open."""
+    return {f"{prefix}secret": parse_qs(urlsplit(uri).query)["secret"][0],
+            f"{prefix}otpauth_uri": uri}
 
 
 def codes_page(request: Request, caller: sessions.Authenticated, codes: list[str],

@@ -4,21 +4,20 @@ remove)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated
-from urllib.parse import urlencode
 
 from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from services import clock
-from services.accounts import teammates, teammates_export
+from services.accounts import sessions, teammates, teammates_export
 from services.api.deps import DB
 from services.api.routes.exemptions import ExemptionIn
 from services.api.schemas import MAX_ID, TeammateIn
 from services.console import web
 from services.console.recent_factor import makes_admin, recently_verified
+from services.console.teammates_list import Shown, back_to
 from services.enrollment import exemptions, state
 from services.errors import N_, InvalidInput
 from services.i18n import dates
@@ -34,7 +33,11 @@ NOTICES = {
     "invited": N_("Invitation sent to {email}."),
     "resent": N_("Invitation sent again to {email}."),
     "disabled": N_("Two-factor authentication is off for {email}. They were emailed to set it "
-                   "up again; once the deadline has passed, signing in only lets them do that."),
+                   "up again, and the next time they sign in they must set it up before "
+                   "anything else."),
+    "disabled_grace": N_("Two-factor authentication is off for {email}. They were emailed to "
+                         "set it up again by {deadline}; until then they sign in as usual, "
+                         "and after it signing in only lets them set it up."),
     "disabled_optional": N_("Two-factor authentication is off for {email}; they sign in with "
                             "their password alone until they turn it on again."),
     "exempted": N_("{email} is exempt from two-factor authentication until the date you chose."),
@@ -46,6 +49,7 @@ NOTICES = {
 @router.get("/teammates")
 def teammates_page(request: Request, caller: web.AdminCaller, session: DB,
                    after: Annotated[int | None, Query(ge=0, le=MAX_ID)] = None,
+                   before: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
                    notice: str = "", teammate: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
                    two_factor: str = "", enrollment: str = "",
                    q: Annotated[str, Query(max_length=200)] = "") -> Response:
@@ -56,39 +60,23 @@ def teammates_page(request: Request, caller: web.AdminCaller, session: DB,
             message = web.Words(N_("{email} was removed: signed out everywhere, nothing more "
                                    "is sent."), {"email": gone.email})
     elif notice in NOTICES and teammate:
-        email = _teammate(session, caller, teammate).email
-        message = web.Words(NOTICES[notice], {"email": email})
-    shown = Shown.of(two_factor, enrollment, q)
+        message = _notice(request, session, caller, notice,
+                          _teammate(session, caller, teammate))
+    shown = Shown.of(two_factor, enrollment, q, after, before)
     if (shown.two_factor, shown.enrollment) != (two_factor, enrollment):
         message = web.Words(N_("Unknown filter value: that filter is not applied."), {})
-    return _teammates(request, caller, session, after, notice=message, shown=shown)
+    return _teammates(request, caller, session, notice=message, shown=shown)
 
 
-TWO_FACTOR_CHOICES = ("enabled", "disabled", "app_only")
-
-
-@dataclass(frozen=True)
-class Shown:
-    """The Teammates table's filters, as the page's form and links carry them."""
-
-    two_factor: str = ""
-    enrollment: str = ""
-    q: str = ""
-
-    @classmethod
-    def of(cls, two_factor: str, enrollment: str, q: str) -> Shown:
-        """From the query string; an unknown value is left out (the page says so)."""
-        return cls(two_factor if two_factor in TWO_FACTOR_CHOICES else "",
-                   enrollment if enrollment in state.STATES else "", q.strip())
-
-    def filters(self) -> teammates.Filters:
-        return teammates.Filters(two_factor=self.two_factor or None,
-                                 enrollment=self.enrollment or None, q=self.q or None)
-
-    def query(self, **extra: object) -> str:
-        given = {"two_factor": self.two_factor, "enrollment": self.enrollment, "q": self.q,
-                 **extra}
-        return urlencode({k: v for k, v in given.items() if v})
+def _notice(request: Request, session: DB, caller: web.AdminCaller, notice: str,
+            target: Teammate) -> web.Words:
+    """What an action did, in words; turning 2FA off says when they must set it up again."""
+    if notice == "disabled":
+        deadline = sessions.held_from(target, caller.workspace)
+        if deadline is not None:
+            return web.Words(NOTICES["disabled_grace"], {
+                "email": target.email, "deadline": web.time_words(request, caller)(deadline)})
+    return web.Words(NOTICES[notice], {"email": target.email})
 
 
 @router.post("/teammates")
@@ -98,17 +86,29 @@ def invite(request: Request, form: web.Form, caller: web.AdminCaller, session: D
         added = teammates.add(session, caller.workspace, body.email, body.name, body.role,
                               actor_id=caller.teammate.id)
         session.flush()
-        return web.redirect(f"/admin/teammates?notice=invited&teammate={added.id}")
-    return _teammates(request, caller, session, None, error=problem.message, invite=form)
+        return back_to(form, "invited", added.id)
+    return _teammates(request, caller, session, error=problem.message, invite=form,
+                      shown=Shown.back(form))
 
 
 @router.get("/teammates/{teammate_id}/disable-2fa")
 def disable_confirm(request: Request, teammate_id: TeammateId, caller: web.AdminCaller,
-                    session: DB) -> Response:
-    """The confirm step before an admin turns a teammate's 2FA off."""
+                    session: DB, back: Annotated[str, Query(max_length=1000)] = "") -> Response:
+    """The confirm step before an admin turns a teammate's 2FA off: what happens next."""
     target = _teammate(session, caller, teammate_id)
     return web.render(request, "disable_confirm.html", {
-        "title": N_("Disable 2FA"), "target": target}, caller=caller)
+        "title": N_("Disable 2FA"), "target": target, "shown": Shown.back({"back": back}),
+        "deadline": _after_reset(request, caller, target)}, caller=caller)
+
+
+def _after_reset(request: Request, caller: web.AdminCaller, target: Teammate) -> str | None:
+    """When a teammate whose 2FA is turned off now must have set it up again (None: at once,
+    or never while 2FA is not required)."""
+    workspace = caller.workspace
+    if not workspace.require_two_factor or sessions.is_enforced_for(target, workspace):
+        return None
+    ends = [when for when in (workspace.enforce_at, target.exempt_until) if when is not None]
+    return web.time_words(request, caller)(max(ends)) if ends else None
 
 
 @router.post("/teammates/{teammate_id}/disable-2fa", dependencies=[recently_verified(BACK)])
@@ -118,8 +118,8 @@ def disable(request: Request, teammate_id: TeammateId, form: web.Form,
         target = teammates.get(session, caller.workspace, teammate_id)
         verification.admin_reset(session, caller.workspace, target, caller.teammate)
         notice = "disabled" if caller.workspace.require_two_factor else "disabled_optional"
-        return web.redirect(f"/admin/teammates?notice={notice}&teammate={teammate_id}")
-    return _teammates(request, caller, session, None, error=problem.message)
+        return back_to(form, notice, teammate_id)
+    return _teammates(request, caller, session, error=problem.message, shown=Shown.back(form))
 
 
 @router.post("/teammates/{teammate_id}/resend")
@@ -128,8 +128,8 @@ def resend(request: Request, teammate_id: TeammateId, form: web.Form,
     with web.form_errors(session) as problem:
         target = teammates.get(session, caller.workspace, teammate_id)
         teammates.resend_invitation(session, caller.workspace, target)
-        return web.redirect(f"/admin/teammates?notice=resent&teammate={teammate_id}")
-    return _teammates(request, caller, session, None, error=problem.message)
+        return back_to(form, "resent", teammate_id)
+    return _teammates(request, caller, session, error=problem.message, shown=Shown.back(form))
 
 
 def _teammate(session: DB, caller: web.AdminCaller, teammate_id: int) -> Teammate:
@@ -138,14 +138,20 @@ def _teammate(session: DB, caller: web.AdminCaller, teammate_id: int) -> Teammat
         return teammates.get(session, caller.workspace, teammate_id)
 
 
-def _teammates(request: Request, caller: web.AdminCaller, session: DB, after: int | None,
+def _teammates(request: Request, caller: web.AdminCaller, session: DB,
                error: object = None, notice: web.Words | str | None = None,
                invite: dict[str, str] | None = None, shown: Shown | None = None) -> Response:
     shown = shown or Shown()
-    views, next_id = teammates.page(session, caller.workspace, PAGE_SIZE, after, shown.filters())
+    workspace, filters = caller.workspace, shown.filters()
+    views, next_id = teammates.page(session, workspace, PAGE_SIZE, shown.after, filters,
+                                    before_id=shown.before)
+    first = views[0].teammate.id if views else None
+    earlier = teammates.count(session, workspace, filters, below_id=first) if first else 0
     return web.render(request, "teammates.html", {
-        "title": N_("Teammates"), "views": views, "next_id": next_id, "after": after,
-        "error": error, "notice": notice, "invite": invite or {}, "shown": shown,
+        "title": N_("Teammates"), "views": views, "next_id": next_id, "error": error,
+        "notice": notice, "invite": invite or {}, "shown": shown, "wide": True,
+        "total": teammates.count(session, workspace, filters), "earlier": earlier,
+        "prev_id": first if earlier else None, "filtered": bool(shown.query()),
         "states": state.STATES, "words": web.time_words(request, caller),
     }, status_code=400 if error else 200, caller=caller)
 
@@ -169,17 +175,18 @@ def change_role(request: Request, teammate_id: TeammateId, form: web.Form,
     with web.form_errors(session) as problem:
         teammates.change_role(session, caller.workspace, target, form.get("role", ""),
                               caller.teammate)
-        return web.redirect(f"/admin/teammates?notice=role&teammate={teammate_id}")
-    return _teammates(request, caller, session, None, error=problem.message)
+        return back_to(form, "role", teammate_id)
+    return _teammates(request, caller, session, error=problem.message, shown=Shown.back(form))
 
 
 @router.get("/teammates/{teammate_id}/remove")
 def remove_confirm(request: Request, teammate_id: TeammateId, caller: web.AdminCaller,
-                   session: DB) -> Response:
+                   session: DB, back: Annotated[str, Query(max_length=1000)] = "") -> Response:
     """The confirm step before an admin removes a teammate."""
     target = _teammate(session, caller, teammate_id)
     return web.render(request, "remove_confirm.html", {
-        "title": N_("Remove teammate"), "target": target}, caller=caller)
+        "title": N_("Remove teammate"), "target": target, "shown": Shown.back({"back": back})},
+        caller=caller)
 
 
 @router.post("/teammates/{teammate_id}/remove")
@@ -188,15 +195,15 @@ def remove(request: Request, teammate_id: TeammateId, form: web.Form, caller: we
     target = _teammate(session, caller, teammate_id)
     with web.form_errors(session) as problem:
         teammates.remove(session, caller.workspace, target, caller.teammate)
-        return web.redirect(f"/admin/teammates?notice=removed&teammate={teammate_id}")
-    return _teammates(request, caller, session, None, error=problem.message)
+        return back_to(form, "removed", teammate_id)
+    return _teammates(request, caller, session, error=problem.message, shown=Shown.back(form))
 
 
 @router.get("/teammates/{teammate_id}/exemption")
 def exemption_page(request: Request, teammate_id: TeammateId, caller: web.AdminCaller,
-                   session: DB) -> Response:
+                   session: DB, back: Annotated[str, Query(max_length=1000)] = "") -> Response:
     target = _teammate(session, caller, teammate_id)
-    return _exemption(request, caller, target)
+    return _exemption(request, caller, target, form={"back": back})
 
 
 def _exemption(request: Request, caller: web.AdminCaller, target: Teammate,
@@ -204,6 +211,7 @@ def _exemption(request: Request, caller: web.AdminCaller, target: Teammate,
     today = clock.now().date()
     return web.render(request, "exemption.html", {
         "title": N_("Exempt from 2FA"), "target": target, "error": error, "form": form or {},
+        "shown": Shown.back(form or {}),
         "first_day": today.isoformat(),
         "last_day": (today + timedelta(days=exemptions.MAX_DAYS - 1)).isoformat(),
     }, status_code=400 if error else 200, caller=caller)
@@ -222,7 +230,7 @@ def exempt(request: Request, teammate_id: TeammateId, form: web.Form, caller: we
         body = ExemptionIn.model_validate({"until": until.isoformat(), "reason": reason[:500]})
         exemptions.grant(session, caller.workspace, target, body.until, body.reason,
                          caller.teammate)
-        return web.redirect(f"/admin/teammates?notice=exempted&teammate={teammate_id}")
+        return back_to(form, "exempted", teammate_id)
     return _exemption(request, caller, target, error=problem.message, form=form)
 
 
@@ -240,7 +248,7 @@ def end_exemption(request: Request, teammate_id: TeammateId, form: web.Form,
                   caller: web.AdminCaller, session: DB) -> Response:
     target = _teammate(session, caller, teammate_id)
     exemptions.end(session, caller.workspace, target, caller.teammate)
-    return web.redirect(f"/admin/teammates?notice=exemption_ended&teammate={teammate_id}")
+    return back_to(form, "exemption_ended", teammate_id)
 
 
 @router.post("/teammates/{teammate_id}/bypass-code", dependencies=[recently_verified(BACK)])
@@ -251,9 +259,9 @@ def bypass_code(request: Request, teammate_id: TeammateId, form: web.Form,
         code, expires_at = verification.issue_bypass_code(session, caller.workspace, target,
                                                           caller.teammate)
         response = web.render(request, "bypass_code.html", {
-            "title": N_("Bypass code"), "target": target, "code": code,
+            "title": N_("Bypass code"), "target": target, "code": code, "shown": Shown.back(form),
             "expires": dates.moment(expires_at, web.page_locale(request, caller),
                                     caller.teammate.time_zone)}, caller=caller)
         response.headers["Cache-Control"] = "no-store"  # shown once, never kept by a cache
         return response
-    return _teammates(request, caller, session, None, error=problem.message)
+    return _teammates(request, caller, session, error=problem.message, shown=Shown.back(form))

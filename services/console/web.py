@@ -32,8 +32,8 @@ from sqlalchemy.orm import Session
 from services.accounts import sessions
 from services.api.deps import DB
 from services.config import get_settings
-from services.console import hosts
-from services.enforcement import is_exempt
+from services.console import hosts, invalid_words
+from services.console.words import Words
 from services.errors import N_, NotFound, RateLimited, TwofaError, Unauthenticated
 from services.i18n import dates
 from services.i18n.catalogs import translate, translations
@@ -238,14 +238,9 @@ def time_words(request: Request, caller: sessions.Authenticated) -> Callable[[da
 def setup_deadline(caller: sessions.Authenticated) -> str | None:
     """For a teammate without 2FA in a workspace that requires it but does not enforce it on
     them yet (a grace period, an exemption): until when, in words."""
-    workspace, teammate = caller.workspace, caller.teammate
-    if (not workspace.require_two_factor or teammate.two_factor_enabled
-            or sessions.is_enforced_for(teammate, workspace)):
-        return None
-    # Held to it once both the grace period and their exemption are over.
-    ends = [when for when in (workspace.enforce_at, teammate.exempt_until)
-            if when is not None and is_exempt(when)]
-    return dates.in_words(max(ends), teammate.locale, teammate.time_zone) if ends else None
+    held = sessions.held_from(caller.teammate, caller.workspace)
+    teammate = caller.teammate
+    return dates.in_words(held, teammate.locale, teammate.time_zone) if held else None
 
 
 def redirect(location: str) -> RedirectResponse:
@@ -330,22 +325,6 @@ def admin_level(caller: FullCaller) -> sessions.Authenticated:
 AdminCaller = Annotated[sessions.Authenticated, Depends(admin_level)]
 
 
-@dataclass(frozen=True)
-class Words:
-    """An English message id and its values, said in the page's language when it renders
-    (a value that is Words itself is said in it too)."""
-
-    message: str
-    params: dict[str, Any]
-
-    def said(self, locale: str) -> str:
-        return translate(locale, self.message, **{
-            k: v.said(locale) if isinstance(v, Words) else v for k, v in self.params.items()})
-
-    def __str__(self) -> str:
-        return self.said("en")
-
-
 @dataclass
 class Problem:
     """What went wrong with a form, in words for the page (None when all went well)."""
@@ -357,11 +336,12 @@ class Problem:
 
 
 @contextmanager
-def form_errors(session: Session) -> Iterator[Problem]:
+def form_errors(session: Session, labels: dict[str, str] | None = None) -> Iterator[Problem]:
     """Turn a refused action into words on the page instead of an error response.
 
     Like the API's unit of work, a refusal that keeps its changes (a counted wrong code)
-    still commits; any other refusal is rolled back before the page renders.
+    still commits; any other refusal is rolled back before the page renders. `labels` names
+    fields as this page's form labels them where the usual label differs.
     """
     problem = Problem()
     try:
@@ -371,7 +351,7 @@ def form_errors(session: Session) -> Iterator[Problem]:
             session.rollback()
         problem.message = describe(exc)
     except ValidationError as exc:
-        problem.message = describe_invalid(exc)
+        problem.message = invalid_words.describe(exc, labels)
 
 
 def describe(exc: TwofaError) -> Words:
@@ -388,14 +368,6 @@ def wait_words(seconds: int) -> Words:
     if seconds < 120:
         return Words(N_("{count} seconds"), {"count": seconds})
     return Words(N_("{count} minutes"), {"count": (seconds + 59) // 60})
-
-
-def describe_invalid(exc: ValidationError) -> str:
-    problems = []
-    for err in exc.errors()[:3]:
-        field = ".".join(str(p) for p in err.get("loc", ())) or "form"
-        problems.append(f"{field.replace('_', ' ').capitalize()}: {err.get('msg', 'invalid')}")
-    return "; ".join(problems) + "."
 
 
 def _redirect_page(request: Request, exc: Exception) -> Response:
@@ -462,6 +434,6 @@ def or_not_found() -> Iterator[None]:
 
 
 def _not_found_page(request: Request, exc: Exception) -> Response:
-    return render(request, "error.html", {"title": N_("Not found"),
+    return render(request, "error.html", {"title": N_("Page not found"),
                                           "message": N_("There is no such page.")},
                   status_code=404)

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from services.accounts import sessions
 from services.config import get_settings
 from services.crypto import rederive_token
 from services.db import dialect_insert, unit_of_work
@@ -142,6 +143,7 @@ def event_emails(session: Session, event_seq: int) -> list[tuple[str, mail.Outgo
     if teammate is None or workspace is None:
         return []
     context = _context(session, event, teammate, workspace)
+    held = sessions.held_from(teammate, workspace)
     built = []
     for notice in notices:
         if notice.told_by is not None and _same_action(session, event, notice.told_by):
@@ -150,7 +152,7 @@ def event_emails(session: Session, event_seq: int) -> list[tuple[str, mail.Outgo
             key = f"event:{event.id}" if recipient.id == teammate.id \
                 else f"event:{event.id}:{recipient.id}"
             rendered = render(notice.template,
-                              {**context, **_worded(context, event, recipient),
+                              {**context, **_worded(context, event, recipient, held),
                                "name": recipient.name},
                               recipient.locale, recipient.time_zone)
             built.append(mail.keyed(key, recipient.email, rendered))
@@ -172,8 +174,10 @@ def _context(session: Session, event: Event, teammate: Teammate,
     }
 
 
-def _worded(context: dict[str, Any], event: Event, recipient: Teammate) -> dict[str, Any]:
-    """What an event's notice says in the recipient's language and time zone."""
+def _worded(context: dict[str, Any], event: Event, recipient: Teammate,
+            held: datetime | None) -> dict[str, Any]:
+    """What an event's notice says in the recipient's language and time zone (`held`: when
+    2FA will hold the event's teammate, within a grace period or an exemption)."""
     locale, zone = recipient.locale, recipient.time_zone
     return {
         "when": in_words(event.time, locale, zone),
@@ -183,6 +187,8 @@ def _worded(context: dict[str, Any], event: Event, recipient: Teammate) -> dict[
         "expires_words": in_words(datetime.fromisoformat(expires), locale, zone) if (
             expires := event.data.get("expires_at")) else "",
         "actor_name": context["actor_name"] or translate(locale, SOME_ADMIN),
+        # Within a grace period or an exemption: when 2FA will hold them (else "").
+        "set_up_by": in_words(held, locale, zone) if held else "",
     }
 
 

@@ -126,6 +126,25 @@ def join_was_invitation(session: Session, workspace: Workspace, teammate: Teamma
         .on_conflict_do_nothing())
 
 
+def reset_was_invitation(session: Session, workspace: Workspace, teammate: Teammate) -> None:
+    """An admin (or the operator) turned a teammate's 2FA off while it is required: the
+    "2FA was turned off" email asks them to set it up again, so it stands as this version's
+    invitation. Without this row the planner would add one and send a second email as if
+    the policy were new."""
+    now = utcnow()
+    insert = dialect_insert(session, EnrollmentInvitation).values(
+        workspace_id=workspace.id, teammate_id=teammate.id,
+        policy_version=workspace.policy_version, status="sent", resends=0, attempts=0,
+        sent_at=now, created_at=now)
+    # A row there already may be one the sender skipped (they enrolled before it went out)
+    # or one not yet sent: either way the notice is now their invitation.
+    session.execute(insert.on_conflict_do_update(
+        index_elements=["teammate_id", "policy_version"],
+        set_={"status": "sent", "sent_at": now, "lease_owner": None, "lease_until": None,
+              "next_attempt_at": None, "last_error": None},
+        where=EnrollmentInvitation.status != "sent"))
+
+
 def resend(session: Session, workspace: Workspace, teammate: Teammate) -> None:
     """An admin's resend: a new message (new Message-ID) for the current version."""
     if is_compliant(teammate, workspace.allowed_methods):

@@ -307,7 +307,10 @@ def _reset(session: Session, workspace: Workspace, teammate: Teammate, by: str,
         _record_disabled(session, workspace, teammate, by, actor_id)
     session.flush()
     if workspace.require_two_factor and not is_exempt(teammate.exempt_until):
-        fanout.resend(session, workspace, teammate)
+        if was_enabled:  # the notice of `twofa.disabled` asks them to set it up again
+            fanout.reset_was_invitation(session, workspace, teammate)
+        else:  # only a setup in progress was cleared
+            fanout.resend(session, workspace, teammate)
     return was_enabled
 
 

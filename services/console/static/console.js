@@ -7,7 +7,7 @@ document.addEventListener("DOMContentLoaded", () => {
   // has none (Settings → Language and time changes it).
   const zone = (() => { try { return Intl.DateTimeFormat().resolvedOptions().timeZone || ""; } catch (e) { return ""; } })();
   for (const field of document.querySelectorAll("input[data-browser-zone]")) field.value = zone;
-  // Copy buttons (recovery codes).
+  // Copy buttons (recovery codes, a TOTP secret, a bypass code).
   for (const button of document.querySelectorAll("button[data-copy]")) {
     button.addEventListener("click", async () => {
       const status = button.parentElement.querySelector(".copy-status");
@@ -15,7 +15,7 @@ document.addEventListener("DOMContentLoaded", () => {
         await navigator.clipboard.writeText(button.dataset.copy);
         if (status) status.textContent = words("copied", "Copied to the clipboard.");
       } catch (e) {
-        if (status) status.textContent = words("copyFailed", "Could not copy: select the codes and copy them by hand.");
+        if (status) status.textContent = words("copyFailed", "Could not copy: select the text and copy it by hand.");
       }
     });
   }
