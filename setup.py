@@ -9,8 +9,10 @@ folder from outside the package tree into it.
 from setuptools import find_namespace_packages, setup
 
 TEMPLATES = "services.email.templates"
-# Non-Python files any package folder may hold (templates, static assets, Alembic's mako).
-DATA = ["*.txt", "*.html", "*.css", "*.js", "*.svg", "*.png", "*.ico", "*.woff2", "*.mako"]
+# Non-Python files any package folder may hold (templates, static assets, Alembic's mako, the
+# gettext catalogs of services/locale/: .po sources and the compiled .mo files twofa reads).
+DATA = ["*.txt", "*.html", "*.css", "*.js", "*.svg", "*.png", "*.ico", "*.woff2", "*.mako",
+        "*.po", "*.pot", "*.mo"]
 
 setup(
     packages=[*find_namespace_packages(include=["services*", "workers*"],

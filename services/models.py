@@ -147,6 +147,10 @@ class Teammate(Base):
     # when the teammate has at least one credential (None: none).
     webauthn_user_handle: Mapped[bytes | None] = mapped_column(LargeBinary)
     webauthn_enabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Language (en, de, es; None until chosen or taken from the browser at join: English)
+    # and IANA time zone (None: UTC) of the emails and pages they read.
+    locale: Mapped[str | None] = mapped_column(String(16))
+    time_zone: Mapped[str | None] = mapped_column(String(64))
 
     @property
     def two_factor_enabled(self) -> bool:

@@ -88,6 +88,21 @@ def test_the_wheel_carries_the_email_templates(installed: Path, tmp_path: Path) 
     assert subject == "Acme now requires two-factor authentication"
 
 
+def test_the_wheel_carries_the_compiled_catalogs(installed: Path, tmp_path: Path) -> None:
+    """German and Spanish emails from an install that has no checkout to compile them from."""
+    python = installed / "bin" / "python"
+    where = _run(python, "-c", "from services.i18n import catalogs; print(catalogs.DIRECTORY)",
+                 cwd=tmp_path).strip()
+    assert where.startswith(str(installed))
+    for lang in ("de", "es"):
+        assert (Path(where) / lang / "LC_MESSAGES" / "messages.mo").is_file(), lang
+    subjects = _run(python, "-c", "from services.email.render import render\n"
+                    "for lang in ('de', 'es'): print(render('join', {'name': 'Ada', "
+                    "'workspace_name': 'Acme', 'accept_url': 'https://x.test/join', "
+                    "'require_two_factor': False}, lang).subject)", cwd=tmp_path)
+    assert subjects.splitlines() == ["Sie wurden zu Acme eingeladen", "Te han invitado a Acme"]
+
+
 def _text_part(message: Message) -> str:
     for part in message.walk():
         if part.get_content_type() == "text/plain":

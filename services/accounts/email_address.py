@@ -37,7 +37,8 @@ def normalize_email(address: str) -> str:
             address.strip(), check_deliverability=False, allow_smtputf8=False,
             allow_display_name=False, allow_domain_literal=False, allow_quoted_local=False)
     except email_validator.EmailNotValidError as exc:
-        raise InvalidInput(f"{address!r} is not an email address: {exc}", "invalid_email") from None
+        raise InvalidInput("{address} is not an email address: {problem}", "invalid_email",
+                           address=repr(address), problem=str(exc)) from None
     return str(valid.ascii_email)
 
 
@@ -55,6 +56,7 @@ def new_address(address: str) -> str:
     email = normalize_email(address)
     local = email.rpartition("@")[0]
     if len(local) > LOCAL_PART_MAX:
-        raise InvalidInput(f"Email: the part before the @ has {len(local)} characters, and "
-                           f"email addresses allow at most {LOCAL_PART_MAX}.", "invalid_email")
+        raise InvalidInput("Email: the part before the @ has {length} characters, and "
+                           "email addresses allow at most {limit}.", "invalid_email",
+                           length=len(local), limit=LOCAL_PART_MAX)
     return email

@@ -19,7 +19,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from services.db import dialect_insert, unit_of_work
-from services.errors import Throttled
+from services.errors import N_, Throttled
 from services.models import LoginThrottle, utcnow
 
 MAX_FAILURES = 30
@@ -33,7 +33,7 @@ def reserve(client_ip: str) -> None:
     so parallel attempts serialise on it for the few statements here, never longer.
     """
     _take(bucket(client_ip), MAX_FAILURES, WINDOW,
-          "Too many failed sign-ins from this address; try again later.")
+          N_("Too many failed sign-ins from this address; try again later."))
 
 
 def count(client_ip: str, scope: str, limit: int, window: timedelta, message: str) -> None:

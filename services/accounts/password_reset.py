@@ -26,7 +26,7 @@ from services.accounts.email_address import matches, normalize_email
 from services.accounts.passwords import hash_password
 from services.crypto import derived_token, hash_token
 from services.db import ROW_LOCK
-from services.errors import InvalidCredentials, InvalidInput
+from services.errors import N_, InvalidCredentials, InvalidInput
 from services.events import recorder
 from services.events.catalog import EventType
 from services.models import PasswordReset, Teammate, Workspace, utcnow
@@ -40,12 +40,12 @@ PER_TEAMMATE_WINDOW = timedelta(hours=1)
 
 State = Literal["usable", "used", "expired", "voided", "unknown"]
 REFUSALS: dict[State, str] = {
-    "used": "This reset link was used already. Ask for a new one if you still need it.",
-    "expired": "This reset link has expired: links work for one hour. Ask for a new one.",
-    "voided": "A newer reset link was sent after this one, and only the newest works. "
-              "Use the link in your latest email, or ask for a new one.",
-    "unknown": "This reset link is not one we sent. Check that the whole link was copied, "
-               "or ask for a new one.",
+    "used": N_("This reset link was used already. Ask for a new one if you still need it."),
+    "expired": N_("This reset link has expired: links work for one hour. Ask for a new one."),
+    "voided": N_("A newer reset link was sent after this one, and only the newest works. "
+                 "Use the link in your latest email, or ask for a new one."),
+    "unknown": N_("This reset link is not one we sent. Check that the whole link was copied, "
+                  "or ask for a new one."),
     "usable": "",
 }
 
@@ -53,7 +53,7 @@ REFUSALS: dict[State, str] = {
 def request(slug: str, email: str, client_ip: str, session: Session) -> None:
     """POST /v1/password-reset: count it against the address, leave the rest to the worker."""
     ip_throttle.count(client_ip, "reset", PER_IP, PER_IP_WINDOW,
-                      "Too many password reset requests from this address; try again later.")
+                      N_("Too many password reset requests from this address; try again later."))
     outbox.enqueue(session, Topic.SEND_PASSWORD_RESET, workspace=slug[:63], email=email[:320],
                    request=secrets.token_hex(16))
 
@@ -88,6 +88,10 @@ def issue(session: Session, slug: str, email: str, request_id: str) -> PasswordR
     return reset
 
 
+def _refused(state: State) -> InvalidCredentials:
+    return InvalidCredentials(REFUSALS[state])
+
+
 def token_of(teammate_id: int, nonce: str) -> str:
     return derived_token("password-reset", teammate_id, nonce)
 
@@ -103,16 +107,16 @@ def confirm(session: Session, token: str, password: str) -> sessions.SignIn:
     reset = _find(session, token)
     found = _state(reset)
     if found != "usable" or reset is None:
-        raise InvalidCredentials(REFUSALS[found])
+        raise _refused(found)
     password_hash = hash_password(password)  # before claiming: a short one keeps the link
     claimed = session.execute(
         update(PasswordReset).where(PasswordReset.id == reset.id, _open())
         .values(used_at=utcnow()).execution_options(synchronize_session=False))
     if claimed.rowcount != 1:  # type: ignore[attr-defined]  # a concurrent use won
-        raise InvalidCredentials(REFUSALS["used"])
+        raise _refused("used")
     teammate = session.get(Teammate, reset.teammate_id, with_for_update=ROW_LOCK)
     if teammate is None or teammate.status != "active":
-        raise InvalidCredentials(REFUSALS["unknown"])
+        raise _refused("unknown")
     workspace = session.get(Workspace, teammate.workspace_id)
     assert workspace is not None
     teammate.password_hash = password_hash

@@ -68,9 +68,10 @@ def _dummy() -> str:
 
 def hash_password(password: str) -> str:
     if len(password) < MIN_LENGTH:
-        raise InvalidInput(f"Passwords need at least {MIN_LENGTH} characters.", "weak_password")
+        raise InvalidInput("Passwords need at least {length} characters.", "weak_password",
+                           length=MIN_LENGTH)
     if len(password) > MAX_LENGTH:
-        raise InvalidInput(f"Passwords have at most {MAX_LENGTH} characters.")
+        raise InvalidInput("Passwords have at most {length} characters.", length=MAX_LENGTH)
     return _bounded(lambda: _hasher.hash(password))
 
 

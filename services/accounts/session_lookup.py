@@ -17,6 +17,7 @@ from services import db_read, enforcement
 from services.accounts.sessions import Level, Standing
 from services.crypto import hash_token
 from services.errors import Unauthenticated
+from services.i18n.locales import effective
 from services.models import AuthSession, RecoveryCode, Teammate, UTCDateTime, Workspace, utcnow
 
 NOW = bindparam("now", type_=UTCDateTime)
@@ -35,7 +36,8 @@ ME = (select(Teammate.id, Teammate.email, Teammate.name, Teammate.role, Teammate
              Teammate.webauthn_enabled_at,
              AuthSession.origin, Workspace.id, Workspace.slug, Workspace.require_two_factor,
              Workspace.enforce_at, Teammate.exempt_until, _RECOVERY_LEFT,
-             Workspace.methods_enforce_at, Workspace.allowed_methods, AuthSession.factor)
+             Workspace.methods_enforce_at, Workspace.allowed_methods, AuthSession.factor,
+             Teammate.locale, Teammate.time_zone)
       .select_from(AuthSession)
       .join(Teammate, Teammate.id == AuthSession.teammate_id)
       .join(Workspace, Workspace.id == Teammate.workspace_id)
@@ -58,6 +60,8 @@ class Me:
     methods: tuple[str, ...] = ()
 
     level: Level = "full"
+    locale: str = "en"
+    time_zone: str | None = None
 
 
 async def me(token: str) -> Me:
@@ -67,7 +71,7 @@ async def me(token: str) -> Me:
     if row is None:
         raise Unauthenticated("The session is unknown, expired or ended.", "invalid_token")
     (tid, email, name, role, app, keys, origin, wid, slug, required, enforce_at, exempt, left,
-     methods_enforce_at, allowed, factor) = row
+     methods_enforce_at, allowed, factor, locale, time_zone) = row
     enforce_at, exempt, app, keys = utc(enforce_at), utc(exempt), utc(app), utc(keys)
     standing = Standing(bool(required), enforce_at, utc(methods_enforce_at), allowed, exempt,
                         app is not None, keys is not None, factor, enforcement.is_admin(role))
@@ -75,7 +79,7 @@ async def me(token: str) -> Me:
     methods = tuple(m for m, on in (("totp", app), ("webauthn", keys)) if on is not None)
     return Me(tid, email, name, role, enrolled, origin, wid, slug, bool(required),
               enforce_at if required else None, standing.enforced, int(left), methods,
-              standing.level)
+              standing.level, effective(locale), time_zone)
 
 
 def utc(value: datetime | None) -> datetime | None:

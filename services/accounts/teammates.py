@@ -13,16 +13,17 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from services import clock, outbox, team_counts
-from services.accounts import sessions
+from services.accounts import preferences, sessions
 from services.accounts.email_address import matches, new_address, normalize_email
 from services.accounts.passwords import hash_password
 from services.config import get_settings
 from services.crypto import derived_token, hash_token
 from services.db import ROW_LOCK
 from services.enrollment import exemptions, fanout, state
-from services.errors import Conflict, InvalidCredentials, InvalidInput, NotFound
+from services.errors import N_, Conflict, InvalidCredentials, InvalidInput, NotFound
 from services.events import recorder
 from services.events.catalog import EventType
+from services.i18n.locales import check_locale
 from services.models import (
     EnrollmentInvitation,
     Teammate,
@@ -105,6 +106,12 @@ def remove(session: Session, workspace: Workspace, teammate: Teammate, actor: Te
                     {"teammate_id": teammate.id, "actor_id": actor.id}, teammate_id=teammate.id)
 
 
+LAST_ADMIN = {
+    "demote": N_("Cannot demote the last admin: make another teammate an admin first."),
+    "remove": N_("Cannot remove the last admin: make another teammate an admin first."),
+}
+
+
 def _keep_an_admin(session: Session, workspace: Workspace, leaving: Teammate, verb: str) -> None:
     """Another admin who can act must remain: while 2FA is required, only compliant admins
     count (a method the policy allows; one without it may only enroll)."""
@@ -116,8 +123,7 @@ def _keep_an_admin(session: Session, workspace: Workspace, leaving: Teammate, ve
         Teammate.workspace_id == workspace.id, Teammate.role == "admin",
         Teammate.status == "active", Teammate.id != leaving.id, *compliant))
     if not others:
-        raise Conflict(f"Cannot {verb} the last admin: make another teammate an admin first.",
-                       "last_admin")
+        raise Conflict(LAST_ADMIN[verb], "last_admin")
 
 
 def find_by_email(session: Session, workspace: Workspace, email: str) -> Teammate:
@@ -126,25 +132,29 @@ def find_by_email(session: Session, workspace: Workspace, email: str) -> Teammat
         Teammate.workspace_id == workspace.id, matches(normalize_email(email)),
         Teammate.status != "removed"))
     if teammate is None:
-        raise NotFound(f"No teammate {email} in this workspace.", "teammate_not_found")
+        raise NotFound("No teammate {email} in this workspace.", "teammate_not_found",
+                       email=email)
     return teammate
 
 
 def add(session: Session, workspace: Workspace, email: str, name: str, role: str,
-        actor_id: int | None = None) -> Teammate:
+        actor_id: int | None = None, locale: str | None = None) -> Teammate:
+    """A new teammate, invited by email; `locale` is the language of that email and of
+    what they read afterwards (None: taken from their browser when they join)."""
     if role not in ROLES:
         raise InvalidInput("role is 'admin' or 'member'.", "invalid_role")
     email = new_address(email)
     exists = select(Teammate.id).where(
         Teammate.workspace_id == workspace.id, matches(email), Teammate.status != "removed")
     if session.scalar(exists) is not None:
-        raise Conflict(f"{email} is already a teammate.", "teammate_exists")
+        raise Conflict("{email} is already a teammate.", "teammate_exists", email=email)
     teammate = Teammate(
         workspace_id=workspace.id,
         email=email,
         name=name.strip() or email,
         role=role,
         status="invited",
+        locale=check_locale(locale) if locale is not None else None,
     )
     try:
         # A concurrent add of the same address passes the check above too; the unique
@@ -152,7 +162,7 @@ def add(session: Session, workspace: Workspace, email: str, name: str, role: str
         with session.begin_nested():
             session.add(teammate)
     except IntegrityError:
-        raise Conflict(f"{email} is already a teammate.", "teammate_exists") from None
+        raise Conflict("{email} is already a teammate.", "teammate_exists", email=email) from None
     team_counts.adjust(session, workspace.id, teammates=1)
     issue_join_link(session, teammate)
     recorder.record(session, workspace.id, EventType.TEAMMATE_ADDED,
@@ -184,7 +194,8 @@ def join_token(teammate: Teammate) -> str:
     return derived_token("join", teammate.id, teammate.join_nonce)
 
 
-def accept(session: Session, token: str, password: str, name: str | None) -> sessions.SignIn:
+def accept(session: Session, token: str, password: str, name: str | None,
+           browser_locale: str | None = None) -> sessions.SignIn:
     """Set the password of an invited teammate; a token serves once, and only until it expires.
 
     The password is hashed first (a check that fails on a weak one should not burn the
@@ -209,6 +220,7 @@ def accept(session: Session, token: str, password: str, name: str | None) -> ses
         raise _unusable_link()
     teammate = session.get(Teammate, teammate_id, populate_existing=True)
     assert teammate is not None
+    preferences.first_locale(session, teammate, browser_locale)
     workspace = session.get(Workspace, teammate.workspace_id)
     assert workspace is not None
     recorder.record(session, workspace.id, EventType.INVITATION_ACCEPTED,

@@ -20,7 +20,7 @@ SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 def get_by_slug(session: Session, slug: str) -> Workspace:
     workspace = session.scalar(select(Workspace).where(Workspace.slug == slug))
     if workspace is None:
-        raise NotFound(f"No workspace {slug!r}.", "workspace_not_found")
+        raise NotFound("No workspace {slug}.", "workspace_not_found", slug=repr(slug))
     return workspace
 
 
@@ -30,7 +30,7 @@ def create(
     if not SLUG.match(slug):
         raise InvalidInput("A slug is lowercase letters, digits and dashes.", "invalid_slug")
     if session.scalar(select(Workspace.id).where(Workspace.slug == slug)) is not None:
-        raise Conflict(f"Workspace {slug!r} exists already.", "workspace_exists")
+        raise Conflict("Workspace {slug} exists already.", "workspace_exists", slug=repr(slug))
     workspace = Workspace(slug=slug, name=name.strip() or slug)
     session.add(workspace)
     session.flush()

@@ -37,7 +37,7 @@ def bearer_token(request: Request, code: str, hint: str = "<token>") -> str:
     """The token of `Authorization: Bearer …`; a 401 with `code` when there is none."""
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise Unauthenticated(f"Send Authorization: Bearer {hint}.", code)
+        raise Unauthenticated("Send Authorization: Bearer {hint}.", code, hint=hint)
     return token.strip()
 
 
@@ -100,7 +100,7 @@ def admin_workspace(caller: AnySession, slug: Annotated[str, Path()]) -> Workspa
     teammate's role: an API key vouches for a first factor, never for admin powers.
     """
     if caller.workspace.slug != slug:  # unknown and someone else's look the same
-        raise NotFound(f"No workspace {slug!r}.", "workspace_not_found")
+        raise NotFound("No workspace {slug}.", "workspace_not_found", slug=repr(slug))
     if caller.is_host_session:
         raise Forbidden("A session begun by a host application cannot administer the "
                         "workspace; sign in to twofa itself.", "forbidden")

@@ -1,4 +1,8 @@
-"""Every error is {"error": {"code", "message"}} with a 4xx status; bad input is never a 500."""
+"""Every error is {"error": {"code", "message"}} with a 4xx status; bad input is never a 500.
+
+The `code` never changes; the `message` is said in the language the request's
+Accept-Language prefers among those twofa speaks (services/locale/), else English.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,9 @@ from sqlalchemy.exc import DataError, IntegrityError
 from starlette.exceptions import HTTPException
 
 from services import errors
+from services.errors import N_
+from services.i18n.catalogs import translate
+from services.i18n.locales import from_accept_language
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +45,13 @@ def error_body(code: str, message: str) -> dict[str, dict[str, str]]:
     return {"error": {"code": code, "message": message}}
 
 
-def _twofa_error(_: Request, exc: Exception) -> JSONResponse:
+def in_request_language(request: Request, message: str, **params: object) -> str:
+    """`message` (an English message id) in the request's language."""
+    return translate(from_accept_language(request.headers.get("accept-language")), message,
+                     **params)
+
+
+def _twofa_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, errors.TwofaError)
     return response_for(exc)
 
@@ -51,7 +64,8 @@ def response_for(exc: errors.TwofaError) -> JSONResponse:
         headers["Retry-After"] = str(exc.retry_after)
     if status == 401:
         headers["WWW-Authenticate"] = "Bearer"
-    return JSONResponse(error_body(exc.code, exc.message), status_code=status, headers=headers)
+    return JSONResponse(error_body(exc.code, in_request_language(request, exc.template, **exc.params)),
+                        status_code=status, headers=headers)
 
 
 def _validation_error(_: Request, exc: Exception) -> JSONResponse:
@@ -63,7 +77,7 @@ def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(error_body("invalid_request", "; ".join(problems)), status_code=422)
 
 
-NOT_JSON = "The body is not JSON in UTF-8."
+NOT_JSON = N_("The body is not JSON in UTF-8.")
 
 
 def _http_error(request: Request, exc: Exception) -> JSONResponse:
@@ -71,7 +85,8 @@ def _http_error(request: Request, exc: Exception) -> JSONResponse:
     if exc.status_code == 400:
         # FastAPI's only 400: a body it could not even decode (not UTF-8). Bad input is 422
         # `invalid_request` everywhere else, so here too.
-        return JSONResponse(error_body("invalid_request", NOT_JSON), status_code=422)
+        return JSONResponse(error_body("invalid_request", in_request_language(request, NOT_JSON)),
+                            status_code=422)
     code, message = HTTP_ERRORS.get(exc.status_code, ("http_error", str(exc.detail)))
     headers = dict(exc.headers or {})
     if exc.status_code == 405:
@@ -93,24 +108,25 @@ def allowed_methods(request: Request) -> list[str]:
     return sorted(methods)
 
 
-def _integrity_error(_: Request, exc: Exception) -> JSONResponse:
+def _integrity_error(request: Request, exc: Exception) -> JSONResponse:
     """Last safety net: a uniqueness race the service did not turn into its own Conflict."""
     log.warning("integrity error answered 409: %s", exc)
-    return JSONResponse(error_body("conflict", "This conflicts with a change made meanwhile; "
-                                   "reload and try again."), status_code=409)
+    return JSONResponse(error_body("conflict", in_request_language(request, N_(
+        "This conflicts with a change made meanwhile; reload and try again."))), status_code=409)
 
 
-def _data_error(_: Request, exc: Exception) -> JSONResponse:
+def _data_error(request: Request, exc: Exception) -> JSONResponse:
     """Last safety net: a value the database refuses (the schemas should have said so)."""
     log.warning("data error answered 422: %s", exc)
-    return JSONResponse(error_body("invalid_request", "A value is not acceptable."),
+    return JSONResponse(error_body("invalid_request",
+                                   in_request_language(request, N_("A value is not acceptable."))),
                         status_code=422)
 
 
-def _internal_error(_: Request, exc: Exception) -> JSONResponse:
+def _internal_error(request: Request, exc: Exception) -> JSONResponse:
     """Anything else (e.g. a COMMIT the database refused) is a 500, still in the error shape."""
-    return JSONResponse(error_body("internal_error", "Something went wrong on our side; "
-                                   "the change was not saved."), status_code=500)
+    return JSONResponse(error_body("internal_error", in_request_language(request, N_(
+        "Something went wrong on our side; the change was not saved."))), status_code=500)
 
 
 def install(app: FastAPI) -> None:

@@ -22,9 +22,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services import jsonlog, readiness
 from services.api import openapi_errors
-from services.api.errors import error_body
+from services.api.errors import error_body, in_request_language
 from services.api.request_log import RequestLog
 from services.config import get_settings
+from services.errors import N_
 from services.metrics import events as event_metrics
 from services.metrics.database import DatabaseCollector
 from services.metrics.registry import REQUEST_SECONDS, REQUESTS, VERIFICATIONS
@@ -77,16 +78,16 @@ def _count_verification(method: str, route: str, status: int) -> None:
         VERIFICATIONS.labels("locked").inc()
 
 
-def _database_unreachable(_: Request, exc: Exception) -> JSONResponse:
+def _database_unreachable(request: Request, exc: Exception) -> JSONResponse:
     """The database is down or restarting, or a statement ran past
     TWOFA_DATABASE_STATEMENT_TIMEOUT_MS, or every pooled connection stayed busy: a 503 to
     retry, never a 500 or a hang."""
     cancelled = type(getattr(exc, "orig", None)).__name__ == "QueryCanceled"
-    message = ("The database did not answer in time; try again shortly."
+    message = (N_("The database did not answer in time; try again shortly.")
                if cancelled or isinstance(exc, PoolTimeout)
-               else "The database is unreachable; try again shortly.")
+               else N_("The database is unreachable; try again shortly."))
     return JSONResponse(
-        error_body("unavailable", message),
+        error_body("unavailable", in_request_language(request, message)),
         status_code=503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
     )
 

@@ -184,10 +184,25 @@ class PolicyIn(Body):
         return self
 
 
+Locale = Literal["en", "de", "es"]  # services/i18n/locales.py SUPPORTED
+TimeZone = Annotated[str, Field(min_length=1, max_length=64, examples=["Europe/Berlin"])]
+
+
 class TeammateIn(Body):
     email: Short
     name: Name = ""
     role: Literal["admin", "member"] = "member"
+    locale: Locale | None = Field(default=None, description=(
+        "The language of their join email and of what they read afterwards; without it, "
+        "their browser's language when they join (else `en`)."))
+
+
+class MeIn(Body):
+    """Only the fields given change."""
+
+    locale: Locale | None = Field(default=None, description="`en`, `de` or `es`.")
+    time_zone: TimeZone | None = Field(default=None, description=(
+        "An IANA time zone (`Europe/Berlin`); `null` for UTC."))
 
 
 # A webhook URL is a plain bounded string: ssrf.parse_url refuses control characters in it

@@ -20,6 +20,7 @@ from services.console import (
     hosts,
     keys_pages,
     password_pages,
+    preferences_pages,
     reauth_pages,
     records_pages,
     sessions_pages,
@@ -38,7 +39,8 @@ def install(app: FastAPI) -> None:
     app.mount("/static", StaticFiles(directory=STATIC), name="console-static")
     # /dev/mail decides per request whether it exists (dev_mail.local_only): importing the
     # app reads no settings. Every page first checks the Host it was asked for.
-    for module in (auth_pages, keys_pages, password_pages, settings_pages, sessions_pages,
+    for module in (auth_pages, keys_pages, password_pages, preferences_pages, settings_pages,
+                   sessions_pages,
                    authentication_pages, teammates_pages, audit_pages, records_pages,
                    reauth_pages, dev_mail):
         app.include_router(module.router, dependencies=[Depends(hosts.check_host),

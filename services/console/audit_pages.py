@@ -21,6 +21,7 @@ from services.api.deps import DB
 from services.api.schemas import MAX_ID
 from services.console import user_agent, web
 from services.db import unit_of_work
+from services.errors import N_
 from services.events import audit
 from services.events.catalog import EventType
 from services.models import Event, Teammate, Workspace
@@ -92,7 +93,7 @@ def audit_log(request: Request, caller: web.AdminCaller, session: DB, type: Text
     chosen = shown.filter(session, caller.workspace)
     events, next_seq = audit.newest_first(session, caller.workspace, chosen, before, PAGE_SIZE)
     return web.render(request, "audit_log.html", {
-        "title": "Audit log", "rows": rows(session, caller.workspace, events),
+        "title": N_("Audit log"), "rows": rows(session, caller.workspace, events),
         "next_seq": next_seq, "types": EVENT_TYPES, "shown": shown, "before": before,
         "notice": " ".join(shown.problems) or None}, caller=caller)
 

@@ -10,12 +10,12 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from sqlalchemy.orm import Session
 
 from services.accounts import login as login_service
-from services.accounts import sessions, teammates
+from services.accounts import preferences, sessions, teammates
 from services.accounts.passwords import MIN_LENGTH
 from services.api.deps import DB, client_ip
 from services.api.schemas import AcceptIn, LoginIn, TwoFactorIn
 from services.console import web
-from services.errors import Unauthenticated
+from services.errors import N_, Unauthenticated
 from services.verification import service as verification
 from services.verification import webauthn_sign_in
 
@@ -24,22 +24,22 @@ router = APIRouter(include_in_schema=False)
 
 @router.get("/")
 def home(request: Request, caller: web.FullCaller) -> Response:
-    return web.render(request, "home.html", {"title": "Home"}, caller=caller)
+    return web.render(request, "home.html", {"title": N_("Home")}, caller=caller)
 
 
 @router.get("/login")
 def login_page(request: Request, workspace: str = "", next: str = "/",
                signed_out: str = "") -> Response:
     return web.render(request, "login.html", {
-        "title": "Sign in", "workspace": workspace[:320], "next": web.safe_next(next),
-        "notice": "You are signed out." if signed_out else None})
+        "title": N_("Sign in"), "workspace": workspace[:320], "next": web.safe_next(next),
+        "notice": N_("You are signed out.") if signed_out else None})
 
 
 @router.get("/enroll")
 def enroll_page(request: Request, workspace: str = "") -> Response:
     """The invitation's link: sign-in with the workspace filled in, then enrollment."""
     return web.render(request, "login.html", {
-        "title": "Sign in to set up two-factor authentication", "workspace": workspace[:320],
+        "title": N_("Sign in to set up two-factor authentication"), "workspace": workspace[:320],
         "next": "/settings/two-factor", "enrolling": True})
 
 
@@ -50,9 +50,11 @@ def login_submit(request: Request, form: web.PreSessionForm, session: DB,
     with web.form_errors(session) as problem:
         body = LoginIn.model_validate(form)
         signed = login_service.login(session, body.workspace, body.email, body.password, ip)
+        if signed.token:
+            remember_browser_zone(session, signed.token, form)
         return after_first_factor(request, session, signed, after)
     return web.render(request, "login.html", {
-        "title": "Sign in", "workspace": form.get("workspace", "")[:320],
+        "title": N_("Sign in"), "workspace": form.get("workspace", "")[:320],
         "email": form.get("email", "")[:320], "next": after, "error": problem.message,
     }, status_code=400)
 
@@ -65,6 +67,7 @@ def code_submit(request: Request, form: web.PreSessionForm, session: DB) -> Resp
         token = verification.verify_challenge(session, body.challenge, body.code or "")
         if sessions.authenticate(session, token).auth.factor == "bypass":
             after = "/settings/two-factor"  # a lost device: set up the new phone first
+        remember_browser_zone(session, token, form)
         return signed_in(token, after)
     return code_step(request, session, form.get("challenge", ""), after, problem.message)
 
@@ -92,12 +95,12 @@ def join_submit(request: Request, form: web.PreSessionForm, session: DB) -> Resp
 
 
 def _join(request: Request, link: teammates.JoinLink, token: str, name: str | None = None,
-          error: str | None = None) -> Response:
+          error: web.Words | str | None = None) -> Response:
     joining = link.teammate if link.state == "usable" else None
     if name is None and joining is not None and joining.name != joining.email:
         name = joining.name  # the name the admin typed in, to keep or correct
-    title = f"Join {link.workspace.name}" if joining and link.workspace else \
-        "This invitation link cannot be used"
+    title = web.Words(N_("Join {workspace}"), {"workspace": link.workspace.name}) \
+        if joining and link.workspace else N_("This invitation link cannot be used")
     status = 200 if joining and not error else 400  # as the reset page answers a spent link
     return web.render(request, "join.html", {
         "title": title, "token": token, "link": link, "name": name or "", "error": error,
@@ -134,9 +137,16 @@ def code_step(request: Request, session: Session, challenge: str, after: str,
     """The second step; with a security key, `Use a security key` gets its request options."""
     step = webauthn_sign_in.second_step(session, challenge)
     return web.render(request, "login_code.html", {
-        "title": "Enter your code", "challenge": challenge, "next": after, "error": error,
+        "title": N_("Enter your code"), "challenge": challenge, "next": after, "error": error,
         "webauthn": json.dumps(step.webauthn) if step.webauthn else None,
     }, status_code=400 if error else 200)
+
+
+def remember_browser_zone(session: Session, token: str, form: dict[str, str]) -> None:
+    """The zone the sign-in page's script read from the browser (a hidden field), kept for
+    the teammate's emails and pages only while they have none."""
+    teammate = sessions.authenticate(session, token).teammate
+    preferences.browser_zone(session, teammate.id, form.get("time_zone", "")[:64])
 
 
 def signed_in(token: str, after: str) -> Response:

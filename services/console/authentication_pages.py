@@ -15,9 +15,8 @@ from services.api.schemas import PolicyIn
 from services.console import web
 from services.console.recent_factor import loosens_or_switches_methods, recently_verified
 from services.enrollment import reminders
-from services.errors import InvalidInput
+from services.errors import N_, InvalidInput
 from services.policy import service as policy
-from services.timestamps import in_words
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
 PREVIEW_NAMES = 10  # the first names of who would be held; the Teammates page lists them all
@@ -25,12 +24,12 @@ PREVIEW_NAMES = 10  # the first names of who would be held; the Teammates page l
 
 # What the page says after a save, by what changed (?saved=…).
 SAVED = {
-    "on": "2FA is now required. Invitations are going out to everyone without it.",
-    "off": "2FA is no longer required. Nobody was emailed.",
-    "grace": "The grace period is saved; nobody was emailed.",
-    "same": "Nothing changed.",
-    "methods": "The allowed methods are saved. While 2FA is required, everyone without a method "
-               "that counts now gets an email.",
+    "on": N_("2FA is now required. Invitations are going out to everyone without it."),
+    "off": N_("2FA is no longer required. Nobody was emailed."),
+    "grace": N_("The grace period is saved; nobody was emailed."),
+    "same": N_("Nothing changed."),
+    "methods": N_("The allowed methods are saved. While 2FA is required, everyone without a "
+                  "method that counts now gets an email."),
 }
 
 
@@ -75,13 +74,13 @@ def _confirm(request: Request, caller: web.AdminCaller, session: DB, body: Polic
     deadline = clock.now() + timedelta(hours=grace) if grace else None
     switching = body.allowed_methods not in (None, workspace.allowed_methods) and \
         body.require_two_factor == workspace.require_two_factor
-    title = ("Allow only security keys and passkeys?" if body.allowed_methods == "security_keys"
-             else "Allow any second factor?") if switching else \
-        "Require 2FA?" if body.require_two_factor else "Stop requiring 2FA?"
+    title = (N_("Allow only security keys and passkeys?") if body.allowed_methods == "security_keys"
+             else N_("Allow any second factor?")) if switching else \
+        N_("Require 2FA?") if body.require_two_factor else N_("Stop requiring 2FA?")
     return web.render(request, "authentication_confirm.html", {
         "title": title, "turning_on": body.require_two_factor, "grace": grace,
         "switching": switching, "allowed_methods": body.allowed_methods or workspace.allowed_methods,
-        "deadline": in_words(deadline) if deadline else None,
+        "deadline": web.time_words(request, caller)(deadline) if deadline else None,
         "impact": policy.preview(session, workspace, body.allowed_methods)}, caller=caller)
 
 
@@ -109,14 +108,14 @@ def _authentication(request: Request, caller: web.AdminCaller, session: DB,
     held, _ = teammates.page(session, workspace, PREVIEW_NAMES, None,
                              teammates.Filters(would_be_held=True))
     return web.render(request, "authentication.html", {
-        "title": "Authentication", "policy": state, "error": error, "notice": notice,
+        "title": N_("Authentication"), "policy": state, "error": error, "notice": notice,
         "enforce_at": workspace.enforce_at if workspace.require_two_factor else None,
         "methods_enforce_at": workspace.methods_enforce_at if workspace.require_two_factor else None,
         # Reminders already sent are history, not plans.
         "reminders": [due for due in reminders.due_times(session, workspace) if due > clock.now()],
         "enforced": workspace.require_two_factor and (
             workspace.enforce_at is None or workspace.enforce_at <= clock.now()),
-        "words": in_words,
+        "words": web.time_words(request, caller),
         "impact": impact, "held": held,
     }, status_code=400 if error else 200, caller=caller)
 

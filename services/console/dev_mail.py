@@ -21,6 +21,7 @@ from markupsafe import Markup, escape
 
 from services.config import get_settings
 from services.console import web
+from services.errors import N_
 
 NAME = r"[0-9A-Za-z-]{1,80}\.eml"
 LINK = re.compile(r"https?://[^\s<>\"']+")
@@ -62,7 +63,7 @@ class Caught:
 def inbox(request: Request) -> Response:
     files = sorted(get_settings().mail_dir.glob("*.eml"), reverse=True)[:SHOWN]
     return web.render(request, "dev_mail.html", {
-        "title": "Caught mail", "messages": [_summary(f) for f in files],
+        "title": N_("Caught mail"), "messages": [_summary(f) for f in files],
         "folder": str(get_settings().mail_dir)})
 
 

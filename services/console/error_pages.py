@@ -16,33 +16,34 @@ from starlette.exceptions import HTTPException
 from services import errors
 from services.api.errors import STATUS, allowed_methods
 from services.console import web
+from services.errors import N_
 
 Handler = Callable[[Request, Any], Any]  # as Starlette keeps them
 FOR_MACHINES = ("/v1/", "/openapi.json", "/docs", "/healthz", "/readyz", "/metrics")
 
+# English message ids: render() says a page's title and message in the reader's language.
 PAGES: dict[int, tuple[str, str]] = {
-    404: ("Page not found", "There is no page at this address. Check it for a typo, or start "
-          "again from the home page."),
-    405: ("This page cannot do that", "This address does not take that kind of request: a "
-          "form may have been sent to the wrong place, or a link saved from a form. Open the "
-          "page again from the home page."),
-    413: ("Too much to send", "The form sent more than this server accepts. Shorten what you "
-          "typed and try again."),
-    500: ("Something went wrong", "Something went wrong on our side and the change was not "
-          "saved. Try again in a moment; if it keeps happening, tell whoever runs twofa for "
-          "your team."),
+    404: (N_("Page not found"), N_("There is no page at this address. Check it for a typo, "
+                                   "or start again from the home page.")),
+    405: (N_("This page cannot do that"), N_("This address does not take that kind of "
+          "request: a form may have been sent to the wrong place, or a link saved from a "
+          "form. Open the page again from the home page.")),
+    413: (N_("Too much to send"), N_("The form sent more than this server accepts. Shorten "
+                                     "what you typed and try again.")),
+    500: (N_("Something went wrong"), N_("Something went wrong on our side and the change "
+          "was not saved. Try again in a moment; if it keeps happening, tell whoever runs "
+          "twofa for your team.")),
 }
-BAD_ADDRESS = ("This address cannot be used", "Part of this address is not valid (it may "
-               "have been cut short or edited). Open the page again from the home page.")
-REFUSED = "This cannot be done"
-
+BAD_ADDRESS = (N_("This address cannot be used"), N_("Part of this address is not valid (it "
+               "may have been cut short or edited). Open the page again from the home page."))
+REFUSED = N_("This cannot be done")
 
 def for_machines(request: Request) -> bool:
     path = request.url.path
     return path == "/v1" or path.startswith(FOR_MACHINES)
 
 
-def page(request: Request, status: int, title: str, message: str) -> Response:
+def page(request: Request, status: int, title: str, message: str | web.Words) -> Response:
     return web.render(request, "error.html", {"title": title, "message": message},
                       status_code=status)
 

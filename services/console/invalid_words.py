@@ -11,50 +11,63 @@ from typing import Any
 
 from pydantic import ValidationError
 
-# The labels the console's forms give these fields.
+from services.console.words import Words
+from services.errors import N_
+
+# The labels the console's forms give these fields (said in the page's language).
 LABELS = {
-    "workspace": "Workspace", "email": "Email", "password": "Password", "name": "Name",
-    "role": "Role", "code": "Code", "challenge": "The sign-in step", "token": "The link",
-    "current_password": "Current password", "new_password": "New password",
-    "grace_period_hours": "Grace period (hours)", "allowed_methods": "Allowed methods",
-    "require_two_factor": "Require all teammates to authenticate via 2FA",
-    "url": "Endpoint URL", "event_types": "Events", "until": "Exempt through",
-    "reason": "Reason",
+    "workspace": N_("Workspace"), "email": N_("Email"), "password": N_("Password"),
+    "name": N_("Name"), "role": N_("Role"), "code": N_("Code"),
+    "challenge": N_("The sign-in step"), "token": N_("The link"),
+    "current_password": N_("Current password"), "new_password": N_("New password"),
+    "grace_period_hours": N_("Grace period (hours)"), "allowed_methods": N_("Allowed methods"),
+    "require_two_factor": N_("Require all teammates to authenticate via 2FA"),
+    "url": N_("Endpoint URL"), "event_types": N_("Events"), "until": N_("Exempt through"),
+    "reason": N_("Reason"),
 }
 
 
-def describe(exc: ValidationError, labels: dict[str, str] | None = None) -> str:
-    """At most three refusals, one sentence each."""
+def describe(exc: ValidationError, labels: dict[str, str] | None = None) -> Words:
+    """At most three refusals, one sentence each (`labels`: English message ids too)."""
     named = {**LABELS, **(labels or {})}
-    return " ".join(_sentence(err, named) for err in exc.errors()[:3])
+    sentences = [_sentence(err, named) for err in exc.errors()[:3]]
+    # Only a glue of sentences, each translated on its own: not a message id of its own.
+    return Words(" ".join(f"{{s{i}}}" for i in range(len(sentences))),
+                 {f"s{i}": said for i, said in enumerate(sentences)})
 
 
-def _sentence(err: Any, labels: dict[str, str]) -> str:
+def _sentence(err: Any, labels: dict[str, str]) -> Words:
     loc = [str(part) for part in err.get("loc", ()) if not isinstance(part, int)]
-    field = labels.get(loc[0], loc[0].replace("_", " ").capitalize()) if loc else ""
     ctx, kind = err.get("ctx") or {}, err.get("type", "")
-    if not field:
-        return "Some fields are missing: fill in the form and send it again."
+    if not loc:
+        return Words(N_("Some fields are missing: fill in the form and send it again."), {})
+    field = Words(labels[loc[0]], {}) if loc[0] in labels else loc[0].replace("_", " ").capitalize()
     if kind == "missing" or (kind == "string_too_short" and ctx.get("min_length") == 1):
-        return f"{field} is empty: fill it in."
+        return Words(N_("{field} is empty: fill it in."), {"field": field})
     if kind == "string_too_short":
-        return f"{field} must be at least {ctx['min_length']} characters long."
+        return Words(N_("{field} must be at least {count} characters long."),
+                     {"field": field, "count": ctx["min_length"]})
     if kind == "string_too_long":
-        return f"{field} must be at most {ctx['max_length']} characters long."
+        return Words(N_("{field} must be at most {count} characters long."),
+                     {"field": field, "count": ctx["max_length"]})
     if kind == "greater_than_equal":
-        return f"{field} must be {ctx['ge']} or more."
+        return Words(N_("{field} must be {value} or more."), {"field": field, "value": ctx["ge"]})
     if kind == "less_than_equal":
-        return f"{field} must be {ctx['le']} or less."
+        return Words(N_("{field} must be {value} or less."), {"field": field, "value": ctx["le"]})
     if kind in ("int_parsing", "int_type", "int_from_float"):
-        return f"{field} must be a whole number."
+        return Words(N_("{field} must be a whole number."), {"field": field})
     if kind == "too_short":
-        return f"{field}: choose at least {ctx['min_length']}."
+        return Words(N_("{field}: choose at least {count}."),
+                     {"field": field, "count": ctx["min_length"]})
     if kind == "too_long":
-        return f"{field}: choose at most {ctx['max_length']}."
+        return Words(N_("{field}: choose at most {count}."),
+                     {"field": field, "count": ctx["max_length"]})
     if kind == "literal_error":
-        return f"{field} must be one of {ctx['expected'].replace(chr(39), '')}."
+        return Words(N_("{field} must be one of {choices}."),
+                     {"field": field, "choices": ctx["expected"].replace(chr(39), "")})
     control = re.search(r"control character (U\+[0-9A-F]{4,6})", str(ctx.get("error", "")))
     if kind == "value_error" and control:
-        return (f"{field} holds a control character ({control.group(1)}, such as a tab or a "
-                "line break), which cannot be used here: remove it.")
-    return f"{field} is not valid."
+        return Words(N_("{field} holds a control character ({character}, such as a tab or a "
+                        "line break), which cannot be used here: remove it."),
+                     {"field": field, "character": control.group(1)})
+    return Words(N_("{field} is not valid."), {"field": field})

@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 
 from services.api.deps import DB, client_ip
 from services.console import auth_pages, settings_pages, web
-from services.errors import InvalidInput, TwofaError
+from services.errors import N_, InvalidInput, TwofaError
 from services.verification import webauthn as keys
 from services.verification import webauthn_sign_in
 
@@ -82,19 +82,21 @@ def login_with_key(request: Request, form: web.PreSessionForm, session: DB) -> R
     with web.form_errors(session) as problem:
         token = webauthn_sign_in.verify_second_factor(session, form.get("challenge", ""),
                                                       form_json(form, "webauthn"))
+        auth_pages.remember_browser_zone(session, token, form)
         return auth_pages.signed_in(token, after)
     return auth_pages.code_step(request, session, form.get("challenge", ""), after,
                                 problem.message)
 
 
 @router.post("/login/passkey/options")
-def passkey_options(form: web.PreSessionForm, session: DB,
+def passkey_options(request: Request, form: web.PreSessionForm, session: DB,
                     ip: Annotated[str, Depends(client_ip)]) -> Response:
     try:
         workspace = form.get("workspace", "").strip()[:320] or None
         challenge, options = webauthn_sign_in.passkey_options(session, workspace, ip)
     except TwofaError as exc:
-        return _json_answer({"error": {"code": exc.code, "message": web.describe(exc)}}, 409)
+        said = web.describe(exc).said(web.page_locale(request, None))
+        return _json_answer({"error": {"code": exc.code, "message": said}}, 409)
     return _json_answer({"challenge": challenge, "options": options})
 
 
@@ -106,7 +108,8 @@ def passkey_login(request: Request, form: web.PreSessionForm, session: DB,
         workspace = form.get("workspace", "").strip()[:320] or None
         token = webauthn_sign_in.passkey_login(session, form.get("challenge", ""),
                                                form_json(form, "webauthn"), workspace, ip)
+        auth_pages.remember_browser_zone(session, token, form)
         return auth_pages.signed_in(token, after)
     return web.render(request, "login.html", {
-        "title": "Sign in", "workspace": form.get("workspace", "")[:320], "next": after,
+        "title": N_("Sign in"), "workspace": form.get("workspace", "")[:320], "next": after,
         "error": problem.message}, status_code=400)

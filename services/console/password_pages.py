@@ -12,6 +12,7 @@ from services.api.deps import DB, client_ip
 from services.api.schemas import PasswordChangeIn, PasswordResetConfirmIn, PasswordResetIn
 from services.console import auth_pages, web
 from services.console.recent_factor import recently_verified
+from services.errors import N_
 
 router = APIRouter(include_in_schema=False)
 SENT = ("If {email} belongs to someone who has joined {workspace}, a reset link is on its "
@@ -22,7 +23,7 @@ SENT = ("If {email} belongs to someone who has joined {workspace}, a reset link 
 def forgot_page(request: Request, workspace: Annotated[str, Query(max_length=320)] = "",
                 ) -> Response:
     return web.render(request, "forgot_password.html", {
-        "title": "Reset your password", "workspace": workspace})
+        "title": N_("Reset your password"), "workspace": workspace})
 
 
 @router.post("/forgot-password")
@@ -33,10 +34,10 @@ def forgot_submit(request: Request, form: web.PreSessionForm, session: DB,
         body = PasswordResetIn.model_validate(form)
         password_reset.request(body.workspace, body.email, ip, session)
         return web.render(request, "forgot_password.html", {
-            "title": "Check your email", "workspace": body.workspace, "sent": True,
+            "title": N_("Check your email"), "workspace": body.workspace, "sent": True,
             "notice": SENT.format(email=body.email, workspace=body.workspace)})
     return web.render(request, "forgot_password.html", {
-        "title": "Reset your password", "workspace": form.get("workspace", "")[:320],
+        "title": N_("Reset your password"), "workspace": form.get("workspace", "")[:320],
         "email": form.get("email", "")[:320], "error": problem.message}, status_code=400)
 
 
@@ -74,7 +75,7 @@ BACK = "/settings/password"
 
 @router.get("/settings/password")
 def password_page(request: Request, caller: web.FullCaller, changed: str = "") -> Response:
-    notice = "Your password is changed. Your other sessions have ended." if changed else None
+    notice = N_("Your password is changed. Your other sessions have ended.") if changed else None
     return _password_page(request, caller, notice=notice)
 
 
@@ -91,5 +92,5 @@ def change_password(request: Request, form: web.Form, caller: web.FullCaller,
 def _password_page(request: Request, caller: web.FullCaller, error: str | None = None,
                    notice: str | None = None) -> Response:
     return web.render(request, "password.html", {
-        "title": "Password", "error": error, "notice": notice},
+        "title": N_("Password"), "error": error, "notice": notice},
         status_code=400 if error else 200, caller=caller)

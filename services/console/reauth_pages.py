@@ -12,6 +12,7 @@ from services.api.deps import DB
 from services.api.schemas import CodeIn
 from services.console import web
 from services.console.keys_pages import form_json
+from services.errors import N_
 from services.verification import recent, webauthn_sign_in
 
 router = APIRouter(include_in_schema=False)
@@ -51,6 +52,6 @@ def _page(request: Request, caller: web.AnyCaller, session: DB, after: str,
     if "webauthn" in webauthn_sign_in.methods_of(session, caller.teammate):
         challenge, options = recent.key_options(session, caller)  # fresh for each showing
     return web.render(request, "reauthenticate.html", {
-        "title": "Confirm it is you", "next": after, "error": error, "challenge": challenge,
+        "title": N_("Confirm it is you"), "next": after, "error": error, "challenge": challenge,
         "webauthn": json.dumps(options) if options else None,
     }, status_code=400 if error else 200, caller=caller)

@@ -14,6 +14,7 @@ from services.api.schemas import WebhookIn
 from services.api.types import Id
 from services.console import delivery_words, web
 from services.console.recent_factor import recently_verified
+from services.errors import N_
 from services.events.catalog import EventType
 from services.host_checks import api_keys
 from services.timestamps import rfc3339
@@ -36,7 +37,7 @@ def webhook_add(request: Request, form: web.Form, caller: web.AdminCaller, sessi
     types = ["*"] if form.get("all_types") == "on" else [t for t in EVENT_TYPES if form.get(t)]
     if not types:
         return _webhooks(request, caller, session, url=form.get("url", ""),
-                         error="Choose at least one event type, or All events.")
+                         error=N_("Choose at least one event type, or All events."))
     with web.form_errors(session) as problem:
         body = WebhookIn.model_validate({"url": form.get("url", ""), "event_types": types})
         endpoint, secret = webhooks.create(session, caller.workspace, body.url, body.event_types,
@@ -51,7 +52,7 @@ def webhook_delete_confirm(request: Request, endpoint_id: Id, caller: web.AdminC
     with web.or_not_found():
         endpoint = webhooks.get(session, caller.workspace, endpoint_id)
     return web.render(request, "webhook_delete_confirm.html", {
-        "title": "Delete a webhook", "endpoint": WebhookOut.of(endpoint)}, caller=caller)
+        "title": N_("Delete a webhook"), "endpoint": WebhookOut.of(endpoint)}, caller=caller)
 
 
 @router.post("/webhooks/{endpoint_id}/delete")
@@ -87,8 +88,8 @@ def webhook_rotate(request: Request, endpoint_id: Id, form: web.Form, caller: we
 @router.get("/webhooks/{endpoint_id}")
 def deliveries_page(request: Request, endpoint_id: Id, caller: web.AdminCaller, session: DB,
                     redelivered: str = "", tested: str = "") -> Response:
-    notice = ("Queued to be sent again." if redelivered else
-              "A test event is on its way; its delivery is listed below." if tested else None)
+    notice = (N_("Queued to be sent again.") if redelivered else
+              N_("A test event is on its way; its delivery is listed below.") if tested else None)
     return _deliveries(request, caller, session, endpoint_id, notice=notice)
 
 
@@ -133,9 +134,9 @@ def _webhooks(request: Request, caller: web.AdminCaller, session: DB, error: str
                  for e in webhooks.list_endpoints(session, caller.workspace)]
     deleted = request.query_params.get("deleted") == "1" and not (error or created or rotated)
     return web.render(request, "webhooks.html", {
-        "title": "Webhooks", "endpoints": endpoints, "types": EVENT_TYPES, "error": error,
+        "title": N_("Webhooks"), "endpoints": endpoints, "types": EVENT_TYPES, "error": error,
         "created": created, "rotated": rotated, "url": url,
-        "notice": "The webhook was deleted; nothing more is sent to it." if deleted else None},
+        "notice": N_("The webhook was deleted; nothing more is sent to it.") if deleted else None},
         status_code=400 if error else 200, caller=caller)
 
 
@@ -146,7 +147,7 @@ def _deliveries(request: Request, caller: web.AdminCaller, session: DB, endpoint
     records, _ = webhooks.deliveries(session, caller.workspace, endpoint_id, PAGE_SIZE, None)
     items = [_delivery(r, caller.workspace.slug) for r in records]
     return web.render(request, "deliveries.html", {
-        "title": "Webhook deliveries", "endpoint": endpoint, "items": items, "error": error,
+        "title": N_("Webhook deliveries"), "endpoint": endpoint, "items": items, "error": error,
         "notice": notice}, status_code=400 if error else 200, caller=caller)
 
 
@@ -165,5 +166,5 @@ def _api_keys(request: Request, caller: web.AdminCaller, session: DB, error: str
     keys = [ApiKeyOut.of(k).model_dump(mode="json")
             for k in api_keys.list_keys(session, caller.workspace)]
     return web.render(request, "api_keys.html", {
-        "title": "API keys", "keys": keys, "created": created, "error": error},
+        "title": N_("API keys"), "keys": keys, "created": created, "error": error},
         status_code=400 if error else 200, caller=caller)

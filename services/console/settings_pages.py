@@ -11,6 +11,7 @@ from services.api.deps import DB
 from services.api.schemas import CodeIn, MaybeCodeIn
 from services.console import web
 from services.console.recent_factor import recently_verified
+from services.errors import N_
 from services.verification import qr, recovery
 from services.verification import service as verification
 from services.verification import webauthn as keys
@@ -22,10 +23,10 @@ router = APIRouter(prefix="/settings/two-factor", include_in_schema=False)
 def two_factor_page(request: Request, caller: web.AnyCaller, session: DB,
                     turned_off: str = "", key_added: str = "", key_removed: str = "",
                     app_added: str = "") -> Response:
-    notice = ("Two-factor authentication is off." if turned_off
-              else "Security key added." if key_added
-              else "Authenticator app added." if app_added
-              else "Security key removed." if key_removed else None)
+    notice = (N_("Two-factor authentication is off.") if turned_off
+              else N_("Security key added.") if key_added
+              else N_("Authenticator app added.") if app_added
+              else N_("Security key removed.") if key_removed else None)
     return page(request, caller, session, notice=notice)
 
 
@@ -97,7 +98,7 @@ def page(request: Request, caller: sessions.Authenticated, session: DB,
           failed: str = "confirm") -> Response:
     teammate, workspace = caller.teammate, caller.workspace
     context: dict[str, object] = {
-        "title": "Two-factor authentication", "error": error, "notice": notice,
+        "title": N_("Two-factor authentication"), "error": error, "notice": notice,
         "failed": failed, "required": workspace.require_two_factor,
         "enrollment_level": caller.level != "full",
     }
@@ -134,7 +135,7 @@ def _secret(uri: str, prefix: str = "") -> dict[str, str]:
 def codes_page(request: Request, caller: sessions.Authenticated, codes: list[str],
                 first: bool) -> Response:
     return web.render(request, "recovery_codes.html", {
-        "title": "Your recovery codes", "codes": codes, "first": first,
+        "title": N_("Your recovery codes"), "codes": codes, "first": first,
         "download": "\n".join([f"Recovery codes for {caller.teammate.email} "
                                f"({caller.workspace.name})", "", *codes, ""]),
     }, caller=caller)

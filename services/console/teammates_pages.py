@@ -19,9 +19,9 @@ from services.console import web
 from services.console.recent_factor import makes_admin, recently_verified
 from services.console.teammates_list import Shown, back_to
 from services.enrollment import exemptions, state
-from services.errors import InvalidInput
+from services.errors import N_, InvalidInput
+from services.i18n import dates
 from services.models import Teammate
-from services.timestamps import in_words
 from services.verification import service as verification
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
@@ -30,18 +30,19 @@ PAGE_SIZE = 50
 BACK = "/admin/teammates"  # where a sensitive action comes back to after /reauthenticate
 
 NOTICES = {
-    "invited": "Invitation sent to {email}.",
-    "resent": "Invitation sent again to {email}.",
-    "disabled": "Two-factor authentication is off for {email}. They were emailed to set it up "
-    "again, and the next time they sign in they must set it up before anything else.",
-    "disabled_grace": "Two-factor authentication is off for {email}. They were emailed to set "
-    "it up again by {deadline}; until then they sign in as usual, and after it signing in "
-    "only lets them set it up.",
-    "disabled_optional": "Two-factor authentication is off for {email}; they sign in with "
-    "their password alone until they turn it on again.",
-    "exempted": "{email} is exempt from two-factor authentication until the date you chose.",
-    "exemption_ended": "{email} is no longer exempt from two-factor authentication.",
-    "role": "{email} has a new role.",
+    "invited": N_("Invitation sent to {email}."),
+    "resent": N_("Invitation sent again to {email}."),
+    "disabled": N_("Two-factor authentication is off for {email}. They were emailed to set it "
+                   "up again, and the next time they sign in they must set it up before "
+                   "anything else."),
+    "disabled_grace": N_("Two-factor authentication is off for {email}. They were emailed to "
+                         "set it up again by {deadline}; until then they sign in as usual, "
+                         "and after it signing in only lets them set it up."),
+    "disabled_optional": N_("Two-factor authentication is off for {email}; they sign in with "
+                            "their password alone until they turn it on again."),
+    "exempted": N_("{email} is exempt from two-factor authentication until the date you chose."),
+    "exemption_ended": N_("{email} is no longer exempt from two-factor authentication."),
+    "role": N_("{email} has a new role."),
 }
 
 
@@ -52,26 +53,30 @@ def teammates_page(request: Request, caller: web.AdminCaller, session: DB,
                    notice: str = "", teammate: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
                    two_factor: str = "", enrollment: str = "",
                    q: Annotated[str, Query(max_length=200)] = "") -> Response:
-    message = None
+    message: web.Words | None = None
     if notice == "removed" and teammate:  # no longer listed, but still in the audit trail
         gone = session.get(Teammate, teammate)
         if gone is not None and gone.workspace_id == caller.workspace.id:
-            message = f"{gone.email} was removed: signed out everywhere, nothing more is sent."
+            message = web.Words(N_("{email} was removed: signed out everywhere, nothing more "
+                                   "is sent."), {"email": gone.email})
     elif notice in NOTICES and teammate:
-        message = _notice(session, caller, notice, _teammate(session, caller, teammate))
+        message = _notice(request, session, caller, notice,
+                          _teammate(session, caller, teammate))
     shown = Shown.of(two_factor, enrollment, q, after, before)
     if (shown.two_factor, shown.enrollment) != (two_factor, enrollment):
-        message = "Unknown filter value: that filter is not applied."
+        message = web.Words(N_("Unknown filter value: that filter is not applied."), {})
     return _teammates(request, caller, session, notice=message, shown=shown)
 
 
-def _notice(session: DB, caller: web.AdminCaller, notice: str, target: Teammate) -> str:
+def _notice(request: Request, session: DB, caller: web.AdminCaller, notice: str,
+            target: Teammate) -> web.Words:
     """What an action did, in words; turning 2FA off says when they must set it up again."""
     if notice == "disabled":
         deadline = sessions.held_from(target, caller.workspace)
         if deadline is not None:
-            return NOTICES["disabled_grace"].format(email=target.email, deadline=in_words(deadline))
-    return NOTICES[notice].format(email=target.email)
+            return web.Words(NOTICES["disabled_grace"], {
+                "email": target.email, "deadline": web.time_words(request, caller)(deadline)})
+    return web.Words(NOTICES[notice], {"email": target.email})
 
 
 @router.post("/teammates")
@@ -92,18 +97,18 @@ def disable_confirm(request: Request, teammate_id: TeammateId, caller: web.Admin
     """The confirm step before an admin turns a teammate's 2FA off: what happens next."""
     target = _teammate(session, caller, teammate_id)
     return web.render(request, "disable_confirm.html", {
-        "title": "Disable 2FA", "target": target, "shown": Shown.back({"back": back}),
-        "deadline": _after_reset(caller, target)}, caller=caller)
+        "title": N_("Disable 2FA"), "target": target, "shown": Shown.back({"back": back}),
+        "deadline": _after_reset(request, caller, target)}, caller=caller)
 
 
-def _after_reset(caller: web.AdminCaller, target: Teammate) -> str | None:
+def _after_reset(request: Request, caller: web.AdminCaller, target: Teammate) -> str | None:
     """When a teammate whose 2FA is turned off now must have set it up again (None: at once,
     or never while 2FA is not required)."""
     workspace = caller.workspace
     if not workspace.require_two_factor or sessions.is_enforced_for(target, workspace):
         return None
     ends = [when for when in (workspace.enforce_at, target.exempt_until) if when is not None]
-    return in_words(max(ends)) if ends else None
+    return web.time_words(request, caller)(max(ends)) if ends else None
 
 
 @router.post("/teammates/{teammate_id}/disable-2fa", dependencies=[recently_verified(BACK)])
@@ -134,7 +139,7 @@ def _teammate(session: DB, caller: web.AdminCaller, teammate_id: int) -> Teammat
 
 
 def _teammates(request: Request, caller: web.AdminCaller, session: DB,
-               error: str | None = None, notice: str | None = None,
+               error: object = None, notice: web.Words | str | None = None,
                invite: dict[str, str] | None = None, shown: Shown | None = None) -> Response:
     shown = shown or Shown()
     workspace, filters = caller.workspace, shown.filters()
@@ -143,11 +148,11 @@ def _teammates(request: Request, caller: web.AdminCaller, session: DB,
     first = views[0].teammate.id if views else None
     earlier = teammates.count(session, workspace, filters, below_id=first) if first else 0
     return web.render(request, "teammates.html", {
-        "title": "Teammates", "views": views, "next_id": next_id, "error": error,
+        "title": N_("Teammates"), "views": views, "next_id": next_id, "error": error,
         "notice": notice, "invite": invite or {}, "shown": shown, "wide": True,
         "total": teammates.count(session, workspace, filters), "earlier": earlier,
         "prev_id": first if earlier else None, "filtered": bool(shown.query()),
-        "states": state.STATES, "words": in_words,
+        "states": state.STATES, "words": web.time_words(request, caller),
     }, status_code=400 if error else 200, caller=caller)
 
 
@@ -180,7 +185,7 @@ def remove_confirm(request: Request, teammate_id: TeammateId, caller: web.AdminC
     """The confirm step before an admin removes a teammate."""
     target = _teammate(session, caller, teammate_id)
     return web.render(request, "remove_confirm.html", {
-        "title": "Remove teammate", "target": target, "shown": Shown.back({"back": back})},
+        "title": N_("Remove teammate"), "target": target, "shown": Shown.back({"back": back})},
         caller=caller)
 
 
@@ -205,7 +210,7 @@ def _exemption(request: Request, caller: web.AdminCaller, target: Teammate,
                error: str | None = None, form: dict[str, str] | None = None) -> Response:
     today = clock.now().date()
     return web.render(request, "exemption.html", {
-        "title": "Exempt from 2FA", "target": target, "error": error, "form": form or {},
+        "title": N_("Exempt from 2FA"), "target": target, "error": error, "form": form or {},
         "shown": Shown.back(form or {}),
         "first_day": today.isoformat(),
         "last_day": (today + timedelta(days=exemptions.MAX_DAYS - 1)).isoformat(),
@@ -254,8 +259,9 @@ def bypass_code(request: Request, teammate_id: TeammateId, form: web.Form,
         code, expires_at = verification.issue_bypass_code(session, caller.workspace, target,
                                                           caller.teammate)
         response = web.render(request, "bypass_code.html", {
-            "title": "Bypass code", "target": target, "code": code, "shown": Shown.back(form),
-            "expires": f"{expires_at:%H:%M} UTC"}, caller=caller)
+            "title": N_("Bypass code"), "target": target, "code": code, "shown": Shown.back(form),
+            "expires": dates.moment(expires_at, web.page_locale(request, caller),
+                                    caller.teammate.time_zone)}, caller=caller)
         response.headers["Cache-Control"] = "no-store"  # shown once, never kept by a cache
         return response
     return _teammates(request, caller, session, error=problem.message, shown=Shown.back(form))

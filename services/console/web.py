@@ -1,4 +1,9 @@
-"""What every console page shares: the cookie session, CSRF tokens, rendering, error pages."""
+"""What every console page shares: the cookie session, CSRF tokens, rendering, error pages.
+
+Pages are said in the signed-in teammate's language (else the one the browser's
+Accept-Language prefers) through Jinja2's i18n extension and the catalogs of services/locale/,
+and times in their time zone, the exact UTC time on hover.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +11,11 @@ import base64
 import hashlib
 import hmac
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -17,6 +23,8 @@ from urllib.parse import quote
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from jinja2 import pass_context
+from jinja2.runtime import Context
 from markupsafe import Markup
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
@@ -25,30 +33,67 @@ from services.accounts import sessions
 from services.api.deps import DB
 from services.config import get_settings
 from services.console import hosts, invalid_words
-from services.errors import NotFound, RateLimited, TwofaError, Unauthenticated
-from services.timestamps import in_words
+from services.console.words import Words
+from services.errors import N_, NotFound, RateLimited, TwofaError, Unauthenticated
+from services.i18n import dates
+from services.i18n.catalogs import translate, translations
+from services.i18n.locales import effective, from_accept_language
 from services.verification import relying_party
 
 SESSION_COOKIE = "twofa_session"
 PRESESSION_COOKIE = "twofa_presession"  # binds the sign-in and join forms' token
 CSRF_FIELD = "csrf_token"
 
+# Context keys render() sets: the page's language and time zone.
+LOCALE, TIME_ZONE = "_locale", "_time_zone"
+
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
+templates.env.add_extension("jinja2.ext.i18n")
 # A TOTP secret reads more easily, and is typed with fewer mistakes, in groups of four.
 templates.env.filters["groups"] = lambda text: " ".join(
     text[i:i + 4] for i in range(0, len(text), 4))
 
 
-def _when(value: str | None) -> Markup:
-    """An RFC 3339 time from the API's answers as people read it, the exact value kept in
-    the element for machines and on hover."""
+@pass_context
+def _gettext(context: Context, message: str) -> str:
+    return translations(context.get(LOCALE)).gettext(message)
+
+
+@pass_context
+def _ngettext(context: Context, singular: str, plural: str, n: int) -> str:
+    return translations(context.get(LOCALE)).ngettext(singular, plural, n)
+
+
+# One environment for every language: the catalog is chosen per render, from the context.
+templates.env.install_gettext_callables(_gettext, _ngettext, newstyle=True)  # type: ignore[attr-defined,unused-ignore]
+
+
+@pass_context
+def _when(context: Context, value: str | None) -> Markup:
+    """An RFC 3339 time from the API's answers as the reader says it, in their zone with UTC
+    beside; the exact value kept in the element for machines and on hover."""
     if not value:
         return Markup("")
     exact = datetime.fromisoformat(value)
-    return Markup('<time datetime="{0}" title="{0}">{1}</time>').format(value, in_words(exact))
+    return Markup('<time datetime="{0}" title="{0}">{1}</time>').format(
+        value, dates.in_words(exact, context.get(LOCALE), context.get(TIME_ZONE)))
 
 
 templates.env.filters["when"] = _when
+
+
+@pass_context
+def _day(context: Context, value: datetime) -> str:
+    return dates.day(value, context.get(LOCALE), context.get(TIME_ZONE))
+
+
+@pass_context
+def _moment(context: Context, value: datetime) -> str:
+    return dates.moment(value, context.get(LOCALE), context.get(TIME_ZONE))
+
+
+templates.env.filters["day"] = _day
+templates.env.filters["moment"] = _moment
 
 # Pages hold secrets (TOTP secret, recovery codes): never cached, never framed; only our
 # own script and stylesheet run.
@@ -140,14 +185,40 @@ def bound_to(secret: str) -> str:
     return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
 
+def page_locale(request: Request, caller: sessions.Authenticated | None) -> str:
+    """The teammate's language once signed in; before, the browser's."""
+    if caller is not None:
+        return effective(caller.teammate.locale)
+    return effective(from_accept_language(request.headers.get("accept-language")))
+
+
+def words(locale: str, value: Any) -> Any:
+    """A page's title, notice, error or message in `locale`: an English message id (or
+    `Words`) is looked up in the catalog; anything else is shown as it is."""
+    if isinstance(value, Words):
+        return value.said(locale)
+    return translate(locale, value) if isinstance(value, str) and value else value
+
+
+# What render() says in the page's language when a page gives it in English.
+_SAID = ("title", "notice", "error", "message")
+
+
 def render(request: Request, template: str, context: dict[str, Any] | None = None,
            status_code: int = 200, caller: sessions.Authenticated | None = None) -> HTMLResponse:
     token = csrf_token(request, signed_in=caller is not None)
+    locale = page_locale(request, caller)
+    context = dict(context or {})
+    for key in _SAID:
+        if key in context:
+            context[key] = words(locale, context[key])
     response = templates.TemplateResponse(
         request, template, {"csrf": token, "csrf_field": CSRF_FIELD, "caller": caller,
                             "setup_by": setup_deadline(caller) if caller else None,
                             "webauthn_on": relying_party.available(),
-                            **(context or {})}, status_code=status_code)
+                            LOCALE: locale,
+                            TIME_ZONE: caller.teammate.time_zone if caller else None,
+                            **context}, status_code=status_code)
     made = getattr(request.state, "presession", None)
     if made and not request.cookies.get(cookie_name(PRESESSION_COOKIE)):
         set_cookie(response, PRESESSION_COOKIE, made)
@@ -158,11 +229,18 @@ def render(request: Request, template: str, context: dict[str, Any] | None = Non
     return response
 
 
+def time_words(request: Request, caller: sessions.Authenticated) -> Callable[[datetime], str]:
+    """`in_words` for a page's own use: in the caller's language and time zone."""
+    return partial(dates.in_words, locale=page_locale(request, caller),
+                   time_zone=caller.teammate.time_zone)
+
+
 def setup_deadline(caller: sessions.Authenticated) -> str | None:
     """For a teammate without 2FA in a workspace that requires it but does not enforce it on
     them yet (a grace period, an exemption): until when, in words."""
     held = sessions.held_from(caller.teammate, caller.workspace)
-    return in_words(held) if held else None
+    teammate = caller.teammate
+    return dates.in_words(held, teammate.locale, teammate.time_zone) if held else None
 
 
 def redirect(location: str) -> RedirectResponse:
@@ -251,7 +329,7 @@ AdminCaller = Annotated[sessions.Authenticated, Depends(admin_level)]
 class Problem:
     """What went wrong with a form, in words for the page (None when all went well)."""
 
-    message: str | None = None
+    message: Words | str | None = None
 
     def __bool__(self) -> bool:
         return self.message is not None
@@ -276,17 +354,20 @@ def form_errors(session: Session, labels: dict[str, str] | None = None) -> Itera
         problem.message = invalid_words.describe(exc, labels)
 
 
-def describe(exc: TwofaError) -> str:
+def describe(exc: TwofaError) -> Words:
+    said = Words(exc.template, exc.params)
     if isinstance(exc, RateLimited):
-        return f"{exc.message} Try again in {wait_words(exc.retry_after)}."
-    return exc.message
+        return Words(N_("{message} Try again in {wait}."),
+                     {"message": said, "wait": wait_words(exc.retry_after)})
+    return said
 
 
-def wait_words(seconds: int) -> str:
+def wait_words(seconds: int) -> Words:
+    if seconds == 1:
+        return Words(N_("1 second"), {})
     if seconds < 120:
-        return f"{seconds} second{'s' if seconds != 1 else ''}"
-    minutes = (seconds + 59) // 60
-    return f"{minutes} minutes"
+        return Words(N_("{count} seconds"), {"count": seconds})
+    return Words(N_("{count} minutes"), {"count": (seconds + 59) // 60})
 
 
 def _redirect_page(request: Request, exc: Exception) -> Response:
@@ -299,16 +380,17 @@ def _redirect_page(request: Request, exc: Exception) -> Response:
 
 def _forbidden_page(request: Request, exc: Exception) -> Response:
     return render(request, "error.html", {
-        "title": "Not allowed",
-        "message": "Only admins of this workspace may open this page.",
+        "title": N_("Not allowed"),
+        "message": N_("Only admins of this workspace may open this page."),
     }, status_code=403)
 
 
 def _csrf_page(request: Request, exc: Exception) -> Response:
     return render(request, "error.html", {
-        "title": "Form refused",
-        "message": "This form was refused because it did not come from a page of this site "
-        "(its security token was missing or wrong). Go back, reload the page and try again.",
+        "title": N_("Form refused"),
+        "message": N_("This form was refused because it did not come from a page of this site "
+                      "(its security token was missing or wrong). Go back, reload the page and "
+                      "try again."),
     }, status_code=403)
 
 
@@ -316,6 +398,7 @@ def _host_page(request: Request, exc: Exception) -> Response:
     # No cookie is set for a host we do not answer to.
     response = templates.TemplateResponse(request, "error.html", {
         "title": "Unknown host", "caller": None, "csrf": "", "csrf_field": CSRF_FIELD,
+        LOCALE: "en",  # said before anything is known of who asks: plain English
         "message": "This server does not answer to that host name. Use the address you were "
         "given.",
     }, status_code=400)
@@ -351,5 +434,6 @@ def or_not_found() -> Iterator[None]:
 
 
 def _not_found_page(request: Request, exc: Exception) -> Response:
-    return render(request, "error.html", {"title": "Page not found",
-                                          "message": "There is no such page."}, status_code=404)
+    return render(request, "error.html", {"title": N_("Page not found"),
+                                          "message": N_("There is no such page.")},
+                  status_code=404)

@@ -23,12 +23,16 @@ from services.email import message as mail
 from services.email.pace import get_pace
 from services.email.render import render
 from services.email.smtp import SmtpMailer, Throttled
+from services.errors import N_
 from services.events.catalog import EventType
 from services.events.notices import NOTICES, Notice
+from services.i18n.catalogs import translate
+from services.i18n.dates import in_words
 from services.models import Event, PasswordReset, SentEmail, Teammate, Workspace, utcnow
-from services.timestamps import in_words
 
-METHOD_IN_WORDS = {"totp": "An authenticator app", "webauthn": "A security key"}
+METHOD_IN_WORDS = {"totp": N_("An authenticator app"), "webauthn": N_("A security key")}
+SOME_METHOD = N_("A sign-in method")
+SOME_ADMIN = N_("an admin")
 TEMPLATE_FOR_EVENT = {type_.value: notices[0].template for type_, notices in NOTICES.items()}
 
 
@@ -91,7 +95,7 @@ def join_email(session: Session, teammate_id: int) -> tuple[str, mail.OutgoingEm
     rendered = render("join", {
         "name": teammate.name, "workspace_name": workspace.name, "accept_url": url,
         "require_two_factor": workspace.require_two_factor,
-    })
+    }, teammate.locale, teammate.time_zone)
     key = _join_key(teammate)
     return mail.keyed(key, teammate.email, rendered)
 
@@ -124,7 +128,7 @@ def password_reset_email(session: Session, reset: PasswordReset,
         "name": teammate.name, "workspace_name": workspace.name,
         "reset_url": f"{get_settings().public_url.rstrip('/')}/reset-password?token={token}",
         "two_factor": teammate.two_factor_enabled,
-    })
+    }, teammate.locale, teammate.time_zone)
     return mail.keyed(f"reset:{reset.id}", teammate.email, rendered)
 
 
@@ -139,6 +143,7 @@ def event_emails(session: Session, event_seq: int) -> list[tuple[str, mail.Outgo
     if teammate is None or workspace is None:
         return []
     context = _context(session, event, teammate, workspace)
+    held = sessions.held_from(teammate, workspace)
     built = []
     for notice in notices:
         if notice.told_by is not None and _same_action(session, event, notice.told_by):
@@ -146,7 +151,10 @@ def event_emails(session: Session, event_seq: int) -> list[tuple[str, mail.Outgo
         for recipient in _audience(session, notice, event, teammate):
             key = f"event:{event.id}" if recipient.id == teammate.id \
                 else f"event:{event.id}:{recipient.id}"
-            rendered = render(notice.template, {**context, "name": recipient.name})
+            rendered = render(notice.template,
+                              {**context, **_worded(context, event, recipient, held),
+                               "name": recipient.name},
+                              recipient.locale, recipient.time_zone)
             built.append(mail.keyed(key, recipient.email, rendered))
     return built
 
@@ -160,16 +168,27 @@ def _context(session: Session, event: Event, teammate: Teammate,
         "settings_url": f"{get_settings().public_url.rstrip('/')}/settings/two-factor",
         **event.data,
         "teammate_name": teammate.name, "teammate_email": teammate.email,
-        "actor_name": actor.name if actor else "an admin",
-        "when": in_words(event.time),
-        "browser": browsers.in_words(str(event.data.get("user_agent", ""))),
+        "actor_name": actor.name if actor else None,
         # A method's own name; `name` is the recipient's in every template.
         "name_of_method": event.data.get("name", ""),
-        "method_name": METHOD_IN_WORDS.get(str(event.data.get("method")), "A sign-in method"),
-        "expires_words": in_words(datetime.fromisoformat(expires)) if (
+    }
+
+
+def _worded(context: dict[str, Any], event: Event, recipient: Teammate,
+            held: datetime | None) -> dict[str, Any]:
+    """What an event's notice says in the recipient's language and time zone (`held`: when
+    2FA will hold the event's teammate, within a grace period or an exemption)."""
+    locale, zone = recipient.locale, recipient.time_zone
+    return {
+        "when": in_words(event.time, locale, zone),
+        "browser": browsers.in_words(str(event.data.get("user_agent", "")), locale),
+        "method_name": translate(locale, METHOD_IN_WORDS.get(str(event.data.get("method")),
+                                                           SOME_METHOD)),
+        "expires_words": in_words(datetime.fromisoformat(expires), locale, zone) if (
             expires := event.data.get("expires_at")) else "",
+        "actor_name": context["actor_name"] or translate(locale, SOME_ADMIN),
         # Within a grace period or an exemption: when 2FA will hold them (else "").
-        "set_up_by": in_words(held) if (held := sessions.held_from(teammate, workspace)) else "",
+        "set_up_by": in_words(held, locale, zone) if held else "",
     }
 
 

@@ -50,11 +50,14 @@ class Copy:
 
 
 class MessageTemplate:
-    """`MessageTemplate("enrollment-invitation", context)`, then `.copy(to, name, message_id)`."""
+    """`MessageTemplate("enrollment-invitation", context, "de", "Europe/Berlin")`, then
+    `.copy(to, name, message_id)`: one per (template, language, time zone)."""
 
-    def __init__(self, template: str, context: Mapping[str, Any]) -> None:
+    def __init__(self, template: str, context: Mapping[str, Any], locale: str | None = None,
+                 time_zone: str | None = None) -> None:
         self.template, self.context = template, dict(context)
-        rendered = render(template, {**self.context, "name": NAME})
+        self.locale, self.time_zone = locale, time_zone
+        rendered = render(template, {**self.context, "name": NAME}, locale, time_zone)
         self.subject = rendered.subject
         self._text = rendered.text.split(NAME)
         self._html = rendered.html.split(NAME)  # autoescape leaves the marker as it is
@@ -104,5 +107,6 @@ class MessageTemplate:
 
     def first_copy_matches(self, name: str) -> bool:
         """Whether substituting `name` gives what rendering with it gives."""
-        rendered = render(self.template, {**self.context, "name": name})
+        rendered = render(self.template, {**self.context, "name": name}, self.locale,
+                          self.time_zone)
         return Rendered(self.subject, *self.bodies(name)) == rendered

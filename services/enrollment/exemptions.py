@@ -48,8 +48,9 @@ def grant(session: Session, workspace: Workspace, teammate: Teammate, until: dat
         raise InvalidInput("until must be in the future.")
     started = run_start(teammate, now)
     if until > started + timedelta(days=MAX_DAYS):
-        raise InvalidInput(f"An exemption lasts {MAX_DAYS} days at most, counted from the start "
-                           f"of its run ({rfc3339(started)}): renewing cannot push it further.")
+        raise InvalidInput("An exemption lasts {days} days at most, counted from the start "
+                           "of its run ({started}): renewing cannot push it further.",
+                           days=MAX_DAYS, started=rfc3339(started))
     teammate.exempt_until, teammate.exempt_reason = until, reason
     teammate.exempt_run_started_at = started
     # A not yet sent invitation of this version waits. One a batch holds (leased) is left to

@@ -23,10 +23,11 @@ from services import clock, outbox
 from services.config import get_settings
 from services.email import links
 from services.email import message as mail
-from services.email.render import render
+from services.email.render import Rendered, render
+from services.email.template import MessageTemplate
 from services.enrollment import state
+from services.i18n.dates import in_words
 from services.models import EnrollmentReminder, Teammate, Workspace, two_factor_enabled_sql
-from services.timestamps import in_words
 from services.topics import Topic
 
 # Hours before enforce_at; only those still ahead when planned are kept, so a period of more
@@ -182,18 +183,41 @@ def emails(session: Session, reminder_id: int,
     assert deadline is not None
     keys_only = workspace.allowed_methods == "security_keys"
     built = []
+    # Under security_keys an app no longer counts: the reminder asks for a key.
+    templates = _Templates(workspace, KEY_REMINDER if keys_only else REMINDER, deadline)
     for teammate in session.scalars(select(Teammate).where(Teammate.id.in_(list(teammate_ids)))
                                     .order_by(Teammate.id)):
         compliant_since = teammate.webauthn_enabled_at if keys_only else teammate.enrolled_at
         if not state.still_to_enroll(teammate.status, compliant_since, teammate.exempt_until) \
                 or teammate.role == "admin" or not _fits(reminder.audience, teammate):
             continue
-        # Under security_keys an app no longer counts: the reminder asks for a key.
-        rendered = render(KEY_REMINDER if keys_only else REMINDER, {
-            "name": teammate.name, "workspace_name": workspace.name,
-            "workspace_slug": workspace.slug, "enroll_url": links.enroll_url(workspace.slug),
-            "deadline": in_words(deadline)})
         built.append(mail.keyed(f"reminder:{reminder.id}:{teammate.id}", teammate.email,
-                                rendered))
+                                templates.rendered(teammate)))
     return built
+
+
+class _Templates:
+    """The reminder rendered once per (language, time zone) of the batch, then only the name
+    substituted per teammate (services/email/template.py); a template that does more with
+    the name than print it is rendered in full for each."""
+
+    def __init__(self, workspace: Workspace, template: str, deadline: datetime) -> None:
+        self.workspace, self.template, self.deadline = workspace, template, deadline
+        self.made: dict[tuple[str | None, str | None], MessageTemplate | None] = {}
+
+    def context(self, locale: str | None, zone: str | None) -> dict[str, str]:
+        w = self.workspace
+        return {"workspace_name": w.name, "workspace_slug": w.slug,
+                "enroll_url": links.enroll_url(w.slug),
+                "deadline": in_words(self.deadline, locale, zone)}
+
+    def rendered(self, teammate: Teammate) -> Rendered:
+        key = (teammate.locale, teammate.time_zone)
+        if key not in self.made:
+            made = MessageTemplate(self.template, self.context(*key), *key)
+            self.made[key] = made if made.first_copy_matches(teammate.name) else None
+        template = self.made[key]
+        if template is None:
+            return render(self.template, {**self.context(*key), "name": teammate.name}, *key)
+        return Rendered(template.subject, *template.bodies(teammate.name))
 

@@ -5,7 +5,8 @@ The batch is split over up to TWOFA_SMTP_CONNECTIONS SMTP connections at once
 before its connection sends again, so a pool process killed mid-batch repeats at most
 TWOFA_SMTP_CONNECTIONS sends, those in flight or accepted but not yet recorded, and each
 repeat carries the same Message-ID (teammate, policy version, resend count). The message is
-rendered and built once per workspace (services/email/template.py), not once per teammate.
+rendered and built once per workspace, language and time zone (services/email/template.py),
+not once per teammate.
 
 The batch leases its rows (TWOFA_SEND_LEASE_SECONDS); once a lease lapses the sweep hands
 the rows to another batch. So the lease is renewed on a clock, not only when a send is
@@ -35,8 +36,8 @@ from services.email.smtp import PermanentSendError, SmtpMailer
 from services.email.template import MessageTemplate
 from services.enforcement import is_admin
 from services.enrollment import recording, state
+from services.i18n.dates import in_words
 from services.models import EnrollmentInvitation, Teammate, Workspace, utcnow
-from services.timestamps import in_words
 
 Inv = EnrollmentInvitation
 
@@ -55,12 +56,15 @@ class Outgoing:
     enforce_at: datetime | None = None  # the end of a grace period, said in the email
     # (None for admins: they are held at once, whatever the grace period)
     template: str = "enrollment-invitation"  # or "security-key-invitation" (security_keys)
+    locale: str | None = None  # the teammate's language (None: English)
+    time_zone: str | None = None  # the zone their deadline is said in (None: UTC)
 
     @property
-    def template_key(self) -> tuple[int, str, bool]:
+    def template_key(self) -> tuple[int, str, bool, str | None, str | None]:
         """Copies of one template: a workspace's invitations of one wording, with or without
-        its deadline."""
-        return self.workspace_id, self.template, self.enforce_at is not None
+        its deadline, in one language and time zone."""
+        return (self.workspace_id, self.template, self.enforce_at is not None, self.locale,
+                self.time_zone)
 
 
 @dataclass
@@ -148,13 +152,16 @@ class _Run:
 
 
 class _Messages:
-    """The batch's messages: one template per workspace, copies per teammate."""
+    """The batch's messages: one template per (workspace, language, zone), copies per
+    teammate."""
 
     def __init__(self, batch: list[Outgoing]) -> None:
-        self.templates: dict[tuple[int, str, bool], MessageTemplate | None] = {}
+        self.templates: dict[tuple[int, str, bool, str | None, str | None],
+                             MessageTemplate | None] = {}
         for item in batch:
             if item.template_key not in self.templates:
-                template = MessageTemplate(item.template, _context(item))
+                template = MessageTemplate(item.template, _context(item), item.locale,
+                                           item.time_zone)
                 # A template that does more with the name than print it: render each in full.
                 self.templates[item.template_key] = (
                     template if template.first_copy_matches(item.name) else None)
@@ -257,7 +264,8 @@ def _context(item: Outgoing) -> dict[str, str]:
         "workspace_name": item.workspace_name,
         "workspace_slug": item.workspace_slug,
         "enroll_url": links.enroll_url(item.workspace_slug),
-        "deadline": in_words(item.enforce_at) if item.enforce_at else "",
+        "deadline": in_words(item.enforce_at, item.locale, item.time_zone)
+        if item.enforce_at else "",
     }
 
 
@@ -267,7 +275,8 @@ def _message_id(item: Outgoing) -> str:
 
 def invitation_email(item: Outgoing) -> mail.OutgoingEmail:
     """The invitation rendered and built in full (a copy of the template does the same)."""
-    rendered = render(item.template, {**_context(item), "name": item.name})
+    rendered = render(item.template, {**_context(item), "name": item.name}, item.locale,
+                      item.time_zone)
     return mail.build(item.email, rendered, _message_id(item))
 
 
@@ -292,7 +301,7 @@ def _claim(session: Session, ids: Sequence[int], claim: str) -> list[Outgoing]:
         select(Inv.id, Inv.teammate_id, Inv.workspace_id, Inv.policy_version, Inv.resends,
                Teammate.email, Teammate.name, Teammate.totp_enabled_at,
                Teammate.webauthn_enabled_at, Teammate.status,
-               Teammate.exempt_until, Teammate.role,
+               Teammate.exempt_until, Teammate.role, Teammate.locale, Teammate.time_zone,
                Workspace.name.label("workspace_name"), Workspace.slug,
                Workspace.require_two_factor, Workspace.policy_version.label("live_version"),
                Workspace.enforce_at, Workspace.allowed_methods, Workspace.methods_enforce_at)
@@ -316,7 +325,8 @@ def _claim(session: Session, ids: Sequence[int], claim: str) -> list[Outgoing]:
         batch.append(Outgoing(row.id, row.teammate_id, row.workspace_id, row.email, row.name,
                               row.workspace_name, row.slug, row.policy_version, row.resends,
                               None if is_admin(row.role) else deadline,
-                              KEY_INVITATION if keys_only else INVITATION))
+                              KEY_INVITATION if keys_only else INVITATION,
+                              row.locale, row.time_zone))
     if stale:
         session.execute(update(Inv).where(Inv.id.in_(stale))
                         .values(status="skipped", lease_owner=None, lease_until=None))

@@ -18,7 +18,8 @@ def page(
 ) -> tuple[list[Event], int | None]:
     if type_ and type_ not in ALL_TYPES | {TEST_TYPE}:
         # A typo must not answer an empty log as if nothing had happened.
-        raise InvalidInput(f"type: unknown event type {type_!r} (docs/events.md lists them).")
+        raise InvalidInput("type: unknown event type {type} (docs/events.md lists them).",
+                           type=repr(type_))
     query = select(Event).where(Event.workspace_id == workspace.id).order_by(Event.seq)
     if type_:
         query = query.where(Event.type == type_)

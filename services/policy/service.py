@@ -56,7 +56,7 @@ def set_policy(session: Session, workspace: Workspace, require: bool | None, act
     if allowed_methods is not None and allowed_methods not in ALLOWED_METHODS:
         raise InvalidInput("allowed_methods is any or security_keys.")
     if grace_period_hours is not None and not 0 <= grace_period_hours <= MAX_GRACE_HOURS:
-        raise InvalidInput(f"grace_period_hours is 0 to {MAX_GRACE_HOURS}.")
+        raise InvalidInput("grace_period_hours is 0 to {hours}.", hours=MAX_GRACE_HOURS)
     locked = session.get(Workspace, workspace.id, with_for_update=ROW_LOCK, populate_existing=True)
     assert locked is not None
     turning_on = require is True and not locked.require_two_factor

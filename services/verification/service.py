@@ -221,8 +221,8 @@ def disable_own(session: Session, teammate: Teammate, workspace: Workspace, code
 
     Their other sessions end; `current` (the caller's) lives on."""
     if workspace.require_two_factor:
-        raise Forbidden(f"{workspace.name} requires two-factor authentication.",
-                        "two_factor_mandatory")
+        raise Forbidden("{workspace} requires two-factor authentication.",
+                        "two_factor_mandatory", workspace=workspace.name)
     session.refresh(teammate, with_for_update=ROW_LOCK)  # see _reset
     if not teammate.two_factor_enabled:
         raise Conflict("Two-factor authentication is not on.", "two_factor_not_enabled")
@@ -256,8 +256,8 @@ def remove_app(session: Session, teammate: Teammate, workspace: Workspace, code:
         raise Conflict("No authenticator app is on.", "two_factor_not_enabled")
     if teammate.webauthn_enabled_at is None:  # the app is the last method
         if workspace.require_two_factor:
-            raise Forbidden(f"{workspace.name} requires two-factor authentication.",
-                            "two_factor_mandatory")
+            raise Forbidden("{workspace} requires two-factor authentication.",
+                            "two_factor_mandatory", workspace=workspace.name)
         assert current is not None
         disable_own(session, teammate, workspace, code, current, at)
         return

@@ -13,7 +13,7 @@ from math import ceil
 from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.orm import Session
 
-from services.errors import InvalidCode, RateLimited, Throttled
+from services.errors import N_, InvalidCode, RateLimited, Throttled
 from services.events import recorder, request_context
 from services.events.catalog import EventType
 from services.models import Teammate, utcnow
@@ -138,7 +138,7 @@ def unlocked(now: datetime | ColumnElement[datetime]) -> ColumnElement[bool]:
 
 
 def _locked_message() -> str:
-    return "Too many wrong codes: two-factor sign-in is locked for a while."
+    return N_("Too many wrong codes: two-factor sign-in is locked for a while.")
 
 
 def _seconds(delta: timedelta) -> int:

@@ -85,8 +85,8 @@ def register(session: Session, teammate: Teammate, name: str, credential: dict[s
         raise InvalidInput("Give the key a name of 1 to 64 characters.", "invalid_request")
     session.refresh(teammate, with_for_update=ROW_LOCK)  # one count, one first method
     if len(credentials(session, teammate)) >= MAX_CREDENTIALS:
-        raise Conflict(f"At most {MAX_CREDENTIALS} security keys; remove one first.",
-                       "too_many_credentials")
+        raise Conflict("At most {count} security keys; remove one first.",
+                       "too_many_credentials", count=MAX_CREDENTIALS)
     row = challenges.claim(session, _client_challenge(credential, "webauthn.create"), "register")
     if row is None or row.teammate_id != teammate.id:
         raise InvalidCredential("The registration's challenge is unknown, used or expired.")
@@ -162,8 +162,9 @@ def remove(session: Session, teammate: Teammate, workspace: Workspace, credentia
         WebAuthnCredential.teammate_id == teammate.id, WebAuthnCredential.id != row.id)) or 0
     last = others == 0 and teammate.totp_enabled_at is None
     if last and workspace.require_two_factor:
-        raise Forbidden(f"{workspace.name} requires two-factor authentication: add another "
-                        "method before removing your last one.", "two_factor_mandatory")
+        raise Forbidden("{workspace} requires two-factor authentication: add another "
+                        "method before removing your last one.", "two_factor_mandatory",
+                        workspace=workspace.name)
     session.execute(update(AuthSession)
                     .where(AuthSession.credential_id == row.id, AuthSession.ended_at.is_(None))
                     .values(ended_at=utcnow()).execution_options(synchronize_session=False))

@@ -107,8 +107,8 @@ def send_test(session: Session, workspace: Workspace, endpoint_id: int) -> Webho
     """
     endpoint = get(session, workspace, endpoint_id)
     if not endpoint.enabled:
-        raise Conflict(f"The endpoint is disabled ({endpoint.disabled_reason}); enable it first.",
-                       "webhook_disabled")
+        raise Conflict("The endpoint is disabled ({reason}); enable it first.",
+                       "webhook_disabled", reason=endpoint.disabled_reason)
     event = Event(id=str(uuid.uuid4()), workspace_id=workspace.id, type=TEST_EVENT_TYPE,
                   subject=f"webhooks/{endpoint.id}",
                   data={"endpoint_id": endpoint.id, "message": "A test event sent by an admin."},

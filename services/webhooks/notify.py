@@ -7,7 +7,11 @@ from sqlalchemy.orm import Session
 
 from services.email import message as mail
 from services.email.render import render
+from services.errors import N_
+from services.i18n.catalogs import translate
 from services.models import Teammate, WebhookEndpoint, Workspace
+
+KEPT_FAILING = N_("it kept failing")
 
 
 def disabled_emails(session: Session, endpoint_id: int) -> list[tuple[str, mail.OutgoingEmail]]:
@@ -27,8 +31,8 @@ def disabled_emails(session: Session, endpoint_id: int) -> list[tuple[str, mail.
     for admin in admins:
         rendered = render("webhook-endpoint-disabled", {
             "name": admin.name, "workspace_name": workspace.name, "url": endpoint.url,
-            "reason": endpoint.disabled_reason or "it kept failing",
-        })
+            "reason": endpoint.disabled_reason or translate(admin.locale, KEPT_FAILING),
+        }, admin.locale, admin.time_zone)
         key = f"webhook-disabled:{endpoint.id}:{admin.id}"
         emails.append(mail.keyed(key, admin.email, rendered))
     return emails

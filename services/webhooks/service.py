@@ -30,8 +30,8 @@ def validate_event_types(event_types: Sequence[str]) -> list[str]:
     unknown = sorted(set(event_types) - DELIVERABLE)
     if unknown:
         raise InvalidInput(
-            f"Unknown or audit-only event types: {', '.join(unknown)}; see docs/events.md.",
-            "invalid_event_types",
+            "Unknown or audit-only event types: {types}; see docs/events.md.",
+            "invalid_event_types", types=", ".join(unknown),
         )
     return list(dict.fromkeys(event_types))
 
@@ -59,7 +59,7 @@ def create(
 def get(session: Session, workspace: Workspace, endpoint_id: int) -> WebhookEndpoint:
     endpoint = session.get(WebhookEndpoint, endpoint_id)
     if endpoint is None or endpoint.workspace_id != workspace.id or endpoint.deleted_at is not None:
-        raise NotFound(f"No webhook endpoint {endpoint_id}.", "webhook_not_found")
+        raise NotFound("No webhook endpoint {id}.", "webhook_not_found", id=endpoint_id)
     return endpoint
 
 
@@ -123,12 +123,12 @@ def redeliver(session: Session, workspace: Workspace, endpoint_id: int, delivery
     endpoint = get(session, workspace, endpoint_id)
     if not endpoint.enabled:
         raise Conflict(
-            f"The endpoint is disabled ({endpoint.disabled_reason}); enable it again first.",
-            "webhook_disabled",
+            "The endpoint is disabled ({reason}); enable it again first.",
+            "webhook_disabled", reason=endpoint.disabled_reason,
         )
     delivery = session.get(WebhookDelivery, delivery_id)
     if delivery is None or delivery.endpoint_id != endpoint.id:
-        raise NotFound(f"No delivery {delivery_id} for this endpoint.", "delivery_not_found")
+        raise NotFound("No delivery {id} for this endpoint.", "delivery_not_found", id=delivery_id)
     session.execute(
         update(WebhookDelivery)
         .where(WebhookDelivery.id == delivery.id)

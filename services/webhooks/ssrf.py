@@ -111,21 +111,22 @@ def allowed_port(port: int) -> bool:
 def parse_url(url: str) -> SplitResult:
     """Validate a webhook URL's shape and, for literal IPs, its address (422 otherwise)."""
     if len(url) > MAX_URL_LENGTH:
-        raise InvalidInput(f"The URL is longer than {MAX_URL_LENGTH} characters.", "invalid_url")
+        raise InvalidInput("The URL is longer than {length} characters.", "invalid_url",
+                           length=MAX_URL_LENGTH)
     if any(ord(c) < 0x20 or ord(c) == 0x7F for c in url):
         raise InvalidInput("A webhook URL may not contain control characters.", "invalid_url")
     try:
         parts = urlsplit(url.strip())
         port = parts.port
     except ValueError as exc:
-        raise InvalidInput(f"Not a valid URL: {exc}.", "invalid_url") from exc
+        raise InvalidInput("Not a valid URL: {problem}.", "invalid_url", problem=str(exc)) from exc
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidInput("A webhook URL is http:// or https:// with a host.", "invalid_url")
     if parts.username or parts.password:
         raise InvalidInput("A webhook URL may not carry credentials.", "invalid_url")
     if port is not None and not allowed_port(port):
-        raise InvalidInput(f"A webhook URL may use port 80, 443 or 1024-65535, not {port}.",
-                           "url_not_allowed")
+        raise InvalidInput("A webhook URL may use port 80, 443 or 1024-65535, not {port}.",
+                           "url_not_allowed", port=port)
     address = literal(parts.hostname)
     try:
         if address is not None:
@@ -134,9 +135,9 @@ def parse_url(url: str) -> SplitResult:
             raise BlockedAddress(f"{parts.hostname} names this machine")
     except BlockedAddress as exc:
         raise InvalidInput(
-            f"Webhooks only reach public addresses, and {exc}. For a receiver on this machine or "
-            "a private network, start twofa with TWOFA_WEBHOOK_ALLOW_PRIVATE=true.",
-            "url_not_allowed") from exc
+            "Webhooks only reach public addresses, and {problem}. For a receiver on this "
+            "machine or a private network, start twofa with TWOFA_WEBHOOK_ALLOW_PRIVATE=true.",
+            "url_not_allowed", problem=str(exc)) from exc
     return parts
 
 

@@ -15,6 +15,7 @@ from services.accounts.sessions import Level
 from services.api.deps import DB, AnySession, ApiKeyToken, client_ip
 from services.api.schemas import AcceptIn, LoginIn, TokenIn
 from services.host_checks import introspection
+from services.i18n.locales import from_accept_language
 from services.verification import webauthn_sign_in
 
 router = APIRouter(prefix="/v1", tags=["sign-in"])
@@ -83,9 +84,12 @@ def login(body: LoginIn, session: DB, ip: Annotated[str, Depends(client_ip)]) ->
 
 
 @router.post("/invitations/accept", response_model_exclude_none=True)
-def accept_invitation(body: AcceptIn, session: DB) -> SignIn:
-    """Set a password with the join email's token; then, while 2FA is required, enroll."""
-    return sign_in(teammates.accept(session, body.token, body.password, body.name), session)
+def accept_invitation(body: AcceptIn, session: DB, request: Request) -> SignIn:
+    """Set a password with the join email's token; then, while 2FA is required, enroll.
+    A teammate added without a `locale` gets the language Accept-Language prefers."""
+    return sign_in(teammates.accept(session, body.token, body.password, body.name,
+                                    from_accept_language(request.headers.get("accept-language"))),
+                   session)
 
 
 @router.post("/sessions/introspect", response_model=Introspection, openapi_extra={

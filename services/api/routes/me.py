@@ -6,10 +6,12 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from services import jsonlog
-from services.accounts import session_lookup
+from services.accounts import preferences, session_lookup
 from services.accounts.sessions import Level
-from services.api.deps import SessionToken
+from services.api.deps import DB, AnySession, SessionToken
+from services.api.schemas import MeIn
 from services.api.types import Timestamp
+from services.i18n.locales import effective
 from services.verification import relying_party
 
 router = APIRouter(prefix="/v1", tags=["me"])
@@ -34,6 +36,14 @@ class MeOut(BaseModel):
     workspace: str = Field(description="The workspace's slug.")
     level: Level = Field(description="`enrollment`: this session may only set up 2FA.")
     two_factor: TwoFactorStateOut
+    locale: str = Field(description="The language of their emails and pages: `en`, `de`, `es`.")
+    time_zone: str | None = Field(description="The IANA time zone their times are said in; "
+                                              "`null`: UTC.")
+
+
+class PreferencesOut(BaseModel):
+    locale: str
+    time_zone: str | None
 
 
 @router.get("/me")
@@ -43,7 +53,7 @@ async def me(token: SessionToken) -> MeOut:
     jsonlog.bind(workspace_id=m.workspace_id, teammate_id=m.teammate_id)  # log lines
     return MeOut(
         id=m.teammate_id, email=m.email, name=m.name, role=m.role, workspace=m.workspace,
-        level=m.level,
+        level=m.level, locale=m.locale, time_zone=m.time_zone,
         two_factor=TwoFactorStateOut(
             enabled=m.enrolled_at is not None,
             required=m.require_two_factor,
@@ -54,3 +64,16 @@ async def me(token: SessionToken) -> MeOut:
             methods=[x for x in m.methods if x != "webauthn" or relying_party.available()],
         ),
     )
+
+
+@router.patch("/me")
+def change_me(body: MeIn, caller: AnySession, session: DB) -> PreferencesOut:
+    """Change the language (`locale`) and time zone (`time_zone`, `null` for UTC) of your
+    emails and pages; a field left out stays as it is. 422 `invalid_request` for a language
+    twofa does not speak or a zone that is not an IANA name."""
+    given = body.model_fields_set
+    preferences.change(session, caller.teammate,
+                       locale=body.locale if "locale" in given else preferences.UNSET,
+                       time_zone=body.time_zone if "time_zone" in given else preferences.UNSET)
+    return PreferencesOut(locale=effective(caller.teammate.locale),
+                          time_zone=caller.teammate.time_zone)

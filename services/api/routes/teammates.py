@@ -16,6 +16,7 @@ from services.api.recent_factor import SENSITIVE_IF_MAKING_ADMIN
 from services.api.schemas import Body, TeammateIn, Text
 from services.api.types import Id, Timestamp
 from services.enrollment import state
+from services.i18n.locales import effective
 
 EnrollmentState = Literal["enrolled", "not_required", "exempt", "pending", "invited", "failed"]
 TwoFactor = Annotated[Literal["enabled", "disabled", "app_only"] | None, Query(
@@ -48,6 +49,10 @@ class TeammateOut(BaseModel):
         "`failed` (could not be sent after all retries)."))
     exempt_until: Timestamp | None = Field(
         default=None, description="when the exemption ends, while `enrollment` is `exempt`")
+    locale: Literal["en", "de", "es"] = Field(
+        default="en", description="the language of their emails and pages")
+    time_zone: str | None = Field(
+        default=None, description="IANA time zone their times are said in; `null`: UTC")
 
     @classmethod
     def of(cls, view: teammates.TeammateView) -> TeammateOut:
@@ -57,7 +62,8 @@ class TeammateOut(BaseModel):
             "id": t.id, "email": t.email, "name": t.name, "role": t.role, "status": t.status,
             "two_factor_enabled": t.two_factor_enabled, "methods": teammates.methods_of(t),
             "enrollment": view.enrollment,
-            "exempt_until": t.exempt_until if view.enrollment == "exempt" else None})
+            "exempt_until": t.exempt_until if view.enrollment == "exempt" else None,
+            "locale": effective(t.locale), "time_zone": t.time_zone})
 
 
 def _filters(two_factor: str | None, enrollment: str | None, q: str | None) -> teammates.Filters:
@@ -99,7 +105,7 @@ def export_teammates(
 def add_teammate(body: TeammateIn, workspace: AdminWorkspace, caller: FullSession,
                  session: DB) -> TeammateOut:
     teammate = teammates.add(session, workspace, body.email, body.name, body.role,
-                             actor_id=caller.teammate.id)
+                             actor_id=caller.teammate.id, locale=body.locale)
     # Brand new, so their join email is not out yet: while 2FA is required the teammate is
     # `pending`, otherwise `not_required`.
     enrollment = state.enrollment_state(workspace, teammate, None)

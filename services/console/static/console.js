@@ -1,15 +1,21 @@
 // twofa console: a few lines of progressive enhancement; every page works without them.
 "use strict";
+// Words come from the page (data-* on <body>, in its language), English when missing.
+const words = (key, english) => (document.body && document.body.dataset[key]) || english;
 document.addEventListener("DOMContentLoaded", () => {
+  // Sign-in tells the server this browser's time zone; it keeps it only while the teammate
+  // has none (Settings → Language and time changes it).
+  const zone = (() => { try { return Intl.DateTimeFormat().resolvedOptions().timeZone || ""; } catch (e) { return ""; } })();
+  for (const field of document.querySelectorAll("input[data-browser-zone]")) field.value = zone;
   // Copy buttons (recovery codes, a TOTP secret, a bypass code).
   for (const button of document.querySelectorAll("button[data-copy]")) {
     button.addEventListener("click", async () => {
       const status = button.parentElement.querySelector(".copy-status");
       try {
         await navigator.clipboard.writeText(button.dataset.copy);
-        if (status) status.textContent = "Copied to the clipboard.";
+        if (status) status.textContent = words("copied", "Copied to the clipboard.");
       } catch (e) {
-        if (status) status.textContent = "Could not copy: select the text and copy it by hand.";
+        if (status) status.textContent = words("copyFailed", "Could not copy: select the text and copy it by hand.");
       }
     });
   }
@@ -71,12 +77,13 @@ const postForm = async (url, form, extra = {}) => {
   for (const [key, value] of Object.entries(extra)) body.append(key, value);
   const response = await fetch(url, {method: "POST", body, credentials: "same-origin"});
   const answer = await response.json();
-  if (!response.ok) throw new Error(answer.error ? answer.error.message : "The server refused.");
+  if (!response.ok) throw new Error(answer.error ? answer.error.message : words("refused", "The server refused."));
   return answer;
 };
 const say = (form, text) => { const s = form.querySelector(".key-status"); if (s) s.textContent = text; };
 const refused = (form, error) => say(form, error.name === "NotAllowedError"
-  ? "The security key did not answer, or you cancelled. Try again." : `That did not work: ${error.message}`);
+  ? words("keySilent", "The security key did not answer, or you cancelled. Try again.")
+  : words("keyFailed", "That did not work: {problem}").replace("{problem}", error.message));
 
 document.addEventListener("DOMContentLoaded", () => {
   if (!window.PublicKeyCredential) return;  // no WebAuthn here: the forms stay hidden or inert
@@ -86,7 +93,7 @@ document.addEventListener("DOMContentLoaded", () => {
       if (form.elements.credential.value) return;  // the answer is in: post it
       event.preventDefault();
       try {
-        say(form, "Touch your security key, or confirm with your device.");
+        say(form, words("touchKey", "Touch your security key, or confirm with your device."));
         const options = await postForm(form.dataset.register, form);
         const credential = await navigator.credentials.create({publicKey: creationOptions(options)});
         form.elements.credential.value = JSON.stringify(credentialJSON(credential));
@@ -99,7 +106,7 @@ document.addEventListener("DOMContentLoaded", () => {
     form.hidden = false;
     form.querySelector("button").addEventListener("click", async () => {
       try {
-        say(form, "Touch your security key, or confirm with your device.");
+        say(form, words("touchKey", "Touch your security key, or confirm with your device."));
         const options = requestOptions(JSON.parse(form.dataset.assert));
         const credential = await navigator.credentials.get({publicKey: options});
         form.elements.webauthn.value = JSON.stringify(credentialJSON(credential));
@@ -124,7 +131,7 @@ document.addEventListener("DOMContentLoaded", () => {
       passkey.submit();
     };
     passkey.querySelector("button").addEventListener("click", () => {
-      say(passkey, "Choose your passkey.");
+      say(passkey, words("choosePasskey", "Choose your passkey."));
       signIn("optional").catch((error) => refused(passkey, error));
     });
     if (PublicKeyCredential.isConditionalMediationAvailable) {
