@@ -53,19 +53,20 @@ def in_request_language(request: Request, message: str, **params: object) -> str
 
 def _twofa_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, errors.TwofaError)
-    return response_for(exc)
+    return response_for(request, exc)
 
 
-def response_for(exc: errors.TwofaError) -> JSONResponse:
-    """The answer to a domain error (what the handler installed below answers)."""
+def response_for(request: Request, exc: errors.TwofaError) -> JSONResponse:
+    """The answer to a domain error (what the handler installed below answers), its message
+    in the request's language."""
     status = next((s for kind, s in STATUS if isinstance(exc, kind)), 400)
     headers = {}
     if isinstance(exc, errors.RateLimited | errors.Unavailable):
         headers["Retry-After"] = str(exc.retry_after)
     if status == 401:
         headers["WWW-Authenticate"] = "Bearer"
-    return JSONResponse(error_body(exc.code, in_request_language(request, exc.template, **exc.params)),
-                        status_code=status, headers=headers)
+    message = in_request_language(request, exc.template, **exc.params)
+    return JSONResponse(error_body(exc.code, message), status_code=status, headers=headers)
 
 
 def _validation_error(_: Request, exc: Exception) -> JSONResponse:

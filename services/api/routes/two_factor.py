@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
@@ -132,7 +132,7 @@ def reauthenticate_options(caller: AnySession, session: DB) -> ReauthOptionsOut:
 
 
 @router.post("/login/two-factor", response_model=SecondFactorAnswer)
-async def login_two_factor(body: TwoFactorIn) -> Any:
+async def login_two_factor(body: TwoFactorIn, request: Request) -> Any:
     """Complete a sign-in challenge with `code` or with a security key (`webauthn`). Under
     `security_keys`, once held to it, an app's code or a recovery code opens a session at
     enrollment level only (`enrollment_required`), to add a key."""
@@ -148,7 +148,7 @@ async def login_two_factor(body: TwoFactorIn) -> Any:
     except TwofaError as exc:
         # A refused code, the answer a guesser gets, is answered here: raised through the
         # framework's middlewares it cost ~0.8 ms of CPU more (docs/measurements.md).
-        return errors.response_for(exc)
+        return errors.response_for(request, exc)
     if done is None:
         token, level = await run_in_threadpool(_complete, body)
     else:
