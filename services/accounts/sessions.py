@@ -20,6 +20,7 @@ from services.config import get_settings
 from services.crypto import hash_token, new_token
 from services.errors import NotFound, Unauthenticated
 from services.events import request_context
+from services.holding import is_enforced_for
 from services.models import AuthSession, Teammate, Workspace, is_compliant, utcnow
 
 Level = Literal["full", "enrollment"]
@@ -57,24 +58,6 @@ class SignIn:
     status: Status
     token: str | None = None
     challenge: str | None = None
-
-
-def is_enforced_for(teammate: Teammate, workspace: Workspace) -> bool:
-    deadline = enforcement.relevant_deadline(workspace.enforce_at, workspace.methods_enforce_at,
-                                             workspace.allowed_methods, teammate.two_factor_enabled)
-    return enforcement.is_enforced(workspace.require_two_factor, deadline, teammate.exempt_until,
-                                   admin=enforcement.is_admin(teammate.role))
-
-
-def held_from(teammate: Teammate, workspace: Workspace) -> datetime | None:
-    """For a teammate without 2FA in a workspace that requires it but does not hold them to
-    it yet (a grace period, an exemption): when it will, once both are over."""
-    if (not workspace.require_two_factor or teammate.two_factor_enabled
-            or is_enforced_for(teammate, workspace)):
-        return None
-    ends = [when for when in (workspace.enforce_at, teammate.exempt_until)
-            if when is not None and enforcement.is_exempt(when)]
-    return max(ends) if ends else None
 
 
 def level_of(teammate: Teammate, workspace: Workspace, factor: str | None = None) -> Level:

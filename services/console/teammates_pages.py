@@ -10,8 +10,8 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
-from services import clock
-from services.accounts import sessions, teammates, teammates_export
+from services import clock, holding
+from services.accounts import teammates, teammates_export
 from services.api.deps import DB
 from services.api.routes.exemptions import ExemptionIn
 from services.api.schemas import MAX_ID, TeammateIn
@@ -72,7 +72,7 @@ def _notice(request: Request, session: DB, caller: web.AdminCaller, notice: str,
             target: Teammate) -> web.Words:
     """What an action did, in words; turning 2FA off says when they must set it up again."""
     if notice == "disabled":
-        deadline = sessions.held_from(target, caller.workspace)
+        deadline = holding.held_from(target, caller.workspace)
         if deadline is not None:
             return web.Words(NOTICES["disabled_grace"], {
                 "email": target.email, "deadline": web.time_words(request, caller)(deadline)})
@@ -105,7 +105,7 @@ def _after_reset(request: Request, caller: web.AdminCaller, target: Teammate) ->
     """When a teammate whose 2FA is turned off now must have set it up again (None: at once,
     or never while 2FA is not required)."""
     workspace = caller.workspace
-    if not workspace.require_two_factor or sessions.is_enforced_for(target, workspace):
+    if not workspace.require_two_factor or holding.is_enforced_for(target, workspace):
         return None
     ends = [when for when in (workspace.enforce_at, target.exempt_until) if when is not None]
     return web.time_words(request, caller)(max(ends)) if ends else None

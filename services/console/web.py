@@ -29,6 +29,7 @@ from markupsafe import Markup
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
+from services import holding
 from services.accounts import sessions
 from services.api.deps import DB
 from services.config import get_settings
@@ -238,7 +239,7 @@ def time_words(request: Request, caller: sessions.Authenticated) -> Callable[[da
 def setup_deadline(caller: sessions.Authenticated) -> str | None:
     """For a teammate without 2FA in a workspace that requires it but does not enforce it on
     them yet (a grace period, an exemption): until when, in words."""
-    held = sessions.held_from(caller.teammate, caller.workspace)
+    held = holding.held_from(caller.teammate, caller.workspace)
     teammate = caller.teammate
     return dates.in_words(held, teammate.locale, teammate.time_zone) if held else None
 

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from services.accounts import sessions
+from services import holding
 from services.config import get_settings
 from services.crypto import rederive_token
 from services.db import dialect_insert, unit_of_work
@@ -143,7 +143,7 @@ def event_emails(session: Session, event_seq: int) -> list[tuple[str, mail.Outgo
     if teammate is None or workspace is None:
         return []
     context = _context(session, event, teammate, workspace)
-    held = sessions.held_from(teammate, workspace)
+    held = holding.held_from(teammate, workspace)
     built = []
     for notice in notices:
         if notice.told_by is not None and _same_action(session, event, notice.told_by):
