@@ -409,8 +409,12 @@ def test_admin_tests_rotates_and_deletes_a_webhook(admin: Page, up: UpStack,
         dead = f"http://127.0.0.1:{closed.getsockname()[1]}/gone"
     admin.get_by_label("Endpoint URL").fill(dead)
     admin.get_by_role("button", name="Add webhook").click()
+    expect(admin.get_by_role("link", name=dead)).to_have_count(1)  # the post has answered
     admin.goto("/admin/webhooks")
     admin.get_by_role("button", name=f"Send test {dead}").click()
+    # Wait for the post's answer before reloading: a reload while it is in flight has no
+    # page to reload ("Not attached to an active page").
+    expect(admin.get_by_role("status")).to_contain_text("test event is on its way")
     failing = admin.get_by_role("row", name=re.compile("twofa.test"))
 
     def refused() -> bool:
