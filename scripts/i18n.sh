@@ -19,7 +19,8 @@ if [ "${1:-}" != compile ]; then
     --ignore-dirs ".* __pycache__ build" \
     --project twofa --copyright-holder "twofa" -o "$LOCALES/messages.pot" .
   for lang in de es; do
-    "$PYBABEL" -q update -i "$LOCALES/messages.pot" -d "$LOCALES" -l "$lang" --no-fuzzy-matching \
+    # -w 100: the width the .po files are kept at (the .pot keeps pybabel's default).
+    "$PYBABEL" -q update -i "$LOCALES/messages.pot" -d "$LOCALES" -l "$lang" --no-fuzzy-matching -w 100 \
       --ignore-obsolete
   done
 fi

@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo
 
+import httpx
 import pytest
 from babel.messages.mofile import read_mo
 from babel.messages.pofile import read_po
@@ -282,6 +283,30 @@ def test_an_event_notice_says_its_time_in_the_recipients_language_and_zone(
     assert re.search(r"se cambió el \w+, \d+ de \w+, \d\d:\d\d CET \(\d\d:\d\d UTC\)", text), text
     madrid = before.astimezone(ZoneInfo("Europe/Madrid"))
     assert f"{madrid.day} de " in text
+
+
+def test_a_german_admin_reads_the_audit_log_in_german(make_ws: Any) -> None:
+    """The audit log's sentences and its notices follow the reader's language; a host the
+    console does not answer to says so in the browser's."""
+    ws = make_ws(teammates=1)
+    assert ws.client.patch("/v1/me", headers=ws.admin_headers(),
+                           json={"locale": "de"}).status_code == 200
+    ws.require_two_factor()
+    token = ws.admin_headers()["Authorization"].split()[1]
+    # The console's cookie holds the same session token the API hands out (its name has
+    # the __Host- prefix when the public URL is https).
+    browser = httpx.Client(base_url=str(ws.client.base_url), timeout=60, headers={
+        "Cookie": f"twofa_session={token}; __Host-twofa_session={token}"})
+    with browser:
+        page = browser.get("/admin/audit-log?type=nope")
+    assert page.status_code == 200, page.text[:300]
+    assert f"{ws.admin_email}) hat 2FA für alle verlangt." in page.text, page.text
+    assert "Es gibt keinen Ereignistyp „nope“: Alle Typen werden angezeigt." in page.text
+
+    unknown = ws.client.get("/login", headers={"Host": "elsewhere.example",
+                                               "Accept-Language": "de-DE,de;q=0.9"})
+    assert unknown.status_code == 400
+    assert "Unbekannter Host" in unknown.text and '<html lang="de">' in unknown.text
 
 
 def test_reminders_go_out_in_each_teammates_language_and_zone(

@@ -20,6 +20,7 @@ from services.accounts import teammates_export as csv_cells
 from services.api.deps import DB
 from services.api.schemas import MAX_ID
 from services.console import user_agent, web
+from services.console.words import Words
 from services.db import unit_of_work
 from services.errors import N_
 from services.events import audit
@@ -44,18 +45,20 @@ class Shown:
     teammate: str = ""
     since: str = ""
     until: str = ""
-    problems: list[str] = field(default_factory=list)
+    problems: list[Words] = field(default_factory=list)
 
     @classmethod
     def of(cls, type_: str, teammate: str, since: str, until: str) -> Shown:
         problems = []
         if type_ and type_ not in EVENT_TYPES:
-            problems.append(f"There is no event type “{type_}”: showing every type.")
+            problems.append(Words(N_("There is no event type “{type}”: showing every type."),
+                                  {"type": type_}))
             type_ = ""
         dates = []
-        for label, value in (("From", since), ("To", until)):
+        for label, value in ((N_("From"), since), (N_("To"), until)):
             if value and _day(value) is None:
-                problems.append(f"{label}: give a date such as 2026-12-31.")
+                problems.append(Words(N_("{field}: give a date such as 2026-12-31."),
+                                      {"field": Words(label, {})}))
                 value = ""
             dates.append(value)
         return cls(type_, teammate.strip(), dates[0], dates[1], problems)
@@ -77,6 +80,14 @@ class Shown:
         return urlencode({k: v for k, v in given.items() if v})
 
 
+def _together(sentences: list[Words]) -> Words | None:
+    # Only a glue of sentences, each translated on its own: not a message id of its own.
+    if not sentences:
+        return None
+    return Words(" ".join(f"{{s{i}}}" for i in range(len(sentences))),
+                 {f"s{i}": said for i, said in enumerate(sentences)})
+
+
 def _day(value: str) -> date | None:
     try:
         return date.fromisoformat(value)
@@ -93,9 +104,10 @@ def audit_log(request: Request, caller: web.AdminCaller, session: DB, type: Text
     chosen = shown.filter(session, caller.workspace)
     events, next_seq = audit.newest_first(session, caller.workspace, chosen, before, PAGE_SIZE)
     return web.render(request, "audit_log.html", {
-        "title": N_("Audit log"), "rows": rows(session, caller.workspace, events),
+        "title": N_("Audit log"),
+        "rows": rows(session, caller.workspace, events, web.page_locale(request, caller)),
         "next_seq": next_seq, "types": EVENT_TYPES, "shown": shown, "before": before,
-        "notice": " ".join(shown.problems) or None}, caller=caller)
+        "notice": _together(shown.problems)}, caller=caller)
 
 
 @router.get("/audit-log/export.csv")
@@ -112,7 +124,9 @@ def export(caller: web.AdminCaller, session: DB, type: Text = "", teammate: Text
 
 
 def _csv(workspace_id: int, chosen: audit.Filter) -> Iterator[str]:
-    """Newest first, a thousand events per short transaction."""
+    """Newest first, a thousand events per short transaction. In English whatever the
+    reader's language: its column names and types are for spreadsheets and scripts, and a
+    file that is handed on reads the same to everyone."""
     yield csv_cells.line(COLUMNS)
     before: int | None = None
     while True:
@@ -137,11 +151,14 @@ class Row:
     data: dict[str, Any]
 
 
-def rows(session: Session, workspace: Workspace, events: list[Event]) -> list[Row]:
-    """The events in words, with the people they name looked up once for the page."""
+def rows(session: Session, workspace: Workspace, events: list[Event],
+         locale: str = "en") -> list[Row]:
+    """The events in words (in `locale`), with the people they name looked up once."""
     people = teammates.by_ids(session, workspace, {i for e in events for i in _named(e)})
-    # The sentences live in a template (words in one place); its macro escapes what it inserts.
-    sentence = web.templates.env.get_template("_audit_sentence.html").module.sentence  # type: ignore[attr-defined]
+    # The sentences live in a template (words in one place); its macro escapes what it
+    # inserts, and says them in the language its module is made with.
+    sentence = web.templates.env.get_template("_audit_sentence.html").make_module(
+        {web.LOCALE: locale}).sentence  # type: ignore[attr-defined]
     out = []
     for e in events:
         actor_id, subject_id = _actor(e), _subject(e)

@@ -145,18 +145,20 @@ def _deliveries(request: Request, caller: web.AdminCaller, session: DB, endpoint
     with web.or_not_found():
         endpoint = WebhookOut.of(webhooks.get(session, caller.workspace, endpoint_id))
     records, _ = webhooks.deliveries(session, caller.workspace, endpoint_id, PAGE_SIZE, None)
-    items = [_delivery(r, caller.workspace.slug) for r in records]
+    locale = web.page_locale(request, caller)
+    items = [_delivery(r, caller.workspace.slug, locale) for r in records]
     return web.render(request, "deliveries.html", {
         "title": N_("Webhook deliveries"), "endpoint": endpoint, "items": items, "error": error,
         "notice": notice}, status_code=400 if error else 200, caller=caller)
 
 
-def _delivery(record: webhooks.DeliveryRecord, slug: str) -> dict[str, object]:
+def _delivery(record: webhooks.DeliveryRecord, slug: str, locale: str) -> dict[str, object]:
     """A delivery as the API lists it, with its payload (the event as the endpoint receives
-    it) and its last attempt in words."""
+    it) and its last attempt in words (in `locale`)."""
     item = DeliveryOut.of(record).model_dump(mode="json")
     last = record.attempts[-1] if record.attempts else None
-    item["problem"] = delivery_words.problem(last.error, last.response_status) if last else ""
+    said = delivery_words.problem(last.error, last.response_status) if last else ""
+    item["problem"] = web.words(locale, said)
     item["payload"] = CloudEvent.of(record.event, slug).model_dump_json(indent=2)
     return item
 

@@ -396,12 +396,14 @@ def _csrf_page(request: Request, exc: Exception) -> Response:
 
 
 def _host_page(request: Request, exc: Exception) -> Response:
-    # No cookie is set for a host we do not answer to.
+    # No cookie is set for a host we do not answer to (so not render()); nothing is known of
+    # who asks but their browser's language.
+    locale = page_locale(request, None)
     response = templates.TemplateResponse(request, "error.html", {
-        "title": "Unknown host", "caller": None, "csrf": "", "csrf_field": CSRF_FIELD,
-        LOCALE: "en",  # said before anything is known of who asks: plain English
-        "message": "This server does not answer to that host name. Use the address you were "
-        "given.",
+        "title": translate(locale, N_("Unknown host")), "caller": None, "csrf": "",
+        "csrf_field": CSRF_FIELD, LOCALE: locale,
+        "message": translate(locale, N_("This server does not answer to that host name. Use "
+                                        "the address you were given.")),
     }, status_code=400)
     response.headers.update(HEADERS)
     return response
