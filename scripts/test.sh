@@ -3,7 +3,7 @@
 # embedded default (SQLite + a broker with no server) side by side: each run has its own
 # databases, queues, folders and ports. Tests that touch no backend run once, in the
 # embedded run (the postgres run has more to do). Each run writes a log, printed in full at the end; the script fails if
-# either run fails. Extra arguments go to both pytest runs.
+# either run fails. Each log ends with its 15 slowest tests. Extra arguments go to both pytest runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -12,10 +12,10 @@ if [ -z "${CI:-}" ]; then bash scripts/services.sh || true; fi
 .venv/bin/mypy
 
 logs=$(mktemp -d "${TMPDIR:-/tmp}/twofa-tests.XXXXXX")
-TWOFA_TEST_BACKEND=postgres TWOFA_TEST_SKIP_BACKEND_FREE=1 .venv/bin/pytest -q -p no:cacheprovider "$@" \
+TWOFA_TEST_BACKEND=postgres TWOFA_TEST_SKIP_BACKEND_FREE=1 .venv/bin/pytest -q -p no:cacheprovider --durations=15 "$@" \
   >"$logs/postgres.log" 2>&1 &
 postgres=$!
-TWOFA_TEST_BACKEND=embedded .venv/bin/pytest -q -p no:cacheprovider "$@" \
+TWOFA_TEST_BACKEND=embedded .venv/bin/pytest -q -p no:cacheprovider --durations=15 "$@" \
   >"$logs/embedded.log" 2>&1 &
 embedded=$!
 trap 'kill "$postgres" "$embedded" 2>/dev/null || true' INT TERM
