@@ -14,10 +14,6 @@ relay that answers 421/451 cuts that rate and pauses every sender; the refused i
 back to the front of the batch and is tried again after the pause, on a new connection. Only
 an item refused THROTTLE_TRIES times in a row is reported (and deferred by the caller): a
 throttling relay costs time, not the batch's other items.
-
-Pauses and slow replies can leave the calling thread with nothing to record for a long
-while, so it also runs `keep_alive` every `keep_alive_every` seconds (the caller renews its
-claim on the items there), and `send` may decline an item it may no longer send.
 """
 
 from __future__ import annotations
@@ -46,8 +42,7 @@ THROTTLE_TRIES = 3  # refusals of one item in one batch before it is deferred
 
 @dataclass
 class Outcome(Generic[T]):
-    """One item's send: a `message_id` means SMTP accepted it, an `error` that it failed;
-    neither, that `send` declined it (nothing was sent)."""
+    """One item's send: `error` None means SMTP accepted it."""
 
     item: T
     message_id: str | None
@@ -57,19 +52,14 @@ class Outcome(Generic[T]):
 
 def send_all(
     items: Sequence[T],
-    send: Callable[[SmtpMailer, T], str | None],
+    send: Callable[[SmtpMailer, T], str],
     record: Callable[[list[Outcome[T]]], bool],
     mailers: Mailers,
     connections: int,
     pace: Pace,
-    keep_alive: Callable[[], None] = lambda: None,
-    keep_alive_every: float = 1.0,
 ) -> list[T]:
     """Send every item; return those never tried (`record` said stop, or every connection
     failed). `record` runs in this thread; returning False stops taking new items.
-    `keep_alive` runs in this thread too, after each recording and whenever
-    `keep_alive_every` seconds pass with nothing to record. `send` returns the Message-ID,
-    or None to decline the item (it is reported, neither sent nor failed).
 
     A connection whose server is unreachable or failing (a transient error that is neither
     one recipient's nor a request to slow down) reports its item and drops out; the others
@@ -85,10 +75,9 @@ def send_all(
     def attempt(mailer: SmtpMailer, item: T, token: int) -> Outcome[T] | None:
         """One try; None when the relay throttled it and it went back into `todo`."""
         try:
-            message_id = send(mailer, item)
-            if message_id is not None:
-                pace.accepted()
-            return Outcome(item, message_id)
+            outcome = Outcome(item, send(mailer, item))
+            pace.accepted()
+            return outcome
         except Throttled as exc:
             pace.throttled(token)
             with take:
@@ -140,10 +129,7 @@ def send_all(
     running = len(threads)
     try:
         while running:
-            try:
-                arrived = [done.get(timeout=keep_alive_every)]
-            except queue.Empty:  # a pause or a slow server: nothing to record yet
-                arrived = []
+            arrived = [done.get()]
             while True:  # whatever else finished meanwhile is recorded together
                 try:
                     arrived.append(done.get_nowait())
@@ -158,7 +144,6 @@ def send_all(
                 finally:
                     for outcome in outcomes:
                         outcome._recorded.set()
-            keep_alive()
     finally:
         stop.set()
         unrecorded: list[T] = []

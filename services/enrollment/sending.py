@@ -7,18 +7,12 @@ TWOFA_SMTP_CONNECTIONS sends, those in flight or accepted but not yet recorded, 
 repeat carries the same Message-ID (teammate, policy version, resend count). The message is
 rendered and built once per workspace, language and time zone (services/email/template.py),
 not once per teammate.
-
-The batch leases its rows (TWOFA_SEND_LEASE_SECONDS); once a lease lapses the sweep hands
-the rows to another batch. So the lease is renewed on a clock, not only when a send is
-recorded (a throttling relay can pause every sender for longer than the lease), and a row
-is sent only while the batch holds it with time to spare (see _Lease).
 """
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -84,46 +78,35 @@ def send_batch(
     claim: str,
     mailers: Mailers | None = None,
 ) -> BatchResult:
-    leased_at = time.monotonic()  # before the lease is stamped: errs on the safe side
     with unit_of_work() as session:
         batch = _claim(session, invitation_ids, claim)
     result = BatchResult()
     if not batch:
         return result
-    run = _Run(claim, batch, result, leased_at)
+    run = _Run(claim, batch, result)
     with run.recorder:
-        left = parallel.send_all(batch, run.send, run.record,
+        left = parallel.send_all(batch, run.messages.send, run.record,
                                  mailers or connections.pool(),
-                                 get_settings().smtp_connections, get_pace(),
-                                 run.lease.keep_alive, run.lease.look_every)
-    if left or run.lease.declined:
+                                 get_settings().smtp_connections, get_pace())
+    if left:
         with unit_of_work() as session:
-            if left and not run.current:  # the policy flipped meanwhile: the rest is not sent
+            if not run.current:  # the policy flipped meanwhile: the rest is not sent
                 _skip(session, left, claim)
-            elif left:  # every connection failed: the server is unreachable, defer the rest
+            else:  # every connection failed: the server is unreachable, defer the rest
                 result.defer(*_defer(session, left, claim, run.last_error))
-            if run.lease.declined:  # rows it did not dare send, if still its own: for the sweep
-                _release(session, claim)
     return result
 
 
 class _Run:
     """One batch under way: records outcomes as they arrive (in the task's thread)."""
 
-    def __init__(self, claim: str, batch: list[Outgoing], result: BatchResult,
-                 leased_at: float) -> None:
+    def __init__(self, claim: str, batch: list[Outgoing], result: BatchResult) -> None:
         self.claim, self.result = claim, result
         self.messages = _Messages(batch)
         self.recorder = recording.SentRecorder(claim)
-        self.lease = _Lease(claim, (item.invitation_id for item in batch), leased_at)
+        self.lease = _Lease(claim)
         self.current = True
         self.last_error = ""
-
-    def send(self, mailer: SmtpMailer, item: Outgoing) -> str | None:
-        """Send one invitation if the batch still holds its row (in a connection's thread)."""
-        if not self.lease.holds(item.invitation_id):
-            return None
-        return self.messages.send(mailer, item)
 
     def record(self, outcomes: list[parallel.Outcome[Outgoing]]) -> bool:
         """Record what the connections reported; False once the policy version is stale."""
@@ -148,6 +131,7 @@ class _Run:
                         self.result.defer(*_defer(session, [o.item], self.claim, str(o.error)))
                 if not sent:  # no recording statement said whether the version is live
                     self.current = self.current and _is_current(session, failures[0].item)
+        self.lease.keep_alive()
         return self.current
 
 
@@ -196,62 +180,25 @@ def _skip(session: Session, items: list[Outgoing], claim: str) -> None:
     )
 
 
-def _release(session: Session, claim: str) -> None:
-    session.execute(
-        update(Inv)
-        .where(Inv.lease_owner == claim, Inv.status == "pending", Inv.lease_until.is_not(None))
-        .values(lease_owner=None, lease_until=None)
-    )
-
-
 class _Lease:
-    """The batch's claim on its rows: renewed every third of TWOFA_SEND_LEASE_SECONDS by the
-    batch's thread (`keep_alive`, which parallel.send_all calls on a clock, pauses included),
-    and asked before each send (`holds`, in the connections' threads).
+    """Extends the batch's claim while it works, so a slow SMTP server never lets it lapse."""
 
-    A lapsed lease lets the sweep hand the rows to another batch, which sends them. So a row
-    is sent only while a renewal found it still leased to this batch, less than two thirds of
-    the lease ago: a third is left for the send. A process stalled past its renewals (a
-    loaded machine, a database that kept the renewal waiting) waits for one, and sends
-    nothing it no longer holds.
-    """
-
-    def __init__(self, claim: str, held: Iterable[int], leased_at: float) -> None:
+    def __init__(self, claim: str) -> None:
         self.claim = claim
         self.seconds = get_settings().send_lease_seconds
-        self.look_every = self.seconds / 6  # how often keep_alive runs, renewing or not
-        self.declined = 0  # sends it refused: rows another batch took, or a stale lease
-        self._held = frozenset(held)
-        self._leased_at = leased_at  # monotonic, taken before the lease was stamped
-        self._renewed = threading.Condition()
+        self.renewed = time.monotonic()
 
     def keep_alive(self) -> None:
-        if time.monotonic() - self._leased_at < self.seconds / 3:
+        if time.monotonic() - self.renewed < self.seconds / 3:
             return
-        leased_at = time.monotonic()
         with unit_of_work() as session:
-            held = session.scalars(
+            session.execute(
                 update(Inv)
                 .where(Inv.lease_owner == self.claim, Inv.status == "pending",
                        Inv.lease_until.is_not(None))
                 .values(lease_until=utcnow() + timedelta(seconds=self.seconds))
-                .returning(Inv.id)
-            ).all()
-        with self._renewed:
-            self._held, self._leased_at = frozenset(held), leased_at
-            self._renewed.notify_all()
-
-    def holds(self, invitation_id: int) -> bool:
-        """Whether the row may be sent now; waits up to a third of the lease for a renewal."""
-        with self._renewed:
-            if self._renewed.wait_for(self._fresh, timeout=self.seconds / 3) and \
-                    invitation_id in self._held:
-                return True
-            self.declined += 1
-            return False
-
-    def _fresh(self) -> bool:
-        return time.monotonic() - self._leased_at < self.seconds * 2 / 3
+            )
+        self.renewed = time.monotonic()
 
 
 INVITATION = "enrollment-invitation"
