@@ -46,15 +46,7 @@ def _succeed_statement() -> Select[tuple[int, int, int]]:
     written nothing. The rows are locked in
     `verify_assertion`'s order (WebAuthn challenge, key, sign-in challenge) and checked as
     locked: unused, the counter as read, not ended."""
-    webauthn = (select(WebAuthnChallenge.id)
-                .where(WebAuthnChallenge.id == bindparam("webauthn_id"),
-                       WebAuthnChallenge.used_at.is_(None))
-                .with_for_update(**ROW_LOCK).cte("webauthn"))
-    key = (select(WebAuthnCredential.id)
-           .where(WebAuthnCredential.id == bindparam("key_id"),
-                  WebAuthnCredential.sign_count == bindparam("old_count"),
-                  exists(select(webauthn.c.id)))
-           .with_for_update(**ROW_LOCK).cte("credential"))
+    webauthn, key = sign_in_rows.locked_key_rows()
     challenge = (select(AuthSession.id)
                  .where(AuthSession.id == bindparam("challenge_id"),
                         AuthSession.ended_at.is_(None), exists(select(key.c.id)))

@@ -33,7 +33,6 @@ from webauthn.helpers import bytes_to_base64url
 from services import crypto, db_read
 from services.accounts import ip_throttle, password_bound, sessions
 from services.accounts.session_lookup import NOW, utc
-from services.db import ROW_LOCK
 from services.models import (
     LoginThrottle,
     PasswordFailures,
@@ -74,15 +73,7 @@ def _succeed_statement() -> Select[tuple[int, int, int]]:
     having written nothing. The challenge and the key are locked in `verify_assertion`'s
     order and checked as locked (unused, the counter as read), then both move, the password
     bound of the teammate's address clears and the session opens."""
-    webauthn = (select(WebAuthnChallenge.id)
-                .where(WebAuthnChallenge.id == bindparam("webauthn_id"),
-                       WebAuthnChallenge.used_at.is_(None))
-                .with_for_update(**ROW_LOCK).cte("webauthn"))
-    credential = (select(WebAuthnCredential.id)
-                  .where(WebAuthnCredential.id == bindparam("key_id"),
-                         WebAuthnCredential.sign_count == bindparam("old_count"),
-                         exists(select(webauthn.c.id)))
-                  .with_for_update(**ROW_LOCK).cte("credential"))
+    webauthn, credential = sign_in_rows.locked_key_rows()
     used = (update(WebAuthnChallenge)
             .where(WebAuthnChallenge.id.in_(select(webauthn.c.id)),
                    exists(select(credential.c.id)))

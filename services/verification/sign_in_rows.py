@@ -1,6 +1,7 @@
-"""What the sign-in steps on the event loop share (code_step, key_step): the live challenge's
-columns they read, the session they open (`sessions.open_session` as one INSERT … SELECT from
-the challenge they end) and its level."""
+"""What the sign-in steps on the event loop share (code_step, key_step, passkey_step): the
+live challenge's columns they read, the WebAuthn rows an assertion locks, the session they
+open (`sessions.open_session` as one INSERT … SELECT from the challenge they end) and its
+level."""
 
 from __future__ import annotations
 
@@ -8,14 +9,22 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import CTE, String, bindparam, insert, literal, null, select
+from sqlalchemy import CTE, String, bindparam, exists, insert, literal, null, select
 
 from services import enforcement
 from services.accounts import sessions
 from services.accounts.session_lookup import NOW, utc
 from services.config import get_settings
+from services.db import ROW_LOCK
 from services.events import request_context
-from services.models import AuthSession, Teammate, UTCDateTime, Workspace
+from services.models import (
+    AuthSession,
+    Teammate,
+    UTCDateTime,
+    WebAuthnChallenge,
+    WebAuthnCredential,
+    Workspace,
+)
 
 # The live sign-in challenge and what the new session's level needs (see `level`).
 COLUMNS = (AuthSession.id, Teammate.id, Teammate.workspace_id, Teammate.locked_until,
@@ -34,6 +43,22 @@ def live_challenge() -> Any:
             .where(AuthSession.token_hash == bindparam("challenge_hash"),
                    AuthSession.kind == "challenge", AuthSession.ended_at.is_(None),
                    AuthSession.expires_at > NOW))
+
+
+def locked_key_rows() -> tuple[CTE, CTE]:
+    """CTEs locking an assertion's rows in `verify_assertion`'s order: the WebAuthn challenge
+    (:webauthn_id, unused), then the key (:key_id, its counter still :old_count), each only
+    if the one before it qualified."""
+    webauthn = (select(WebAuthnChallenge.id)
+                .where(WebAuthnChallenge.id == bindparam("webauthn_id"),
+                       WebAuthnChallenge.used_at.is_(None))
+                .with_for_update(**ROW_LOCK).cte("webauthn"))
+    credential = (select(WebAuthnCredential.id)
+                  .where(WebAuthnCredential.id == bindparam("key_id"),
+                         WebAuthnCredential.sign_count == bindparam("old_count"),
+                         exists(select(webauthn.c.id)))
+                  .with_for_update(**ROW_LOCK).cte("credential"))
+    return webauthn, credential
 
 
 @dataclass(frozen=True, slots=True)
