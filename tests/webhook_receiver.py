@@ -12,6 +12,8 @@ from typing import Any
 
 from standardwebhooks import Webhook, WebhookVerificationError
 
+from tests import loopback_http
+
 
 @dataclass
 class Received:
@@ -54,15 +56,11 @@ class Receiver:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server = loopback_http.serve(Handler)
         return self
 
     def stop(self) -> None:
-        if self.server:
-            self.server.shutdown()
-            self.server.server_close()
+        loopback_http.stop(self.server)
 
     def url(self, path: str) -> str:
         assert self.server
