@@ -17,12 +17,14 @@ a stall, or the teammate was removed) is not sent (see _Lease).
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import or_, select, update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from services.config import get_settings
@@ -38,6 +40,8 @@ from services.enforcement import is_admin
 from services.enrollment import recording, state
 from services.i18n.dates import in_words
 from services.models import EnrollmentInvitation, Teammate, Workspace, utcnow
+
+log = logging.getLogger(__name__)
 
 Inv = EnrollmentInvitation
 
@@ -220,14 +224,25 @@ class _Lease:
         if time.monotonic() - self._renewed < self.seconds / 3:
             return
         renewed = time.monotonic()
-        with unit_of_work() as session:
-            held = session.scalars(
-                update(Inv)
-                .where(Inv.lease_owner == self.claim, Inv.status == "pending",
-                       Inv.lease_until.is_not(None))
-                .values(lease_until=utcnow() + timedelta(seconds=self.seconds))
-                .returning(Inv.id)
-            ).all()
+        try:
+            with unit_of_work() as session:
+                held = session.scalars(
+                    update(Inv)
+                    .where(Inv.lease_owner == self.claim, Inv.status == "pending",
+                           Inv.lease_until.is_not(None))
+                    .values(lease_until=utcnow() + timedelta(seconds=self.seconds))
+                    .returning(Inv.id)
+                ).all()
+        except OperationalError as exc:
+            # A renewal chosen as a deadlock's victim (the sweep takes the same rows once a
+            # stall let the lease lapse) or a database hiccup. Raising would end the batch
+            # with sends accepted but not recorded, which the next batch repeats: try again
+            # at the next look, while the lease has a third left.
+            if time.monotonic() - self._renewed >= self.seconds * 2 / 3:
+                raise
+            log.warning("the send lease of batch %s was not renewed (%s); trying again",
+                        self.claim, exc.orig)
+            return
         self._held, self._renewed = frozenset(held), renewed
 
     def holds(self, invitation_id: int) -> bool:
