@@ -285,6 +285,27 @@ def test_an_event_notice_says_its_time_in_the_recipients_language_and_zone(
     assert f"{madrid.day} de " in text
 
 
+@pytest.mark.parametrize(("locale", "one", "many"), [
+    ("en", "with 1 hour to set it up.", "with 72 hours to set it up."),
+    ("de", "mit 1 Stunde zum Einrichten.", "mit 72 Stunden zum Einrichten."),
+    ("es", "con 1 hora para configurarla.", "con 72 horas para configurarla."),
+])
+def test_the_grace_period_in_the_audit_log_says_hour_or_hours(locale: str, one: str,
+                                                             many: str) -> None:
+    from services.console import web
+
+    sentence = web.templates.env.get_template("_audit_sentence.html").make_module(
+        {web.LOCALE: locale}).sentence  # type: ignore[attr-defined]
+
+    def said(hours: int) -> str:
+        event = {"type": "twofa.policy.changed",
+                 "data": {"require_two_factor": True, "grace_period_hours": hours}}
+        return str(sentence(event, "Ada", ""))
+
+    assert said(1).startswith("Ada ") and said(1).endswith(one), said(1)
+    assert said(72).endswith(many), said(72)
+
+
 def test_a_german_admin_reads_the_audit_log_in_german(make_ws: Any) -> None:
     """The audit log's sentences and its notices follow the reader's language; a host the
     console does not answer to says so in the browser's."""
