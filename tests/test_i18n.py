@@ -306,6 +306,16 @@ def test_the_grace_period_in_the_audit_log_says_hour_or_hours(locale: str, one: 
     assert said(72).endswith(many), said(72)
 
 
+def test_browsers_are_named_in_the_readers_language() -> None:
+    from services.browsers import in_words
+
+    firefox = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
+    assert in_words(firefox) == "Firefox on Linux"
+    assert in_words(firefox, "de") == "Firefox unter Linux"
+    assert in_words("python-httpx/0.28.1", "es") == "un script (httpx)"
+    assert in_words("", "de") == "ein unbekannter Browser"
+
+
 def test_a_german_admin_reads_the_audit_log_in_german(make_ws: Any) -> None:
     """The audit log's sentences and its notices follow the reader's language; a host the
     console does not answer to says so in the browser's."""
