@@ -266,6 +266,24 @@ def test_api_error_messages_follow_accept_language_and_codes_never_change(
         "error"]["message"] == "No workspace 'nope'."
 
 
+def test_a_bad_field_is_explained_in_the_requests_language(make_ws: Any) -> None:
+    ws = make_ws()
+    policy = f"/v1/workspaces/{ws.slug}/two-factor-policy"
+    body = {"require_two_factor": "yes", "grace_period_hours": 99999}
+    german = ws.client.put(policy, json=body,
+                           headers={**ws.admin_headers(), "Accept-Language": "de"})
+    assert german.status_code == 422 and german.json()["error"]["code"] == "invalid_request"
+    message = german.json()["error"]["message"]
+    assert "require_two_factor: true oder false angeben" in message, message
+    assert "grace_period_hours: eine Zahl von höchstens" in message, message
+    english = ws.client.put(policy, json=body, headers=ws.admin_headers())
+    assert "require_two_factor: Input should be a valid boolean" in \
+        english.json()["error"]["message"], english.text
+    missing = ws.client.post("/v1/login", json={}, headers={"Accept-Language": "es"})
+    assert missing.status_code == 422
+    assert "workspace: este campo es obligatorio" in missing.json()["error"]["message"]
+
+
 def test_an_event_notice_says_its_time_in_the_recipients_language_and_zone(
         stack: Stack, make_ws: Any) -> None:
     """The "password changed" notice of a Spanish teammate in Madrid."""
