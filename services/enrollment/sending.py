@@ -237,11 +237,14 @@ class _Lease:
             # A renewal chosen as a deadlock's victim (the sweep takes the same rows once a
             # stall let the lease lapse) or a database hiccup. Raising would end the batch
             # with sends accepted but not recorded, which the next batch repeats: try again
-            # at the next look, while the lease has a third left.
-            if time.monotonic() - self._renewed >= self.seconds * 2 / 3:
-                raise
+            # at the next look. With less than a third of the lease left, the rows may be
+            # another batch's by the time a send goes out: send none until a renewal says
+            # which are still this one's (those it never sends lapse, and the sweep hands
+            # them on).
             log.warning("the send lease of batch %s was not renewed (%s); trying again",
                         self.claim, exc.orig)
+            if time.monotonic() - self._renewed >= self.seconds * 2 / 3:
+                self._held = frozenset()
             return
         self._held, self._renewed = frozenset(held), renewed
 
