@@ -2,8 +2,8 @@
 notices, the sessions page and the audit log alike.
 
 Only what lets someone recognise, or not, their own device: the browser's family and the
-operating system. Order matters: Edge and Opera also say "Chrome", Chrome also says
-"Safari", and Android also says "Linux". Product names stay as they are in every language.
+operating system. Order matters: Edge, Opera and Chromium also say "Chrome", Chrome also
+says "Safari", and Android also says "Linux". Product names stay as they are in every language.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from services.errors import N_
 from services.i18n.catalogs import translate
 
 BROWSERS = (("Edg/", "Edge"), ("OPR/", "Opera"), ("Firefox/", "Firefox"), ("FxiOS/", "Firefox"),
-            ("CriOS/", "Chrome"), ("Chrome/", "Chrome"), ("Chromium/", "Chromium"),
+            ("CriOS/", "Chrome"), ("Chromium/", "Chromium"), ("Chrome/", "Chrome"),
             ("Safari/", "Safari"), ("curl/", "curl"), ("python-httpx/", N_("a script (httpx)")),
             ("python-requests/", N_("a script (requests)")))
 SYSTEMS = (("iPhone", "iOS"), ("iPad", "iPadOS"), ("Android", "Android"),

@@ -282,6 +282,14 @@ def test_a_bad_field_is_explained_in_the_requests_language(make_ws: Any) -> None
     missing = ws.client.post("/v1/login", json={}, headers={"Accept-Language": "es"})
     assert missing.status_code == 422
     assert "workspace: este campo es obligatorio" in missing.json()["error"]["message"]
+    # A choice lists its values without Pydantic's English "or"; a limit of one is words.
+    choice = ws.client.put(policy, json={"allowed_methods": "sms"},
+                           headers={**ws.admin_headers(), "Accept-Language": "de"})
+    assert "allowed_methods: einen dieser Werte angeben: 'any', 'security_keys'" in \
+        choice.json()["error"]["message"], choice.text
+    empty = ws.client.post("/v1/login", json={"workspace": ws.slug, "email": ws.admin_email,
+                                              "password": ""}, headers={"Accept-Language": "de"})
+    assert "password: darf nicht leer sein" in empty.json()["error"]["message"], empty.text
 
 
 def test_an_event_notice_says_its_time_in_the_recipients_language_and_zone(

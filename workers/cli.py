@@ -463,9 +463,17 @@ def up(
 
 
 def _next_metrics_port(settings: Settings) -> dict[str, str]:
-    """The webhook worker's /metrics, one port above the main worker's (when that is set)."""
+    """The webhook worker's /metrics, one port above the main worker's (when that is set),
+    checked now like the API's port: a clash is said before any process starts."""
     port = settings.worker_metrics_port
-    return {"TWOFA_WORKER_METRICS_PORT": str(port + 1)} if port else {}
+    if not port:
+        return {}
+    if port == 65535:
+        raise cli_guards.CliError("TWOFA_WORKER_METRICS_PORT=65535 leaves no port for the "
+                                  "webhook worker's metrics (the next one); choose a lower one.")
+    cli_guards.free_port("127.0.0.1", port + 1, "the webhook worker's metrics",
+                         "TWOFA_WORKER_METRICS_PORT")
+    return {"TWOFA_WORKER_METRICS_PORT": str(port + 1)}
 
 
 def _public_url(settings: Settings, host: str, port: int) -> str:

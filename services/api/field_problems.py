@@ -7,6 +7,7 @@ gets the catalog's sentence for the error's type, with the limits Pydantic repor
 
 from __future__ import annotations
 
+import re
 from contextlib import suppress
 from typing import Any
 
@@ -37,13 +38,27 @@ BY_TYPE = {
 }
 
 
+# A limit of one reads better as words of its own than as "at least 1 characters".
+AT_LEAST_ONE = {"string_too_short": N_("must not be empty"),
+                "too_short": N_("give at least one item")}
+
+
 def in_words(error: dict[str, Any], locale: str | None) -> str:
     """One Pydantic error as `where: problem`."""
     where = ".".join(str(p) for p in error.get("loc", ()) if p != "body") or "body"
     problem = str(error.get("msg", "invalid"))
-    template = BY_TYPE.get(str(error.get("type")))
+    kind, ctx = str(error.get("type")), dict(error.get("ctx") or {})
+    template = BY_TYPE.get(kind)
+    if ctx.get("min_length") == 1 and kind in AT_LEAST_ONE:
+        template = AT_LEAST_ONE[kind]
     if locale and locale != "en" and template:
-        ctx = {k: str(v) for k, v in (error.get("ctx") or {}).items()}
+        values = {k: _listed(str(v)) for k, v in ctx.items()}
         with suppress(KeyError, IndexError):  # a limit Pydantic did not report: keep English
-            problem = translate(locale, template, **ctx)
+            problem = translate(locale, template).format(**values)
     return f"{where}: {problem}"
+
+
+def _listed(value: str) -> str:
+    """Pydantic's "'a', 'b' or 'c'" as "'a', 'b', 'c'": its English "or" has no place
+    in another language's sentence."""
+    return re.sub(r"(?<=') or (?=')", ", ", value)
