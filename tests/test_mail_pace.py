@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -156,6 +157,32 @@ def test_a_relay_that_throttles_slows_the_rollout_and_nothing_fails(relay_stack:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("relay_stack", [({"refuse_for": 8.0}, {})], indirect=True)
+def test_pauses_longer_than_the_send_lease_send_each_invitation_once(relay_stack: Stack) -> None:
+    """The relay refuses every message for its first 8 s: the senders pause 0.5, 1, 2, 4,
+    then 8 s, and the batch has nothing to record from its first messages' third refusal
+    (3.5 s in, they are deferred) until 15.5 s, three times the tests' 4 s send lease. The
+    batch keeps its lease through the pauses, so the sweep hands its rows to no other batch
+    (the worker has a process to spare for one): each invitation arrives once. A lease
+    renewed only when a send was recorded lapsed here, and two processes sent the rest of
+    the batch when the pause ended."""
+    sink = _sink(relay_stack)
+    assert float(relay_stack.env["TWOFA_SEND_LEASE_SECONDS"]) <= 4
+    team = 20  # one batch
+    ws_id, admin_id, addresses = _workspace(team)
+    relay_stack.start_relay()
+    relay_stack.start_worker(concurrency=3)  # the batch, its deferred rows, one to spare
+    _require_2fa(ws_id, admin_id)
+    wait_until(lambda: _rollout(ws_id)["pending"] == 0, 90, 0.2, message="rollout to finish")
+
+    assert sink.refused > 0, "the relay never refused: nothing was tested"
+    received = _received(relay_stack)
+    assert {a: len(received.get(a, [])) for a in addresses
+            if len(received.get(a, [])) != 1} == {}, _rollout(ws_id)
+    assert _rollout(ws_id)["failed"] == 0
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("relay_stack", [({}, {"TWOFA_SMTP_MAX_RATE": "10"})], indirect=True)
 def test_transactional_mail_goes_ahead_of_a_rollouts_invitations(relay_stack: Stack) -> None:
     """A join email asked for while a rollout's batches wait in the queue is sent before
@@ -201,6 +228,44 @@ def test_a_451_to_every_connection_defers_no_row(relay_stack: Stack) -> None:
     assert {(r.status, r.attempts) for r in _rows(ids).values()} == {("sent", 0)}
     assert result.sent == 20 and result.failed == 0 and result.retry_in is None
     assert len(_received(relay_stack)) == 20
+
+
+@pytest.mark.parametrize("relay_stack", [({"refuse_for": 1.2},
+                                          {"TWOFA_SEND_LEASE_SECONDS": "2"})], indirect=True)
+def test_a_teammate_removed_while_the_relay_makes_a_batch_wait_gets_no_invitation(
+    relay_stack: Stack
+) -> None:
+    """The relay refuses everything for 1.2 s; meanwhile an admin removes a teammate whose
+    invitation the batch holds. The batch renews its lease during the pauses, which tells
+    it the row is no longer its own (the same as a row another batch took after a lapse):
+    it sends that one to nobody, and the others once each."""
+    from services.accounts import teammates
+    from services.db import unit_of_work
+    from services.enrollment import sending
+    from services.models import Teammate, Workspace
+
+    sink = _sink(relay_stack)
+    ids = _invitations(10)
+    leaving = _rows(ids)[ids[-1]].teammate_id  # the batch sends in id order: this one last
+    with ThreadPoolExecutor(1) as pool:
+        batch = pool.submit(sending.send_batch, ids, "test-removal")
+        wait_until(lambda: sink.refused > 0, 30, 0.01, message="the relay to refuse")
+        with unit_of_work() as session:
+            teammate = session.get(Teammate, leaving)
+            assert teammate is not None
+            workspace = session.get(Workspace, teammate.workspace_id)
+            admin = session.scalars(select(Teammate).where(
+                Teammate.workspace_id == teammate.workspace_id, Teammate.role == "admin")).one()
+            assert workspace is not None
+            teammate_email = teammate.email
+            teammates.remove(session, workspace, teammate, admin)
+        result = batch.result(timeout=60)
+
+    received = _received(relay_stack)
+    assert teammate_email not in received
+    assert sorted(len(got) for got in received.values()) == [1] * 9
+    assert result.sent == 9 and result.failed == 0
+    assert _rows(ids)[ids[-1]].status == "skipped"
 
 
 @pytest.mark.slow

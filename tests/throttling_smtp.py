@@ -84,6 +84,7 @@ class ThrottlingSink(SmtpSink):
     burst: float = 1.0  # the bucket's size
     code: int = 421  # its answer to MAIL beyond the rate
     refuse_next: int = 0  # answer `code` to this many MAIL commands whatever the rate
+    refuse_for: float = 0.0  # answer `code` to every MAIL this many seconds from the first
     refuse_data: set[str] = field(default_factory=set)  # answer `code` to DATA for these
     certificate: tuple[Path, Path] | None = None  # (cert, key): STARTTLS required
     arrivals: list[float] = field(default_factory=list)  # monotonic time of each accepted
@@ -92,6 +93,7 @@ class ThrottlingSink(SmtpSink):
     refused: int = 0
     _tokens: float = 0.0
     _refilled: float = field(default_factory=time.monotonic)
+    _first_mail: float | None = None
 
     def __post_init__(self) -> None:
         self._tokens = self.burst
@@ -114,10 +116,13 @@ class ThrottlingSink(SmtpSink):
     def refusal(self) -> str | None:
         """The answer to a MAIL command that is refused, or None if it may go on."""
         with self.lock:
+            now = time.monotonic()
+            self._first_mail = self._first_mail or now
             if self.refuse_next > 0:
                 self.refuse_next -= 1
+            elif now - self._first_mail < self.refuse_for:
+                pass
             elif self.rate > 0:
-                now = time.monotonic()
                 self._tokens = min(self.burst, self._tokens + (now - self._refilled) * self.rate)
                 self._refilled = now
                 if self._tokens >= 1:

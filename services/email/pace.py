@@ -276,6 +276,7 @@ class Pace:
         # With no limit: until when the shared state needs no look (no rate, no pause), and
         # the cuts it had then.
         self._unpaced_until, self._cuts = 0.0, 0
+        self._refusals = 0  # refusals this process saw: a look begun before one is stale
 
     def acquire(self, priority: bool = False) -> int:
         """Wait for this send's slot (a bulk send, or transactional with `priority`)."""
@@ -283,10 +284,17 @@ class Pace:
             if self.max_rate <= 0:
                 if time.monotonic() < self._unpaced_until:
                     return self._cuts
+                with self._lock:
+                    refusals = self._refusals
                 active, pause, cuts = self.store.paced(0.0)
                 if not active:
-                    if pause <= 0:
-                        self._unpaced_until, self._cuts = time.monotonic() + PEEK_EVERY, cuts
+                    with self._lock:
+                        # Not if a refusal came while this looked: the look may predate its
+                        # pause, and another connection would send a refused item again in
+                        # it (three refusals within one pause defer the item).
+                        if pause <= 0 and self._refusals == refusals:
+                            self._unpaced_until, self._cuts = \
+                                time.monotonic() + PEEK_EVERY, cuts
                     time.sleep(pause)
                     return cuts
             wait, cuts = self.store.take(self.max_rate, priority)
@@ -320,13 +328,17 @@ class Pace:
                 else 1.0
             seen = sum(1 for t in self._accepted if t >= now - 1.0) / window
             stuck = self._accepted_since_cut == 0
-        self._unpaced_until = 0.0
+            self._unpaced_until = 0.0
         try:
             return self.store.cut(seen, self.max_rate, cuts, stuck)
         except Exception as exc:
             log.warning("the shared SMTP rate is unavailable (%s)", exc)
             time.sleep(BASE_BACKOFF)
             return BASE_BACKOFF
+        finally:
+            with self._lock:  # the pause is stored: looks begun before it are stale
+                self._refusals += 1
+                self._unpaced_until = 0.0
 
 
 def store_for(settings: Settings) -> Store:

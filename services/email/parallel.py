@@ -14,6 +14,11 @@ relay that answers 421/451 cuts that rate and pauses every sender; the refused i
 back to the front of the batch and is tried again after the pause, on a new connection. Only
 an item refused THROTTLE_TRIES times in a row is reported (and deferred by the caller): a
 throttling relay costs time, not the batch's other items.
+
+A pause or a slow server can leave the calling thread with nothing to record for a long
+while, so it also runs `keep_alive` on a clock (every `keep_alive_every` seconds), and after
+each recording before the connections that waited for it go on: the caller renews its claim
+on the items there, and `send` may decline an item that is no longer its own.
 """
 
 from __future__ import annotations
@@ -42,7 +47,8 @@ THROTTLE_TRIES = 3  # refusals of one item in one batch before it is deferred
 
 @dataclass
 class Outcome(Generic[T]):
-    """One item's send: `error` None means SMTP accepted it."""
+    """One item's send: a `message_id` means SMTP accepted it, an `error` that it failed;
+    neither, that `send` declined it (nothing was sent)."""
 
     item: T
     message_id: str | None
@@ -52,14 +58,20 @@ class Outcome(Generic[T]):
 
 def send_all(
     items: Sequence[T],
-    send: Callable[[SmtpMailer, T], str],
+    send: Callable[[SmtpMailer, T], str | None],
     record: Callable[[list[Outcome[T]]], bool],
     mailers: Mailers,
     connections: int,
     pace: Pace,
+    keep_alive: Callable[[], None] = lambda: None,
+    keep_alive_every: float = 1.0,
 ) -> list[T]:
     """Send every item; return those never tried (`record` said stop, or every connection
     failed). `record` runs in this thread; returning False stops taking new items.
+    `keep_alive` runs in this thread too: after each recording, before the connections it
+    recorded send again, and whenever `keep_alive_every` seconds pass with nothing to
+    record. `send` returns the Message-ID, or None to decline the item (it is reported,
+    neither sent nor failed).
 
     A connection whose server is unreachable or failing (a transient error that is neither
     one recipient's nor a request to slow down) reports its item and drops out; the others
@@ -75,9 +87,10 @@ def send_all(
     def attempt(mailer: SmtpMailer, item: T, token: int) -> Outcome[T] | None:
         """One try; None when the relay throttled it and it went back into `todo`."""
         try:
-            outcome = Outcome(item, send(mailer, item))
-            pace.accepted()
-            return outcome
+            message_id = send(mailer, item)
+            if message_id is not None:
+                pace.accepted()
+            return Outcome(item, message_id)
         except Throttled as exc:
             pace.throttled(token)
             with take:
@@ -129,7 +142,10 @@ def send_all(
     running = len(threads)
     try:
         while running:
-            arrived = [done.get()]
+            try:
+                arrived = [done.get(timeout=keep_alive_every)]
+            except queue.Empty:  # a pause or a slow server: nothing to record yet
+                arrived = []
             while True:  # whatever else finished meanwhile is recorded together
                 try:
                     arrived.append(done.get_nowait())
@@ -137,13 +153,15 @@ def send_all(
                     break
             outcomes = [o for o in arrived if o is not None]
             running -= len(arrived) - len(outcomes)
-            if outcomes:
-                try:
-                    if not record(outcomes):
-                        stop.set()
-                finally:
-                    for outcome in outcomes:
-                        outcome._recorded.set()
+            try:
+                if outcomes and not record(outcomes):
+                    stop.set()
+                # Before the connections just recorded take their next items: after a stall
+                # of this process, they send only what the renewal found still the caller's.
+                keep_alive()
+            finally:
+                for outcome in outcomes:
+                    outcome._recorded.set()
     finally:
         stop.set()
         unrecorded: list[T] = []

@@ -90,9 +90,14 @@ def enqueue_due(session: Session, workspace: Workspace, version: int, now: datet
     chunk = size * BATCHES_PER_CHUNK
     batches = 0
     while True:  # a marked row is no longer due (enqueued_at = now), so this ends
+        # SKIP LOCKED: a row another transaction holds is being claimed by a batch, renewed
+        # or recorded, so not due now (the next sweep looks again). Waiting for it made
+        # sweeps deadlock with batches claiming the same rows, and with each other, under
+        # load (in two relays' sweeps during a rollout): a batch that lost ended its task.
         ids = sorted(session.scalars(
             update(inv)
-            .where(inv.id.in_(select(inv.id).where(*due).order_by(inv.id).limit(chunk)))
+            .where(inv.id.in_(select(inv.id).where(*due).order_by(inv.id).limit(chunk)
+                              .with_for_update(skip_locked=True)))
             .values(enqueued_at=now)
             .returning(inv.id)
         ).all())

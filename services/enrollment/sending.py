@@ -7,16 +7,24 @@ TWOFA_SMTP_CONNECTIONS sends, those in flight or accepted but not yet recorded, 
 repeat carries the same Message-ID (teammate, policy version, resend count). The message is
 rendered and built once per workspace, language and time zone (services/email/template.py),
 not once per teammate.
+
+The batch leases its rows (TWOFA_SEND_LEASE_SECONDS); once a lease lapses, the sweep hands
+the rows to another batch. So the lease is renewed on a clock by the batch's own thread,
+not only when a send is recorded (a throttling relay can pause every sender for longer than
+the lease), and a row a renewal no longer found the batch's (another batch took it after
+a stall, or the teammate was removed) is not sent (see _Lease).
 """
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import or_, select, update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from services.config import get_settings
@@ -32,6 +40,8 @@ from services.enforcement import is_admin
 from services.enrollment import recording, state
 from services.i18n.dates import in_words
 from services.models import EnrollmentInvitation, Teammate, Workspace, utcnow
+
+log = logging.getLogger(__name__)
 
 Inv = EnrollmentInvitation
 
@@ -78,16 +88,18 @@ def send_batch(
     claim: str,
     mailers: Mailers | None = None,
 ) -> BatchResult:
+    leased_at = time.monotonic()  # before the lease is stamped: errs on the safe side
     with unit_of_work() as session:
         batch = _claim(session, invitation_ids, claim)
     result = BatchResult()
     if not batch:
         return result
-    run = _Run(claim, batch, result)
+    run = _Run(claim, batch, result, leased_at)
     with run.recorder:
-        left = parallel.send_all(batch, run.messages.send, run.record,
+        left = parallel.send_all(batch, run.send, run.record,
                                  mailers or connections.pool(),
-                                 get_settings().smtp_connections, get_pace())
+                                 get_settings().smtp_connections, get_pace(),
+                                 run.lease.keep_alive, run.lease.look_every)
     if left:
         with unit_of_work() as session:
             if not run.current:  # the policy flipped meanwhile: the rest is not sent
@@ -100,13 +112,20 @@ def send_batch(
 class _Run:
     """One batch under way: records outcomes as they arrive (in the task's thread)."""
 
-    def __init__(self, claim: str, batch: list[Outgoing], result: BatchResult) -> None:
+    def __init__(self, claim: str, batch: list[Outgoing], result: BatchResult,
+                 leased_at: float) -> None:
         self.claim, self.result = claim, result
         self.messages = _Messages(batch)
         self.recorder = recording.SentRecorder(claim)
-        self.lease = _Lease(claim)
+        self.lease = _Lease(claim, (item.invitation_id for item in batch), leased_at)
         self.current = True
         self.last_error = ""
+
+    def send(self, mailer: SmtpMailer, item: Outgoing) -> str | None:
+        """Send one invitation unless the batch lost its row (in a connection's thread)."""
+        if not self.lease.holds(item.invitation_id):
+            return None
+        return self.messages.send(mailer, item)
 
     def record(self, outcomes: list[parallel.Outcome[Outgoing]]) -> bool:
         """Record what the connections reported; False once the policy version is stale."""
@@ -131,7 +150,6 @@ class _Run:
                         self.result.defer(*_defer(session, [o.item], self.claim, str(o.error)))
                 if not sent:  # no recording statement said whether the version is live
                     self.current = self.current and _is_current(session, failures[0].item)
-        self.lease.keep_alive()
         return self.current
 
 
@@ -181,24 +199,57 @@ def _skip(session: Session, items: list[Outgoing], claim: str) -> None:
 
 
 class _Lease:
-    """Extends the batch's claim while it works, so a slow SMTP server never lets it lapse."""
+    """The batch's claim on its rows, renewed every third of TWOFA_SEND_LEASE_SECONDS by the
+    batch's thread (`keep_alive`, which parallel.send_all runs on a clock, pauses included),
+    and asked before each send (`holds`, in the connections' threads).
 
-    def __init__(self, claim: str) -> None:
+    A renewal extends the rows still pending and leased to the batch, and sends from then on
+    only those: a row it did not find is done, or no longer the batch's (the teammate was
+    removed, or the process stalled past the lease and the sweep handed the row to another
+    batch, which sends it). Nothing waits on a renewal and nothing is declined for being
+    slow: a row still the batch's is always sent by it. What a stall past the lease can
+    still repeat is a send already in flight or taken before the renewal that follows the
+    stall, at most one per connection, with the same Message-ID: the bound of a killed
+    process.
+    """
+
+    def __init__(self, claim: str, held: Iterable[int], leased_at: float) -> None:
         self.claim = claim
         self.seconds = get_settings().send_lease_seconds
-        self.renewed = time.monotonic()
+        self.look_every = self.seconds / 6  # how often keep_alive runs, renewing or not
+        self._held = frozenset(held)
+        self._renewed = leased_at  # monotonic, taken before the lease was stamped
 
     def keep_alive(self) -> None:
-        if time.monotonic() - self.renewed < self.seconds / 3:
+        if time.monotonic() - self._renewed < self.seconds / 3:
             return
-        with unit_of_work() as session:
-            session.execute(
-                update(Inv)
-                .where(Inv.lease_owner == self.claim, Inv.status == "pending",
-                       Inv.lease_until.is_not(None))
-                .values(lease_until=utcnow() + timedelta(seconds=self.seconds))
-            )
-        self.renewed = time.monotonic()
+        renewed = time.monotonic()
+        try:
+            with unit_of_work() as session:
+                held = session.scalars(
+                    update(Inv)
+                    .where(Inv.lease_owner == self.claim, Inv.status == "pending",
+                           Inv.lease_until.is_not(None))
+                    .values(lease_until=utcnow() + timedelta(seconds=self.seconds))
+                    .returning(Inv.id)
+                ).all()
+        except OperationalError as exc:
+            # A renewal chosen as a deadlock's victim (the sweep takes the same rows once a
+            # stall let the lease lapse) or a database hiccup. Raising would end the batch
+            # with sends accepted but not recorded, which the next batch repeats: try again
+            # at the next look. With less than a third of the lease left, the rows may be
+            # another batch's by the time a send goes out: send none until a renewal says
+            # which are still this one's (those it never sends lapse, and the sweep hands
+            # them on).
+            log.warning("the send lease of batch %s was not renewed (%s); trying again",
+                        self.claim, exc.orig)
+            if time.monotonic() - self._renewed >= self.seconds * 2 / 3:
+                self._held = frozenset()
+            return
+        self._held, self._renewed = frozenset(held), renewed
+
+    def holds(self, invitation_id: int) -> bool:
+        return invitation_id in self._held
 
 
 INVITATION = "enrollment-invitation"
