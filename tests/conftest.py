@@ -31,6 +31,10 @@ def pytest_configure(config: pytest.Config) -> None:
     signal.signal(signal.SIGTERM, _interrupt)
     config.addinivalue_line(
         "markers", "uses_backend: builds its own Stack (no backend fixture), so runs on each backend")
+    config.addinivalue_line(
+        "markers", "backend_independent: needs a backend, but nothing it checks depends on which "
+        "(page layout, languages in the browser): the postgres run of scripts/test.sh leaves it "
+        "out, as it leaves out tests that use no backend")
     if backend() == "postgres" or os.environ.get("CI"):
         try:
             check_services()
@@ -222,10 +226,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if Path(str(item.fspath)).name.startswith("test_fault"):
             item.add_marker(pytest.mark.slow)
     if os.environ.get("TWOFA_TEST_SKIP_BACKEND_FREE"):
-        skipped = [item for item in items if backend_free(item)]
+        skipped = [item for item in items if run_once(item)]
         if skipped:
             config.hook.pytest_deselected(items=skipped)
-            items[:] = [item for item in items if not backend_free(item)]
+            items[:] = [item for item in items if not run_once(item)]
+
+
+def run_once(item: pytest.Item) -> bool:
+    """Tests that scripts/test.sh runs in the embedded run only: those that touch no backend,
+    and those marked `backend_independent` (a browser checking how pages read, on a `twofa up`
+    that any backend serves alike). Once is enough, and the postgres run has more to do."""
+    return backend_free(item) or item.get_closest_marker("backend_independent") is not None
 
 
 @pytest.fixture(autouse=True)
