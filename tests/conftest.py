@@ -194,9 +194,12 @@ def start_api(stack: Stack, port: int | None = None, **env: str) -> Iterator[htt
         stack.kill(name)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def api(stack: Stack) -> Iterator[httpx.Client]:
-    """One real `twofa api` per test module (a module may override it with its own settings)."""
+    """One real `twofa api` with the stack's settings, shared by every module that uses it (a
+    module that needs other settings overrides `api` with a server of its own). Shared: one
+    start-up (seconds of CPU) per run instead of one per module; each test makes its own
+    workspace, as it does on the session's stack and database."""
     yield from start_api(stack)
 
 
