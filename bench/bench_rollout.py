@@ -167,11 +167,12 @@ def postgres_cpu(env: dict[str, str]) -> float:
 
 def dispatch_tasks() -> tuple[int, int]:
     """(outbox rows, Celery tasks) that dispatched the run's events: the relay publishes the
-    rows of one loop together (one published_at) merged into tasks of ≤100 events."""
+    rows of one loop together (one published_at) merged into tasks of ≤MAX_MERGED_ITEMS events."""
     from sqlalchemy import select
 
     from services.db import unit_of_work
     from services.models import OutboxMessage
+    from services.outbox import MAX_MERGED_ITEMS
 
     per_loop: dict[object, int] = {}
     rows = 0
@@ -181,7 +182,7 @@ def dispatch_tasks() -> tuple[int, int]:
                 .where(OutboxMessage.topic == "events.dispatch")):
             rows += 1
             per_loop[published_at] = per_loop.get(published_at, 0) + len(payload["event_seqs"])
-    return rows, sum((n + 99) // 100 for n in per_loop.values())
+    return rows, sum(-(-n // MAX_MERGED_ITEMS) for n in per_loop.values())
 
 
 def rollout_once(n: int, smtp_url: str, workers: int = 2, groups: int = 1,

@@ -140,3 +140,13 @@ def hash_joins_only(session: Session) -> Iterator[None]:
     finally:  # SET LOCAL would last until the transaction ends: restore it at once
         session.execute(text("SELECT set_config('enable_nestloop', :previous, true)"),
                         {"previous": previous})
+
+
+def refresh_statistics(session: Session, table: str) -> None:
+    """On PostgreSQL, ANALYZE `table` now, in the session's transaction (its own new rows
+    count). For right after a bulk insert, before the statements that follow are planned:
+    autovacuum gets to a changed table a minute later at best, and until then the planner
+    plans with counts from before the insert. It holds a lock that only another ANALYZE or
+    VACUUM of the table waits for, until the transaction ends."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text(f'ANALYZE "{table}"'))

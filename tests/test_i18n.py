@@ -266,6 +266,32 @@ def test_api_error_messages_follow_accept_language_and_codes_never_change(
         "error"]["message"] == "No workspace 'nope'."
 
 
+def test_a_bad_field_is_explained_in_the_requests_language(make_ws: Any) -> None:
+    ws = make_ws()
+    policy = f"/v1/workspaces/{ws.slug}/two-factor-policy"
+    body = {"require_two_factor": "yes", "grace_period_hours": 99999}
+    german = ws.client.put(policy, json=body,
+                           headers={**ws.admin_headers(), "Accept-Language": "de"})
+    assert german.status_code == 422 and german.json()["error"]["code"] == "invalid_request"
+    message = german.json()["error"]["message"]
+    assert "require_two_factor: true oder false angeben" in message, message
+    assert "grace_period_hours: eine Zahl von höchstens" in message, message
+    english = ws.client.put(policy, json=body, headers=ws.admin_headers())
+    assert "require_two_factor: Input should be a valid boolean" in \
+        english.json()["error"]["message"], english.text
+    missing = ws.client.post("/v1/login", json={}, headers={"Accept-Language": "es"})
+    assert missing.status_code == 422
+    assert "workspace: este campo es obligatorio" in missing.json()["error"]["message"]
+    # A choice lists its values without Pydantic's English "or"; a limit of one is words.
+    choice = ws.client.put(policy, json={"allowed_methods": "sms"},
+                           headers={**ws.admin_headers(), "Accept-Language": "de"})
+    assert "allowed_methods: einen dieser Werte angeben: 'any', 'security_keys'" in \
+        choice.json()["error"]["message"], choice.text
+    empty = ws.client.post("/v1/login", json={"workspace": ws.slug, "email": ws.admin_email,
+                                              "password": ""}, headers={"Accept-Language": "de"})
+    assert "password: darf nicht leer sein" in empty.json()["error"]["message"], empty.text
+
+
 def test_an_event_notice_says_its_time_in_the_recipients_language_and_zone(
         stack: Stack, make_ws: Any) -> None:
     """The "password changed" notice of a Spanish teammate in Madrid."""
@@ -283,6 +309,37 @@ def test_an_event_notice_says_its_time_in_the_recipients_language_and_zone(
     assert re.search(r"se cambió el \w+, \d+ de \w+, \d\d:\d\d CET \(\d\d:\d\d UTC\)", text), text
     madrid = before.astimezone(ZoneInfo("Europe/Madrid"))
     assert f"{madrid.day} de " in text
+
+
+@pytest.mark.parametrize(("locale", "one", "many"), [
+    ("en", "with 1 hour to set it up.", "with 72 hours to set it up."),
+    ("de", "mit 1 Stunde zum Einrichten.", "mit 72 Stunden zum Einrichten."),
+    ("es", "con 1 hora para configurarla.", "con 72 horas para configurarla."),
+])
+def test_the_grace_period_in_the_audit_log_says_hour_or_hours(locale: str, one: str,
+                                                             many: str) -> None:
+    from services.console import web
+
+    sentence = web.templates.env.get_template("_audit_sentence.html").make_module(
+        {web.LOCALE: locale}).sentence  # type: ignore[attr-defined]
+
+    def said(hours: int) -> str:
+        event = {"type": "twofa.policy.changed",
+                 "data": {"require_two_factor": True, "grace_period_hours": hours}}
+        return str(sentence(event, "Ada", ""))
+
+    assert said(1).startswith("Ada ") and said(1).endswith(one), said(1)
+    assert said(72).endswith(many), said(72)
+
+
+def test_browsers_are_named_in_the_readers_language() -> None:
+    from services.browsers import in_words
+
+    firefox = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
+    assert in_words(firefox) == "Firefox on Linux"
+    assert in_words(firefox, "de") == "Firefox unter Linux"
+    assert in_words("python-httpx/0.28.1", "es") == "un script (httpx)"
+    assert in_words("", "de") == "ein unbekannter Browser"
 
 
 def test_a_german_admin_reads_the_audit_log_in_german(make_ws: Any) -> None:

@@ -30,6 +30,13 @@ def test_rfc4226_hotp_vectors() -> None:
     assert [totp.hotp(SHA1_SEED, counter) for counter in range(10)] == expected
 
 
+def test_the_step_check_finds_each_rfc4226_counter() -> None:
+    # matching_step computes HOTP itself (the key decoded once): the RFC's values again.
+    for counter, code in enumerate(VECTORS["hotp_sha1_6_digits_by_counter"]):
+        assert totp.matching_step(SHA1_SEED, code, counter * 30 + 15.0) == counter
+        assert totp.matching_step(SHA1_SEED, code, counter * 30 + 105.0) is None  # 3 steps on
+
+
 def test_seed_is_the_ascii_of_the_rfc() -> None:
     assert base64.b32decode(SHA1_SEED).decode() == VECTORS["totp_seeds_ascii"]["SHA1"]
 

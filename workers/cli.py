@@ -419,7 +419,8 @@ def up(
     port: Port = 8000,
     demo: Annotated[bool, typer.Option("--demo", help="Create a demo workspace")] = False,
 ) -> None:
-    """Run everything on one machine: API, worker, relay, sweep, and a mail catcher."""
+    """Run everything on one machine: API, workers (invitations, webhooks), relay, sweep, and a
+    mail catcher."""
     from workers import mailcatcher
     from workers.processes import Supervisor
 
@@ -443,7 +444,12 @@ def up(
         catcher = mailcatcher.start(settings.mail_dir, settings.mailcatcher_port)
         env["TWOFA_SMTP_URL"] = settings.resolved_smtp_url
     supervisor = Supervisor(env)
-    supervisor.spawn("worker", ["worker"])
+    # Webhooks get a worker of their own, as production runs them: on a worker that also
+    # sends a rollout's invitations, events waited minutes behind the batches
+    # (docs/measurements.md, event latency "all queues").
+    supervisor.spawn("worker", ["worker", "--queues", "invitations"])
+    supervisor.spawn("webhooks", ["worker", "--queues", "webhooks", "--concurrency", "1"],
+                     **_next_metrics_port(settings))
     supervisor.spawn("relay", ["relay"])
     supervisor.spawn("api", ["api", "--host", host, "--port", str(port), "--access-log"])
     console.print(_banner(settings, host, port, public_url, caught=catcher is not None, demo=demo))
@@ -454,6 +460,20 @@ def up(
         catcher.stop()
     if died is not None:
         raise typer.Exit(1)
+
+
+def _next_metrics_port(settings: Settings) -> dict[str, str]:
+    """The webhook worker's /metrics, one port above the main worker's (when that is set),
+    checked now like the API's port: a clash is said before any process starts."""
+    port = settings.worker_metrics_port
+    if not port:
+        return {}
+    if port == 65535:
+        raise cli_guards.CliError("TWOFA_WORKER_METRICS_PORT=65535 leaves no port for the "
+                                  "webhook worker's metrics (the next one); choose a lower one.")
+    cli_guards.free_port("127.0.0.1", port + 1, "the webhook worker's metrics",
+                         "TWOFA_WORKER_METRICS_PORT")
+    return {"TWOFA_WORKER_METRICS_PORT": str(port + 1)}
 
 
 def _public_url(settings: Settings, host: str, port: int) -> str:

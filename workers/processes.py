@@ -16,10 +16,10 @@ class Supervisor:
     env: dict[str, str]
     children: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
-    def spawn(self, name: str, args: Sequence[str]) -> None:
+    def spawn(self, name: str, args: Sequence[str], **env: str) -> None:
         self.children[name] = subprocess.Popen(  # noqa: S603 - our own interpreter and module
             [sys.executable, "-m", "workers.cli", *args],
-            env=self.env,
+            env={**self.env, **env},
             start_new_session=True,  # Ctrl-C reaches us only; we stop the children in order
         )
 

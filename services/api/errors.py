@@ -16,6 +16,7 @@ from sqlalchemy.exc import DataError, IntegrityError
 from starlette.exceptions import HTTPException
 
 from services import errors
+from services.api import field_problems
 from services.errors import N_
 from services.i18n.catalogs import translate
 from services.i18n.locales import from_accept_language
@@ -69,12 +70,10 @@ def response_for(request: Request, exc: errors.TwofaError) -> JSONResponse:
     return JSONResponse(error_body(exc.code, message), status_code=status, headers=headers)
 
 
-def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    problems = []
-    for err in exc.errors()[:5]:
-        where = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
-        problems.append(f"{where or 'body'}: {err.get('msg', 'invalid')}")
+    locale = from_accept_language(request.headers.get("accept-language"))
+    problems = [field_problems.in_words(err, locale) for err in exc.errors()[:5]]
     return JSONResponse(error_body("invalid_request", "; ".join(problems)), status_code=422)
 
 

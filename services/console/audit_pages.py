@@ -15,16 +15,18 @@ from fastapi.responses import StreamingResponse
 from markupsafe import Markup, escape
 from sqlalchemy.orm import Session
 
+from services import browsers
 from services.accounts import teammates
 from services.accounts import teammates_export as csv_cells
 from services.api.deps import DB
 from services.api.schemas import MAX_ID
-from services.console import user_agent, web
+from services.console import web
 from services.console.words import Words
 from services.db import unit_of_work
 from services.errors import N_
 from services.events import audit
 from services.events.catalog import EventType
+from services.i18n.catalogs import translate
 from services.models import Event, Teammate, Workspace
 from services.timestamps import rfc3339
 
@@ -162,12 +164,12 @@ def rows(session: Session, workspace: Workspace, events: list[Event],
     out = []
     for e in events:
         actor_id, subject_id = _actor(e), _subject(e)
-        actor = _person(people, actor_id)
-        who = _person(people, subject_id)
+        actor = _person(people, actor_id, locale)
+        who = _person(people, subject_id, locale)
         out.append(Row(time=rfc3339(e.time), type=e.type,
                        sentence=escape(sentence({"type": e.type, "data": e.data}, actor, who)),
                        actor=actor, teammate=who, ip=str(e.data.get("ip") or ""),
-                       browser=user_agent.in_words(e.data.get("user_agent"))
+                       browser=browsers.in_words(e.data.get("user_agent"), locale)
                        if e.data.get("user_agent") else "", data=e.data))
     return out
 
@@ -193,10 +195,10 @@ def _named(event: Event) -> list[int]:
     return [i for i in (_actor(event), _subject(event)) if i is not None]
 
 
-def _person(people: dict[int, Teammate], teammate_id: int | None) -> str:
+def _person(people: dict[int, Teammate], teammate_id: int | None, locale: str) -> str:
     if teammate_id is None:
         return ""
     t = people.get(teammate_id)
-    if t is None:
-        return f"teammate #{teammate_id}"
+    if t is None:  # removed since: the event still says who, by number
+        return translate(locale, "teammate #{id}", id=teammate_id)
     return f"{t.name} ({t.email})" if t.name and t.name != t.email else t.email

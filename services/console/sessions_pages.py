@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
+from services import browsers
 from services.accounts import sessions
 from services.api.deps import DB
 from services.api.types import Id
-from services.console import user_agent, web
+from services.console import web
 from services.errors import N_, NotFound
 from services.models import AuthSession
 from services.timestamps import rfc3339
@@ -49,7 +50,7 @@ def end_one(request: Request, session_id: Id, form: web.Form, caller: web.FullCa
 def _row(auth: AuthSession, current: AuthSession, locale: str) -> dict[str, object]:
     return {"id": auth.id, "created_at": rfc3339(auth.created_at),
             "ip": auth.ip or N_("not recorded"),
-            "browser": user_agent.in_words(auth.user_agent, locale),
+            "browser": browsers.in_words(auth.user_agent, locale),
             "began": BEGAN[sessions.began(auth)], "current": auth.id == current.id}
 
 

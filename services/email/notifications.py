@@ -14,11 +14,11 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from services import holding
+from services import browsers, holding
 from services.config import get_settings
 from services.crypto import rederive_token
 from services.db import dialect_insert, unit_of_work
-from services.email import browsers, connections
+from services.email import connections
 from services.email import message as mail
 from services.email.pace import get_pace
 from services.email.render import render

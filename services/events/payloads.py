@@ -8,7 +8,7 @@ transaction instead of reaching webhooks and emails.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from typing import Any, Literal, TypeVar
 
 from pydantic import ConfigDict
@@ -250,7 +250,15 @@ def checked(type_: EventType, data: Payload | Mapping[str, Any]) -> dict[str, An
         data = cls(**data)
     if not isinstance(data, cls):
         raise TypeError(f"{type_} carries {cls.__name__}, not {type(data).__name__}")
+    # asdict deep-copies every value; a payload of plain values (most are) needs only its
+    # fields read. A rollout records one payload per email, and asdict was 70% of this.
+    shallow = {f.name: getattr(data, f.name) for f in fields(data)}
+    if all(type(v) in _PLAIN for v in shallow.values()):
+        return shallow
     return asdict(data)
+
+
+_PLAIN = (str, int, float, bool, type(None))
 
 
 def of(event: Event, cls: type[P]) -> P:

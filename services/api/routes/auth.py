@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from services.accounts import login as login_service
 from services.accounts import sessions, teammates
 from services.accounts.sessions import Level
-from services.api.deps import DB, AnySession, ApiKeyToken, client_ip
+from services.api.deps import BEARER_DOCUMENTED, DB, AnySession, bearer_token, client_ip
 from services.api.schemas import AcceptIn, LoginIn, TokenIn
 from services.host_checks import introspection
 from services.i18n.locales import from_accept_language
@@ -93,14 +93,16 @@ def accept_invitation(body: AcceptIn, session: DB, request: Request) -> SignIn:
 
 
 @router.post("/sessions/introspect", response_model=Introspection, openapi_extra={
+    **BEARER_DOCUMENTED,
     "requestBody": {"required": True, "content": {"application/json": {
         "schema": TokenIn.model_json_schema(ref_template="#/components/schemas/{model}")}}}})
-async def introspect(request: Request, key: ApiKeyToken) -> Response:
+async def introspect(request: Request) -> Response:
     """"May this session in?", asked by a host application with its workspace's API key.
 
     A token of another workspace answers exactly like an unknown one: a key tells nothing
     about other workspaces' sessions. Async and one SELECT: hosts call it on every request.
     """
+    key = bearer_token(request, "invalid_api_key", "twofa_sk_…")  # before the body is read
     # The body parsed here, not by FastAPI's body machinery: this is the hosts' hot path, and
     # one pydantic call on the raw bytes does the same checks (a 422 is the same answer).
     try:
