@@ -31,6 +31,10 @@ def pytest_configure(config: pytest.Config) -> None:
     signal.signal(signal.SIGTERM, _interrupt)
     config.addinivalue_line(
         "markers", "uses_backend: builds its own Stack (no backend fixture), so runs on each backend")
+    config.addinivalue_line(
+        "markers", "backend_independent: needs a backend, but nothing it checks depends on which "
+        "(page layout, languages in the browser): the postgres run of scripts/test.sh leaves it "
+        "out, as it leaves out tests that use no backend")
     if backend() == "postgres" or os.environ.get("CI"):
         try:
             check_services()
@@ -190,9 +194,12 @@ def start_api(stack: Stack, port: int | None = None, **env: str) -> Iterator[htt
         stack.kill(name)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def api(stack: Stack) -> Iterator[httpx.Client]:
-    """One real `twofa api` per test module (a module may override it with its own settings)."""
+    """One real `twofa api` with the stack's settings, shared by every module that uses it (a
+    module that needs other settings overrides `api` with a server of its own). Shared: one
+    start-up (seconds of CPU) per run instead of one per module; each test makes its own
+    workspace, as it does on the session's stack and database."""
     yield from start_api(stack)
 
 
@@ -222,10 +229,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if Path(str(item.fspath)).name.startswith("test_fault"):
             item.add_marker(pytest.mark.slow)
     if os.environ.get("TWOFA_TEST_SKIP_BACKEND_FREE"):
-        skipped = [item for item in items if backend_free(item)]
+        skipped = [item for item in items if run_once(item)]
         if skipped:
             config.hook.pytest_deselected(items=skipped)
-            items[:] = [item for item in items if not backend_free(item)]
+            items[:] = [item for item in items if not run_once(item)]
+
+
+def run_once(item: pytest.Item) -> bool:
+    """Tests that scripts/test.sh runs in the embedded run only: those that touch no backend,
+    and those marked `backend_independent` (a browser checking how pages read, on a `twofa up`
+    that any backend serves alike). Once is enough, and the postgres run has more to do."""
+    return backend_free(item) or item.get_closest_marker("backend_independent") is not None
 
 
 @pytest.fixture(autouse=True)
