@@ -1,6 +1,6 @@
 """All benchmarks in one command; each figure beside a baseline measured in the same run.
 
-    .venv/bin/python -m bench                              # all but webhooks (~15 min)
+    .venv/bin/python -m bench                              # all but webhooks and event-latency (~10 min)
     .venv/bin/python -m bench --only verification          # a subset (comma-separated)
     .venv/bin/python -m bench --only rollout --teammates 5000
 
