@@ -137,8 +137,10 @@ def qr_text(page: Page) -> str:
     wait_until(lambda: img.evaluate("i => i.complete && i.naturalWidth > 0"), 10,
                message="the QR code image to load")
     png = page.request.get(str(img.evaluate("i => i.currentSrc"))).body()
-    # One distinct text: zxing may report the same symbol more than once.
-    [text] = {str(qr.text) for qr in zxingcpp.read_barcodes(Image.open(io.BytesIO(png)))}
+    # As a camera app looks for QR codes (all formats once gave a second, spurious result);
+    # one distinct text, since zxing may report the same symbol more than once.
+    [text] = {str(qr.text) for qr in zxingcpp.read_barcodes(
+        Image.open(io.BytesIO(png)), formats=zxingcpp.BarcodeFormat.QRCode)}
     return text
 
 

@@ -372,3 +372,24 @@ def test_a_worker_killed_under_the_limit_repeats_nothing_beyond_the_bound(
     assert len(repeated) <= pool * int(relay_stack.env["TWOFA_SMTP_CONNECTIONS"]), repeated
     assert all(len(set(ids)) == 1 for ids in repeated.values()), repeated
     assert _rollout(ws_id)["failed"] == 0
+
+
+def test_a_relay_that_lets_one_through_per_pause_keeps_the_pause_short(tmp_path: Path) -> None:
+    """After a pause the connections go together: the relay refuses the others at once (at
+    MAIL or RCPT) while it accepts one (after DATA). That one got through, so the next
+    pause is not doubled; a relay that lets nothing through does double it."""
+    from services.email.pace import BASE_BACKOFF, FileStore, Pace
+
+    def cycles(accept_one: bool) -> list[float]:
+        pace = Pace(FileStore(tmp_path / f"pace-{accept_one}.json"), None)
+        pauses = []
+        for _ in range(4):
+            refused, accepted = pace.acquire(), pace.acquire()
+            pauses.append(pace.throttled(refused))  # the refusal is answered first
+            if accept_one:
+                pace.accepted(accepted)
+        return pauses
+
+    assert cycles(accept_one=True) == [BASE_BACKOFF] * 4
+    doubled = cycles(accept_one=False)
+    assert doubled[0] == BASE_BACKOFF and doubled[-1] == pytest.approx(8 * BASE_BACKOFF, rel=0.2)

@@ -56,7 +56,7 @@ def send_each_once(emails: Sequence[tuple[str, mail.OutgoingEmail]], transaction
     try:
         for key, email in emails:
             if send_once(key, email, mailer, take_slot):
-                pace.accepted()
+                pace.accepted(token[0])
     except Throttled:
         pace.throttled(token[0])
         raise

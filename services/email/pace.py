@@ -272,7 +272,9 @@ class Pace:
         self._lock = threading.Lock()
         self._accepted: deque[float] = deque()  # this process's accepted sends, last second
         self._sending_since = 0.0  # its first accepted send
-        self._seen_cuts, self._accepted_since_cut = -1, 0
+        # Accepted sends by the token they were granted with (the cuts seen then): a
+        # refusal's pause doubles only if nothing granted since the cut before went through.
+        self._accepted_by_token: dict[int, int] = {}
         # With no limit: until when the shared state needs no look (no rate, no pause), and
         # the cuts it had then.
         self._unpaced_until, self._cuts = 0.0, 0
@@ -302,18 +304,18 @@ class Pace:
             log.warning("the shared SMTP rate is unavailable (%s); pacing this process alone",
                         exc)
             wait, cuts = (1.0 / self.max_rate if self.max_rate > 0 else 0.0), -1
-        with self._lock:
-            if cuts != self._seen_cuts:  # a cut since: count what goes through after it
-                self._seen_cuts, self._accepted_since_cut = cuts, 0
         if wait > 0:
             time.sleep(wait)
         return cuts
 
-    def accepted(self) -> None:
+    def accepted(self, token: int) -> None:
+        """The relay accepted a send granted with `token` (what `acquire` returned)."""
         now = time.monotonic()
         with self._lock:
             self._accepted.append(now)
-            self._accepted_since_cut += 1
+            self._accepted_by_token[token] = self._accepted_by_token.get(token, 0) + 1
+            for old in [t for t in self._accepted_by_token if t < token - 1]:
+                del self._accepted_by_token[old]
             self._sending_since = self._sending_since or now
             while self._accepted and self._accepted[0] < now - 1.0:
                 self._accepted.popleft()
@@ -327,7 +329,13 @@ class Pace:
             window = max(0.25, min(1.0, now - self._sending_since)) if self._sending_since \
                 else 1.0
             seen = sum(1 for t in self._accepted if t >= now - 1.0) / window
-            stuck = self._accepted_since_cut == 0
+            # Stuck: nothing granted since the cut before this one went through, so the last
+            # pause was too short. Not "nothing since the last cut": after a pause a refusal
+            # (answered at MAIL or RCPT) comes before a send of the same moment is accepted
+            # (after DATA), and a relay that lets one through per pause saw its pause double
+            # to MAX_BACKOFF.
+            stuck = not (self._accepted_by_token.get(cuts, 0)
+                         or self._accepted_by_token.get(cuts - 1, 0))
             self._unpaced_until = 0.0
         try:
             return self.store.cut(seen, self.max_rate, cuts, stuck)

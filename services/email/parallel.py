@@ -89,7 +89,7 @@ def send_all(
         try:
             message_id = send(mailer, item)
             if message_id is not None:
-                pace.accepted()
+                pace.accepted(token)
             return Outcome(item, message_id)
         except Throttled as exc:
             pace.throttled(token)
