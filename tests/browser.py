@@ -6,7 +6,6 @@ which `.ci/run` installs with apt-get when it is missing.
 
 from __future__ import annotations
 
-import io
 import os
 import signal
 import subprocess
@@ -20,12 +19,11 @@ from pathlib import Path
 
 import httpx
 import pyotp
-import zxingcpp
 from axe_playwright_python.sync_playwright import Axe
-from PIL import Image
 from playwright.sync_api import Page
 
 from tests.stack import REDIS_URL, backend, create_database, drop_database, free_port, wait_until
+from tests.twofactor import qr_texts
 
 CHROMIUM = os.environ.get("TWOFA_TEST_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
@@ -137,10 +135,7 @@ def qr_text(page: Page) -> str:
     wait_until(lambda: img.evaluate("i => i.complete && i.naturalWidth > 0"), 10,
                message="the QR code image to load")
     png = page.request.get(str(img.evaluate("i => i.currentSrc"))).body()
-    # As a camera app looks for QR codes (all formats once gave a second, spurious result);
-    # one distinct text, since zxing may report the same symbol more than once.
-    [text] = {str(qr.text) for qr in zxingcpp.read_barcodes(
-        Image.open(io.BytesIO(png)), formats=zxingcpp.BarcodeFormat.QRCode)}
+    [text] = qr_texts(png)
     return text
 
 

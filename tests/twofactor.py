@@ -9,11 +9,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import io
 import time
 from dataclasses import dataclass
 from typing import Any
 
+import zxingcpp
 from fastapi.testclient import TestClient
+from PIL import Image
 
 
 def rfc6238(secret_b32: str, at: float, digits: int = 6, period: int = 30,
@@ -104,3 +107,11 @@ def enroll_in_session(session: Any, teammate_id: int) -> str:
     secret = verification.setup(session, teammate, workspace).secret
     verification.confirm(session, teammate, rfc6238(secret, time.time() - 30))
     return secret
+
+
+def qr_texts(png: bytes) -> set[str]:
+    """What a phone camera reads from a QR code image, by an independent decoder (zxing-cpp).
+    QR codes only, as a camera app looks for them (all formats once gave a second, spurious
+    ITF result), and distinct texts, since zxing may report one symbol more than once."""
+    return {str(qr.text) for qr in zxingcpp.read_barcodes(
+        Image.open(io.BytesIO(png)), formats=zxingcpp.BarcodeFormat.QRCode)}
